@@ -1,0 +1,299 @@
+"""Wiring: build each lane's drivers from the config, bind them to the lane's queue,
+and start and stop everything in order.
+
+Start: store (migrations) -> lanes (engine threads) -> drivers. Stop: drivers ->
+lanes (each locks its relay on the way out) -> voice.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+from zoneinfo import ZoneInfo
+
+from drivers.camera import SimCamera
+from drivers.door import DigitalInput, Relay, SimInput
+from drivers.gpio import MockFactory, PinFactory, make_factory
+from drivers.qr import QrScanner, make_decoder
+from drivers.thermometer import Compensation, Measurement, SerialThermometer, SimThermometer
+from drivers.voice import PromptCache, SimSpeaker, Speaker
+from drivers.wiegand import SimWiegandReader, WiegandReader
+from gate.clock import Clock, SystemClock
+from gate.config import Config, InputConfig, LaneConfig
+from gate.events import (
+    CardRead,
+    DeviceHealth,
+    DoorContactChanged,
+    ExitPressed,
+    PresenceChanged,
+    QrSeen,
+    TemperatureRead,
+)
+from gate.lane import Lane, Sink
+from gate.passes import KeyRing
+from gate.prompts import PROMPTS
+from gate.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def default_voice_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "gate" / "voice"
+
+
+@dataclass
+class LaneDevices:
+    """The drivers of one lane, and the simulators that stand in for missing hardware."""
+
+    scanner: QrScanner | None = None
+    camera: Any = None  # a FrameSource; a SimCamera in simulation
+    thermometer: SerialThermometer | None = None
+    sim_thermometer: SimThermometer | None = None
+    compensation: Compensation = Compensation()
+    ambient_c: float = 22.0
+    wiegand: WiegandReader | None = None
+    sim_wiegand: SimWiegandReader | None = None
+    relay: Relay | None = None
+    inputs: dict[str, DigitalInput] = field(default_factory=dict)
+    sim_inputs: dict[str, SimInput] = field(default_factory=dict)
+    speaker: Any = None
+    closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def close(self) -> None:
+        for close in reversed(self.closers):
+            try:
+                close()
+            except Exception:
+                log.exception("closing a driver failed")
+
+
+class GateApp:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Clock | None = None,
+        store_path: Path | None = None,
+        sinks: list[Sink] | None = None,
+        voice_cache: Path | None = None,
+        seed: int | None = None,
+        prerender: bool = True,
+    ) -> None:
+        self.config = config
+        self.prerender = prerender
+        self.tz = ZoneInfo(config.gate.timezone)
+        self.clock: Clock = clock or SystemClock(self.tz)
+        self.store_path = Path(store_path or config.store.path)
+        self.sinks = list(sinks or [])
+        self.keyring = KeyRing.from_files(list(config.keys.trusted))
+        self.voice_cache = voice_cache or config.voice.cache_dir or default_voice_cache()
+        self.seed = seed
+        self.lanes: dict[str, Lane] = {}
+        self.devices: dict[str, LaneDevices] = {}
+        self._gpio: PinFactory | None = None
+        self._sim_pins: dict[str, MockFactory] = {}
+        self._prompt_cache: PromptCache | None = None
+        self._prerender: threading.Thread | None = None
+
+    # ------------------------------------------------------------ store
+
+    def open_store(self) -> Store:
+        return Store(self.store_path, gate_id=self.config.gate.id, tz=self.tz)
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        self.open_store().close()  # migrate once, before any lane opens its own connection
+        v = self.config.voice
+        self._prompt_cache = PromptCache(self.voice_cache, rate=v.rate, volume=v.volume, engine=v.engine)
+        for lane_cfg in self.config.lanes:
+            devices = LaneDevices()
+            devices.speaker = self._speaker(lane_cfg)
+            devices.closers.append(devices.speaker.close)
+            relay = self._relay(lane_cfg, devices)
+            lane = Lane(
+                lane_cfg,
+                policy=self.config.policy,
+                door=self.config.door,
+                languages=list(v.languages),
+                clock=self.clock,
+                keyring=self.keyring,
+                open_store=self.open_store,
+                relay=relay,
+                speaker=devices.speaker,
+                sinks=self.sinks,
+                seed=self.seed,
+            )
+            lane.start()
+            self.lanes[lane_cfg.name] = lane
+            self.devices[lane_cfg.name] = devices
+            try:
+                self._inputs(lane_cfg, lane, devices)
+            except Exception:
+                self.stop()
+                raise
+        # Every fixed prompt rendered once, off the start-up path: the first person
+        # of the day hears the prompt as fast as the thousandth.
+        if self.prerender:
+            items = [(p.text(lang), lang) for p in PROMPTS.values() for lang in v.languages]
+            cache = self._prompt_cache
+            self._prerender = threading.Thread(
+                target=lambda: _quiet(cache.prerender, items), name="prerender", daemon=True
+            )
+            self._prerender.start()
+
+    def stop(self) -> None:
+        for devices in self.devices.values():
+            devices.close()
+        for lane in self.lanes.values():
+            lane.stop()
+        if self._gpio is not None:
+            self._gpio.close()
+        if self._prerender is not None:
+            self._prerender.join(10)
+        if self._prompt_cache is not None:
+            self._prompt_cache.close()
+
+    def __enter__(self) -> "GateApp":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def join(self) -> None:
+        for lane in self.lanes.values():
+            lane.join()
+
+    # ------------------------------------------------------------ drivers
+
+    def _factory(self, driver: str, lane: str) -> PinFactory:
+        """Simulated pins are per lane (lanes may reuse pin numbers); real ones per gate."""
+        if driver == "sim":
+            return self._sim_pins.setdefault(lane, MockFactory())
+        if self._gpio is None:
+            self._gpio = make_factory(self.config.gpio.backend)
+        return self._gpio
+
+    def _speaker(self, cfg: LaneConfig) -> Any:
+        assert self._prompt_cache is not None
+        if cfg.speaker.driver == "sim":
+            return SimSpeaker(self._prompt_cache)
+        return Speaker(self._prompt_cache, device=cfg.speaker.device)
+
+    def _relay(self, cfg: LaneConfig, devices: LaneDevices) -> Relay | None:
+        if cfg.relay is None:
+            return None
+        factory = self._factory(cfg.relay.driver, cfg.name)
+        locked = 0 if cfg.relay.active_high else 1
+        relay = Relay(factory.output(cfg.relay.pin, initial=locked), active_high=cfg.relay.active_high)
+        devices.relay = relay
+        devices.closers.append(relay.close)
+        return relay
+
+    def _inputs(self, cfg: LaneConfig, lane: Lane, devices: LaneDevices) -> None:
+        post = lane.post
+        health: Callable[[str, bool, str], None] = lambda device, ok, detail: post(DeviceHealth(device, ok, detail))
+
+        if cfg.camera is not None:
+            cam = cfg.camera
+            if cam.driver == "sim":
+                source: Any = SimCamera(cam.width, cam.height, stream_fps=10.0 if self.clock.realtime else 0.0)
+            elif cam.driver == "v4l2":
+                from drivers.camera import V4L2Camera
+
+                source = V4L2Camera(cam.device, cam.width, cam.height, cam.fps)
+            else:
+                from drivers.camera import ImageFolderSource, VideoFileSource
+
+                source = ImageFolderSource(cam.path) if Path(cam.path).is_dir() else VideoFileSource(cam.path, loop=cam.loop)
+            scanner = QrScanner(
+                source,
+                make_decoder(cam.decoder),
+                lambda text: post(QrSeen(text)),
+                now=self.clock.monotonic,
+                name="camera",
+                on_fault=health,
+            )
+            devices.camera, devices.scanner = source, scanner
+            devices.closers.append(source.close)
+            scanner.start()
+            devices.closers.append(scanner.close)
+
+        if cfg.thermometer is not None:
+            th = cfg.thermometer
+            comp = Compensation(th.compensation.offset_c, th.compensation.ambient_ref_c, th.compensation.ambient_k)
+            devices.compensation = comp
+
+            def measured(m: Measurement) -> None:
+                post(TemperatureRead(m.body_c, m.object_c, m.ambient_c))
+
+            if th.driver == "sim":
+                simt = SimThermometer(ambient_c=th.ambient_c, stream=self.clock.realtime)
+                simt.start()
+                devices.sim_thermometer, devices.ambient_c = simt, th.ambient_c
+                devices.closers.append(simt.close)
+                port, baud, proto = simt.port, 9600, "gy-mcu90614"
+            else:
+                port, baud, proto = th.port, th.baudrate, th.protocol
+            reader = SerialThermometer(
+                port,
+                baudrate=baud,
+                protocol=proto,
+                compensation=comp,
+                on_measurement=measured,
+                on_fault=health,
+                # A drill's sim sends only when someone measures; the live one streams.
+                stale_s=3.0 if (th.driver != "sim" or self.clock.realtime) else None,
+            )
+            reader.start()
+            devices.thermometer = reader
+            devices.closers.append(reader.close)
+
+        if cfg.card_reader is not None:
+            cr = cfg.card_reader
+            factory = self._factory(cr.driver, cfg.name)
+            reader_w = WiegandReader(
+                factory.input(cr.d0, pull="up"),
+                factory.input(cr.d1, pull="up"),
+                lambda number, bits: post(CardRead(number, bits)),
+            )
+            devices.wiegand = reader_w
+            devices.closers.append(reader_w.close)
+            if cr.driver == "sim":
+                assert isinstance(factory, MockFactory)
+                devices.sim_wiegand = SimWiegandReader(factory, cr.d0, cr.d1)
+
+        def add_input(name: str, icfg: InputConfig | None, on_change: Callable[[bool], None]) -> None:
+            if icfg is None:
+                return
+            factory = self._factory(icfg.driver, cfg.name)
+            pull = icfg.pull or ("down" if icfg.active_high else "up")
+            pull = None if pull == "none" else pull
+            inp = DigitalInput(
+                factory.input(icfg.pin, pull=pull),
+                active_high=icfg.active_high,
+                debounce_ms=icfg.debounce_ms,
+                on_change=on_change,
+                name=name,
+            )
+            devices.inputs[name] = inp
+            devices.closers.append(inp.close)
+            if icfg.driver == "sim":
+                assert isinstance(factory, MockFactory)
+                devices.sim_inputs[name] = SimInput(factory, icfg.pin, active_high=icfg.active_high)
+
+        add_input("door_contact", cfg.door_contact, lambda active: post(DoorContactChanged(active)))
+        add_input("exit_button", cfg.exit_button, lambda active: post(ExitPressed()) if active else None)
+        add_input("pir", cfg.pir, lambda active: post(PresenceChanged(active)))
+
+
+def _quiet(fn: Callable[..., Any], *args: Any) -> None:
+    try:
+        fn(*args)
+    except Exception:
+        log.exception("pre-rendering prompts failed; prompts will render on first use")

@@ -1,0 +1,288 @@
+"""The `gate` command."""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gate import config as cfgmod
+from gate.config import ConfigError
+
+
+def _fail(message: str, code: int = 2) -> None:
+    click.echo(message, err=True)
+    sys.exit(code)
+
+
+def _load_config(path: str | None, store: str | None = None) -> cfgmod.Config:
+    if path is None:
+        _fail("this command needs a configuration: -c CONFIG (see config/gate.example.toml)")
+    try:
+        conf = cfgmod.load(path)
+    except ConfigError as exc:
+        _fail(str(exc))
+    if store:
+        conf = conf.model_copy(update={"store": cfgmod.StoreSection(path=Path(store))})
+    return conf
+
+
+def _open_store(conf: cfgmod.Config):  # type: ignore[no-untyped-def]
+    from zoneinfo import ZoneInfo
+
+    from gate.store import Store
+
+    return Store(conf.store.path, gate_id=conf.gate.id, tz=ZoneInfo(conf.gate.timezone))
+
+
+config_option = click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False), help="configuration file (TOML)")
+store_option = click.option("--store", "store_path", type=click.Path(dir_okay=False), help="where the SQLite store lives (overrides the config)")
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="log debug detail")
+def main(verbose: bool) -> None:
+    """gate: an offline-first checkpoint for a residential community's entrance."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+# ---------------------------------------------------------------- config
+
+
+@main.group("config")
+def config_group() -> None:
+    """Check configuration files."""
+
+
+@config_group.command("check")
+@click.argument("file", type=click.Path(dir_okay=False))
+def config_check(file: str) -> None:
+    """Validate FILE without starting anything."""
+    try:
+        conf = cfgmod.load(file)
+    except ConfigError as exc:
+        _fail(str(exc))
+    lanes = ", ".join(f"{l.name} ({l.direction}: {', '.join(f'{k}={v.driver}' for k, v in l.devices().items())})" for l in conf.lanes)
+    click.echo(f"{file}: ok — gate {conf.gate.id}, lanes: {lanes}")
+
+
+# ---------------------------------------------------------------- drill
+
+
+@main.command("drill")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="one JSON object a line")
+@click.option("--report", "with_report", is_flag=True, help="end with the daily report of the drill's first day")
+@config_option
+def drill_cmd(file: str, as_json: bool, with_report: bool, config_path: str | None) -> None:
+    """Run a drill (a timeline of what happens at the gate) on a fresh store."""
+    from gate import console, drill, drill_file
+
+    try:
+        d = drill_file.load(file)
+        base = None
+        if config_path:
+            base = cfgmod._resolve_paths(cfgmod.read_toml(Path(config_path)), Path(config_path).resolve().parent)
+    except ConfigError as exc:
+        _fail(str(exc))
+
+    def show(line: dict[str, Any]) -> None:
+        if as_json:
+            click.echo(json.dumps(line, ensure_ascii=False))
+        else:
+            console.print_line(line)
+
+    try:
+        result = drill.run(d, base=base, with_report=with_report, on_line=show)
+    except (ConfigError, drill.DrillError) as exc:
+        _fail(f"{file}: {exc}")
+    if result.report is not None:
+        click.echo(json.dumps(result.report, ensure_ascii=False) if as_json else json.dumps(result.report, ensure_ascii=False, indent=2))
+    if d.expect:
+        if result.unmet is not None:
+            click.echo(f"{file}: FAILED: expected {json.dumps(result.unmet, ensure_ascii=False)} was not seen", err=True)
+            sys.exit(1)
+        click.echo(f"{file}: ok, {len(d.expect)} expectations met", err=True)
+
+
+# ---------------------------------------------------------------- report
+
+
+@main.group("report")
+def report_group() -> None:
+    """Reports from the store."""
+
+
+@report_group.command("daily")
+@click.option("--date", "day", required=True, help="YYYY-MM-DD (local date)")
+@click.option("--json", "as_json", is_flag=True)
+@config_option
+@store_option
+def report_daily(day: str, as_json: bool, config_path: str | None, store_path: str | None) -> None:
+    """The daily report, also for a day with no events."""
+    from datetime import date
+
+    from gate.report import daily
+
+    try:
+        date.fromisoformat(day)
+    except ValueError:
+        _fail(f"--date: expected YYYY-MM-DD, got {day!r}")
+    conf = _load_config(config_path, store_path)
+    store = _open_store(conf)
+    try:
+        rep = daily(store, day)
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps(rep, ensure_ascii=False))
+        return
+    click.echo(f"Daily report {rep['date']} — gate {rep['gate']}")
+    click.echo(f"  events: {rep['events']}   fevers: {rep['fevers']}   challenges: {rep['challenges']}")
+    click.echo(f"  allowed: {rep['allowed'] or '-'}")
+    click.echo(f"  denied:  {rep['denied'] or '-'}")
+    click.echo(f"  new cards: {', '.join(rep['new_cards']) or '-'}   unknown cards: {', '.join(rep['unknown_cards']) or '-'}")
+    click.echo(f"  by hour: {rep['by_hour']}")
+
+
+# ---------------------------------------------------------------- keys
+
+
+@main.group("keys")
+def keys_group() -> None:
+    """Signing keys for passes."""
+
+
+@keys_group.command("new")
+@click.option("--name", default="central", show_default=True)
+@click.option("--dir", "directory", default="keys", show_default=True, type=click.Path(file_okay=False))
+def keys_new(name: str, directory: str) -> None:
+    """Make an Ed25519 key pair: NAME.key (private, mode 0600) and NAME.pub."""
+    from gate.passes import key_id, load_public, new_keypair
+
+    try:
+        priv, pub = new_keypair(Path(directory), name)
+    except FileExistsError as exc:
+        _fail(str(exc))
+    click.echo(f"wrote {priv} (keep secret) and {pub}; key id {key_id(load_public(pub))}")
+
+
+# ---------------------------------------------------------------- passes
+
+
+@main.group("passes")
+def passes_group() -> None:
+    """The local pass table and pass QR codes."""
+
+
+@passes_group.command("issue")
+@click.option("--id", "pass_id", required=True)
+@click.option("--category", required=True, type=click.Choice(cfgmod.CATEGORIES))
+@click.option("--unit", default="", help="holder's unit, e.g. 3-2-501 (goes into the token as holder reference)")
+@click.option("--valid-from", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]))
+@click.option("--valid-until", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]))
+@click.option("--key", "key_path", required=True, type=click.Path(dir_okay=False, exists=True), help="private signing key")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG file to write")
+@click.option("--tz", default="Asia/Shanghai", show_default=True, help="time zone of the validity dates")
+def passes_issue(pass_id: str, category: str, unit: str, valid_from: Any, valid_until: Any, key_path: str, out: str, tz: str) -> None:
+    """Sign a pass and write its QR code as a PNG."""
+    from datetime import time as dtime
+    from zoneinfo import ZoneInfo
+
+    import segno
+
+    from gate.passes import PassToken, load_private, sign
+
+    zone = ZoneInfo(tz)
+    vfrom = valid_from.replace(tzinfo=zone) if valid_from else None
+    vuntil = valid_until.replace(tzinfo=zone) if valid_until else None
+    if vuntil is not None and vuntil.time() == dtime(0):
+        vuntil = vuntil.replace(hour=23, minute=59, second=59)  # a date means "through that day"
+    try:
+        token = sign(PassToken(pass_id, category, unit, vfrom, vuntil), load_private(Path(key_path)))
+    except ValueError as exc:
+        _fail(str(exc))
+    segno.make(token, error="m").save(out, scale=8, border=4)
+    click.echo(f"wrote {out}: {token}")
+
+
+@passes_group.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, exists=True))
+@click.option("--dry-run", is_flag=True, help="validate and show what would change, write nothing")
+@config_option
+@store_option
+def passes_import(file: str, dry_run: bool, config_path: str | None, store_path: str | None) -> None:
+    """Load a roster (CSV); the whole file goes in or nothing does."""
+    from gate.roster import RosterError, read_roster
+
+    conf = _load_config(config_path, store_path)
+    try:
+        roster = read_roster(Path(file), tz=conf.gate.timezone)
+    except RosterError as exc:
+        _fail(str(exc))
+    store = _open_store(conf)
+    try:
+        known = {r[0] for r in store.conn.execute("SELECT id FROM passes")}
+        new = sum(1 for r in roster.rows if r["id"] not in known)
+        if dry_run:
+            click.echo(f"{file}: {len(roster.rows)} rows valid: {new} new, {len(roster.rows) - new} updated (dry run, nothing written)")
+            return
+        store.upsert_passes(roster.rows, roster.cards)
+    finally:
+        store.close()
+    click.echo(f"{file}: imported {len(roster.rows)} passes ({new} new, {len(roster.rows) - new} updated), {len(roster.cards)} cards")
+
+
+# ---------------------------------------------------------------- scan
+
+
+@main.command("scan")
+@click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--decoder", default="auto", type=click.Choice(["auto", "zxing", "pyzbar"]), show_default=True)
+def scan(images: tuple[str, ...], decoder: str) -> None:
+    """Print PATH<TAB>TEXT for each code found in each image (PATH alone if none)."""
+    import cv2
+
+    from drivers.qr import PyzbarDecoder, ZxingDecoder, make_decoder
+
+    # An operator's check of a printed pass may take its time: search rotations too.
+    dec = make_decoder(decoder) if decoder == "pyzbar" else ZxingDecoder(try_rotate=True, try_invert=True)
+    if decoder == "auto" and not isinstance(dec, (ZxingDecoder, PyzbarDecoder)):
+        dec = make_decoder("auto")
+    status = 0
+    for path in images:
+        img = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
+        if img is None:
+            click.echo(f"{path}: cannot read image", err=True)
+            status = 1
+            continue
+        texts = dec.decode(img)
+        if not texts:
+            click.echo(path)
+        for text in texts:
+            click.echo(f"{path}\t{text}")
+    sys.exit(status)
+
+
+# ---------------------------------------------------------------- run
+
+
+@main.command("run")
+@config_option
+@store_option
+def run_cmd(config_path: str | None, store_path: str | None) -> None:
+    """Run the gate: every lane, its drivers, and (in demo configs) scripted people."""
+    from gate.daemon import run
+
+    conf = _load_config(config_path, store_path)
+    sys.exit(run(conf))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""Where the lane's time comes from: the system clock, or a clock a drill moves."""
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timedelta, tzinfo
+from typing import Protocol
+
+
+class Clock(Protocol):
+    realtime: bool
+
+    def now(self) -> datetime:
+        """Aware wall-clock time in the gate's time zone."""
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back (for hold and debounce windows)."""
+
+
+class SystemClock:
+    realtime = True
+
+    def __init__(self, tz: tzinfo) -> None:
+        self.tz = tz
+
+    def now(self) -> datetime:
+        return datetime.now(self.tz)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+class DrillClock:
+    """Stands still until the drill runner moves it, so a drill runs faster than
+    real time and the same drill prints the same timeline every run."""
+
+    realtime = False
+
+    def __init__(self, start: datetime, tz: tzinfo | None = None) -> None:
+        self.start = start.astimezone(tz) if tz else start
+        self._offset = 0.0
+        self._exact: datetime | None = None
+        self._lock = threading.Lock()
+
+    def set(self, seconds_since_start: float) -> None:
+        with self._lock:
+            if seconds_since_start < self._offset:
+                raise ValueError("a drill clock only moves forward")
+            self._offset = seconds_since_start
+            self._exact = None
+
+    def set_time(self, moment: datetime) -> None:
+        """Move to an exact moment (a lane's deadline), without float rounding."""
+        with self._lock:
+            offset = moment - self.start
+            if offset.total_seconds() < self._offset - 1e-6:
+                raise ValueError("a drill clock only moves forward")
+            self._offset = offset.total_seconds()
+            self._exact = moment
+
+    @property
+    def elapsed(self) -> float:
+        return self._offset
+
+    def now(self) -> datetime:
+        exact = self._exact
+        return exact if exact is not None else self.start + timedelta(seconds=self._offset)
+
+    def monotonic(self) -> float:
+        return self._offset

@@ -1,0 +1,408 @@
+"""Typed configuration, loaded from one TOML file.
+
+Every model forbids unknown keys, so a typo is an error that names the file, the
+key path and what was expected, never a setting silently ignored.
+"""
+from __future__ import annotations
+
+import copy
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+CATEGORIES = ("resident", "renter", "returnee", "visitor", "staff", "courier")
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; the message is meant for the operator."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_span(value: str | None) -> str | None:
+    """'HH:MM-HH:MM' (may wrap past midnight)."""
+    if value is None:
+        return value
+    try:
+        a, b = value.split("-")
+        for part in (a, b):
+            h, m = part.split(":")
+            if not (0 <= int(h) <= 24 and 0 <= int(m) < 60 and len(m) == 2):
+                raise ValueError
+    except ValueError:
+        raise ValueError(f"expected a time span like '08:00-20:00', got {value!r}") from None
+    return value
+
+
+# ---------------------------------------------------------------- policy
+
+
+class CategoryPolicy(Strict):
+    colour: str = "#9e9e9e"
+    label_zh: str = ""
+    label_en: str = ""
+    refused: bool = False
+    hours: str | None = None  # "08:00-20:00": entry allowed only then
+
+    @field_validator("hours")
+    @classmethod
+    def _span(cls, v: str | None) -> str | None:
+        return _check_span(v)
+
+
+DEFAULT_CATEGORIES: dict[str, dict[str, Any]] = {
+    "resident": {"colour": "#2e7d32", "label_zh": "常住", "label_en": "resident"},
+    "renter": {"colour": "#1565c0", "label_zh": "租住", "label_en": "renter"},
+    "returnee": {"colour": "#c62828", "label_zh": "返京", "label_en": "returnee"},
+    "visitor": {"colour": "#ec407a", "label_zh": "访客", "label_en": "visitor"},
+    "staff": {"colour": "#6a1b9a", "label_zh": "工作人员", "label_en": "staff"},
+    "courier": {"colour": "#ef6c00", "label_zh": "快递", "label_en": "courier", "refused": True},
+}
+
+
+class PolicyConfig(Strict):
+    version: int = 0
+    fever_c: float = Field(37.3, ge=35.0, le=42.0)
+    temperature_wait_s: float = Field(10.0, gt=0)
+    temperature_fresh_s: float = Field(5.0, ge=0)
+    retest_window_s: float = Field(60.0, gt=0)
+    human_min_c: float = 34.0
+    human_max_c: float = 43.0
+    admit_unlisted: bool = True
+    passback: Literal["soft", "hard", "off"] = "soft"
+    passback_reset_h: float = Field(12.0, gt=0)
+    challenge_rate: float = Field(0.0, ge=0.0, le=1.0)
+    pcr_within_h: float | None = Field(None, gt=0)
+    health_codes: list[Literal["green", "yellow", "red"]] = ["green"]
+    night: str = "22:00-06:00"
+    reminder_after_s: float = Field(5.0, gt=0)
+    categories: dict[str, CategoryPolicy] = Field(default_factory=dict)
+
+    @field_validator("night")
+    @classmethod
+    def _night(cls, v: str) -> str:
+        return _check_span(v)  # type: ignore[return-value]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_categories(cls, data: Any) -> Any:
+        # A config names only the categories (and fields) it changes.
+        if not isinstance(data, dict):
+            return data
+        given = data.get("categories") or {}
+        if not isinstance(given, dict):
+            return data
+        merged = copy.deepcopy(DEFAULT_CATEGORIES)
+        for name, fields in given.items():
+            if name not in CATEGORIES:
+                raise ValueError(f"unknown category {name!r}; expected one of {', '.join(CATEGORIES)}")
+            if isinstance(fields, dict):
+                merged[name] = {**merged[name], **fields}
+            else:
+                merged[name] = fields
+        return {**data, "categories": merged}
+
+    def category(self, name: str) -> CategoryPolicy:
+        return self.categories.get(name) or CategoryPolicy()
+
+
+# ---------------------------------------------------------------- devices
+
+
+class SimCameraConfig(Strict):
+    driver: Literal["sim"]
+    width: int = 640
+    height: int = 480
+    decoder: Literal["auto", "zxing", "pyzbar"] = "auto"
+
+
+class V4L2CameraConfig(Strict):
+    driver: Literal["v4l2"]
+    device: str  # /dev/v4l/by-id/... survives re-plugging into another port
+    width: int = 1280
+    height: int = 720
+    fps: int = 30
+    decoder: Literal["auto", "zxing", "pyzbar"] = "auto"
+
+
+class FileCameraConfig(Strict):
+    driver: Literal["file"]
+    path: Path  # a video file or a folder of images
+    loop: bool = False
+    decoder: Literal["auto", "zxing", "pyzbar"] = "auto"
+
+
+CameraConfig = Annotated[
+    Union[SimCameraConfig, V4L2CameraConfig, FileCameraConfig], Field(discriminator="driver")
+]
+
+
+class CompensationConfig(Strict):
+    """Forehead skin to body temperature: body = object + offset_c + ambient_k * (ambient_ref_c - ambient)."""
+
+    offset_c: float = 0.0
+    ambient_ref_c: float = 25.0
+    ambient_k: float = 0.0
+
+
+class SimThermometerConfig(Strict):
+    driver: Literal["sim"]
+    ambient_c: float = 22.0
+    compensation: CompensationConfig = CompensationConfig()
+
+
+class SerialThermometerConfig(Strict):
+    driver: Literal["serial"]
+    port: str  # /dev/serial/by-id/...
+    baudrate: Literal[9600, 19200, 38400, 57600, 115200] = 9600
+    protocol: Literal["gy-mcu90614", "ascii"] = "gy-mcu90614"
+    compensation: CompensationConfig = CompensationConfig()
+
+
+ThermometerConfig = Annotated[
+    Union[SimThermometerConfig, SerialThermometerConfig], Field(discriminator="driver")
+]
+
+
+class WiegandConfig(Strict):
+    driver: Literal["sim", "gpio"]
+    d0: int = Field(ge=0, le=53)
+    d1: int = Field(ge=0, le=53)
+
+
+class RelayConfig(Strict):
+    driver: Literal["sim", "gpio"]
+    pin: int = Field(ge=0, le=53)
+    active_high: bool = True
+
+
+class InputConfig(Strict):
+    driver: Literal["sim", "gpio"]
+    pin: int = Field(ge=0, le=53)
+    active_high: bool = False  # most contacts and buttons pull the line low
+    debounce_ms: float = Field(30.0, ge=0)
+    pull: Literal["up", "down", "none"] | None = None  # default: idle at the inactive level
+
+
+class SpeakerConfig(Strict):
+    driver: Literal["sim", "aplay"] = "sim"
+    device: str | None = None  # ALSA device, e.g. "plughw:1,0"
+
+
+class LaneConfig(Strict):
+    name: str = Field(pattern=r"^[a-z0-9_-]{1,32}$")
+    direction: Literal["in", "out"]
+    camera: CameraConfig | None = None
+    thermometer: ThermometerConfig | None = None
+    card_reader: WiegandConfig | None = None
+    relay: RelayConfig | None = None
+    door_contact: InputConfig | None = None
+    exit_button: InputConfig | None = None
+    pir: InputConfig | None = None
+    speaker: SpeakerConfig = SpeakerConfig()
+
+    def devices(self) -> dict[str, Any]:
+        names = ("camera", "thermometer", "card_reader", "relay", "door_contact", "exit_button", "pir")
+        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+
+
+# ---------------------------------------------------------------- gate
+
+
+class GateSection(Strict):
+    id: str = Field("gate-01", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    site: str = Field("default", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    timezone: str = "Asia/Shanghai"
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo
+
+        try:
+            ZoneInfo(v)
+        except Exception:
+            raise ValueError(f"unknown time zone {v!r}, expected e.g. 'Asia/Shanghai'") from None
+        return v
+
+
+class StoreSection(Strict):
+    path: Path = Path("/var/lib/gate/gate.db")
+
+
+class KeysSection(Strict):
+    trusted: list[Path] = []  # public keys whose passes this gate accepts
+    signing: Path | None = None  # private key for passes issued here (visitor registration, `passes issue`)
+
+
+class DoorSection(Strict):
+    unlock_s: float = Field(5.0, gt=0)
+    held_s: float = Field(30.0, gt=0)
+
+
+class VoiceSection(Strict):
+    languages: list[Literal["zh", "en"]] = ["zh", "en"]
+    engine: Literal["pyttsx3", "espeak"] = "pyttsx3"
+    rate: int = Field(160, ge=80, le=400)
+    volume: float = Field(1.0, ge=0.0, le=1.0)
+    cache_dir: Path | None = None  # default: beside the store
+
+
+class GpioSection(Strict):
+    backend: Literal["auto", "rpigpio", "lgpio"] = "auto"
+
+
+class DemoSection(Strict):
+    script: Path  # a drill file played in real time, on a loop
+    loop: bool = True
+
+
+class Config(Strict):
+    gate: GateSection = GateSection()
+    store: StoreSection = StoreSection()
+    keys: KeysSection = KeysSection()
+    policy: PolicyConfig = PolicyConfig()
+    door: DoorSection = DoorSection()
+    voice: VoiceSection = VoiceSection()
+    gpio: GpioSection = GpioSection()
+    lanes: list[LaneConfig] = Field(min_length=1)
+    demo: DemoSection | None = None
+
+    @model_validator(mode="after")
+    def _unique_lanes(self) -> "Config":
+        names = [lane.name for lane in self.lanes]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"lane names must be unique, repeated: {', '.join(dupes)}")
+        return self
+
+    def lane(self, name: str) -> LaneConfig:
+        for lane in self.lanes:
+            if lane.name == name:
+                return lane
+        raise KeyError(name)
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _loc(loc: tuple[Any, ...], data: Any) -> str:
+    """('lanes', 0, 'camera', 'v4l2', 'device') -> 'lanes[0].camera.device'.
+
+    Pydantic puts the union member's tag into the path; a reader wants the key."""
+    out = ""
+    node = data
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+            node = node[part] if isinstance(node, list) and part < len(node) else None
+            continue
+        if isinstance(node, dict) and part not in node and part in {"sim", "v4l2", "file", "serial"}:
+            continue  # discriminator tag, not a key of the file
+        if part.startswith("function-") or part in {"function-after", "function-before"}:
+            continue
+        out += ("." if out else "") + str(part)
+        node = node.get(part) if isinstance(node, dict) else None
+    return out or "(top level)"
+
+
+def _describe(err: dict[str, Any]) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    if "input" in err and kind not in {"missing"} and not isinstance(err["input"], (dict, list)):
+        msg += f" (got {err['input']!r})"
+    return msg
+
+
+def format_errors(source: str, exc: ValidationError, data: Any) -> str:
+    lines = [f"{source}: invalid configuration"]
+    for err in exc.errors():
+        lines.append(f"  {source}: {_loc(err['loc'], data)}: {_describe(err)}")
+    return "\n".join(lines)
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Relative paths in a config file are relative to the file, not the cwd."""
+    data = copy.deepcopy(data)
+
+    def fix(d: dict[str, Any], key: str) -> None:
+        v = d.get(key)
+        if isinstance(v, str) and v and not Path(v).is_absolute():
+            d[key] = str(base / v)
+
+    if isinstance(data.get("store"), dict):
+        fix(data["store"], "path")
+    if isinstance(data.get("keys"), dict):
+        keys = data["keys"]
+        fix(keys, "signing")
+        if isinstance(keys.get("trusted"), list):
+            keys["trusted"] = [
+                str(base / v) if isinstance(v, str) and not Path(v).is_absolute() else v for v in keys["trusted"]
+            ]
+    if isinstance(data.get("voice"), dict):
+        fix(data["voice"], "cache_dir")
+    if isinstance(data.get("demo"), dict):
+        fix(data["demo"], "script")
+    for lane in data.get("lanes", []) if isinstance(data.get("lanes"), list) else []:
+        if isinstance(lane, dict) and isinstance(lane.get("camera"), dict) and lane["camera"].get("driver") == "file":
+            fix(lane["camera"], "path")
+    return data
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def from_dict(data: dict[str, Any], source: str = "<config>") -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_errors(source, exc, data)) from None
+
+
+def load(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
+    path = Path(path)
+    data = _resolve_paths(read_toml(path), path.resolve().parent)
+    if overrides:
+        data = deep_merge(data, overrides)
+    return from_dict(data, str(path))
+
+
+def load_policy(path: str | Path) -> PolicyConfig:
+    """A policy document on its own: a TOML file whose [policy] table (or top level) is the policy."""
+    path = Path(path)
+    data = read_toml(path)
+    body = data.get("policy", data)
+    try:
+        return PolicyConfig.model_validate(body)
+    except ValidationError as exc:
+        raise ConfigError(format_errors(str(path), exc, body)) from None

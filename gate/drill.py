@@ -1,0 +1,255 @@
+"""The drill runner: a timeline of what happens in front of a gate, run through the
+real lane logic with simulated hardware on a clock the runner moves.
+
+For each step the runner first fires every lane timer due before it (door relock,
+temperature wait, night reminder ...), then sets the clock to the step, drives the
+simulated device (QR frames into the camera, GY-MCU90614 frames into the pty,
+a Wiegand train onto the mock pins), waits until the real driver has consumed it
+and the lane has decided, and moves on.
+"""
+from __future__ import annotations
+
+import copy
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Callable
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives import serialization
+
+from gate import config as cfgmod
+from gate.app import GateApp, LaneDevices
+from gate.clock import DrillClock
+from gate.drill_file import Drill, DrillPass, Step
+from gate.events import GuardAnswer, Tick
+from gate.lane import Lane
+from gate.passes import PassToken, sign
+from gate.records import LaneRecord
+from gate.report import daily
+
+PRINTED = ("decision", "prompt", "alarm", "door")
+
+DEFAULT_CONFIG: dict[str, Any] = {
+    "gate": {"id": "drill", "site": "drill"},
+    "lanes": [
+        {
+            "name": "in",
+            "direction": "in",
+            "camera": {"driver": "sim"},
+            "thermometer": {"driver": "sim"},
+            "card_reader": {"driver": "sim", "d0": 5, "d1": 6},
+            "pir": {"driver": "sim", "pin": 17, "active_high": True, "debounce_ms": 0},
+            "relay": {"driver": "sim", "pin": 22},
+            "door_contact": {"driver": "sim", "pin": 27, "debounce_ms": 0},
+        },
+        {
+            "name": "out",
+            "direction": "out",
+            "camera": {"driver": "sim"},
+            "card_reader": {"driver": "sim", "d0": 12, "d1": 13},
+            "exit_button": {"driver": "sim", "pin": 23, "debounce_ms": 0},
+        },
+    ],
+}
+
+SETTLE_S = 10.0  # real seconds a driver may take to digest one stimulus before the drill fails
+
+
+class DrillError(Exception):
+    pass
+
+
+def simulated(data: dict[str, Any]) -> dict[str, Any]:
+    """The same lanes with every device simulated (a drill never touches hardware)."""
+    data = copy.deepcopy(data)
+    for lane in data.get("lanes", []):
+        if not isinstance(lane, dict):
+            continue
+        cam = lane.get("camera")
+        if isinstance(cam, dict):
+            lane["camera"] = {"driver": "sim", **({"decoder": cam["decoder"]} if "decoder" in cam else {})}
+        th = lane.get("thermometer")
+        if isinstance(th, dict):
+            lane["thermometer"] = {"driver": "sim", **({"compensation": th["compensation"]} if "compensation" in th else {})}
+        for dev in ("card_reader", "relay", "door_contact", "exit_button", "pir"):
+            if isinstance(lane.get(dev), dict):
+                lane[dev] = {**lane[dev], "driver": "sim"}
+        lane["speaker"] = {"driver": "sim"}
+    data.pop("demo", None)
+    return data
+
+
+@dataclass
+class DrillResult:
+    lines: list[dict[str, Any]]
+    unmet: dict[str, Any] | None = None
+    report: dict[str, Any] | None = None
+    counters: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.unmet is None
+
+
+def match_expectations(lines: list[dict[str, Any]], expect: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The first expected object with no matching line after the previous match, or None."""
+    i = 0
+    for want in expect:
+        while i < len(lines) and not all(lines[i].get(k) == v for k, v in want.items()):
+            i += 1
+        if i == len(lines):
+            return want
+        i += 1
+    return None
+
+
+class Keys:
+    """The drill's central key (trusted) and a stranger's key (for forgeries)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.central = Ed25519PrivateKey.generate()
+        self.unknown = Ed25519PrivateKey.generate()
+        self.central_pub = directory / "central.pub"
+        self.central_pub.write_bytes(
+            self.central.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+
+    def token(self, p: DrillPass) -> str:
+        key = self.central if p.signed_by == "central" else self.unknown
+        return sign(PassToken(p.id, p.category, p.unit or "", p.valid_from, p.valid_until), key)
+
+
+def pass_rows(passes: list[DrillPass]) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    rows, cards = [], {}
+    for p in passes:
+        if not p.in_table:
+            continue
+        rows.append(p.model_dump(exclude={"in_table", "signed_by", "card"}))
+        if p.card:
+            cards[p.card] = p.id
+    return rows, cards
+
+
+def apply_step(app: GateApp, step: Step, tokens: dict[str, str], *, settle: bool = True) -> None:
+    """Drive the simulated device a step names (used by drills and the live demo)."""
+    lane = app.lanes.get(step.lane)
+    if lane is None:
+        raise DrillError(f"step at {step.at}: no lane named {step.lane!r} (lanes: {', '.join(app.lanes)})")
+    dev: LaneDevices = app.devices[step.lane]
+    kind, value = step.kind, step.value
+
+    def need(obj: Any, what: str) -> Any:
+        if obj is None:
+            raise DrillError(f"step at {step.at}: lane {step.lane!r} has no simulated {what}")
+        return obj
+
+    def wait(ok: bool, what: str) -> None:
+        if settle and not ok:
+            raise DrillError(f"step at {step.at}: the {what} driver did not take the input within {SETTLE_S:g} s")
+
+    if kind in ("qr", "qr_text"):
+        cam = need(dev.camera if hasattr(dev.camera, "show") else None, "camera")
+        cam.show(tokens[value] if kind == "qr" else value, frames=3)
+        wait(cam.settle(dev.scanner, SETTLE_S) if settle else True, "camera")
+    elif kind == "temperature":
+        sim = need(dev.sim_thermometer, "thermometer")
+        sim.present(dev.compensation.skin_for(value, dev.ambient_c))
+        wait(sim.settle(dev.thermometer, SETTLE_S) if settle else True, "thermometer")
+    elif kind == "card":
+        sim = need(dev.sim_wiegand, "card reader")
+        sim.swipe(int(value))
+        wait(sim.settle(dev.wiegand, SETTLE_S) if settle else True, "card reader")
+    elif kind == "presence":
+        _set_input(dev, "pir", value, settle, wait)
+    elif kind == "door":
+        _set_input(dev, "door_contact", value == "open", settle, wait)
+    elif kind == "exit_button":
+        _set_input(dev, "exit_button", True, settle, wait)
+        _set_input(dev, "exit_button", False, settle, wait)
+    elif kind == "guard":
+        lane.post(GuardAnswer(value, who="drill"))
+    if settle:
+        lane.join()
+
+
+def _set_input(dev: LaneDevices, name: str, active: bool, settle: bool, wait: Callable[[bool, str], None]) -> None:
+    sim = dev.sim_inputs.get(name)
+    if sim is None:
+        raise DrillError(f"this lane has no simulated {name.replace('_', ' ')}")
+    sim.set(active)
+    if settle:
+        wait(sim.settle(dev.inputs[name], SETTLE_S), name.replace("_", " "))
+
+
+def _fire_timers(app: GateApp, clock: DrillClock, until: datetime) -> None:
+    """Fire every lane timer due up to `until`, each at its own moment, in time order."""
+    for _ in range(100_000):
+        due = [(d, lane) for lane in app.lanes.values() if (d := lane.next_deadline()) is not None and d <= until]
+        if not due:
+            return
+        moment = min(d for d, _ in due)
+        if moment > clock.now():
+            clock.set_time(moment)
+        for lane in app.lanes.values():
+            lane.post(Tick())
+        app.join()
+    raise DrillError("lane timers keep firing without end")
+
+
+def run(
+    drill: Drill,
+    *,
+    base: dict[str, Any] | None = None,
+    with_report: bool = False,
+    on_line: Callable[[dict[str, Any]], None] | None = None,
+) -> DrillResult:
+    with tempfile.TemporaryDirectory(prefix="gate-drill-") as tmp:
+        tmpdir = Path(tmp)
+        keys = Keys(tmpdir)
+        data = simulated(cfgmod.deep_merge(base if base is not None else DEFAULT_CONFIG, drill.config))
+        data = cfgmod.deep_merge(data, {"keys": {"trusted": [str(keys.central_pub)]}, "store": {"path": str(tmpdir / "gate.db")}})
+        config = cfgmod.from_dict(data, "drill config")
+        app_tz = __import__("zoneinfo").ZoneInfo(config.gate.timezone)
+        clock = DrillClock(drill.start, app_tz)
+        lines: list[dict[str, Any]] = []
+
+        def sink(rec: LaneRecord) -> None:
+            if rec.type in PRINTED:
+                line = rec.to_json(t=(rec.at - clock.start).total_seconds())
+                lines.append(line)
+                if on_line:
+                    on_line(line)
+
+        app = GateApp(config, clock=clock, sinks=[sink], seed=0, prerender=False)
+        store = app.open_store()
+        try:
+            rows, cards = pass_rows(drill.passes)
+            store.upsert_passes(rows, cards)
+        finally:
+            store.close()
+        tokens = {p.id: keys.token(p) for p in drill.passes}
+        app.start()
+        try:
+            for step in drill.steps:
+                moment = clock.start + timedelta(seconds=step.at)
+                _fire_timers(app, clock, moment)
+                clock.set(step.at)
+                apply_step(app, step, tokens)
+            # Let what the last steps set in motion finish (door relock, waits, retests).
+            _fire_timers(app, clock, clock.now() + timedelta(days=1))
+            counters = {name: lane.counters.snapshot() for name, lane in app.lanes.items()}
+        finally:
+            app.stop()
+        report = None
+        if with_report:
+            store = app.open_store()
+            try:
+                report = daily(store, clock.start.astimezone(app_tz).date().isoformat())
+            finally:
+                store.close()
+            report = {"type": "report", **report}
+        return DrillResult(lines, match_expectations(lines, drill.expect), report, counters)

@@ -1,0 +1,123 @@
+"""The drill file format of DRILLS.md, validated (unknown keys are errors)."""
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from gate.config import CATEGORIES, ConfigError, format_errors
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DrillPass(_Strict):
+    id: str = Field(min_length=1, max_length=128)
+    holder: str | None = None
+    unit: str | None = None
+    category: Literal["resident", "renter", "returnee", "visitor", "staff", "courier"]
+    phone_last4: str | None = Field(None, pattern=r"^\d{4}$")
+    card: str | None = Field(None, pattern=r"^\d{1,10}$")
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
+    observation_until: datetime | None = None
+    pcr_at: datetime | None = None
+    health_code: Literal["green", "yellow", "red"] | None = None
+    revoked: bool = False
+    in_table: bool = True
+    signed_by: Literal["central", "unknown"] = "central"
+
+    @field_validator("valid_from", "valid_until", "observation_until", "pcr_at")
+    @classmethod
+    def _aware(cls, v: datetime | None) -> datetime | None:
+        if v is not None and v.tzinfo is None:
+            raise ValueError("times need a UTC offset, e.g. 2026-11-22T08:00:00+08:00")
+        return v
+
+
+STIMULI = ("qr", "qr_text", "temperature", "card", "presence", "exit_button", "guard", "door")
+
+
+class Step(_Strict):
+    at: float = Field(ge=0)
+    lane: str
+    qr: str | None = None
+    qr_text: str | None = None
+    temperature: float | None = Field(None, ge=-40, le=120)
+    card: str | None = Field(None, pattern=r"^\d{1,10}$")
+    presence: bool | None = None
+    exit_button: bool | None = None
+    guard: Literal["confirm", "reject"] | None = None
+    door: Literal["open", "closed"] | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> "Step":
+        given = [k for k in STIMULI if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"a step has exactly one of {', '.join(STIMULI)}; got {', '.join(given) or 'none'}")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in STIMULI if getattr(self, k) is not None)
+
+    @property
+    def value(self) -> Any:
+        return getattr(self, self.kind)
+
+
+class Drill(_Strict):
+    name: str
+    start: datetime
+    config: dict[str, Any] = {}
+    passes: list[DrillPass] = []
+    steps: list[Step] = []
+    expect: list[dict[str, Any]] = []
+
+    @field_validator("start")
+    @classmethod
+    def _aware(cls, v: datetime) -> datetime:
+        if v.tzinfo is None:
+            raise ValueError("start needs a UTC offset, e.g. 2026-11-22T08:00:00+08:00")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Drill":
+        ids = [p.id for p in self.passes]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"pass ids repeat: {', '.join(dupes)}")
+        for i, step in enumerate(self.steps):
+            if step.qr is not None and step.qr not in ids:
+                raise ValueError(f"steps[{i}]: qr {step.qr!r} is not a pass of this drill")
+            if i and step.at < self.steps[i - 1].at:
+                raise ValueError(f"steps[{i}]: steps must be ordered by 'at'")
+        return self
+
+
+def load(path: str | Path) -> Drill:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: drill file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read drill file: {exc}") from None
+    return parse(text, str(path))
+
+
+def parse(text: str, source: str = "<drill>") -> Drill:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: a drill is a mapping with name, start, passes, steps and expect")
+    try:
+        return Drill.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_errors(source, exc, data)) from None

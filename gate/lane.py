@@ -1,0 +1,511 @@
+"""One checkpoint lane: a single engine thread that takes events off a queue, runs
+the session state machine, asks the pure policy, and tells the store, the door,
+the voice and the display what happened, in that order.
+
+Session states: idle -> waiting for a temperature -> (retest) -> decided, or
+-> challenge (waits for the guard). Door, held-door and night-reminder timers run
+on the lane's clock, so a drill can move time on and see the same behaviour.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import random
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Callable, Protocol
+
+from drivers.base import Counters
+from gate import policy as pol
+from gate.clock import Clock
+from gate.config import DoorSection, LaneConfig, PolicyConfig
+from gate.events import (
+    ApplyPolicy,
+    CardRead,
+    DeviceHealth,
+    DoorContactChanged,
+    Event,
+    ExitPressed,
+    GuardAnswer,
+    PresenceChanged,
+    QrSeen,
+    TemperatureRead,
+    Tick,
+)
+from gate.passes import KeyRing, TokenError
+from gate.prompts import for_decision, spoken
+from gate.records import (
+    AlarmRecord,
+    DecisionRecord,
+    DoorRecord,
+    HealthRecord,
+    LaneRecord,
+    PassRecord,
+    PromptRecord,
+    Verdict,
+)
+from gate.store import Store
+
+log = logging.getLogger(__name__)
+
+Sink = Callable[[LaneRecord], None]
+
+
+class RelayLike(Protocol):
+    def unlock(self) -> None: ...
+    def lock(self) -> None: ...
+
+
+class SpeakerLike(Protocol):
+    def say(self, key: str, text: str, lang: str) -> None: ...
+
+
+@dataclass
+class Session:
+    """One person at the lane, from the credential to the decision."""
+
+    credential: str  # qr | card
+    pass_: PassRecord | None
+    problem: str | None
+    card: str | None
+    started: datetime
+    draw: float
+    temps: list[float] = field(default_factory=list)
+    deadline: datetime | None = None
+    retesting: bool = False
+    prompted: bool = False
+
+
+@dataclass
+class Challenge:
+    id: str
+    session: Session
+    reason: str
+    temperature_c: float | None
+
+
+@dataclass
+class Reading:
+    body_c: float
+    at: datetime
+    used: bool = False
+
+
+class Lane:
+    def __init__(
+        self,
+        cfg: LaneConfig,
+        *,
+        policy: PolicyConfig,
+        door: DoorSection,
+        languages: list[str],
+        clock: Clock,
+        keyring: KeyRing,
+        open_store: Callable[[], Store],
+        relay: RelayLike | None = None,
+        speaker: SpeakerLike | None = None,
+        sinks: list[Sink] | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.name = cfg.name
+        self.direction = cfg.direction
+        self.policy = policy
+        self.door_cfg = door
+        self.languages = languages
+        self.clock = clock
+        self.keyring = keyring
+        self._open_store = open_store
+        self.relay = relay
+        self.speaker = speaker
+        self.sinks: list[Sink] = list(sinks or [])
+        self.needs_temperature = cfg.direction == "in" and cfg.thermometer is not None
+        self.counters = Counters()
+        self._rng = random.Random(seed)
+        self._queue: queue.Queue[tuple[Event | None, datetime]] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._ids = itertools.count(1)
+        self.store: Store | None = None
+        self.health: dict[str, tuple[bool, str]] = {}
+        # state
+        self.session: Session | None = None
+        self.challenges: list[Challenge] = []
+        self.reading: Reading | None = None
+        self.unlocked = False
+        self.relock_at: datetime | None = None
+        self.door_open = False
+        self.opened_while_unlocked = False
+        self.held_at: datetime | None = None
+        self.reminder_at: datetime | None = None
+        self.alive_at: float = 0.0  # clock.monotonic() of the engine's last loop, for the watchdog
+
+    # ------------------------------------------------------------ threading
+
+    def post(self, event: Event) -> None:
+        """Called from any thread: drivers, the guard page, sync."""
+        self._queue.put((event, self.clock.now()))
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"lane-{self.name}", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(30):
+            raise RuntimeError(f"lane {self.name} did not start")
+
+    def stop(self, timeout: float = 3.0) -> None:
+        if self._thread and self._thread.is_alive():
+            self._queue.put((None, self.clock.now()))
+            self._thread.join(timeout)
+
+    def join(self) -> None:
+        """Wait until every event posted so far has been handled."""
+        self._queue.join()
+
+    @property
+    def alive(self) -> bool:
+        return bool(self._thread and self._thread.is_alive())
+
+    def next_deadline(self) -> datetime | None:
+        times = [t for t in (self.session.deadline if self.session else None, self.relock_at, self.held_at, self.reminder_at) if t]
+        return min(times) if times else None
+
+    def _run(self) -> None:
+        self.store = self._open_store()
+        self._ready.set()
+        try:
+            while True:
+                timeout = None
+                if self.clock.realtime:
+                    deadline = self.next_deadline()
+                    timeout = 1.0 if deadline is None else max(0.0, min(1.0, (deadline - self.clock.now()).total_seconds()))
+                try:
+                    event, at = self._queue.get(timeout=timeout)
+                except queue.Empty:
+                    self.alive_at = self.clock.monotonic()
+                    self._guarded(self._timers, self.clock.now())
+                    continue
+                try:
+                    if event is None:
+                        return
+                    self._guarded(self._handle, event, at)
+                    self._guarded(self._timers, self.clock.now() if self.clock.realtime else at)
+                finally:
+                    self._queue.task_done()
+                self.alive_at = self.clock.monotonic()
+        finally:
+            self._shutdown()
+
+    def _guarded(self, fn: Callable[..., None], *args: object) -> None:
+        # A bug or a bad input must not take the lane down: count, log, go on.
+        try:
+            fn(*args)
+        except Exception:
+            self.counters.inc("errors")
+            log.exception("lane %s: error handling %r", self.name, args[:1])
+
+    def _shutdown(self) -> None:
+        if self.relay is not None:
+            try:
+                self.relay.lock()
+            except Exception:
+                log.exception("lane %s: could not lock the relay", self.name)
+        if self.store is not None:
+            self.store.close()
+
+    # ------------------------------------------------------------ output
+
+    def _emit(self, rec: LaneRecord) -> None:
+        if not isinstance(rec, PromptRecord):
+            assert self.store is not None
+            self.store.record(rec, direction=self.direction)  # durable before anything acts on it
+        for sink in self.sinks:
+            try:
+                sink(rec)
+            except Exception:
+                log.exception("lane %s: display sink failed", self.name)
+
+    def _say(self, key: str, at: datetime) -> None:
+        parts = spoken(key, self.languages)
+        self._emit(PromptRecord(at=at, lane=self.name, key=key, text=" ".join(t for _, t in parts)))
+        if self.speaker is not None:
+            for lang, text in parts:
+                self.speaker.say(key, text, lang)
+
+    def _alarm(self, kind: str, at: datetime, detail: str = "", pass_id: str | None = None) -> None:
+        self._emit(AlarmRecord(at=at, lane=self.name, kind=kind, detail=detail, pass_id=pass_id))
+
+    def _unlock(self, at: datetime) -> None:
+        if self.relay is None:
+            return
+        self.relay.unlock()
+        if not self.unlocked:
+            self.unlocked = True
+            self.opened_while_unlocked = False
+            self._emit(DoorRecord(at=at, lane=self.name, action="unlock"))
+        self.relock_at = at + timedelta(seconds=self.door_cfg.unlock_s)
+
+    def _lock(self, at: datetime) -> None:
+        self.relock_at = None
+        if self.relay is None or not self.unlocked:
+            return
+        self.relay.lock()
+        self.unlocked = False
+        self._emit(DoorRecord(at=at, lane=self.name, action="lock"))
+
+    # ------------------------------------------------------------ events
+
+    def _handle(self, event: Event, at: datetime) -> None:
+        match event:
+            case QrSeen(text=text):
+                self._credential_qr(text, at)
+            case CardRead(number=number):
+                self._credential_card(number, at)
+            case TemperatureRead():
+                self._temperature(event, at)
+            case PresenceChanged(present=present):
+                self._presence(present, at)
+            case DoorContactChanged(open=is_open):
+                self._door_contact(is_open, at)
+            case ExitPressed():
+                self._decided(None, Verdict("allow", "exit_button"), at, credential=None)
+            case GuardAnswer():
+                self._guard(event, at)
+            case DeviceHealth():
+                self._health(event, at)
+            case ApplyPolicy(policy=new):
+                self.policy = new
+                log.info("lane %s: policy version %s applied", self.name, new.version)
+            case Tick():
+                pass
+            case _:
+                self.counters.inc("unknown_events")
+                log.warning("lane %s: ignored unknown event %r", self.name, event)
+
+    def _credential_qr(self, text: str, at: datetime) -> None:
+        try:
+            token = self.keyring.verify(text)
+        except TokenError as err:
+            self.counters.inc(err.reason)
+            log.warning("lane %s: QR refused (%s): %.60r", self.name, err, text)
+            self._begin(Session("qr", None, err.reason, None, at, self._rng.random()), at)
+            return
+        assert self.store is not None
+        rec = self.store.get_pass(token.pass_id)
+        if rec is None:
+            rec = PassRecord(
+                id=token.pass_id,
+                category=token.category,
+                unit=token.holder_ref or None,
+                valid_from=token.valid_from,
+                valid_until=token.valid_until,
+                listed=False,
+            )
+        else:
+            # The token's validity still binds: the table may only narrow it.
+            rec = _narrow(rec, token.valid_from, token.valid_until)
+        self._begin(Session("qr", rec, None, None, at, self._rng.random()), at)
+
+    def _credential_card(self, number: str, at: datetime) -> None:
+        assert self.store is not None
+        pass_id = self.store.card_pass(number)
+        rec = self.store.get_pass(pass_id) if pass_id else None
+        problem = None if rec else "unknown_card"
+        self._begin(Session("card", rec, problem, number, at, self._rng.random()), at)
+
+    def _begin(self, new: Session, at: datetime) -> None:
+        self.reminder_at = None
+        if new.problem:
+            # A stray or forged code is refused on its own; it does not cut short
+            # the person we may be waiting on.
+            self._evaluate(new, at)
+            return
+        old = self.session
+        if old is not None:
+            same = old.pass_ and new.pass_ and old.pass_.id == new.pass_.id and not new.problem
+            if same:
+                return  # the same person presenting again while we wait: nothing new
+            # Someone else stepped up: the person we waited for left without measuring.
+            self.session = None
+            self._evaluate(old, at, timed_out=True)
+        r = self.reading
+        if (
+            self.needs_temperature
+            and r is not None
+            and not r.used
+            and timedelta(0) <= at - r.at <= timedelta(seconds=self.policy.temperature_fresh_s)
+        ):
+            r.used = True
+            new.temps.append(r.body_c)
+        self.session = new
+        self._evaluate(new, at)
+
+    def _situation(self, s: Session, at: datetime, timed_out: bool) -> pol.Situation:
+        inside = None
+        if s.pass_ is not None and self.direction == "in":
+            assert self.store is not None
+            inside = self.store.inside_since(s.pass_.id)
+        return pol.Situation(
+            direction=self.direction,
+            now=at,
+            pass_=s.pass_,
+            problem=s.problem,
+            temperatures=tuple(s.temps),
+            needs_temperature=self.needs_temperature,
+            timed_out=timed_out,
+            inside_since=inside,
+            draw=s.draw,
+        )
+
+    def _evaluate(self, s: Session, at: datetime, timed_out: bool = False) -> None:
+        situation = self._situation(s, at, timed_out)
+        verdict = pol.decide(situation, self.policy)
+        temp = pol.temperature_used(situation)
+        if verdict.decision == "wait":
+            if s.deadline is None:
+                s.deadline = s.started + timedelta(seconds=self.policy.temperature_wait_s)
+            if not s.prompted:
+                s.prompted = True
+                self._say("measure", at)
+            return
+        if verdict.decision == "retest":
+            if s.retesting:
+                return
+            s.retesting = True
+            s.deadline = at + timedelta(seconds=self.policy.retest_window_s)
+            self._decided(s, verdict, at, temperature=temp)
+            return
+        if self.session is s:
+            self.session = None
+        if verdict.decision == "challenge":
+            ch = Challenge(f"{self.name}-{next(self._ids)}", s, verdict.reason, temp)
+            self.challenges.append(ch)
+            self._decided(s, verdict, at, temperature=temp, challenge_id=ch.id)
+            return
+        self._decided(s, verdict, at, temperature=temp)
+
+    def _decided(
+        self,
+        s: Session | None,
+        verdict: Verdict,
+        at: datetime,
+        *,
+        credential: str | None = "",
+        temperature: float | None = None,
+        challenge_id: str | None = None,
+        who: str | None = None,
+    ) -> None:
+        p = s.pass_ if s else None
+        rec = DecisionRecord(
+            at=at,
+            lane=self.name,
+            pass_id=p.id if p else None,
+            credential=(s.credential if s else None) if credential == "" else credential,
+            category=p.category if p else None,
+            decision=verdict.decision,
+            reason=verdict.reason,
+            temperature_c=temperature,
+            holder=p.holder if p else None,
+            unit=p.unit if p else None,
+            card=s.card if s else None,
+            challenge_id=challenge_id,
+            who=who,
+        )
+        self.counters.inc(f"{verdict.decision}")
+        self._emit(rec)
+        if verdict.decision == "allow":
+            self._unlock(at)
+        key = for_decision(verdict.decision, verdict.reason, self.direction, rec.category)
+        if key:
+            self._say(key, at)
+        if verdict.decision == "deny" and verdict.reason == "fever":
+            self._alarm("fever", at, f"{temperature:.1f} °C" if temperature else "", pass_id=rec.pass_id)
+        if verdict.decision == "challenge" and verdict.reason == "passback":
+            self._alarm("passback", at, "pass already inside", pass_id=rec.pass_id)
+
+    def _temperature(self, ev: TemperatureRead, at: datetime) -> None:
+        if not (self.policy.human_min_c <= ev.body_c <= self.policy.human_max_c):
+            # Not a person (a hand too far away, a cup of tea): ask again, decide nothing.
+            self.counters.inc("out_of_range")
+            self._say("out_of_range", at)
+            return
+        s = self.session
+        if s is not None and self.needs_temperature:
+            s.temps.append(ev.body_c)
+            self._evaluate(s, at)
+            return
+        self.reading = Reading(ev.body_c, at)
+
+    def _presence(self, present: bool, at: datetime) -> None:
+        if present and self.session is None and pol.is_night(self.policy, at):
+            self.reminder_at = at + timedelta(seconds=self.policy.reminder_after_s)
+        elif not present:
+            self.reminder_at = None
+
+    def _door_contact(self, is_open: bool, at: datetime) -> None:
+        if is_open == self.door_open:
+            return
+        self.door_open = is_open
+        if is_open:
+            if self.unlocked:
+                self.opened_while_unlocked = True
+            elif self.relay is not None:
+                self._alarm("door_forced", at, "door opened while locked")
+            self.held_at = at + timedelta(seconds=self.door_cfg.held_s)
+        else:
+            self.held_at = None
+            if self.unlocked and self.opened_while_unlocked:
+                self._lock(at)  # one person through: lock behind them
+
+    def _guard(self, ev: GuardAnswer, at: datetime) -> None:
+        ch = None
+        if ev.challenge_id is None:
+            ch = self.challenges[0] if self.challenges else None
+        else:
+            ch = next((c for c in self.challenges if c.id == ev.challenge_id), None)
+        if ch is None:
+            self.counters.inc("stale_guard_answers")
+            log.warning("lane %s: guard answer %r with no open challenge", self.name, ev)
+            return
+        self.challenges.remove(ch)
+        verdict = Verdict("allow", "guard_confirmed") if ev.answer == "confirm" else Verdict("deny", "guard_rejected")
+        self._decided(ch.session, verdict, at, temperature=ch.temperature_c, challenge_id=ch.id, who=ev.who)
+
+    def _health(self, ev: DeviceHealth, at: datetime) -> None:
+        before = self.health.get(ev.device)
+        self.health[ev.device] = (ev.ok, ev.detail)
+        if before is not None and before[0] == ev.ok:
+            return
+        if before is None and ev.ok:
+            return  # first report, healthy: nothing to tell
+        self._emit(HealthRecord(at=at, lane=self.name, device=ev.device, ok=ev.ok, detail=ev.detail))
+        if not ev.ok:
+            self._alarm("sensor_fault", at, f"{ev.device}: {ev.detail}")
+
+    # ------------------------------------------------------------ timers
+
+    def _timers(self, now: datetime) -> None:
+        s = self.session
+        if s is not None and s.deadline is not None and now >= s.deadline:
+            self._evaluate(s, s.deadline, timed_out=True)
+        if self.relock_at is not None and now >= self.relock_at:
+            self._lock(self.relock_at)
+        if self.held_at is not None and now >= self.held_at:
+            at, self.held_at = self.held_at, None
+            self._alarm("door_held", at, f"door open longer than {self.door_cfg.held_s:g} s")
+            self._say("close_door", at)
+        if self.reminder_at is not None and now >= self.reminder_at:
+            at, self.reminder_at = self.reminder_at, None
+            if self.session is None and pol.is_night(self.policy, at):
+                self._say("reminder", at)
+
+
+def _narrow(rec: PassRecord, vfrom: datetime | None, vuntil: datetime | None) -> PassRecord:
+    from dataclasses import replace
+
+    if vfrom is not None and (rec.valid_from is None or vfrom > rec.valid_from):
+        rec = replace(rec, valid_from=vfrom)
+    if vuntil is not None and (rec.valid_until is None or vuntil < rec.valid_until):
+        rec = replace(rec, valid_until=vuntil)
+    return rec

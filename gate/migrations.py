@@ -1,0 +1,73 @@
+"""The store's schema, as sqlite-utils migrations applied in order at start-up."""
+from __future__ import annotations
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("gate")
+
+
+@migrations()
+def m001_initial(db: Database) -> None:
+    db["passes"].create(
+        {
+            "id": str,
+            "holder": str,
+            "unit": str,
+            "category": str,
+            "phone_last4": str,
+            "valid_from": float,  # Unix seconds, NULL when open-ended
+            "valid_until": float,
+            "observation_until": float,
+            "pcr_at": float,
+            "health_code": str,
+            "revoked": int,
+            "updated_at": float,
+        },
+        pk="id",
+        not_null={"category", "revoked"},
+        defaults={"revoked": 0},
+    )
+    # A door card bound to a pass; rows with pass_id NULL are cards swiped but not
+    # in the table (reported as unknown). first_seen feeds the daily report.
+    db["cards"].create(
+        {"number": str, "pass_id": str, "first_seen": float, "last_seen": float, "swipes": int},
+        pk="number",
+        defaults={"swipes": 0},
+    )
+    db["cards"].create_index(["pass_id"])
+    db["inside"].create({"pass_id": str, "since": float, "lane": str}, pk="pass_id")
+    db["events"].create(
+        {
+            "seq": int,  # per gate, gapless from 1
+            "id": str,  # globally unique
+            "ts": float,
+            "day": str,  # local date, YYYY-MM-DD
+            "hour": int,  # local hour
+            "type": str,
+            "lane": str,
+            "pass_id": str,
+            "credential": str,
+            "category": str,
+            "decision": str,
+            "reason": str,
+            "temperature_c": float,
+            "card": str,
+            "kind": str,
+            "action": str,
+            "body": str,  # the full event as JSON, as it goes upstream
+        },
+        pk="seq",
+        not_null={"id", "ts", "day", "type"},
+    )
+    db["events"].create_index(["id"], unique=True)
+    db["events"].create_index(["day", "type"])
+    db["events"].create_index(["pass_id"])
+    db["outbox"].create(
+        {"seq": int, "event_id": str, "payload": str, "state": str, "attempts": int, "created": float, "sent_at": float},
+        pk="seq",
+        not_null={"event_id", "payload", "state"},
+        defaults={"attempts": 0, "state": "pending"},
+    )
+    db["outbox"].create_index(["state", "seq"])
+    db["meta"].create({"key": str, "value": str}, pk="key")

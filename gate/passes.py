@@ -1,0 +1,223 @@
+"""The pass token carried by a QR code: encode, sign, verify.
+
+Text form: ``GP1.`` + base64url (no padding) of a packed body followed by its
+64-byte Ed25519 signature. The body:
+
+    version u8 | key id 4 bytes | category u8 | valid_from u32 | valid_until u32
+    | pass id (u8 length + UTF-8) | holder reference (u8 length + UTF-8)
+
+Times are Unix seconds, 0 meaning "not set". The key id is the first four bytes
+of SHA-256 over the raw public key, so a gate trusts keys by file, with no names
+to keep in step. A typical token is about 130 characters: QR version 7-8, easy
+to read from a phone screen or paper.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import struct
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from gate.config import CATEGORIES
+
+PREFIX = "GP1."
+VERSION = 1
+_HEAD = struct.Struct(">B4sBII")
+SIG_LEN = 64
+
+
+class TokenError(Exception):
+    """Why a QR text is not an acceptable pass; ``reason`` is a DRILLS.md reason code."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class PassToken:
+    pass_id: str
+    category: str
+    holder_ref: str = ""
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
+    key_id: str = ""  # hex, filled in by sign/verify
+
+
+def key_id(public: Ed25519PublicKey) -> str:
+    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).digest()[:4].hex()
+
+
+def _ts(value: datetime | None) -> int:
+    if value is None:
+        return 0
+    if value.tzinfo is None:
+        raise ValueError("pass validity times must carry a time zone")
+    return max(0, int(value.timestamp()))
+
+
+def _dt(value: int) -> datetime | None:
+    return None if value == 0 else datetime.fromtimestamp(value, timezone.utc)
+
+
+def _short(text: str, what: str) -> bytes:
+    data = text.encode("utf-8")
+    if len(data) > 255:
+        raise ValueError(f"{what} is longer than 255 bytes")
+    return bytes([len(data)]) + data
+
+
+def sign(token: PassToken, private: Ed25519PrivateKey) -> str:
+    if token.category not in CATEGORIES:
+        raise ValueError(f"unknown category {token.category!r}")
+    kid = key_id(private.public_key())
+    body = (
+        _HEAD.pack(VERSION, bytes.fromhex(kid), CATEGORIES.index(token.category), _ts(token.valid_from), _ts(token.valid_until))
+        + _short(token.pass_id, "pass id")
+        + _short(token.holder_ref, "holder reference")
+    )
+    blob = body + private.sign(body)
+    return PREFIX + base64.urlsafe_b64encode(blob).rstrip(b"=").decode("ascii")
+
+
+def parse(text: str) -> tuple[PassToken, bytes, bytes]:
+    """Split a QR text into token, signed body and signature. Raises TokenError('malformed')."""
+    if not text.startswith(PREFIX):
+        raise TokenError("malformed", "not a gate pass")
+    b64 = text[len(PREFIX):]
+    if not b64 or len(b64) > 1024 or any(c not in _B64_CHARS for c in b64):
+        raise TokenError("malformed", "bad characters")
+    try:
+        blob = base64.urlsafe_b64decode(b64 + "=" * (-len(b64) % 4))
+    except (ValueError, TypeError):
+        raise TokenError("malformed", "bad base64") from None
+    if len(blob) < _HEAD.size + 2 + SIG_LEN:
+        raise TokenError("malformed", "too short")
+    body, sig = blob[:-SIG_LEN], blob[-SIG_LEN:]
+    version, kid, cat, vfrom, vuntil = _HEAD.unpack_from(body)
+    if version != VERSION:
+        raise TokenError("malformed", f"unknown version {version}")
+    if cat >= len(CATEGORIES):
+        raise TokenError("malformed", f"unknown category code {cat}")
+    pos = _HEAD.size
+    fields = []
+    for _ in range(2):
+        if pos >= len(body):
+            raise TokenError("malformed", "truncated")
+        n = body[pos]
+        raw = body[pos + 1 : pos + 1 + n]
+        if len(raw) != n:
+            raise TokenError("malformed", "truncated")
+        try:
+            fields.append(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise TokenError("malformed", "text is not UTF-8") from None
+        pos += 1 + n
+    if pos != len(body):
+        raise TokenError("malformed", "trailing bytes")
+    if not fields[0]:
+        raise TokenError("malformed", "empty pass id")
+    token = PassToken(
+        pass_id=fields[0],
+        category=CATEGORIES[cat],
+        holder_ref=fields[1],
+        valid_from=_dt(vfrom),
+        valid_until=_dt(vuntil),
+        key_id=kid.hex(),
+    )
+    return token, body, sig
+
+
+_B64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+class KeyRing:
+    """The public keys this gate trusts, by key id."""
+
+    def __init__(self, keys: list[Ed25519PublicKey] | None = None) -> None:
+        self._keys: dict[str, Ed25519PublicKey] = {}
+        for key in keys or []:
+            self.add(key)
+
+    def add(self, key: Ed25519PublicKey) -> str:
+        kid = key_id(key)
+        self._keys[kid] = key
+        return kid
+
+    def __contains__(self, kid: str) -> bool:
+        return kid in self._keys
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def verify(self, text: str) -> PassToken:
+        """A verified token, or TokenError with reason 'malformed' or 'forged'."""
+        token, body, sig = parse(text)
+        key = self._keys.get(token.key_id)
+        if key is None:
+            raise TokenError("forged", f"signed by unknown key {token.key_id}")
+        try:
+            key.verify(sig, body)
+        except InvalidSignature:
+            raise TokenError("forged", "bad signature") from None
+        return token
+
+    @classmethod
+    def from_files(cls, paths: list[Path]) -> "KeyRing":
+        return cls([load_public(p) for p in paths])
+
+
+# ---------------------------------------------------------------- key files
+
+
+def new_keypair(directory: Path, name: str) -> tuple[Path, Path]:
+    """Write NAME.key (PKCS#8 PEM, mode 0600) and NAME.pub; refuse to overwrite."""
+    directory.mkdir(parents=True, exist_ok=True)
+    priv_path, pub_path = directory / f"{name}.key", directory / f"{name}.pub"
+    for p in (priv_path, pub_path):
+        if p.exists():
+            raise FileExistsError(f"{p} already exists; refusing to overwrite a key")
+    private = Ed25519PrivateKey.generate()
+    pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    fd = os.open(priv_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+    pub_path.write_bytes(
+        private.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    return priv_path, pub_path
+
+
+def load_private(path: Path) -> Ed25519PrivateKey:
+    try:
+        key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: signing key not found") from None
+    except ValueError as exc:
+        raise ValueError(f"{path}: not a PEM private key ({exc})") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError(f"{path}: expected an Ed25519 private key")
+    return key
+
+
+def load_public(path: Path) -> Ed25519PublicKey:
+    try:
+        key = serialization.load_pem_public_key(Path(path).read_bytes())
+    except FileNotFoundError:
+        raise ValueError(f"{path}: public key not found") from None
+    except ValueError as exc:
+        raise ValueError(f"{path}: not a PEM public key ({exc})") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise ValueError(f"{path}: expected an Ed25519 public key")
+    return key

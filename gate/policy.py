@@ -1,0 +1,121 @@
+"""The decision: a pure function of (pass, credential, readings, lane state, clock)
+to a decision with a reason code from DRILLS.md.
+
+Nothing here touches hardware, the store or the real time: the lane gathers the
+facts into a Situation, and `policy replay` can feed recorded situations through
+a changed policy.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+
+from gate.config import PolicyConfig
+from gate.records import PassRecord, Verdict
+
+WAIT = Verdict("wait", "temperature")
+
+
+@dataclass(frozen=True)
+class Situation:
+    direction: str  # in | out
+    now: datetime  # local, aware
+    pass_: PassRecord | None
+    problem: str | None = None  # malformed | forged | unknown_pass | unknown_card, found before any pass
+    temperatures: tuple[float, ...] = ()  # body temperatures taken for this person, in order
+    needs_temperature: bool = True  # the lane has a thermometer and this is an entry
+    timed_out: bool = False  # the lane's wait for a (second) reading has run out
+    inside_since: datetime | None = None  # the pass's last entry, if it has not exited since
+    draw: float = 1.0  # uniform in [0, 1): chooses entries for a holder check
+
+
+def in_span(span: str, moment: datetime) -> bool:
+    """Is the local time of day inside 'HH:MM-HH:MM'? Spans may wrap past midnight."""
+    a, b = span.split("-")
+    start = _parse_hm(a)
+    end = _parse_hm(b)
+    t = moment.time()
+    if start <= end:
+        return start <= t < end
+    return t >= start or t < end
+
+
+def _parse_hm(text: str) -> time:
+    h, m = (int(x) for x in text.split(":"))
+    return time(23, 59, 59, 999999) if h == 24 else time(h, m)
+
+
+def is_night(policy: PolicyConfig, now: datetime) -> bool:
+    return in_span(policy.night, now)
+
+
+def decide(s: Situation, policy: PolicyConfig) -> Verdict:
+    if s.problem:
+        return Verdict("deny", s.problem)
+    p = s.pass_
+    if p is None:
+        return Verdict("deny", "unknown_pass")
+    if not p.listed and not policy.admit_unlisted:
+        return Verdict("deny", "unknown_pass")
+    if s.direction == "out":
+        return _exit(s, p)
+    return _entry(s, p, policy)
+
+
+def _exit(s: Situation, p: PassRecord) -> Verdict:
+    # Leaving is lenient on purpose (an expired pass may still go home); the one
+    # rule is home observation, which forbids going out before it ends.
+    if p.observation_until is not None and s.now < p.observation_until:
+        return Verdict("deny", "observation")
+    return Verdict("allow", "ok")
+
+
+def _entry(s: Situation, p: PassRecord, policy: PolicyConfig) -> Verdict:
+    if p.revoked:
+        return Verdict("deny", "revoked")
+    if p.valid_from is not None and s.now < p.valid_from:
+        return Verdict("deny", "not_yet_valid")
+    if p.valid_until is not None and s.now > p.valid_until:
+        return Verdict("deny", "expired")
+    cat = policy.category(p.category)
+    if cat.refused:
+        return Verdict("deny", "category_refused")
+    if cat.hours and not in_span(cat.hours, s.now):
+        return Verdict("deny", "outside_hours")
+    if policy.pcr_within_h is not None:
+        if p.pcr_at is None or s.now - p.pcr_at > timedelta(hours=policy.pcr_within_h) or p.pcr_at > s.now:
+            return Verdict("deny", "pcr_required")
+    if p.health_code is not None and p.health_code not in policy.health_codes:
+        return Verdict("deny", "health_code")
+    inside = s.inside_since is not None and s.now - s.inside_since < timedelta(hours=policy.passback_reset_h)
+    if inside and policy.passback == "hard":
+        return Verdict("deny", "passback")
+    if s.needs_temperature:
+        verdict = _temperature(s, policy)
+        if verdict is not None:
+            return verdict
+    if inside and policy.passback == "soft":
+        return Verdict("challenge", "passback")
+    if s.draw < policy.challenge_rate:
+        return Verdict("challenge", "holder_check")
+    return Verdict("allow", "ok")
+
+
+def _temperature(s: Situation, policy: PolicyConfig) -> Verdict | None:
+    temps = s.temperatures
+    if not temps:
+        return Verdict("deny", "no_temperature") if s.timed_out else WAIT
+    if temps[0] < policy.fever_c:
+        return None
+    if len(temps) == 1:
+        # One high reading: measure again (IEC 80601-2-59 wants a second measurement).
+        # If the person never measures again, the only reading we have is a fever.
+        return Verdict("deny", "fever") if s.timed_out else Verdict("retest", "high_temperature")
+    if temps[1] >= policy.fever_c:
+        return Verdict("deny", "fever")
+    return None
+
+
+def temperature_used(s: Situation) -> float | None:
+    """The body temperature a decision rests on: the latest reading taken."""
+    return s.temperatures[-1] if s.temperatures else None

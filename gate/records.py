@@ -1,0 +1,130 @@
+"""The records the gate keeps and reports: a pass as the gate knows it, and what a
+lane did (decisions, alarms, door actions, prompts)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class PassRecord:
+    """A pass as the gate knows it: the token's claims merged with the local table,
+    which adds what a token cannot say (revocation, observation, test time ...)."""
+
+    id: str
+    category: str
+    holder: str | None = None
+    unit: str | None = None
+    phone_last4: str | None = None
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
+    observation_until: datetime | None = None
+    pcr_at: datetime | None = None
+    health_code: str | None = None
+    revoked: bool = False
+    listed: bool = True  # False: known only from its signature, not in the local table
+
+
+@dataclass(frozen=True)
+class Verdict:
+    decision: str  # allow | deny | retest | challenge | wait (internal: not decided yet)
+    reason: str
+
+
+def _round(v: float | None) -> float | None:
+    return None if v is None else round(v, 2)
+
+
+@dataclass(frozen=True)
+class LaneRecord:
+    at: datetime
+    lane: str
+
+    type = "record"
+
+    def fields(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("at")
+        return d
+
+    def to_json(self, t: float | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if t is not None:
+            out["t"] = round(t, 3)
+        out["type"] = self.type
+        out.update(self.fields())
+        return out
+
+
+@dataclass(frozen=True)
+class DecisionRecord(LaneRecord):
+    pass_id: str | None
+    credential: str | None  # qr | card | None
+    category: str | None
+    decision: str
+    reason: str
+    temperature_c: float | None
+    holder: str | None = None
+    unit: str | None = None
+    card: str | None = None
+    challenge_id: str | None = None
+    who: str | None = None  # the guard, for guard decisions
+
+    type = "decision"
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "lane": self.lane,
+            "pass": self.pass_id,
+            "credential": self.credential,
+            "category": self.category,
+            "decision": self.decision,
+            "reason": self.reason,
+            "temperature_c": _round(self.temperature_c),
+        }
+
+
+@dataclass(frozen=True)
+class AlarmRecord(LaneRecord):
+    kind: str  # fever | door_forced | door_held | sensor_fault | passback
+    detail: str = ""
+    pass_id: str | None = None
+
+    type = "alarm"
+
+    def fields(self) -> dict[str, Any]:
+        return {"lane": self.lane, "kind": self.kind, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class DoorRecord(LaneRecord):
+    action: str  # unlock | lock
+
+    type = "door"
+
+
+@dataclass(frozen=True)
+class PromptRecord(LaneRecord):
+    key: str
+    text: str
+
+    type = "prompt"
+
+
+@dataclass(frozen=True)
+class HealthRecord(LaneRecord):
+    """A device went bad or came back (the alarm is raised separately when it goes bad)."""
+
+    device: str
+    ok: bool
+    detail: str = ""
+
+    type = "health"
+
+
+@dataclass
+class Outcome:
+    """Everything one lane step produced, in order (for sinks that want the batch)."""
+
+    records: list[LaneRecord] = field(default_factory=list)

@@ -1,0 +1,73 @@
+"""The daily report (日报告, 零报告): published every day, even a day with nothing in it."""
+from __future__ import annotations
+
+from typing import Any
+
+from gate.store import Store
+
+
+def daily(store: Store, day: str) -> dict[str, Any]:
+    """The report for one local date (YYYY-MM-DD) from the events in the store."""
+    c = store.conn
+    events = c.execute("SELECT count(*) FROM events WHERE day = ?", (day,)).fetchone()[0]
+    allowed = dict(
+        c.execute(
+            "SELECT coalesce(category, 'none'), count(*) FROM events WHERE day = ? AND type = 'decision'"
+            " AND decision = 'allow' GROUP BY 1 ORDER BY 1",
+            (day,),
+        ).fetchall()
+    )
+    denied = dict(
+        c.execute(
+            "SELECT reason, count(*) FROM events WHERE day = ? AND type = 'decision' AND decision = 'deny'"
+            " GROUP BY 1 ORDER BY 1",
+            (day,),
+        ).fetchall()
+    )
+    fevers = c.execute(
+        "SELECT count(*) FROM events WHERE day = ? AND type = 'alarm' AND kind = 'fever'", (day,)
+    ).fetchone()[0]
+    challenges = c.execute(
+        "SELECT count(*) FROM events WHERE day = ? AND type = 'decision' AND decision = 'challenge'", (day,)
+    ).fetchone()[0]
+    start, end = _day_bounds(store, day)
+    new_cards = [
+        r[0]
+        for r in c.execute(
+            "SELECT number FROM cards WHERE first_seen >= ? AND first_seen < ? ORDER BY first_seen, number",
+            (start, end),
+        )
+    ]
+    unknown_cards = [
+        r[0]
+        for r in c.execute(
+            "SELECT DISTINCT card FROM events WHERE day = ? AND type = 'decision' AND reason = 'unknown_card'"
+            " AND card IS NOT NULL ORDER BY card",
+            (day,),
+        )
+    ]
+    by_hour = [0] * 24
+    for hour, n in c.execute(
+        "SELECT hour, count(*) FROM events WHERE day = ? AND type = 'decision' GROUP BY hour", (day,)
+    ):
+        by_hour[hour] = n
+    return {
+        "date": day,
+        "gate": store.gate_id,
+        "events": events,
+        "allowed": allowed,
+        "denied": denied,
+        "fevers": fevers,
+        "challenges": challenges,
+        "new_cards": new_cards,
+        "unknown_cards": unknown_cards,
+        "by_hour": by_hour,
+    }
+
+
+def _day_bounds(store: Store, day: str) -> tuple[float, float]:
+    from datetime import date, datetime, time, timedelta
+
+    d = date.fromisoformat(day)
+    start = datetime.combine(d, time(0), store.tz)
+    return start.timestamp(), (start + timedelta(days=1)).timestamp()

@@ -1,0 +1,238 @@
+"""The gate's SQLite store: passes, cards, who is inside, events and the outbox.
+
+One Store object per thread (SQLite connections stay in the thread that opened
+them). WAL lets the lanes write while the guard page and sync read. Python's
+sqlite3 defaults to synchronous=FULL, which we set explicitly: an event that the
+door acted on must survive a power cut.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone, tzinfo
+from pathlib import Path
+from typing import Any, Iterator
+
+from sqlite_utils import Database
+
+from gate.migrations import migrations
+from gate.records import DecisionRecord, LaneRecord, PassRecord
+
+
+def to_ts(value: datetime | None) -> float | None:
+    return None if value is None else value.timestamp()
+
+
+def from_ts(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, timezone.utc)
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    seq: int
+    id: str
+    body: dict[str, Any]
+
+
+class Store:
+    def __init__(self, path: str | Path, *, gate_id: str = "gate-01", tz: tzinfo = timezone.utc) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.gate_id = gate_id
+        self.tz = tz
+        # isolation_level=None: we open transactions ourselves (BEGIN IMMEDIATE), so
+        # the seq counter is read and bumped under the write lock.
+        conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        self.conn = conn
+        self.db = Database(conn)
+        migrations.apply(self.db)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    # ------------------------------------------------------------ passes
+
+    def upsert_passes(self, rows: list[dict[str, Any]], cards: dict[str, str] | None = None) -> int:
+        """Insert or replace pass rows (times as datetimes) and their card bindings, atomically."""
+        now = time.time()
+        prepared = []
+        for r in rows:
+            prepared.append(
+                {
+                    "id": r["id"],
+                    "holder": r.get("holder"),
+                    "unit": r.get("unit"),
+                    "category": r["category"],
+                    "phone_last4": r.get("phone_last4"),
+                    "valid_from": to_ts(r.get("valid_from")),
+                    "valid_until": to_ts(r.get("valid_until")),
+                    "observation_until": to_ts(r.get("observation_until")),
+                    "pcr_at": to_ts(r.get("pcr_at")),
+                    "health_code": r.get("health_code"),
+                    "revoked": 1 if r.get("revoked") else 0,
+                    "updated_at": now,
+                }
+            )
+        with self.write():
+            self.db["passes"].upsert_all(prepared, pk="id")
+            for number, pass_id in (cards or {}).items():
+                self.conn.execute(
+                    "INSERT INTO cards(number, pass_id) VALUES (?, ?) "
+                    "ON CONFLICT(number) DO UPDATE SET pass_id = excluded.pass_id",
+                    (number, pass_id),
+                )
+        return len(prepared)
+
+    def get_pass(self, pass_id: str) -> PassRecord | None:
+        row = self.conn.execute(
+            "SELECT id, category, holder, unit, phone_last4, valid_from, valid_until, observation_until,"
+            " pcr_at, health_code, revoked FROM passes WHERE id = ?",
+            (pass_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        return PassRecord(
+            id=row[0],
+            category=row[1],
+            holder=row[2],
+            unit=row[3],
+            phone_last4=row[4],
+            valid_from=from_ts(row[5]),
+            valid_until=from_ts(row[6]),
+            observation_until=from_ts(row[7]),
+            pcr_at=from_ts(row[8]),
+            health_code=row[9],
+            revoked=bool(row[10]),
+            listed=True,
+        )
+
+    def card_pass(self, number: str) -> str | None:
+        row = self.conn.execute("SELECT pass_id FROM cards WHERE number = ?", (number,)).fetchone()
+        return row[0] if row else None
+
+    def pass_count(self) -> int:
+        return self.conn.execute("SELECT count(*) FROM passes").fetchone()[0]
+
+    # ------------------------------------------------------------ inside
+
+    def inside_since(self, pass_id: str) -> datetime | None:
+        row = self.conn.execute("SELECT since FROM inside WHERE pass_id = ?", (pass_id,)).fetchone()
+        return from_ts(row[0]) if row else None
+
+    # ------------------------------------------------------------ events
+
+    def _next_seq(self) -> int:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()
+        seq = int(row[0]) + 1 if row else 1
+        self.conn.execute(
+            "INSERT INTO meta(key, value) VALUES ('seq', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (str(seq),),
+        )
+        return seq
+
+    def record(self, rec: LaneRecord, *, direction: str | None = None) -> StoredEvent:
+        """Write one event and its outbox row in one transaction (before the door acts).
+
+        A decision also updates what the gate must remember: who is inside, when a
+        card was first seen."""
+        local = rec.at.astimezone(self.tz)
+        ts = rec.at.timestamp()
+        with self.write() as c:
+            seq = self._next_seq()
+            event_id = str(uuid.uuid4())
+            body = {"id": event_id, "seq": seq, "gate": self.gate_id, "ts": rec.at.isoformat(), **rec.to_json()}
+            if isinstance(rec, DecisionRecord):
+                # Events name passes by id only: the holder's name stays in the pass table.
+                extra = {"card": rec.card, "challenge_id": rec.challenge_id, "who": rec.who}
+                body.update({k: v for k, v in extra.items() if v is not None})
+            payload = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+            fields = rec.to_json()
+            c.execute(
+                "INSERT INTO events(seq, id, ts, day, hour, type, lane, pass_id, credential, category, decision,"
+                " reason, temperature_c, card, kind, action, body) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    seq,
+                    event_id,
+                    ts,
+                    local.date().isoformat(),
+                    local.hour,
+                    rec.type,
+                    rec.lane,
+                    fields.get("pass"),
+                    fields.get("credential"),
+                    fields.get("category"),
+                    fields.get("decision"),
+                    fields.get("reason"),
+                    fields.get("temperature_c"),
+                    getattr(rec, "card", None),
+                    fields.get("kind"),
+                    fields.get("action"),
+                    payload,
+                ),
+            )
+            c.execute(
+                "INSERT INTO outbox(seq, event_id, payload, state, created) VALUES (?,?,?,'pending',?)",
+                (seq, event_id, payload, time.time()),
+            )
+            if isinstance(rec, DecisionRecord):
+                self._after_decision(c, rec, ts, direction)
+        return StoredEvent(seq, event_id, body)
+
+    def _after_decision(self, c: sqlite3.Connection, rec: DecisionRecord, ts: float, direction: str | None) -> None:
+        if rec.card:
+            c.execute(
+                "INSERT INTO cards(number, pass_id, first_seen, last_seen, swipes) VALUES (?, NULL, ?, ?, 1) "
+                "ON CONFLICT(number) DO UPDATE SET first_seen = coalesce(first_seen, excluded.first_seen),"
+                " last_seen = excluded.last_seen, swipes = swipes + 1",
+                (rec.card, ts, ts),
+            )
+        if rec.decision == "allow" and rec.pass_id:
+            if direction == "in":
+                c.execute(
+                    "INSERT INTO inside(pass_id, since, lane) VALUES (?,?,?) "
+                    "ON CONFLICT(pass_id) DO UPDATE SET since = excluded.since, lane = excluded.lane",
+                    (rec.pass_id, ts, rec.lane),
+                )
+            elif direction == "out":
+                c.execute("DELETE FROM inside WHERE pass_id = ?", (rec.pass_id,))
+
+    def events(self, *, day: str | None = None, since_seq: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT body FROM events WHERE seq > ?"
+        args: list[Any] = [since_seq]
+        if day:
+            sql += " AND day = ?"
+            args.append(day)
+        sql += " ORDER BY seq"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return [json.loads(r[0]) for r in self.conn.execute(sql, args)]
+
+    # ------------------------------------------------------------ meta
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.write() as c:
+            c.execute(
+                "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
