@@ -248,7 +248,7 @@ class GateApp:
                 on_measurement=measured,
                 on_fault=health,
                 # A drill's sim sends only when someone measures; the live one streams.
-                stale_s=3.0 if (th.driver != "sim" or self.clock.realtime) else None,
+                stale_s=th.stale_after() if th.driver == "serial" else (3.0 if self.clock.realtime else None),
             )
             reader.start()
             devices.thermometer = reader

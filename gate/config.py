@@ -161,6 +161,15 @@ class SerialThermometerConfig(Strict):
     baudrate: Literal[9600, 19200, 38400, 57600, 115200] = 9600
     protocol: Literal["gy-mcu90614", "ascii"] = "gy-mcu90614"
     compensation: CompensationConfig = CompensationConfig()
+    # No valid frame for this long while the port is open is a sensor fault. The
+    # GY-MCU90614 streams at ~14 Hz; an ASCII sensor that prints only when it
+    # measures needs "stale_s = 0" (off), which is its default.
+    stale_s: float | None = Field(None, ge=0)
+
+    def stale_after(self) -> float | None:
+        if self.stale_s is None:
+            return 3.0 if self.protocol == "gy-mcu90614" else None
+        return self.stale_s or None
 
 
 ThermometerConfig = Annotated[

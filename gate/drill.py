@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable
+from zoneinfo import ZoneInfo
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives import serialization
@@ -200,6 +201,92 @@ def _fire_timers(app: GateApp, clock: DrillClock, until: datetime) -> None:
     raise DrillError("lane timers keep firing without end")
 
 
+class Rehearsal:
+    """A drill in progress: the app on a drill clock, a fresh store, the drill's passes
+    and tokens. `run()` plays a whole drill; tests use it to add what a drill file
+    cannot say (garbage on the serial line, a broken Wiegand train)."""
+
+    def __init__(
+        self,
+        drill: Drill,
+        *,
+        base: dict[str, Any] | None = None,
+        on_line: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.drill = drill
+        self._tmp = tempfile.TemporaryDirectory(prefix="gate-drill-")
+        tmpdir = Path(self._tmp.name)
+        self.keys = Keys(tmpdir)
+        data = simulated(cfgmod.deep_merge(base if base is not None else DEFAULT_CONFIG, drill.config))
+        data = cfgmod.deep_merge(
+            data, {"keys": {"trusted": [str(self.keys.central_pub)]}, "store": {"path": str(tmpdir / "gate.db")}}
+        )
+        self.config = cfgmod.from_dict(data, "drill config")
+        self.tz = ZoneInfo(self.config.gate.timezone)
+        self.clock = DrillClock(drill.start, self.tz)
+        self.lines: list[dict[str, Any]] = []
+        self.records: list[LaneRecord] = []
+        self._on_line = on_line
+        self.app = GateApp(self.config, clock=self.clock, sinks=[self._sink], seed=0, prerender=False)
+        self.tokens = {p.id: self.keys.token(p) for p in drill.passes}
+
+    def _sink(self, rec: LaneRecord) -> None:
+        self.records.append(rec)
+        if rec.type in PRINTED:
+            line = rec.to_json(t=(rec.at - self.clock.start).total_seconds())
+            self.lines.append(line)
+            if self._on_line:
+                self._on_line(line)
+
+    def __enter__(self) -> "Rehearsal":
+        store = self.app.open_store()
+        try:
+            rows, cards = pass_rows(self.drill.passes)
+            store.upsert_passes(rows, cards)
+        finally:
+            store.close()
+        try:
+            self.app.start()
+        except BaseException:
+            self._tmp.cleanup()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.app.stop()
+        finally:
+            self._tmp.cleanup()
+
+    def advance(self, at: float) -> None:
+        """Fire the timers due before `at` seconds, then set the clock to it."""
+        _fire_timers(self.app, self.clock, self.clock.start + timedelta(seconds=at))
+        self.clock.set(max(at, self.clock.elapsed))
+
+    def step(self, step: Step) -> None:
+        self.advance(step.at)
+        apply_step(self.app, step, self.tokens)
+
+    def finish(self) -> None:
+        """Let what the last steps set in motion finish (door relock, waits, retests)."""
+        _fire_timers(self.app, self.clock, self.clock.now() + timedelta(days=1))
+
+    def report(self) -> dict[str, Any]:
+        store = self.app.open_store()
+        try:
+            return {"type": "report", **daily(store, self.clock.start.astimezone(self.tz).date().isoformat())}
+        finally:
+            store.close()
+
+    def run(self, *, with_report: bool = False) -> DrillResult:
+        for step in self.drill.steps:
+            self.step(step)
+        self.finish()
+        counters = {name: lane.counters.snapshot() for name, lane in self.app.lanes.items()}
+        report = self.report() if with_report else None
+        return DrillResult(self.lines, match_expectations(self.lines, self.drill.expect), report, counters)
+
+
 def run(
     drill: Drill,
     *,
@@ -207,49 +294,5 @@ def run(
     with_report: bool = False,
     on_line: Callable[[dict[str, Any]], None] | None = None,
 ) -> DrillResult:
-    with tempfile.TemporaryDirectory(prefix="gate-drill-") as tmp:
-        tmpdir = Path(tmp)
-        keys = Keys(tmpdir)
-        data = simulated(cfgmod.deep_merge(base if base is not None else DEFAULT_CONFIG, drill.config))
-        data = cfgmod.deep_merge(data, {"keys": {"trusted": [str(keys.central_pub)]}, "store": {"path": str(tmpdir / "gate.db")}})
-        config = cfgmod.from_dict(data, "drill config")
-        app_tz = __import__("zoneinfo").ZoneInfo(config.gate.timezone)
-        clock = DrillClock(drill.start, app_tz)
-        lines: list[dict[str, Any]] = []
-
-        def sink(rec: LaneRecord) -> None:
-            if rec.type in PRINTED:
-                line = rec.to_json(t=(rec.at - clock.start).total_seconds())
-                lines.append(line)
-                if on_line:
-                    on_line(line)
-
-        app = GateApp(config, clock=clock, sinks=[sink], seed=0, prerender=False)
-        store = app.open_store()
-        try:
-            rows, cards = pass_rows(drill.passes)
-            store.upsert_passes(rows, cards)
-        finally:
-            store.close()
-        tokens = {p.id: keys.token(p) for p in drill.passes}
-        app.start()
-        try:
-            for step in drill.steps:
-                moment = clock.start + timedelta(seconds=step.at)
-                _fire_timers(app, clock, moment)
-                clock.set(step.at)
-                apply_step(app, step, tokens)
-            # Let what the last steps set in motion finish (door relock, waits, retests).
-            _fire_timers(app, clock, clock.now() + timedelta(days=1))
-            counters = {name: lane.counters.snapshot() for name, lane in app.lanes.items()}
-        finally:
-            app.stop()
-        report = None
-        if with_report:
-            store = app.open_store()
-            try:
-                report = daily(store, clock.start.astimezone(app_tz).date().isoformat())
-            finally:
-                store.close()
-            report = {"type": "report", **report}
-        return DrillResult(lines, match_expectations(lines, drill.expect), report, counters)
+    with Rehearsal(drill, base=base, on_line=on_line) as r:
+        return r.run(with_report=with_report)

@@ -1,0 +1,387 @@
+"""Frame sources for the QR scanner: a simulated camera for drills and tests, image
+folders and video files for replaying captures, and a V4L2 (USB) camera.
+
+Every source returns 2-D uint8 greyscale frames from ``read(timeout)``, or None when
+no frame arrived in time. Raspberry Pi CSI modules are not reachable through OpenCV
+(libcamera); they need a picamera2 source, which is not here.
+"""
+from __future__ import annotations
+
+import collections
+import os
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+# A stalled V4L2 camera makes each OpenCV read wait 10 s by default (value in
+# seconds). OpenCV reads the variable once per process, at the first V4L2 frame
+# wait -- not at import -- so setting it here works even if cv2 is already imported,
+# unless some V4L2 capture has already waited for a frame in this process. An
+# operator's own setting wins (setdefault).
+os.environ.setdefault("OPENCV_VIDEOIO_V4L_SELECT_TIMEOUT", "2")
+
+import cv2  # noqa: E402  (after the variable, in case this is the first import)
+import numpy as np  # noqa: E402
+
+from drivers.qr import to_grey  # noqa: E402
+
+if TYPE_CHECKING:
+    from drivers.qr import QrScanner
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".pbm", ".tif",
+                  ".tiff", ".webp")
+
+# Grey levels of a phone screen or paper pass as a camera sees them: never pure
+# black or white, and a background a little darker than the pass itself.
+_DARK, _LIGHT, _BACKGROUND = 40, 215, 165
+_QUIET_ZONE = 4  # modules of light margin the QR standard asks for
+
+
+class CameraError(RuntimeError):
+    """A frame source could not be opened, or stopped delivering frames."""
+
+
+class FrameSource(Protocol):
+    def read(self, timeout: float) -> np.ndarray | None:
+        """The next greyscale frame, or None if none came within ``timeout`` seconds."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def render(
+    text: str | bytes,
+    width: int = 640,
+    height: int = 480,
+    *,
+    module_px: int | None = None,
+    center: tuple[float, float] = (0.5, 0.5),
+    noise_sigma: float = 4.0,
+    blur_sigma: float = 0.6,
+    seed: int = 0,
+) -> np.ndarray:
+    """A greyscale camera frame showing ``text`` as a QR code (error correction M;
+    bytes are encoded as they are, for payloads that are not UTF-8).
+
+    ``module_px`` defaults so the code spans about 40% of the frame height (at least
+    2 px per module); ``center`` places the code's centre as fractions of the frame.
+    Gaussian blur and noise make the decoder binarise a real-looking image. Same
+    arguments, same pixels (``seed``). Raises ValueError if the code does not fit.
+    """
+    import segno  # lazy: only simulations render codes
+
+    # micro=False: segno would pick a Micro QR for short texts, which phones and
+    # the gate's decoder settings do not use. boost_error=False keeps level M.
+    qr = segno.make(text, error="m", micro=False, boost_error=False)
+    modules = np.asarray(qr.matrix, dtype=bool)
+    n = modules.shape[0]
+    if module_px is None:
+        module_px = max(2, round(0.4 * height / n))
+    code = np.where(modules, _DARK, _LIGHT).astype(np.uint8)
+    code = np.pad(code, _QUIET_ZONE, constant_values=_LIGHT)
+    code = np.repeat(np.repeat(code, module_px, axis=0), module_px, axis=1)
+
+    ch, cw = code.shape
+    top = round(center[1] * height - ch / 2)
+    left = round(center[0] * width - cw / 2)
+    if top < 0 or left < 0 or top + ch > height or left + cw > width:
+        raise ValueError(f"a {ch}x{cw} px code ({n} modules x {module_px} px) does not "
+                         f"fit a {width}x{height} frame at centre {center}")
+
+    # A gentle left-to-right light gradient: uneven lighting is what makes
+    # binarisers work, and a flat frame would be an easy special case.
+    frame = np.empty((height, width), np.float32)
+    frame[:] = _BACKGROUND + np.linspace(-12.0, 12.0, width, dtype=np.float32)
+    frame[top:top + ch, left:left + cw] = code
+    if blur_sigma > 0:
+        frame = cv2.GaussianBlur(frame, (0, 0), blur_sigma)
+    if noise_sigma > 0:
+        rng = np.random.default_rng(seed)
+        frame += rng.standard_normal(frame.shape, dtype=np.float32) * noise_sigma
+    return np.clip(frame, 0, 255).astype(np.uint8)
+
+
+def render_empty(width: int = 640, height: int = 480, *, noise_sigma: float = 4.0,
+                 seed: int = 0) -> np.ndarray:
+    """A frame with nothing in it but the background, lighting gradient and noise."""
+    frame = np.empty((height, width), np.float32)
+    frame[:] = _BACKGROUND + np.linspace(-12.0, 12.0, width, dtype=np.float32)
+    if noise_sigma > 0:
+        rng = np.random.default_rng(seed)
+        frame += rng.standard_normal(frame.shape, dtype=np.float32) * noise_sigma
+    return np.clip(frame, 0, 255).astype(np.uint8)
+
+
+class SimCamera:
+    """A camera that shows what a drill or test tells it to.
+
+    ``show(text)`` queues frames of a held-up code followed by one empty frame;
+    ``read()`` hands queued frames out first. With ``stream_fps`` > 0 it otherwise
+    produces empty frames at that rate in real time (live demo); with 0 it waits up
+    to the timeout and returns None. Frames are read-only and shared (rendered once
+    per text and cached). Thread-safe.
+    """
+
+    _CACHE_SIZE = 256  # distinct texts kept rendered; a drill reuses a few hundred passes
+
+    def __init__(self, width: int = 640, height: int = 480, *, stream_fps: float = 0.0,
+                 module_px: int | None = None, noise_sigma: float = 4.0,
+                 blur_sigma: float = 0.6, seed: int = 0) -> None:
+        self.width = width
+        self.height = height
+        self.stream_fps = stream_fps
+        self._render_args = dict(module_px=module_px, noise_sigma=noise_sigma,
+                                 blur_sigma=blur_sigma, seed=seed)
+        self._empty = _frozen(render_empty(width, height, noise_sigma=noise_sigma, seed=seed))
+        self._cache: collections.OrderedDict[str, np.ndarray] = collections.OrderedDict()
+        self._queue: collections.deque[np.ndarray] = collections.deque()
+        self._cond = threading.Condition()
+        self._shown = 0
+        self._next_stream_at: float | None = None
+        self._closed = False
+
+    def frame(self, text: str) -> np.ndarray:
+        """The (cached, read-only) frame showing ``text``."""
+        with self._cond:
+            hit = self._cache.get(text)
+            if hit is not None:
+                self._cache.move_to_end(text)
+                return hit
+        # Render outside the lock so a reader is not held up behind it.
+        img = _frozen(render(text, self.width, self.height, **self._render_args))
+        with self._cond:
+            self._cache[text] = img
+            while len(self._cache) > self._CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return img
+
+    def show(self, text: str, frames: int = 3) -> None:
+        """Queue ``frames`` frames of the code held up, then one empty frame."""
+        img = self.frame(text)
+        self._enqueue([img] * frames + [self._empty])
+
+    def show_empty(self, frames: int = 1) -> None:
+        self._enqueue([self._empty] * frames)
+
+    @property
+    def frames_shown(self) -> int:
+        """Frames queued plus empty frames streamed: what a scanner will have
+        processed once it has caught up."""
+        with self._cond:
+            return self._shown
+
+    def settle(self, scanner: QrScanner, timeout: float = 5.0) -> bool:
+        """Wait until ``scanner`` has processed every frame shown so far."""
+        return scanner.progress.wait_for(self.frames_shown, timeout)
+
+    def read(self, timeout: float) -> np.ndarray | None:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not self._closed:
+                if self._queue:
+                    return self._queue.popleft()
+                now = time.monotonic()
+                wake = deadline
+                if self.stream_fps > 0:
+                    period = 1.0 / self.stream_fps
+                    # After an idle spell restart the schedule instead of bursting
+                    # out every frame "missed".
+                    if self._next_stream_at is None or self._next_stream_at < now - period:
+                        self._next_stream_at = now
+                    if now >= self._next_stream_at:
+                        self._next_stream_at += period
+                        self._shown += 1
+                        return self._empty
+                    wake = min(deadline, self._next_stream_at)
+                if now >= deadline:
+                    return None
+                self._cond.wait(wake - now)
+        return None
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._queue.clear()
+            self._cond.notify_all()
+
+    def _enqueue(self, frames: list[np.ndarray]) -> None:
+        with self._cond:
+            if self._closed:
+                raise CameraError("SimCamera is closed")
+            self._queue.extend(frames)
+            self._shown += len(frames)
+            self._cond.notify_all()
+
+
+def _frozen(img: np.ndarray) -> np.ndarray:
+    img.setflags(write=False)  # shared between reads: nobody may draw on it
+    return img
+
+
+class ImageFolderSource:
+    """Each image file of a folder (sorted by name) as a frame, then nothing.
+
+    Files OpenCV cannot read are skipped and counted in ``unreadable``. Once the
+    folder is used up ``read`` waits out its timeout and returns None, like a camera
+    with nothing in view, so a reading loop does not spin.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        folder = Path(path)
+        if not folder.is_dir():
+            raise CameraError(f"image folder {str(folder)!r} does not exist")
+        self.files: list[Path] = sorted(
+            f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+        self.unreadable = 0
+        self._next = 0
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+
+    @property
+    def exhausted(self) -> bool:
+        return self._next >= len(self.files)
+
+    def read(self, timeout: float) -> np.ndarray | None:
+        with self._lock:
+            while not self._closed.is_set() and self._next < len(self.files):
+                f = self.files[self._next]
+                self._next += 1
+                img = cv2.imread(str(f), cv2.IMREAD_GRAYSCALE)
+                if img is not None:
+                    return img
+                self.unreadable += 1
+        self._closed.wait(timeout)
+        return None
+
+    def close(self) -> None:
+        self._closed.set()
+
+
+class VideoFileSource:
+    """Frames of a video file, in greyscale; with ``loop`` it starts over at the end."""
+
+    def __init__(self, path: str | os.PathLike[str], loop: bool = False) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise CameraError(f"video file {str(self.path)!r} does not exist")
+        self.loop = loop
+        self._cap = cv2.VideoCapture(str(self.path))
+        if not self._cap.isOpened():
+            self._cap.release()
+            raise CameraError(f"cannot open video file {str(self.path)!r}")
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self.exhausted = False
+
+    def read(self, timeout: float) -> np.ndarray | None:
+        with self._lock:
+            if not self._closed.is_set() and not self.exhausted:
+                ok, frame = self._cap.read()
+                if not ok and self.loop:
+                    self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                    ok, frame = self._cap.read()
+                if ok and frame is not None:
+                    return to_grey(frame)
+                self.exhausted = True
+        self._closed.wait(timeout)  # end of file: behave like an idle camera
+        return None
+
+    def close(self) -> None:
+        self._closed.set()
+        with self._lock:
+            self._cap.release()
+
+
+class V4L2Camera:
+    """A USB camera through OpenCV's V4L2 backend.
+
+    Open it by a stable path (``/dev/v4l/by-id/...``): ``/dev/videoN`` numbers move
+    between boots and replugs. A grab thread reads continuously and keeps only the
+    newest frame (with a driver buffer of 1), so a slow decode never works through
+    a backlog of stale frames. If the camera stops delivering, ``read`` raises
+    CameraError and the grab thread reopens the device once a second.
+    """
+
+    _REOPEN_AFTER = 3  # consecutive failed reads before the device is reopened
+    _REOPEN_EVERY_S = 1.0
+
+    def __init__(self, device: str, width: int = 1280, height: int = 720,
+                 fps: float = 30.0) -> None:
+        self.device = device
+        self.width = width
+        self.height = height
+        self.fps = fps
+        if not os.path.exists(device):
+            raise CameraError(f"camera {device!r} not found (is it plugged in?)")
+        self._cap = self._open()
+        self._cond = threading.Condition()
+        self._latest: np.ndarray | None = None
+        self._seq = 0  # frames grabbed so far
+        self._taken = 0  # seq of the last frame handed out
+        self._failing: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._grab, name=f"v4l2-{device}",
+                                        daemon=True)
+        self._thread.start()
+
+    def _open(self) -> cv2.VideoCapture:
+        cap = cv2.VideoCapture(self.device, cv2.CAP_V4L2)
+        if not cap.isOpened():
+            cap.release()
+            raise CameraError(f"cannot open camera {self.device!r} with V4L2 "
+                              "(missing, busy, or not a capture device)")
+        cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
+        cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
+        cap.set(cv2.CAP_PROP_FPS, self.fps)
+        cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+        return cap
+
+    def _grab(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            ok, frame = self._cap.read()
+            if ok and frame is not None:
+                failures = 0
+                with self._cond:
+                    self._latest = frame
+                    self._seq += 1
+                    self._failing = None
+                    self._cond.notify_all()
+                continue
+            failures += 1
+            with self._cond:
+                self._failing = f"camera {self.device!r} is not delivering frames"
+                self._cond.notify_all()
+            if failures >= self._REOPEN_AFTER:
+                self._cap.release()
+                while not self._stop.wait(self._REOPEN_EVERY_S):
+                    try:
+                        self._cap = self._open()
+                        break
+                    except CameraError:
+                        continue
+                failures = 0
+            else:
+                self._stop.wait(0.05)  # an unplugged device fails at once: don't spin
+        self._cap.release()
+
+    def read(self, timeout: float) -> np.ndarray | None:
+        with self._cond:
+            fresh = self._cond.wait_for(
+                lambda: self._seq > self._taken or self._failing is not None
+                or self._stop.is_set(), timeout)
+            if not fresh or self._stop.is_set():
+                return None
+            if self._seq <= self._taken:
+                raise CameraError(self._failing or f"camera {self.device!r} failed")
+            self._taken = self._seq
+            frame = self._latest
+        # Colour conversion only for frames actually consumed (~0.75 ms at 720p).
+        return to_grey(frame) if frame is not None else None
+
+    def close(self) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        self._thread.join(timeout=5.0)  # a read may be inside its V4L2 select timeout

@@ -1,0 +1,219 @@
+"""Frame sources: the simulated camera, image folders, video files, V4L2 errors."""
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from drivers.camera import (CameraError, ImageFolderSource, SimCamera, V4L2Camera,
+                            VideoFileSource, render, render_empty)
+from drivers.qr import QrScanner, ZxingDecoder
+
+DARK = 100  # rendered dark modules sit near 40, the background near 165
+
+
+def decode(frame: np.ndarray | None) -> list[str]:
+    assert frame is not None
+    return ZxingDecoder().decode(frame)
+
+
+# --- render -------------------------------------------------------------------
+
+def test_render_looks_like_a_camera_frame() -> None:
+    frame = render("pass-1", 800, 600)
+    assert frame.shape == (600, 800) and frame.dtype == np.uint8
+    # Noise: not a clean synthetic image with a handful of grey levels.
+    assert len(np.unique(frame)) > 50
+    # Default size: the code (dark modules) spans roughly 40% of the frame height.
+    rows = np.flatnonzero((frame < DARK).any(axis=1))
+    span = (rows[-1] - rows[0] + 1) / 600
+    assert 0.3 < span < 0.5
+
+
+def test_render_is_deterministic_per_seed() -> None:
+    assert np.array_equal(render("x"), render("x"))
+    assert not np.array_equal(render("x", seed=1), render("x", seed=2))
+    assert decode(render("x", seed=1)) == decode(render("x", seed=2)) == ["x"]
+
+
+def test_render_places_the_code() -> None:
+    frame = render("left side", center=(0.25, 0.5))
+    assert (frame[:, :320] < DARK).any() and not (frame[:, 320:] < DARK).any()
+    assert decode(frame) == ["left side"]
+
+
+def test_render_small_modules_still_decode() -> None:
+    # 2 px per module: a far-away phone; the decoder still has to manage it.
+    assert decode(render("GP1.far-away", module_px=2)) == ["GP1.far-away"]
+
+
+def test_render_refuses_a_code_that_does_not_fit() -> None:
+    with pytest.raises(ValueError, match="does not fit"):
+        render("too big", 640, 480, module_px=40)
+
+
+def test_render_empty_has_no_dark_modules() -> None:
+    frame = render_empty()
+    assert frame.shape == (480, 640) and not (frame < DARK).any()
+
+
+# --- SimCamera ----------------------------------------------------------------
+
+def test_sim_camera_hands_out_queued_frames_in_order() -> None:
+    cam = SimCamera()
+    cam.show("pass-A", frames=2)
+    cam.show_empty(2)
+    cam.show("pass-B", frames=1)
+    assert cam.frames_shown == 3 + 2 + 2
+    got = [decode(cam.read(timeout=1.0)) for _ in range(7)]
+    assert got == [["pass-A"], ["pass-A"], [], [], [], ["pass-B"], []]
+    assert cam.read(timeout=0.05) is None  # nothing queued, not streaming
+
+
+def test_sim_camera_caches_and_shares_rendered_frames() -> None:
+    cam = SimCamera()
+    a = cam.frame("pass-A")
+    assert cam.frame("pass-A") is a  # rendered once per text
+    assert not a.flags.writeable  # shared: nobody may draw on it
+    cam.show("pass-A", frames=2)
+    assert cam.read(timeout=1.0) is a
+
+
+def test_sim_camera_streams_empty_frames_when_asked() -> None:
+    cam = SimCamera(320, 240, stream_fps=1000.0)
+    frames = [cam.read(timeout=2.0) for _ in range(5)]
+    assert all(f is not None and f.shape == (240, 320) for f in frames)
+    assert all(decode(f) == [] for f in frames)
+    assert cam.frames_shown == 5  # streamed frames count, so settle waits for them
+    cam.show("pass-A", frames=1)
+    assert decode(cam.read(timeout=2.0)) == ["pass-A"]  # queued frames come first
+
+
+def test_sim_camera_close_wakes_a_blocked_reader() -> None:
+    cam = SimCamera()
+    result: list[object] = ["not returned"]
+    t = threading.Thread(target=lambda: result.__setitem__(0, cam.read(timeout=30.0)))
+    t.start()
+    cam.close()
+    t.join(timeout=10.0)
+    assert not t.is_alive() and result == [None]
+    with pytest.raises(CameraError):
+        cam.show("after close")
+
+
+def test_sim_camera_with_scanner_from_two_producer_threads() -> None:
+    cam = SimCamera(320, 240)
+    seen: list[str] = []
+    scanner = QrScanner(cam, ZxingDecoder(), seen.append).start()
+    try:
+        def produce(prefix: str) -> None:
+            for i in range(15):
+                cam.show(f"{prefix}-{i}", frames=2)
+
+        producers = [threading.Thread(target=produce, args=(p,)) for p in ("east", "west")]
+        for t in producers:
+            t.start()
+        for t in producers:
+            t.join()
+        assert cam.settle(scanner, timeout=20.0)
+    finally:
+        scanner.close()
+        cam.close()
+    assert sorted(seen) == sorted(f"{p}-{i}" for p in ("east", "west") for i in range(15))
+    assert scanner.counters.get("frames") == cam.frames_shown == 90
+
+
+# --- ImageFolderSource ----------------------------------------------------------
+
+def test_image_folder_source_reads_sorted_images_then_nothing(tmp_path: Path) -> None:
+    cv2.imwrite(str(tmp_path / "b.png"), render("second"))
+    cv2.imwrite(str(tmp_path / "a.jpg"), cv2.cvtColor(render("first"), cv2.COLOR_GRAY2BGR))
+    cv2.imwrite(str(tmp_path / "c.png"), render_empty())
+    (tmp_path / "bb.png").write_bytes(b"not a png")  # skipped and counted
+    (tmp_path / "notes.txt").write_text("not an image")  # ignored
+    src = ImageFolderSource(tmp_path)
+    assert [f.name for f in src.files] == ["a.jpg", "b.png", "bb.png", "c.png"]
+    frames = [src.read(timeout=0.01) for _ in range(3)]
+    assert all(f is not None and f.ndim == 2 and f.dtype == np.uint8 for f in frames)
+    assert [decode(f) for f in frames] == [["first"], ["second"], []]
+    assert src.unreadable == 1 and src.exhausted
+    assert src.read(timeout=0.01) is None
+
+
+def test_image_folder_source_drives_a_scanner(tmp_path: Path) -> None:
+    for i, text in enumerate(["pass-A", "pass-A", "pass-B"]):
+        cv2.imwrite(str(tmp_path / f"{i:03}.png"), render(text))
+    seen: list[str] = []
+    src = ImageFolderSource(tmp_path)
+    scanner = QrScanner(src, ZxingDecoder(), seen.append).start()
+    try:
+        assert scanner.progress.wait_for(3, timeout=10.0)
+    finally:
+        scanner.close()
+        src.close()
+    assert seen == ["pass-A", "pass-B"]
+
+
+def test_image_folder_source_missing_folder(tmp_path: Path) -> None:
+    with pytest.raises(CameraError, match="nowhere"):
+        ImageFolderSource(tmp_path / "nowhere")
+
+
+# --- VideoFileSource ------------------------------------------------------------
+
+def _write_video(path: Path, frames: list[np.ndarray]) -> None:
+    h, w = frames[0].shape
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (w, h))
+    assert out.isOpened(), "OpenCV cannot write MJPG here"
+    for f in frames:
+        out.write(cv2.cvtColor(f, cv2.COLOR_GRAY2BGR))
+    out.release()
+
+
+def test_video_file_source_reads_grey_frames_and_loops(tmp_path: Path) -> None:
+    video = tmp_path / "lane.avi"
+    _write_video(video, [render_empty(), render("pass-A"), render("pass-A")])
+    src = VideoFileSource(video)
+    got = [decode(src.read(timeout=0.01)) for _ in range(3)]
+    assert got == [[], ["pass-A"], ["pass-A"]]
+    assert src.read(timeout=0.01) is None and src.exhausted
+    src.close()
+
+    looping = VideoFileSource(video, loop=True)
+    frames = [looping.read(timeout=0.01) for _ in range(7)]
+    looping.close()
+    assert all(f is not None and f.ndim == 2 for f in frames)
+    assert [decode(f) for f in frames[3:5]] == [[], ["pass-A"]]  # started over
+
+
+def test_video_file_source_errors(tmp_path: Path) -> None:
+    with pytest.raises(CameraError, match="missing.avi"):
+        VideoFileSource(tmp_path / "missing.avi")
+    junk = tmp_path / "junk.avi"
+    junk.write_bytes(b"\x00" * 64)
+    with pytest.raises(CameraError, match="junk.avi"):
+        VideoFileSource(junk)
+
+
+# --- V4L2Camera -----------------------------------------------------------------
+
+def test_v4l2_select_timeout_is_shortened() -> None:
+    # Without it a dead camera blocks each read for 10 s.
+    assert os.environ.get("OPENCV_VIDEOIO_V4L_SELECT_TIMEOUT")
+
+
+def test_v4l2_camera_missing_device_names_it() -> None:
+    dev = "/dev/v4l/by-id/usb-Gate_Cam_0000-video-index0"
+    with pytest.raises(CameraError, match="usb-Gate_Cam_0000"):
+        V4L2Camera(dev, 1280, 720, 30)
+
+
+def test_v4l2_camera_on_a_non_camera_names_it(tmp_path: Path) -> None:
+    not_a_camera = tmp_path / "video9"
+    not_a_camera.write_bytes(b"")
+    with pytest.raises(CameraError, match="video9"):
+        V4L2Camera(str(not_a_camera), 640, 480, 30)
