@@ -220,9 +220,9 @@ class GateApp:
                 on_fault=health,
             )
             devices.camera, devices.scanner = source, scanner
-            devices.closers.append(source.close)
             scanner.start()
             devices.closers.append(scanner.close)
+            devices.closers.append(source.close)  # closed first: wakes the scanner's blocking read
 
         if cfg.thermometer is not None:
             th = cfg.thermometer

@@ -1,0 +1,106 @@
+"""The `gate` command as an operator uses it."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from gate.passes import KeyRing, load_public
+from tests.conftest import ROOT
+
+GATE = [sys.executable, "-m", "gate.cli"]
+
+
+def gate(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*GATE, *args], capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+def minimal_config(tmp_path: Path, trusted: Path | None = None) -> Path:
+    cfg = tmp_path / "gate.toml"
+    keys = f'[keys]\ntrusted = ["{trusted}"]\n' if trusted else ""
+    cfg.write_text(
+        f'[gate]\nid = "t1"\n[store]\npath = "{tmp_path / "gate.db"}"\n{keys}'
+        '[[lanes]]\nname = "in"\ndirection = "in"\ncamera = { driver = "sim" }\n',
+        encoding="utf-8",
+    )
+    return cfg
+
+
+def test_keys_issue_scan_verify(tmp_path: Path) -> None:
+    res = gate("keys", "new", "--name", "central", "--dir", str(tmp_path / "keys"))
+    assert res.returncode == 0, res.stderr
+    priv, pub = tmp_path / "keys" / "central.key", tmp_path / "keys" / "central.pub"
+    assert priv.stat().st_mode & 0o777 == 0o600
+    again = gate("keys", "new", "--name", "central", "--dir", str(tmp_path / "keys"))
+    assert again.returncode != 0 and "refusing to overwrite" in again.stderr
+
+    png = tmp_path / "r1.png"
+    res = gate("passes", "issue", "--id", "r1", "--category", "resident", "--unit", "3-2-501",
+               "--valid-until", "2026-12-31", "--key", str(priv), "--out", str(png))
+    assert res.returncode == 0, res.stderr
+    scanned = gate("scan", str(png))
+    assert scanned.returncode == 0, scanned.stderr
+    path, text = scanned.stdout.rstrip("\n").split("\t")
+    assert path == str(png)
+    token = KeyRing([load_public(pub)]).verify(text)
+    assert (token.pass_id, token.category, token.holder_ref) == ("r1", "resident", "3-2-501")
+    assert token.valid_until is not None and token.valid_until.isoformat().startswith("2026-12-31T15:59:59")
+
+
+def test_scan_prints_path_alone_for_an_image_without_code(tmp_path: Path) -> None:
+    import cv2
+    import numpy as np
+
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((200, 200), 255, np.uint8))
+    res = gate("scan", str(blank))
+    assert res.returncode == 0
+    assert res.stdout == f"{blank}\n"
+
+
+def test_report_daily_on_a_day_with_nothing(tmp_path: Path) -> None:
+    cfg = minimal_config(tmp_path)
+    res = gate("report", "daily", "--date", "2026-11-22", "--json", "-c", str(cfg), "--store", str(tmp_path / "other.db"))
+    assert res.returncode == 0, res.stderr
+    rep = json.loads(res.stdout)
+    assert rep == {
+        "date": "2026-11-22", "gate": "t1", "events": 0, "allowed": {}, "denied": {}, "fevers": 0,
+        "challenges": 0, "new_cards": [], "unknown_cards": [], "by_hour": [0] * 24,
+    }
+    assert (tmp_path / "other.db").exists() and not (tmp_path / "gate.db").exists()
+    bad = gate("report", "daily", "--date", "22/11/2026", "-c", str(cfg))
+    assert bad.returncode == 2 and "YYYY-MM-DD" in bad.stderr
+
+
+def test_demo_admits_and_refuses_visibly_and_stops_on_sigterm(tmp_path: Path) -> None:
+    cfg = tmp_path / "demo.toml"
+    text = (ROOT / "config" / "demo.toml").read_text(encoding="utf-8")
+    text = text.replace('"../var/demo.db"', f'"{tmp_path / "demo.db"}"').replace('script = "demo-people.yaml"', f'script = "{ROOT / "config" / "demo-people.yaml"}"')
+    cfg.write_text(text, encoding="utf-8")
+    proc = subprocess.Popen([*GATE, "run", "-c", str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    seen: list[str] = []
+    try:
+        deadline = time.monotonic() + 60
+        assert proc.stdout is not None
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            seen.append(line)
+            if "category_refused" in line:
+                break
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            rc = proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    out = "".join(seen)
+    assert rc == 0, proc.stderr.read() if proc.stderr else ""
+    assert "ALLOW" in out and "ok" in out and "pass=r1" in out
+    assert "DENY" in out and "category_refused" in out
+    assert "door     unlock" in out
