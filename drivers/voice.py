@@ -6,8 +6,9 @@ simulation records), the text and its language, and it speaks that text.
 Rendering goes through pyttsx3 (in-process libespeak-ng, no fork per prompt) with
 the ``espeak-ng`` CLI as a fallback. Both drive the same libespeak-ng with the same
 voice, rate and amplitude, so the cache key does not name the engine: a process's
-first pyttsx3 render is byte-identical to the CLI's; later ones differ by well under
-a tenth of a second because libespeak keeps some state between utterances.
+first pyttsx3 render is byte-identical to the CLI's; later ones come out up to a
+few tens of milliseconds longer or shorter (libespeak keeps some state between
+utterances), which no one hears.
 """
 from __future__ import annotations
 
@@ -108,6 +109,24 @@ def _espeak_cli(text: str, voice: str, rate: int, amplitude: int, out: Path, tim
         raise RenderError(f"espeak-ng exited {proc.returncode}: {detail}")
 
 
+def _wait_espeak_idle(timeout_s: float) -> None:
+    """Block until libespeak's command queue is empty.
+
+    pyttsx3's runAndWait ends in driver.stop(), which calls espeak_Cancel whenever
+    that queue is busy; Cancel drops queued SetParameter commands and resets rate
+    and volume. Measured under CPU load: about 1 process in 10 rendered every prompt
+    at pyttsx3's default rate 200 instead of ours, or wrote an empty WAV. Letting the
+    queue drain after setting properties means stop() has nothing to cancel.
+    """
+    from pyttsx3.drivers import _espeak  # pyttsx3's ctypes binding; no public way
+
+    deadline = time.monotonic() + timeout_s
+    while _espeak.IsPlaying():
+        if time.monotonic() > deadline:
+            raise RenderError(f"libespeak stayed busy for {timeout_s}s")
+        time.sleep(0.001)
+
+
 def _pyttsx3_render(engine: Any, text: str, voice_id: str, rate: int, volume: float,
                     out: Path, timeout_s: float) -> None:
     """One pyttsx3 render; only ever called on the owner thread."""
@@ -131,11 +150,12 @@ def _pyttsx3_render(engine: Any, text: str, voice_id: str, rate: int, volume: fl
         engine.setProperty("voice", voice_id)
         engine.setProperty("rate", rate)
         engine.setProperty("volume", volume)
+        _wait_espeak_idle(timeout_s)
         engine.save_to_file(text, str(out))
         engine.runAndWait()
-        # 2.99's espeak driver synthesises on libespeak's own thread and its
-        # runAndWait returns after one 10 ms tick, before the WAV is written (on
-        # the first utterance of a process, measured): wait for the driver's word.
+        # libespeak synthesises on its own thread and calls back; the driver writes
+        # the WAV then says "finished-utterance". Until 2.99's runAndWait has run
+        # once it returns after one 10 ms tick, before the WAV exists.
         if not finished.wait(timeout_s):
             raise RenderError(f"pyttsx3 did not finish within {timeout_s}s")
     finally:
@@ -149,7 +169,7 @@ def _driver_print(*args: object, **_: object) -> None:
     log.debug("pyttsx3: %s", " ".join(map(str, args)))
 
 
-def _open_pyttsx3() -> tuple[Any, frozenset[str]]:
+def _open_pyttsx3(timeout_s: float) -> tuple[Any, frozenset[str]]:
     import pyttsx3  # here: engine="espeak" never pays for the import
 
     engine = pyttsx3.init("espeak")
@@ -159,6 +179,10 @@ def _open_pyttsx3() -> tuple[Any, frozenset[str]]:
     if driver_module is not None:
         driver_module.print = _driver_print  # type: ignore[attr-defined]
     voice_ids = frozenset(v.id for v in engine.getProperty("voices"))
+    # A new engine queues its setProperty calls until the first runAndWait; run an
+    # empty one so ours reach libespeak at once (and can drain, see above).
+    engine.runAndWait()
+    _wait_espeak_idle(timeout_s)
     return engine, voice_ids
 
 
@@ -177,7 +201,8 @@ class _Pyttsx3Owner:
     """The one thread that touches pyttsx3: it hangs after the first utterance and
     when used across threads (pyttsx3 #126, #131)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, timeout_s: float) -> None:
+        self._timeout_s = timeout_s
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         # Daemon: a hung engine must not keep the process from exiting.
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -198,7 +223,8 @@ class _Pyttsx3Owner:
 
     def _run(self) -> None:
         try:
-            engine, voice_ids = _open_pyttsx3()
+            with _LIBESPEAK:
+                engine, voice_ids = _open_pyttsx3(self._timeout_s)
             failure: Exception | None = None
         except Exception as exc:  # noqa: BLE001 - reported to every job instead
             engine, voice_ids, failure = None, frozenset(), exc
@@ -371,7 +397,7 @@ class PromptCache:
 
     def _render_pyttsx3(self, text: str, lang: str, out: Path) -> None:
         if self._owner is None:
-            self._owner = _Pyttsx3Owner(f"pyttsx3-{self.directory.name}")
+            self._owner = _Pyttsx3Owner(f"pyttsx3-{self.directory.name}", self.timeout_s)
         job = _Job(text, PYTTSX3_VOICES[lang], self.rate, self.amplitude / 100, out,
                    self.timeout_s)
         self._owner.render(job, self.timeout_s)

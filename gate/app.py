@@ -165,6 +165,11 @@ class GateApp:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def healthy(self, stall_s: float = 5.0) -> bool:
+        """Every lane's engine thread is alive and has looped recently (real time only)."""
+        now = self.clock.monotonic()
+        return all(lane.alive and now - lane.alive_at < stall_s for lane in self.lanes.values())
+
     def join(self) -> None:
         for lane in self.lanes.values():
             lane.join()

@@ -11,6 +11,7 @@ from gate import console, drill_file
 from gate.app import GateApp
 from gate.config import Config, ConfigError
 from gate.records import LaneRecord
+from gate.sdnotify import Notifier
 
 
 def run(conf: Config) -> int:
@@ -36,6 +37,9 @@ def run(conf: Config) -> int:
         " Ctrl-C stops.",
         flush=True,
     )
+    notify = Notifier()
+    notify.ready(f"{len(app.lanes)} lanes running")
+    ping_every = Notifier.watchdog_interval()
     keydir = None
     try:
         if conf.demo is not None:
@@ -50,12 +54,16 @@ def run(conf: Config) -> int:
             player = DemoPlayer(app, script, Path(keydir.name), loop=conf.demo.loop)
             print(f"demo: playing {conf.demo.script.name} ({script.name}){' on a loop' if conf.demo.loop else ''}", flush=True)
             player.start()
-        while not stop.wait(0.5):
+        while not stop.wait(min(0.5, ping_every or 0.5)):
             if not all(lane.alive for lane in app.lanes.values()):
                 print("gate: a lane stopped unexpectedly", file=sys.stderr)
                 return 1
+            # Ping the watchdog only while every engine thread is alive and turning.
+            if ping_every is not None and app.healthy():
+                notify.watchdog()
         return 0
     finally:
+        notify.stopping()
         if player is not None:
             player.stop()
         app.stop()
