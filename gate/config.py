@@ -265,6 +265,26 @@ class GpioSection(Strict):
     backend: Literal["auto", "rpigpio", "lgpio"] = "auto"
 
 
+class GuardSection(Strict):
+    """The guard's page (served by the daemon) and the optional character LCD."""
+
+    enabled: bool = True
+    listen: str = Field("127.0.0.1:8080", pattern=r"^[^:\s]+:\d{1,5}$")
+    language: Literal["zh", "en"] = "zh"
+    # Needed to bind beyond localhost; actions take the password or the PIN.
+    password_file: Path | None = None
+    pin_file: Path | None = None
+    stale_after_h: float = Field(24.0, gt=0)  # pass table or policy older than this: banner
+    visitor_valid_until: str = "23:59"  # visitor passes end today at this local time
+    manual_open_reasons: list[str] = ["快递/外卖 delivery", "救护/消防 emergency", "访客 visitor", "设备故障 device fault", "其他 other"]
+
+    @field_validator("visitor_valid_until")
+    @classmethod
+    def _hhmm(cls, v: str) -> str:
+        _check_span(f"{v}-{v}")
+        return v
+
+
 class DemoSection(Strict):
     script: Path  # a drill file played in real time, on a loop
     loop: bool = True
@@ -278,6 +298,7 @@ class Config(Strict):
     door: DoorSection = DoorSection()
     voice: VoiceSection = VoiceSection()
     gpio: GpioSection = GpioSection()
+    guard: GuardSection = GuardSection()
     lanes: list[LaneConfig] = Field(min_length=1)
     demo: DemoSection | None = None
 
@@ -372,6 +393,9 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
         fix(data["voice"], "cache_dir")
     if isinstance(data.get("demo"), dict):
         fix(data["demo"], "script")
+    if isinstance(data.get("guard"), dict):
+        fix(data["guard"], "password_file")
+        fix(data["guard"], "pin_file")
     for lane in data.get("lanes", []) if isinstance(data.get("lanes"), list) else []:
         if isinstance(lane, dict) and isinstance(lane.get("camera"), dict) and lane["camera"].get("driver") == "file":
             fix(lane["camera"], "path")

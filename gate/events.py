@@ -50,6 +50,21 @@ class GuardAnswer:
 
 
 @dataclass(frozen=True)
+class ManualOpen:
+    """Open the door by hand: logged and sent upstream as an override."""
+
+    reason: str
+    who: str = "guard"
+
+
+@dataclass(frozen=True)
+class AckAlarm:
+    alarm_id: str
+    kind: str = ""
+    who: str = "guard"
+
+
+@dataclass(frozen=True)
 class DeviceHealth:
     device: str
     ok: bool
@@ -70,5 +85,5 @@ class Tick:
 
 Event = (
     QrSeen | CardRead | TemperatureRead | PresenceChanged | DoorContactChanged | ExitPressed
-    | GuardAnswer | DeviceHealth | ApplyPolicy | Tick
+    | GuardAnswer | ManualOpen | AckAlarm | DeviceHealth | ApplyPolicy | Tick
 )

@@ -22,6 +22,7 @@ from gate import policy as pol
 from gate.clock import Clock
 from gate.config import DoorSection, LaneConfig, PolicyConfig
 from gate.events import (
+    AckAlarm,
     ApplyPolicy,
     CardRead,
     DeviceHealth,
@@ -29,6 +30,7 @@ from gate.events import (
     Event,
     ExitPressed,
     GuardAnswer,
+    ManualOpen,
     PresenceChanged,
     QrSeen,
     TemperatureRead,
@@ -37,11 +39,13 @@ from gate.events import (
 from gate.passes import KeyRing, TokenError
 from gate.prompts import for_decision, spoken
 from gate.records import (
+    AckRecord,
     AlarmRecord,
     DecisionRecord,
     DoorRecord,
     HealthRecord,
     LaneRecord,
+    OverrideRecord,
     PassRecord,
     PromptRecord,
     Verdict,
@@ -272,6 +276,11 @@ class Lane:
                 self._decided(None, Verdict("allow", "exit_button"), at, credential=None)
             case GuardAnswer():
                 self._guard(event, at)
+            case ManualOpen(reason=reason, who=who):
+                self._emit(OverrideRecord(at=at, lane=self.name, action="open_door", reason=reason, who=who))
+                self._unlock(at)
+            case AckAlarm(alarm_id=alarm_id, kind=kind, who=who):
+                self._emit(AckRecord(at=at, lane=self.name, alarm_id=alarm_id, kind=kind, who=who))
             case DeviceHealth():
                 self._health(event, at)
             case ApplyPolicy(policy=new):

@@ -2,6 +2,7 @@
 lane did (decisions, alarms, door actions, prompts)."""
 from __future__ import annotations
 
+import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -36,16 +37,23 @@ def _round(v: float | None) -> float | None:
     return None if v is None else round(v, 2)
 
 
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
 @dataclass(frozen=True)
 class LaneRecord:
     at: datetime
     lane: str
+    # Globally unique; the event id upstream and what the guard page acknowledges.
+    id: str = field(default_factory=new_id, kw_only=True)
 
     type = "record"
 
     def fields(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("at")
+        d.pop("id")
         return d
 
     def to_json(self, t: float | None = None) -> dict[str, Any]:
@@ -123,8 +131,23 @@ class HealthRecord(LaneRecord):
     type = "health"
 
 
-@dataclass
-class Outcome:
-    """Everything one lane step produced, in order (for sinks that want the batch)."""
+@dataclass(frozen=True)
+class OverrideRecord(LaneRecord):
+    """The guard (or central) opened the door by hand: who, and why."""
 
-    records: list[LaneRecord] = field(default_factory=list)
+    action: str  # open_door
+    reason: str
+    who: str
+
+    type = "override"
+
+
+@dataclass(frozen=True)
+class AckRecord(LaneRecord):
+    """The guard acknowledged an alarm."""
+
+    alarm_id: str
+    kind: str
+    who: str
+
+    type = "ack"

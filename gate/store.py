@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone, tzinfo
@@ -156,7 +155,7 @@ class Store:
         ts = rec.at.timestamp()
         with self.write() as c:
             seq = self._next_seq()
-            event_id = str(uuid.uuid4())
+            event_id = rec.id
             body = {"id": event_id, "seq": seq, "gate": self.gate_id, "ts": rec.at.isoformat(), **rec.to_json()}
             if isinstance(rec, DecisionRecord):
                 # Events name passes by id only: the holder's name stays in the pass table.

@@ -343,10 +343,6 @@ def test_category_hours_wrapping_past_midnight():
     assert verdict(policy, p=dict(category="staff"), now=at(12)) == ("deny", "outside_hours")
 
 
-def test_a_category_unknown_to_the_policy_is_not_refused():
-    assert verdict(p=dict(category="resident"), policy=dict(categories={})) == ("allow", "ok")
-
-
 # ---------------------------------------------------------------- in_span
 
 
