@@ -98,6 +98,14 @@ class GateApp:
         self._sim_pins: dict[str, MockFactory] = {}
         self._prompt_cache: PromptCache | None = None
         self._prerender: threading.Thread | None = None
+        # Set by sync when it runs: () -> {"connected": bool, "detail": str}; the guard page shows it.
+        self.upstream: Callable[[], dict[str, Any]] | None = None
+
+    def add_sink(self, sink: Sink) -> None:
+        """Add a display sink (called on the lane threads for every record: must not block)."""
+        self.sinks.append(sink)
+        for lane in self.lanes.values():
+            lane.sinks.append(sink)
 
     # ------------------------------------------------------------ store
 

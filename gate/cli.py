@@ -226,13 +226,23 @@ def passes_import(file: str, dry_run: bool, config_path: str | None, store_path:
         roster = read_roster(Path(file), tz=conf.gate.timezone)
     except RosterError as exc:
         _fail(str(exc))
+    if dry_run:
+        known: set[str] = set()
+        if Path(conf.store.path).exists():
+            import sqlite3
+
+            ro = sqlite3.connect(f"file:{conf.store.path}?mode=ro", uri=True)
+            try:
+                known = {r[0] for r in ro.execute("SELECT id FROM passes")}
+            finally:
+                ro.close()
+        new = sum(1 for r in roster.rows if r["id"] not in known)
+        click.echo(f"{file}: {len(roster.rows)} rows valid: {new} new, {len(roster.rows) - new} updated (dry run, nothing written)")
+        return
     store = _open_store(conf)
     try:
         known = {r[0] for r in store.conn.execute("SELECT id FROM passes")}
         new = sum(1 for r in roster.rows if r["id"] not in known)
-        if dry_run:
-            click.echo(f"{file}: {len(roster.rows)} rows valid: {new} new, {len(roster.rows) - new} updated (dry run, nothing written)")
-            return
         store.upsert_passes(roster.rows, roster.cards)
     finally:
         store.close()

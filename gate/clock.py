@@ -68,3 +68,30 @@ class DrillClock:
 
     def monotonic(self) -> float:
         return self._offset
+
+
+class TimeFloor:
+    """The latest time the gate knows has passed: its last event, its last sync,
+    central's signed timestamps. A gate without a real-time clock may boot in 1970
+    or last week; validity checks never use a time below the floor, so setting the
+    clock back does not revive an expired pass."""
+
+    def __init__(self, initial: datetime | None = None) -> None:
+        self._floor = initial
+        self._lock = threading.Lock()
+
+    def raise_to(self, moment: datetime) -> None:
+        with self._lock:
+            if self._floor is None or moment > self._floor:
+                self._floor = moment
+
+    @property
+    def value(self) -> datetime | None:
+        return self._floor
+
+    def apply(self, now: datetime) -> tuple[datetime, bool]:
+        """(the time to judge by, whether the clock was behind the floor)."""
+        floor = self._floor
+        if floor is not None and now < floor:
+            return floor.astimezone(now.tzinfo) if now.tzinfo else floor, True
+        return now, False

@@ -31,10 +31,12 @@ def _check_span(value: str | None) -> str | None:
         a, b = value.split("-")
         for part in (a, b):
             h, m = part.split(":")
-            if not (0 <= int(h) <= 24 and 0 <= int(m) < 60 and len(m) == 2):
+            if not (1 <= len(h) <= 2 and len(m) == 2 and h.isdigit() and m.isdigit()):
+                raise ValueError
+            if not (0 <= int(h) <= 24 and 0 <= int(m) < 60) or (int(h) == 24 and int(m) != 0):
                 raise ValueError
     except ValueError:
-        raise ValueError(f"expected a time span like '08:00-20:00', got {value!r}") from None
+        raise ValueError("expected a time span like '08:00-20:00'") from None
     return value
 
 
@@ -99,12 +101,35 @@ class PolicyConfig(Strict):
         merged = copy.deepcopy(DEFAULT_CATEGORIES)
         for name, fields in given.items():
             if name not in CATEGORIES:
-                raise ValueError(f"unknown category {name!r}; expected one of {', '.join(CATEGORIES)}")
-            if isinstance(fields, dict):
+                merged[name] = fields  # reported at policy.categories.<name> by _known
+            elif isinstance(fields, dict):
                 merged[name] = {**merged[name], **fields}
             else:
                 merged[name] = fields
         return {**data, "categories": merged}
+
+    @field_validator("categories", mode="wrap")
+    @classmethod
+    def _known(cls, value: Any, handler: Any) -> Any:
+        from pydantic_core import InitErrorDetails, PydanticCustomError
+
+        if isinstance(value, dict):
+            unknown = [k for k in value if k not in CATEGORIES]
+            if unknown:
+                raise ValidationError.from_exception_data(
+                    "categories",
+                    [
+                        InitErrorDetails(
+                            type=PydanticCustomError(
+                                "unknown_category", "unknown category; expected one of {known}", {"known": ", ".join(CATEGORIES)}
+                            ),
+                            loc=(k,),
+                            input=k,
+                        )
+                        for k in unknown
+                    ],
+                )
+        return handler(value)
 
     def category(self, name: str) -> CategoryPolicy:
         return self.categories.get(name) or CategoryPolicy()
@@ -285,6 +310,40 @@ class GuardSection(Strict):
         return v
 
 
+class SyncSection(Strict):
+    """MQTT v5 to central. Without this section (and no --broker) the gate runs alone."""
+
+    broker: str = Field("mqtt://127.0.0.1:1883", pattern=r"^mqtts?://[^:/\s]+(:\d{1,5})?/?$")
+    prefix: str = "gate/v1/{site}"
+    client_id: str | None = None  # default: the gate id
+    username: str | None = None
+    password_file: Path | None = None
+    ca_file: Path | None = None  # mqtts: the CA that signed the broker's certificate
+    cert_file: Path | None = None  # mqtts: this gate's client certificate and key
+    key_file: Path | None = None
+    central_keys: list[Path] = []  # keys central signs passes/policy/commands with; default: keys.trusted
+    window: int = Field(20, ge=1, le=1000)  # QoS 1 messages handed to paho at a time
+    keepalive_s: int = Field(30, ge=5, le=3600)
+    heartbeat_s: float = Field(30.0, gt=0)
+    backoff_s: tuple[float, float] = (0.5, 30.0)
+    outbox_max_rows: int = Field(2_000_000, ge=100)  # cap: alarm when reached, nothing dropped silently
+    outbox_max_age_h: float = Field(24 * 30, gt=0)
+    report_at: str = "23:55"  # the daily report goes up at this local time (and on request)
+
+    @field_validator("report_at")
+    @classmethod
+    def _hhmm(cls, v: str) -> str:
+        _check_span(f"{v}-{v}")
+        return v
+
+    def endpoint(self) -> tuple[str, int, bool]:
+        """(host, port, tls) from the broker URL."""
+        tls = self.broker.startswith("mqtts://")
+        rest = self.broker.split("://", 1)[1].rstrip("/")
+        host, _, port = rest.partition(":")
+        return host, int(port) if port else (8883 if tls else 1883), tls
+
+
 class DemoSection(Strict):
     script: Path  # a drill file played in real time, on a loop
     loop: bool = True
@@ -299,16 +358,18 @@ class Config(Strict):
     voice: VoiceSection = VoiceSection()
     gpio: GpioSection = GpioSection()
     guard: GuardSection = GuardSection()
+    sync: SyncSection | None = None
     lanes: list[LaneConfig] = Field(min_length=1)
     demo: DemoSection | None = None
 
-    @model_validator(mode="after")
-    def _unique_lanes(self) -> "Config":
-        names = [lane.name for lane in self.lanes]
+    @field_validator("lanes")
+    @classmethod
+    def _unique_lanes(cls, lanes: list[LaneConfig]) -> list[LaneConfig]:
+        names = [lane.name for lane in lanes]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"lane names must be unique, repeated: {', '.join(dupes)}")
-        return self
+        return lanes
 
     def lane(self, name: str) -> LaneConfig:
         for lane in self.lanes:
@@ -393,6 +454,14 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
         fix(data["voice"], "cache_dir")
     if isinstance(data.get("demo"), dict):
         fix(data["demo"], "script")
+    if isinstance(data.get("sync"), dict):
+        sync = data["sync"]
+        for key in ("password_file", "ca_file", "cert_file", "key_file"):
+            fix(sync, key)
+        if isinstance(sync.get("central_keys"), list):
+            sync["central_keys"] = [
+                str(base / v) if isinstance(v, str) and not Path(v).is_absolute() else v for v in sync["central_keys"]
+            ]
     if isinstance(data.get("guard"), dict):
         fix(data["guard"], "password_file")
         fix(data["guard"], "pin_file")

@@ -13,13 +13,13 @@ import logging
 import queue
 import random
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Callable, Protocol
 
 from drivers.base import Counters
 from gate import policy as pol
-from gate.clock import Clock
+from gate.clock import Clock, TimeFloor
 from gate.config import DoorSection, LaneConfig, PolicyConfig
 from gate.events import (
     AckAlarm,
@@ -112,6 +112,7 @@ class Lane:
         speaker: SpeakerLike | None = None,
         sinks: list[Sink] | None = None,
         seed: int | None = None,
+        floor: TimeFloor | None = None,
     ) -> None:
         self.cfg = cfg
         self.name = cfg.name
@@ -125,6 +126,7 @@ class Lane:
         self.relay = relay
         self.speaker = speaker
         self.sinks: list[Sink] = list(sinks or [])
+        self.floor = floor or TimeFloor()
         self.needs_temperature = cfg.direction == "in" and cfg.thermometer is not None
         self.counters = Counters()
         self._rng = random.Random(seed)
@@ -221,6 +223,11 @@ class Lane:
     # ------------------------------------------------------------ output
 
     def _emit(self, rec: LaneRecord) -> None:
+        _, behind = self.floor.apply(rec.at)
+        if behind:
+            rec = replace(rec, clock="behind")
+        else:
+            self.floor.raise_to(rec.at)
         if not isinstance(rec, PromptRecord):
             assert self.store is not None
             self.store.record(rec, direction=self.direction)  # durable before anything acts on it
@@ -351,6 +358,7 @@ class Lane:
         self._evaluate(new, at)
 
     def _situation(self, s: Session, at: datetime, timed_out: bool) -> pol.Situation:
+        at, _ = self.floor.apply(at)  # never judge validity by a clock set back
         inside = None
         if s.pass_ is not None and self.direction == "in":
             assert self.store is not None
@@ -511,8 +519,6 @@ class Lane:
 
 
 def _narrow(rec: PassRecord, vfrom: datetime | None, vuntil: datetime | None) -> PassRecord:
-    from dataclasses import replace
-
     if vfrom is not None and (rec.valid_from is None or vfrom > rec.valid_from):
         rec = replace(rec, valid_from=vfrom)
     if vuntil is not None and (rec.valid_until is None or vuntil < rec.valid_until):

@@ -71,3 +71,11 @@ def m001_initial(db: Database) -> None:
     )
     db["outbox"].create_index(["state", "seq"])
     db["meta"].create({"key": str, "value": str}, pk="key")
+
+
+@migrations()
+def m002_sync(db: Database) -> None:
+    # Reports go up through the outbox too (durable); NULL topic = the events topic.
+    db["outbox"].add_column("topic", str)
+    # Command nonces already seen, kept until the command would have expired anyway.
+    db["nonces"].create({"nonce": str, "expires": float}, pk="nonce")

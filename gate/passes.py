@@ -62,7 +62,10 @@ def _ts(value: datetime | None) -> int:
         return 0
     if value.tzinfo is None:
         raise ValueError("pass validity times must carry a time zone")
-    return max(0, int(value.timestamp()))
+    ts = int(value.timestamp())
+    if ts >= 1 << 32:
+        raise ValueError(f"validity time {value.isoformat()} is past 2106, the last a pass can carry")
+    return max(0, ts)
 
 
 def _dt(value: int) -> datetime | None:
@@ -79,6 +82,8 @@ def _short(text: str, what: str) -> bytes:
 def sign(token: PassToken, private: Ed25519PrivateKey) -> str:
     if token.category not in CATEGORIES:
         raise ValueError(f"unknown category {token.category!r}")
+    if not token.pass_id:
+        raise ValueError("pass id is empty")
     kid = key_id(private.public_key())
     body = (
         _HEAD.pack(VERSION, bytes.fromhex(kid), CATEGORIES.index(token.category), _ts(token.valid_from), _ts(token.valid_until))
@@ -153,6 +158,9 @@ class KeyRing:
         self._keys[kid] = key
         return kid
 
+    def key(self, kid: str) -> Ed25519PublicKey | None:
+        return self._keys.get(kid)
+
     def __contains__(self, kid: str) -> bool:
         return kid in self._keys
 
@@ -204,6 +212,10 @@ def load_private(path: Path) -> Ed25519PrivateKey:
         key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
     except FileNotFoundError:
         raise ValueError(f"{path}: signing key not found") from None
+    except (IsADirectoryError, PermissionError) as exc:
+        raise ValueError(f"{path}: cannot read the signing key: {exc.strerror}") from None
+    except TypeError:
+        raise ValueError(f"{path}: the key is protected by a passphrase; gate needs an unencrypted key readable only by its user") from None
     except ValueError as exc:
         raise ValueError(f"{path}: not a PEM private key ({exc})") from None
     if not isinstance(key, Ed25519PrivateKey):
@@ -216,6 +228,8 @@ def load_public(path: Path) -> Ed25519PublicKey:
         key = serialization.load_pem_public_key(Path(path).read_bytes())
     except FileNotFoundError:
         raise ValueError(f"{path}: public key not found") from None
+    except (IsADirectoryError, PermissionError) as exc:
+        raise ValueError(f"{path}: cannot read the public key: {exc.strerror}") from None
     except ValueError as exc:
         raise ValueError(f"{path}: not a PEM public key ({exc})") from None
     if not isinstance(key, Ed25519PublicKey):

@@ -47,6 +47,8 @@ class LaneRecord:
     lane: str
     # Globally unique; the event id upstream and what the guard page acknowledges.
     id: str = field(default_factory=new_id, kw_only=True)
+    # "behind": the clock read below the gate's time floor, which was used instead.
+    clock: str = field(default="ok", kw_only=True)
 
     type = "record"
 
@@ -54,6 +56,7 @@ class LaneRecord:
         d = asdict(self)
         d.pop("at")
         d.pop("id")
+        d.pop("clock")
         return d
 
     def to_json(self, t: float | None = None) -> dict[str, Any]:
@@ -151,3 +154,33 @@ class AckRecord(LaneRecord):
     who: str
 
     type = "ack"
+
+
+@dataclass(frozen=True)
+class RegistrationRecord(LaneRecord):
+    """The guard registered a visitor (访客登记): the visitor register's entry, sent
+    upstream. The one event that carries a name, because the register is its purpose.
+    `lane` is empty: registration happens at the guard's desk, not at a lane."""
+
+    pass_id: str
+    holder: str
+    unit: str  # the host unit
+    id_last4: str
+    phone_last4: str
+    valid_until: datetime
+    who: str
+
+    type = "registration"
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "lane": self.lane,
+            "pass": self.pass_id,
+            "category": "visitor",
+            "holder": self.holder,
+            "unit": self.unit,
+            "id_last4": self.id_last4,
+            "phone_last4": self.phone_last4,
+            "valid_until": self.valid_until.isoformat(),
+            "who": self.who,
+        }

@@ -169,7 +169,8 @@ def _row(get: Any, tz: ZoneInfo) -> dict[str, Any]:
         "card": card or None,
         "health_code": HEALTH.get(health) if health else None,
     }
-    for f, eod in (("valid_from", False), ("valid_until", True), ("observation_until", False), ("pcr_at", False)):
+    # A date alone in 有效期至 or 隔离截止 means "through that day".
+    for f, eod in (("valid_from", False), ("valid_until", True), ("observation_until", True), ("pcr_at", False)):
         v = get(f)
         out[f] = _when(v, tz, eod) if v else None
     return out

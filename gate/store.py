@@ -30,6 +30,30 @@ def from_ts(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, timezone.utc)
 
 
+def _retry_locked(fn: Any, seconds: float = 10.0) -> Any:
+    # Switching a fresh file to WAL takes a lock the busy timeout does not wait on.
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return fn()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def _apply_in_transaction(db: Database) -> None:
+    """Apply pending migrations inside the caller's transaction (sqlite-utils'
+    apply() opens its own per migration, which cannot nest)."""
+    migrations.ensure_migrations_table(db)
+    for m in migrations.pending(db):
+        m.fn(db)
+        migrations._record_applied(db, m.name)
+
+
+_OTHER_BASE = 1 << 53  # outbox seqs for non-event rows (reports)
+
+
 @dataclass(frozen=True)
 class StoredEvent:
     seq: int
@@ -46,12 +70,21 @@ class Store:
         # isolation_level=None: we open transactions ourselves (BEGIN IMMEDIATE), so
         # the seq counter is read and bumped under the write lock.
         conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
-        conn.execute("PRAGMA journal_mode=WAL")
+        _retry_locked(lambda: conn.execute("PRAGMA journal_mode=WAL"))
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
         self.conn = conn
         self.db = Database(conn)
-        migrations.apply(self.db)
+        if migrations.pending(self.db):
+            # Under the write lock, so two processes starting at once do not both migrate.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if migrations.pending(self.db):
+                    _apply_in_transaction(self.db)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
 
     def close(self) -> None:
         self.conn.close()
@@ -131,6 +164,10 @@ class Store:
 
     # ------------------------------------------------------------ inside
 
+    def last_event_time(self) -> datetime | None:
+        row = self.conn.execute("SELECT max(ts) FROM events").fetchone()
+        return from_ts(row[0]) if row and row[0] is not None else None
+
     def inside_since(self, pass_id: str) -> datetime | None:
         row = self.conn.execute("SELECT since FROM inside WHERE pass_id = ?", (pass_id,)).fetchone()
         return from_ts(row[0]) if row else None
@@ -156,7 +193,7 @@ class Store:
         with self.write() as c:
             seq = self._next_seq()
             event_id = rec.id
-            body = {"id": event_id, "seq": seq, "gate": self.gate_id, "ts": rec.at.isoformat(), **rec.to_json()}
+            body = {"id": event_id, "seq": seq, "gate": self.gate_id, "ts": rec.at.isoformat(), "clock": rec.clock, **rec.to_json()}
             if isinstance(rec, DecisionRecord):
                 # Events name passes by id only: the holder's name stays in the pass table.
                 extra = {"card": rec.card, "challenge_id": rec.challenge_id, "who": rec.who}
@@ -222,6 +259,100 @@ class Store:
         if limit:
             sql += f" LIMIT {int(limit)}"
         return [json.loads(r[0]) for r in self.conn.execute(sql, args)]
+
+    # ------------------------------------------------------------ sync
+
+    def passes_version(self) -> int:
+        v = self.get_meta("passes_version")
+        return int(v) if v else 0
+
+    def _upsert_rows(self, c: sqlite3.Connection, rows: list[dict[str, Any]], now: float) -> None:
+        c.executemany(
+            "INSERT INTO passes(id, holder, unit, category, phone_last4, valid_from, valid_until, observation_until,"
+            " pcr_at, health_code, revoked, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+            " ON CONFLICT(id) DO UPDATE SET holder=excluded.holder, unit=excluded.unit, category=excluded.category,"
+            " phone_last4=excluded.phone_last4, valid_from=excluded.valid_from, valid_until=excluded.valid_until,"
+            " observation_until=excluded.observation_until, pcr_at=excluded.pcr_at, health_code=excluded.health_code,"
+            " revoked=excluded.revoked, updated_at=excluded.updated_at",
+            [
+                (
+                    r["id"], r.get("holder"), r.get("unit"), r["category"], r.get("phone_last4"),
+                    to_ts(r.get("valid_from")), to_ts(r.get("valid_until")), to_ts(r.get("observation_until")),
+                    to_ts(r.get("pcr_at")), r.get("health_code"), 1 if r.get("revoked") else 0, now,
+                )
+                for r in rows
+            ],
+        )
+
+    def _set_meta(self, c: sqlite3.Connection, key: str, value: str) -> None:
+        c.execute(
+            "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    def apply_pass_changes(
+        self, upserts: list[dict[str, Any]], cards: dict[str, str | None], deletes: list[str], to_version: int
+    ) -> None:
+        """One batch from central, in one transaction with its new version.
+
+        cards maps a pass id to its card number (None: no card any more)."""
+        now = time.time()
+        with self.write() as c:
+            self._upsert_rows(c, upserts, now)
+            for pass_id, number in cards.items():
+                c.execute("UPDATE cards SET pass_id = NULL WHERE pass_id = ?", (pass_id,))
+                if number:
+                    c.execute(
+                        "INSERT INTO cards(number, pass_id) VALUES (?, ?) "
+                        "ON CONFLICT(number) DO UPDATE SET pass_id = excluded.pass_id",
+                        (number, pass_id),
+                    )
+            if deletes:
+                c.executemany("DELETE FROM passes WHERE id = ?", [(d,) for d in deletes])
+                c.executemany("UPDATE cards SET pass_id = NULL WHERE pass_id = ?", [(d,) for d in deletes])
+            self._set_meta(c, "passes_version", str(to_version))
+            self._set_meta(c, "passes_synced_at", str(now))
+
+    def replace_passes(self, rows: list[dict[str, Any]], cards: dict[str, str], version: int) -> None:
+        """Swap in a whole snapshot atomically: the lanes see the old table or the new one."""
+        now = time.time()
+        with self.write() as c:
+            c.execute("DELETE FROM passes")
+            self._upsert_rows(c, rows, now)
+            # Card history (first_seen) stays; only the bindings are replaced.
+            c.execute("UPDATE cards SET pass_id = NULL")
+            c.executemany(
+                "INSERT INTO cards(number, pass_id) VALUES (?, ?) ON CONFLICT(number) DO UPDATE SET pass_id = excluded.pass_id",
+                list(cards.items()),
+            )
+            self._set_meta(c, "passes_version", str(version))
+            self._set_meta(c, "passes_synced_at", str(now))
+
+    def use_nonce(self, nonce: str, expires: float) -> bool:
+        """Remember a command nonce; False if it was seen before (a replay)."""
+        now = time.time()
+        with self.write() as c:
+            c.execute("DELETE FROM nonces WHERE expires < ?", (now - 86400,))
+            cur = c.execute("INSERT OR IGNORE INTO nonces(nonce, expires) VALUES (?, ?)", (nonce, expires))
+            return cur.rowcount == 1
+
+    def outbox_depth(self) -> int:
+        return self.conn.execute("SELECT count(*) FROM outbox WHERE state != 'sent'").fetchone()[0]
+
+    def enqueue(self, topic: str, payload: dict[str, Any]) -> None:
+        """Something other than an event that must reach central (a daily report)."""
+        with self.write() as c:
+            seq = self._next_seq_outbox(c)
+            c.execute(
+                "INSERT INTO outbox(seq, event_id, payload, state, created, topic) VALUES (?,?,?,'pending',?,?)",
+                (seq, str(payload.get("id") or f"{topic}:{seq}"), json.dumps(payload, ensure_ascii=False, separators=(",", ":")), time.time(), topic),
+            )
+
+    def _next_seq_outbox(self, c: sqlite3.Connection) -> int:
+        # Outbox rows that are not events take numbers far above event seqs' range
+        # so events keep their gapless seq. (Reports are few: one a day.)
+        row = c.execute("SELECT max(seq) FROM outbox WHERE seq >= ?", (_OTHER_BASE,)).fetchone()
+        return (row[0] or _OTHER_BASE) + 1
 
     # ------------------------------------------------------------ meta
 

@@ -19,3 +19,5 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.fail(f"the shared folder ({SHARED}) with drills and datasets is missing; set GATE_SHARED")
     return SHARED
+
+from tests.mqtt_broker import broker, broker_factory  # noqa: E402,F401  (real mosquitto fixtures)

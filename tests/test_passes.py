@@ -147,13 +147,11 @@ def test_signing_refuses_what_a_token_cannot_carry():
         sign(PassToken("p1", "resident", holder_ref="楼" * 86), KEY)  # 258 bytes of UTF-8
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: sign() accepts an empty pass id and issues a token every gate refuses as malformed")
 def test_signing_refuses_an_empty_pass_id():
     with pytest.raises(ValueError):
         sign(PassToken("", "resident"), KEY)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a validity time past 2106 raises struct.error, not ValueError (`passes issue` shows a traceback)")
 def test_signing_refuses_a_time_beyond_the_token_range_with_a_value_error():
     with pytest.raises(ValueError):
         sign(PassToken("p1", "resident", valid_until=datetime(2200, 1, 1, tzinfo=CST)), KEY)
@@ -385,7 +383,6 @@ def test_keys_of_another_algorithm_are_refused(tmp_path):
         load_public(pub)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a passphrase-protected private key raises TypeError from cryptography, not a clear ValueError")
 def test_a_passphrase_protected_key_is_a_clear_value_error(tmp_path):
     path = tmp_path / "locked.key"
     path.write_bytes(_pem_private(KEY, b"secret"))

@@ -235,7 +235,6 @@ def test_cli_dry_run_writes_nothing(tmp_path):
     assert snapshot(tmp_path / "gate.db") == before
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: --dry-run opens (creates and migrates) the store before deciding not to write")
 def test_cli_dry_run_does_not_create_a_store(tmp_path):
     done = gate_import(tmp_path, csv_file(tmp_path, [ZH_HEADER, *ZH_ROWS]), "--dry-run")
     assert done.returncode == 0, done.stderr

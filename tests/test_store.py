@@ -80,7 +80,6 @@ def test_reopening_applies_no_migration_twice_and_keeps_data(tmp_path):
     s.close()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: Stores opened at the same moment on a fresh file fail with 'database is locked' (WAL switch and migrations race)")
 def test_stores_opened_at_once_on_a_fresh_file_all_work(tmp_path):
     for round_ in range(5):
         path = tmp_path / f"fresh{round_}.db"
@@ -106,8 +105,9 @@ def test_stores_opened_at_once_on_a_fresh_file_all_work(tmp_path):
 
 
 def test_record_writes_event_and_outbox_row_with_the_same_seq_and_id(store):
-    ev = store.record(decision())
-    assert ev.seq == 1 and ev.body["id"] == ev.id and ev.body["seq"] == 1
+    rec = decision()
+    ev = store.record(rec)
+    assert ev.seq == 1 and ev.body["id"] == ev.id == rec.id and ev.body["seq"] == 1
     (seq, eid, body), = rows(store, "SELECT seq, id, body FROM events")
     (oseq, oid, payload, state), = rows(store, "SELECT seq, event_id, payload, state FROM outbox")
     assert (seq, eid) == (oseq, oid) == (ev.seq, ev.id)
@@ -205,7 +205,7 @@ class _WriteBetweenReadAndBump:
 
     def execute(self, sql: str, *args):
         cur = self._conn.execute(sql, *args)
-        if self._other_lane is not None and sql.startswith("SELECT value FROM meta WHERE key = 'seq'"):
+        if self._other_lane is not None and sql.lstrip().upper().startswith("SELECT") and "meta" in sql and "seq" in sql:
             row = cur.fetchone()
             other, self._other_lane = self._other_lane, None
             other()
@@ -408,6 +408,19 @@ def test_upsert_is_all_or_nothing(store):
     assert not store.conn.in_transaction
     store.upsert_passes([{"id": "b", "category": "renter"}])  # the store is still usable
     assert store.pass_count() == 2
+
+
+def test_a_failed_card_binding_leaves_the_passes_untouched(tmp_path, store):
+    store.upsert_passes([{"id": "a", "category": "resident", "holder": "旧"}])
+    other = sqlite3.connect(tmp_path / "gate.db")
+    other.execute("CREATE TRIGGER refuse BEFORE INSERT ON cards BEGIN SELECT RAISE(ABORT, 'disk trouble'); END")
+    other.commit()
+    try:
+        with pytest.raises(sqlite3.DatabaseError):
+            store.upsert_passes([{"id": "a", "category": "resident", "holder": "新"}, {"id": "b", "category": "renter"}], {"88": "b"})
+    finally:
+        other.close()
+    assert store.pass_count() == 1 and store.get_pass("a").holder == "旧"
 
 
 def test_meta_values_persist(tmp_path, store):

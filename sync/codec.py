@@ -1,0 +1,145 @@
+"""MQTT payloads: JSON, checked against the schemas in sync/schemas/, and for what
+central sends (passes, snapshots, policy, commands) signed with Ed25519 over the
+canonical JSON of the payload without its "sig". A payload is trusted for its
+signature, never for the topic it came on."""
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import jsonschema
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from gate.passes import KeyRing, key_id
+from gate.records import PassRecord
+
+KINDS = ("event", "status", "report", "passes", "snapshot_request", "snapshot_chunk", "policy", "cmd")
+SIGNED = ("passes", "snapshot_chunk", "policy", "cmd")
+MAX_PAYLOAD = 8 * 1024 * 1024  # a snapshot chunk of 20k passes compresses to well under this
+
+
+class PayloadError(Exception):
+    """Why a payload was refused: reason is one of malformed | schema | forged."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@lru_cache(maxsize=None)
+def schema(kind: str) -> dict[str, Any]:
+    text = resources.files("sync").joinpath("schemas", f"{kind}.schema.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+@lru_cache(maxsize=None)
+def _validator(kind: str) -> jsonschema.protocols.Validator:
+    s = schema(kind)
+    cls = jsonschema.validators.validator_for(s)
+    return cls(s, format_checker=cls.FORMAT_CHECKER)
+
+
+def canonical(obj: dict[str, Any]) -> bytes:
+    body = {k: v for k, v in obj.items() if k != "sig"}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def encode(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def sign(obj: dict[str, Any], key: Ed25519PrivateKey) -> dict[str, Any]:
+    out = {k: v for k, v in obj.items() if k != "sig"}
+    out["kid"] = key_id(key.public_key())
+    out["sig"] = base64.urlsafe_b64encode(key.sign(canonical(out))).rstrip(b"=").decode("ascii")
+    return out
+
+
+def decode(raw: bytes, kind: str, keyring: KeyRing | None = None) -> dict[str, Any]:
+    """Parse, check the schema and, for signed kinds, the signature. Raises PayloadError."""
+    if len(raw) > MAX_PAYLOAD:
+        raise PayloadError("malformed", f"{len(raw)} bytes is more than {MAX_PAYLOAD}")
+    try:
+        obj = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise PayloadError("malformed", f"not JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise PayloadError("malformed", "not a JSON object")
+    errors = sorted(_validator(kind).iter_errors(obj), key=lambda e: list(e.path))
+    if errors:
+        e = errors[0]
+        where = ".".join(str(p) for p in e.path) or "(top level)"
+        raise PayloadError("schema", f"{kind}: {where}: {e.message[:200]}")
+    if kind in SIGNED:
+        if keyring is None:
+            raise PayloadError("forged", "no key to check the signature with")
+        verify(obj, keyring)
+    return obj
+
+
+def verify(obj: dict[str, Any], keyring: KeyRing) -> None:
+    kid, sig = obj.get("kid"), obj.get("sig")
+    if not isinstance(kid, str) or not isinstance(sig, str):
+        raise PayloadError("forged", "unsigned")
+    try:
+        raw = base64.urlsafe_b64decode(sig + "=" * (-len(sig) % 4))
+    except ValueError:
+        raise PayloadError("forged", "signature is not base64url") from None
+    key = keyring.key(kid)
+    if key is None:
+        raise PayloadError("forged", f"signed by unknown key {kid}")
+    try:
+        key.verify(raw, canonical(obj))
+    except InvalidSignature:
+        raise PayloadError("forged", "bad signature") from None
+
+
+# ---------------------------------------------------------------- pass records
+
+
+def _iso(v: datetime | None) -> str | None:
+    return None if v is None else v.isoformat()
+
+
+def _dt(v: str | None) -> datetime | None:
+    return None if v is None else datetime.fromisoformat(v)
+
+
+def pass_to_wire(rec: PassRecord, card: str | None = None) -> dict[str, Any]:
+    return {
+        "id": rec.id,
+        "holder": rec.holder,
+        "unit": rec.unit,
+        "category": rec.category,
+        "phone_last4": rec.phone_last4,
+        "card": card,
+        "valid_from": _iso(rec.valid_from),
+        "valid_until": _iso(rec.valid_until),
+        "observation_until": _iso(rec.observation_until),
+        "pcr_at": _iso(rec.pcr_at),
+        "health_code": rec.health_code,
+        "revoked": rec.revoked,
+    }
+
+
+def pass_from_wire(d: dict[str, Any]) -> dict[str, Any]:
+    """A wire pass record to a row for Store.upsert_passes (times as datetimes)."""
+    return {
+        "id": d["id"],
+        "holder": d.get("holder"),
+        "unit": d.get("unit"),
+        "category": d["category"],
+        "phone_last4": d.get("phone_last4"),
+        "valid_from": _dt(d.get("valid_from")),
+        "valid_until": _dt(d.get("valid_until")),
+        "observation_until": _dt(d.get("observation_until")),
+        "pcr_at": _dt(d.get("pcr_at")),
+        "health_code": d.get("health_code"),
+        "revoked": bool(d.get("revoked")),
+    }

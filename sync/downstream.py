@@ -1,0 +1,308 @@
+"""Passes, policy and commands coming in from central.
+
+Messages arrive on paho's thread and are handled here on one worker thread with its
+own store connection. Each payload is trusted for its signature (sync/codec.py),
+never for its topic; a bad one is counted, logged and ignored. Nothing here ever
+blocks a lane: a new policy reaches the lanes as an event, applied between two
+decisions, and a pass batch is one short transaction.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import queue
+import threading
+import time
+import uuid
+import zlib
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from drivers.base import Counters
+from gate.config import PolicyConfig
+from gate.passes import KeyRing
+from gate.store import Store
+from sync import codec
+from sync.link import Link
+from sync.topics import Topics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Hooks:
+    """What downstream may ask of the gate."""
+
+    apply_policy: Callable[[PolicyConfig, int], None]
+    open_door: Callable[[str, str, str], bool]  # lane, reason, who -> done?
+    report_now: Callable[[str | None], None]  # date or None (today)
+    reload: Callable[[], None]
+    now: Callable[[], datetime]
+    raise_floor: Callable[[datetime], None] = lambda ts: None
+
+
+@dataclass
+class _Snapshot:
+    request_id: str
+    asked_at: float
+    version: int | None = None
+    count: int | None = None
+    sha256: str | None = None
+    chunks: dict[int, bytes] = field(default_factory=dict)
+
+
+class Downstream:
+    SNAPSHOT_TIMEOUT_S = 120.0
+
+    def __init__(
+        self,
+        link: Link,
+        open_store: Callable[[], Store],
+        topics: Topics,
+        keyring: KeyRing,
+        hooks: Hooks,
+        *,
+        policy_version: int = 0,
+    ) -> None:
+        self.link = link
+        self._open_store = open_store
+        self.topics = topics
+        self.keyring = keyring
+        self.hooks = hooks
+        self.policy_version = policy_version
+        self.counters = Counters()
+        self._queue: queue.Queue[tuple[str, bytes] | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._snapshot: _Snapshot | None = None
+        self.store: Store | None = None
+
+    @staticmethod
+    def subscriptions(topics: Topics) -> list[tuple[str, int]]:
+        return [(topics.passes, 1), (topics.policy, 1), (topics.cmd, 1), (topics.snapshot, 1)]
+
+    # from paho's thread
+    def on_message(self, topic: str, payload: bytes) -> None:
+        self._queue.put((topic, payload))
+
+    def on_state(self, connected: bool) -> None:
+        if connected:
+            # After any outage we may have missed batches: compare versions by asking
+            # for nothing more than the next batch; a gap on arrival triggers a snapshot.
+            self._queue.put(("$connected", b""))
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="downstream", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 3.0) -> None:
+        self._queue.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def join(self) -> None:
+        self._queue.join()
+
+    @property
+    def alive(self) -> bool:
+        return bool(self._thread and self._thread.is_alive())
+
+    def _run(self) -> None:
+        self.store = self._open_store()
+        try:
+            while True:
+                try:
+                    item = self._queue.get(timeout=5.0)
+                except queue.Empty:
+                    self._snapshot_timeout()
+                    continue
+                try:
+                    if item is None:
+                        return
+                    self._handle(*item)
+                except Exception:
+                    self.counters.inc("errors")
+                    log.exception("downstream: failed on %s", item[0])
+                finally:
+                    self._queue.task_done()
+        finally:
+            self.store.close()
+
+    def _handle(self, topic: str, payload: bytes) -> None:
+        if topic == "$connected":
+            self._snapshot_timeout()
+            return
+        kind = {
+            self.topics.passes: "passes",
+            self.topics.policy: "policy",
+            self.topics.cmd: "cmd",
+            self.topics.snapshot: "snapshot_chunk",
+        }.get(topic)
+        if kind is None:
+            self.counters.inc("unexpected_topic")
+            return
+        if kind == "policy" and not payload:
+            return  # a cleared retained message
+        try:
+            msg = codec.decode(payload, kind, self.keyring)
+        except codec.PayloadError as err:
+            self.counters.inc(f"{kind}_{err.reason}")
+            log.warning("downstream: refused %s payload on %s: %s", kind, topic, err)
+            return
+        self._floor(msg.get("ts"))
+        getattr(self, f"_on_{kind}")(msg)
+
+    def _floor(self, ts: Any) -> None:
+        # Central's signed timestamp is the best clock a gate without an RTC has.
+        if isinstance(ts, str):
+            try:
+                when = datetime.fromisoformat(ts)
+            except ValueError:
+                return
+            if when.tzinfo is not None:
+                self.hooks.raise_floor(when)
+
+    # ------------------------------------------------------------ passes
+
+    def _on_passes(self, msg: dict[str, Any]) -> None:
+        assert self.store is not None
+        have = self.store.passes_version()
+        frm, to = msg["from_version"], msg["to_version"]
+        if to <= have:
+            self.counters.inc("passes_duplicate")
+            return
+        if frm != have:
+            self.counters.inc("passes_gap")
+            log.warning("downstream: pass batch %d→%d but we have %d: asking for a snapshot", frm, to, have)
+            self.request_snapshot()
+            return
+        upserts, cards, deletes = [], {}, []
+        for ch in msg["changes"]:
+            if ch["op"] == "upsert":
+                p = ch["pass"]
+                upserts.append(codec.pass_from_wire(p))
+                cards[p["id"]] = p.get("card")
+            else:
+                deletes.append(ch["id"])
+        self.store.apply_pass_changes(upserts, cards, deletes, to)
+        self.counters.inc("passes_batches")
+
+    def request_snapshot(self) -> None:
+        if self._snapshot is not None and time.monotonic() - self._snapshot.asked_at < self.SNAPSHOT_TIMEOUT_S:
+            return  # one at a time
+        assert self.store is not None
+        rid = uuid.uuid4().hex
+        self._snapshot = _Snapshot(rid, time.monotonic())
+        req = {
+            "type": "snapshot_request",
+            "gate": self.topics.gate,
+            "have_version": self.store.passes_version(),
+            "request_id": rid,
+            "ts": self.hooks.now().isoformat(),
+        }
+        if self.link.publish(self.topics.snapshot_request, codec.encode(req), qos=1) is None:
+            self._snapshot = None  # offline: asked again on the next gap or reconnect
+        self.counters.inc("snapshot_requests")
+
+    def _snapshot_timeout(self) -> None:
+        s = self._snapshot
+        if s is not None and time.monotonic() - s.asked_at >= self.SNAPSHOT_TIMEOUT_S:
+            log.warning("downstream: snapshot %s incomplete after %.0f s; will ask again", s.request_id, self.SNAPSHOT_TIMEOUT_S)
+            self._snapshot = None
+            self.request_snapshot()
+
+    def _on_snapshot_chunk(self, msg: dict[str, Any]) -> None:
+        s = self._snapshot
+        if s is None or msg["request_id"] != s.request_id:
+            self.counters.inc("snapshot_stray")
+            return
+        if s.version is None:
+            s.version, s.count, s.sha256 = msg["version"], msg["count"], msg["sha256"]
+        elif (msg["version"], msg["count"], msg["sha256"]) != (s.version, s.count, s.sha256):
+            self.counters.inc("snapshot_inconsistent")
+            self._snapshot = None
+            return
+        try:
+            s.chunks[msg["index"]] = zlib.decompress(base64.b64decode(msg["data"]))
+        except (ValueError, zlib.error):
+            self.counters.inc("snapshot_malformed")
+            self._snapshot = None
+            return
+        if len(s.chunks) < (s.count or 0):
+            return
+        self._snapshot = None
+        data = b"".join(s.chunks[i] for i in range(s.count or 0))
+        if hashlib.sha256(data).hexdigest() != s.sha256:
+            self.counters.inc("snapshot_bad_hash")
+            log.error("downstream: snapshot %s failed its hash check; not applied", s.request_id)
+            return
+        rows, cards = [], {}
+        for line in data.splitlines():
+            if not line.strip():
+                continue
+            p = json.loads(line)
+            rows.append(codec.pass_from_wire(p))
+            if p.get("card"):
+                cards[p["card"]] = p["id"]
+        assert self.store is not None
+        self.store.replace_passes(rows, cards, s.version or 0)
+        self.counters.inc("snapshots_applied")
+        log.info("downstream: snapshot version %s applied (%d passes)", s.version, len(rows))
+
+    # ------------------------------------------------------------ policy
+
+    def _on_policy(self, msg: dict[str, Any]) -> None:
+        version = msg["version"]
+        if version <= self.policy_version:
+            self.counters.inc("policy_old")
+            return
+        try:
+            policy = PolicyConfig.model_validate({**msg["policy"], "version": version})
+        except Exception as exc:
+            self.counters.inc("policy_invalid")
+            log.error("downstream: policy version %d is signed but invalid, not applied: %s", version, exc)
+            return
+        assert self.store is not None
+        self.store.set_meta("policy_json", json.dumps(msg["policy"], ensure_ascii=False))
+        self.store.set_meta("policy_version", str(version))
+        self.store.set_meta("policy_applied_at", str(time.time()))
+        self.store.set_meta("policy_by", str(msg.get("by", "")))
+        self.policy_version = version
+        self.hooks.apply_policy(policy, version)
+        self.counters.inc("policies_applied")
+
+    # ------------------------------------------------------------ commands
+
+    def _on_cmd(self, msg: dict[str, Any]) -> None:
+        if msg["gate"] != self.topics.gate:
+            self.counters.inc("cmd_other_gate")
+            log.warning("downstream: command for gate %s refused here", msg["gate"])
+            return
+        expires = datetime.fromisoformat(msg["expires"])
+        if expires.tzinfo is None:
+            expires = expires.replace(tzinfo=timezone.utc)
+        if expires <= self.hooks.now():
+            self.counters.inc("cmd_expired")
+            log.warning("downstream: expired command %s refused", msg["cmd"])
+            return
+        assert self.store is not None
+        if not self.store.use_nonce(msg["nonce"], expires.timestamp()):
+            self.counters.inc("cmd_replayed")
+            log.warning("downstream: replayed command %s (nonce %s) refused", msg["cmd"], msg["nonce"])
+            return
+        who = f"central:{msg['by']}"
+        cmd = msg["cmd"]
+        if cmd == "open_door":
+            if not self.hooks.open_door(msg["lane"], msg["reason"], who):
+                self.counters.inc("cmd_bad_lane")
+                return
+        elif cmd == "resync":
+            self._snapshot = None
+            self.request_snapshot()
+        elif cmd == "report_now":
+            self.hooks.report_now(msg.get("date"))
+        elif cmd == "reload":
+            self.hooks.reload()
+        self.counters.inc(f"cmd_{cmd}")

@@ -1,0 +1,151 @@
+"""The gate's side of sync, wired: one MQTT link, the outbox publisher, the
+downstream handler and the heartbeat. It never blocks a decision: if the broker
+is gone, the lanes go on and the outbox grows."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+from gate.config import Config, SyncSection
+from gate.passes import KeyRing
+from gate.store import Store
+from sync.downstream import Downstream, Hooks
+from sync.link import Link, LinkConfig
+from sync.outbox import Limits, Publisher
+from sync.status import Heartbeat, offline_payload
+from sync.topics import Topics
+
+log = logging.getLogger(__name__)
+
+
+def link_config(sync: SyncSection, client_id: str, *, broker: str | None = None, **kw: Any) -> LinkConfig:
+    password = None
+    if sync.password_file is not None:
+        password = Path(sync.password_file).read_text(encoding="utf-8").strip()
+    return LinkConfig.from_url(
+        broker or sync.broker,
+        client_id,
+        ca_file=sync.ca_file,
+        cert_file=sync.cert_file,
+        key_file=sync.key_file,
+        username=sync.username,
+        password=password,
+        keepalive_s=sync.keepalive_s,
+        backoff_s=sync.backoff_s,
+        **kw,
+    )
+
+
+@dataclass
+class SyncService:
+    link: Link
+    publisher: Publisher
+    downstream: Downstream | None
+    heartbeat: Heartbeat | None
+
+    @classmethod
+    def build(
+        cls,
+        config: Config,
+        open_store: Callable[[], Store],
+        *,
+        broker: str | None = None,
+        hooks: Hooks | None = None,
+        devices: Callable[[], dict[str, Any]] = dict,
+        policy_version: Callable[[], int] = lambda: 0,
+        time_floor: Callable[[], datetime | None] = lambda: None,
+        on_backlog: Callable[[bool, str], None] | None = None,
+        upstream_only: bool = False,
+    ) -> "SyncService":
+        sync = config.sync or SyncSection()
+        topics = Topics.for_gate(config.gate.site, config.gate.id, sync.prefix)
+        keyring = KeyRing.from_files(list(sync.central_keys or config.keys.trusted))
+        client_id = sync.client_id or config.gate.id
+        if upstream_only:
+            client_id += "-drain"  # may run beside a live daemon without kicking it off
+        lcfg = link_config(
+            sync,
+            client_id,
+            broker=broker,
+            will_topic=None if upstream_only else topics.status,
+            will_payload=None if upstream_only else offline_payload(config.gate.id),
+            # The broker keeps commands and passes for us through a short outage.
+            session_expiry_s=0 if upstream_only else 86400,
+        )
+        publisher_ref: list[Publisher] = []
+        downstream_ref: list[Downstream] = []
+        heartbeat_ref: list[Heartbeat] = []
+
+        def on_state(up: bool) -> None:
+            for p in publisher_ref:
+                p.on_state(up)
+            for d in downstream_ref:
+                d.on_state(up)
+            for h in heartbeat_ref:
+                h.on_state(up)
+
+        def on_message(topic: str, payload: bytes) -> None:
+            for d in downstream_ref:
+                d.on_message(topic, payload)
+
+        def on_ack(mid: int, ok: bool, reason: str) -> None:
+            for p in publisher_ref:
+                p.on_ack(mid, ok, reason)
+
+        link = Link(
+            lcfg,
+            subscriptions=[] if upstream_only else Downstream.subscriptions(topics),
+            on_state=on_state,
+            on_message=on_message,
+            on_ack=on_ack,
+        )
+        publisher = Publisher(
+            link,
+            open_store,
+            topics.events,
+            window=sync.window,
+            limits=Limits(sync.outbox_max_rows, sync.outbox_max_age_h * 3600),
+            on_backlog=on_backlog,
+        )
+        publisher_ref.append(publisher)
+        downstream = heartbeat = None
+        if not upstream_only and hooks is not None:
+            downstream = Downstream(link, open_store, topics, keyring, hooks, policy_version=policy_version())
+            downstream_ref.append(downstream)
+            heartbeat = Heartbeat(
+                link,
+                open_store,
+                topics,
+                every_s=sync.heartbeat_s,
+                report_at=sync.report_at,
+                now=hooks.now,
+                devices=devices,
+                policy_version=policy_version,
+                time_floor=time_floor,
+                on_enqueued=publisher.nudge,
+            )
+            heartbeat_ref.append(heartbeat)
+        return cls(link, publisher, downstream, heartbeat)
+
+    def start(self) -> None:
+        self.publisher.start()
+        if self.downstream is not None:
+            self.downstream.start()
+        if self.heartbeat is not None:
+            self.heartbeat.start()
+        self.link.start()
+
+    def stop(self) -> None:
+        self.link.stop()
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
+        if self.downstream is not None:
+            self.downstream.stop()
+        self.publisher.stop()
+
+    @property
+    def alive(self) -> bool:
+        return self.publisher.alive and (self.downstream is None or self.downstream.alive)

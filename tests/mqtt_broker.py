@@ -1,0 +1,280 @@
+"""A real mosquitto on a loopback port, for tests (and benchmarks).
+
+    with Broker() as b:            # or the `broker` fixture
+        b.url                       # "mqtt://127.0.0.1:PORT"
+        b.stop(); b.start()         # same port
+        b.restart()
+
+Config goes to a temp dir (``b.dir/mosquitto.conf``), the broker's output to
+``b.log_path`` (``b.log()`` reads it). Extra config lines (password_file,
+acl_file, a bridge ``connection`` section, ...) are appended after the
+listener, so a bridge section may come last as mosquitto requires.
+
+Started as root, mosquitto drops to user ``mosquitto`` unless the config says
+otherwise; the generated config says ``user root`` when we run as root, so
+password/ACL files under a 0700 temp dir stay readable (verified by
+tests/test_central.py::test_acl_*).
+
+Ports: a free port is found by binding port 0, released, then handed to
+mosquitto; if mosquitto loses the race (exits, or never listens) a new port is
+tried (up to ``attempts`` times). ``restart()`` keeps the port and retries the
+bind for a few seconds.
+
+Fixtures (import into tests/conftest.py):
+    broker          -- a started Broker, stopped after the test
+    broker_factory  -- callable(**Broker kwargs) -> started Broker; all stopped after
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterable
+
+import pytest
+
+DEFAULT_LOG_TYPES = ("error", "warning", "notice", "information")
+
+
+def find_mosquitto() -> str:
+    for cand in (os.environ.get("MOSQUITTO"), shutil.which("mosquitto"), "/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"):
+        if cand and os.path.isfile(cand) and os.access(cand, os.X_OK):
+            return cand
+    raise FileNotFoundError("mosquitto not found: install it (apt install mosquitto) or set MOSQUITTO=/path/to/mosquitto")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _port_accepts(host: str, port: int, timeout: float = 0.2) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def make_password_file(path: str | os.PathLike, users: dict[str, str]) -> Path:
+    """Write a mosquitto password file (hashed with mosquitto_passwd if present)."""
+    path = Path(path)
+    tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+    path.write_text("")
+    if os.path.exists(tool):
+        for user, pw in users.items():
+            subprocess.run([tool, "-b", str(path), user, pw], check=True, capture_output=True)
+    else:  # mosquitto 2 also accepts plain-text lines only if unhashed... it does not; fail clearly
+        raise FileNotFoundError("mosquitto_passwd not found")
+    os.chmod(path, 0o600)
+    return path
+
+
+class BrokerError(RuntimeError):
+    pass
+
+
+class Broker:
+    def __init__(
+        self,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        extra: str | Iterable[str] = (),
+        *,
+        allow_anonymous: bool = True,
+        log_types: Iterable[str] = DEFAULT_LOG_TYPES,
+        workdir: str | os.PathLike | None = None,
+        name: str = "broker",
+        attempts: int = 5,
+        start_timeout: float = 5.0,
+    ):
+        self.host = host
+        self._fixed_port = port
+        self.port: int = port or 0
+        self.extra = [extra] if isinstance(extra, str) else list(extra)
+        self.allow_anonymous = allow_anonymous
+        self.log_types = tuple(log_types)
+        self.name = name
+        self.attempts = attempts
+        self.start_timeout = start_timeout
+        self._own_dir = workdir is None
+        self.dir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix=f"mosq-{name}-"))
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.conf_path = self.dir / "mosquitto.conf"
+        self.log_path = self.dir / "mosquitto.log"
+        self.proc: subprocess.Popen | None = None
+        self._binary = find_mosquitto()
+
+    # ------------------------------------------------------------------ info
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def path(self, name: str) -> Path:
+        """A path inside the broker's temp dir (for password/ACL files)."""
+        return self.dir / name
+
+    # ---------------------------------------------------------------- config
+    def config_text(self) -> str:
+        lines = [
+            f"# generated by tests/mqtt_broker.py ({self.name})",
+            "per_listener_settings false",
+            "persistence false",
+            f"allow_anonymous {'true' if self.allow_anonymous else 'false'}",
+            "log_dest stderr",
+            *[f"log_type {t}" for t in self.log_types],
+            "log_timestamp_format %H:%M:%S",
+            "max_queued_messages 0",  # unlimited queue per client: tests measure loss, not the broker's cap
+        ]
+        if os.geteuid() == 0:
+            lines.append("user root")  # otherwise it drops to `mosquitto` and cannot read our 0700 temp dir
+        lines.append(f"listener {self.port} {self.host}")
+        lines.extend(self.extra)
+        return "\n".join(lines) + "\n"
+
+    def _write_config(self) -> None:
+        self.conf_path.write_text(self.config_text())
+
+    # -------------------------------------------------------------- lifecycle
+    def start(self) -> "Broker":
+        if self.running:
+            return self
+        fixed = self._fixed_port or (self.port if self.port else None)
+        if fixed:
+            # same port (restart or explicit): retry the bind for a while
+            deadline = time.monotonic() + max(self.start_timeout, 5.0)
+            last = ""
+            while True:
+                ok, last = self._try_start(fixed)
+                if ok:
+                    return self
+                if time.monotonic() > deadline:
+                    raise BrokerError(f"mosquitto could not start on port {fixed}: {last}")
+                time.sleep(0.1)
+        last = ""
+        for _ in range(self.attempts):
+            ok, last = self._try_start(free_port(self.host))
+            if ok:
+                return self
+        raise BrokerError(f"mosquitto did not start after {self.attempts} attempts: {last}")
+
+    def _try_start(self, port: int) -> tuple[bool, str]:
+        self.port = port
+        self._write_config()
+        log = open(self.log_path, "ab")
+        log.write(f"--- start on port {port} at {time.strftime('%H:%M:%S')} ---\n".encode())
+        log.flush()
+        try:
+            self.proc = subprocess.Popen(
+                [self._binary, "-c", str(self.conf_path)],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        finally:
+            log.close()
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            if _port_accepts(self.host, port):
+                return True, ""
+            time.sleep(0.02)
+        tail = self.log()[-800:]
+        self._kill()
+        return False, tail
+
+    def _kill(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.kill()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+        self.proc = None
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop (SIGTERM, then SIGKILL). The port is kept for the next start()."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+        # wait until the port is really closed, so clients see the outage
+        deadline = time.monotonic() + 2
+        while _port_accepts(self.host, self.port) and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def kill(self) -> None:
+        """Hard kill (SIGKILL), like a power cut of the broker host."""
+        self._kill()
+
+    def restart(self, downtime: float = 0.0) -> "Broker":
+        self.stop()
+        if downtime:
+            time.sleep(downtime)
+        return self.start()
+
+    def cleanup(self) -> None:
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> "Broker":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.cleanup()
+
+    def __repr__(self) -> str:
+        return f"<Broker {self.name} {self.url} {'running' if self.running else 'stopped'} dir={self.dir}>"
+
+
+# ------------------------------------------------------------------ fixtures
+def _report_logs(brokers: list[Broker]) -> None:
+    # pytest shows teardown output only when the test failed
+    for b in brokers:
+        print(f"\n--- mosquitto log of {b!r} ---\n{b.log()[-4000:]}")
+
+
+@pytest.fixture
+def broker_factory():
+    brokers: list[Broker] = []
+
+    def make(**kw) -> Broker:
+        kw.setdefault("name", f"broker{len(brokers)}")
+        b = Broker(**kw)
+        brokers.append(b)
+        return b.start()
+
+    yield make
+    _report_logs(brokers)
+    for b in brokers:
+        b.cleanup()
+
+
+@pytest.fixture
+def broker(broker_factory) -> Broker:
+    return broker_factory(name="broker")
