@@ -6,9 +6,11 @@ lanes (each locks its relay on the way out) -> voice.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
+from datetime import datetime
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -21,18 +23,21 @@ from drivers.qr import QrScanner, make_decoder
 from drivers.thermometer import Compensation, Measurement, SerialThermometer, SimThermometer
 from drivers.voice import PromptCache, SimSpeaker, Speaker
 from drivers.wiegand import SimWiegandReader, WiegandReader
-from gate.clock import Clock, SystemClock
-from gate.config import Config, InputConfig, LaneConfig
+from gate.clock import Clock, SystemClock, TimeFloor
+from gate.config import Config, InputConfig, LaneConfig, PolicyConfig
 from gate.events import (
+    ApplyPolicy,
     CardRead,
     DeviceHealth,
     DoorContactChanged,
     ExitPressed,
+    ManualOpen,
     PresenceChanged,
     QrSeen,
     TemperatureRead,
 )
 from gate.lane import Lane, Sink
+from gate.records import AlarmRecord, LaneRecord
 from gate.passes import KeyRing
 from gate.prompts import PROMPTS
 from gate.store import Store
@@ -82,9 +87,16 @@ class GateApp:
         voice_cache: Path | None = None,
         seed: int | None = None,
         prerender: bool = True,
+        broker: str | None = None,
+        config_path: Path | None = None,
     ) -> None:
         self.config = config
+        self.config_path = config_path
+        self.broker = broker
         self.prerender = prerender
+        self.policy = config.policy
+        self.floor = TimeFloor()
+        self.sync: Any = None  # sync.service.SyncService when the gate talks to central
         self.tz = ZoneInfo(config.gate.timezone)
         self.clock: Clock = clock or SystemClock(self.tz)
         self.store_path = Path(store_path or config.store.path)
@@ -115,7 +127,11 @@ class GateApp:
     # ------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        self.open_store().close()  # migrate once, before any lane opens its own connection
+        store = self.open_store()  # migrate once, before any lane opens its own connection
+        try:
+            self._restore(store)
+        finally:
+            store.close()
         v = self.config.voice
         self._prompt_cache = PromptCache(self.voice_cache, rate=v.rate, volume=v.volume, engine=v.engine)
         for lane_cfg in self.config.lanes:
@@ -125,7 +141,7 @@ class GateApp:
             relay = self._relay(lane_cfg, devices)
             lane = Lane(
                 lane_cfg,
-                policy=self.config.policy,
+                policy=self.policy,
                 door=self.config.door,
                 languages=list(v.languages),
                 clock=self.clock,
@@ -135,6 +151,7 @@ class GateApp:
                 speaker=devices.speaker,
                 sinks=self.sinks,
                 seed=self.seed,
+                floor=self.floor,
             )
             lane.start()
             self.lanes[lane_cfg.name] = lane
@@ -144,6 +161,8 @@ class GateApp:
             except Exception:
                 self.stop()
                 raise
+        if self.config.sync is not None or self.broker:
+            self._start_sync()
         # Every fixed prompt rendered once, off the start-up path: the first person
         # of the day hears the prompt as fast as the thousandth.
         if self.prerender:
@@ -159,6 +178,8 @@ class GateApp:
             devices.close()
         for lane in self.lanes.values():
             lane.stop()
+        if self.sync is not None:
+            self.sync.stop()
         if self._gpio is not None:
             self._gpio.close()
         if self._prerender is not None:
@@ -174,9 +195,112 @@ class GateApp:
         self.stop()
 
     def healthy(self, stall_s: float = 5.0) -> bool:
-        """Every lane's engine thread is alive and has looped recently (real time only)."""
+        """Every lane's engine thread and the publisher are alive and turning (real time only)."""
         now = self.clock.monotonic()
-        return all(lane.alive and now - lane.alive_at < stall_s for lane in self.lanes.values())
+        lanes_ok = all(lane.alive and now - lane.alive_at < stall_s for lane in self.lanes.values())
+        return lanes_ok and (self.sync is None or self.sync.alive)
+
+    # ------------------------------------------------------------ state kept across restarts
+
+    def _restore(self, store: Store) -> None:
+        """The time floor, and a policy central sent that is newer than the config's."""
+        last = store.last_event_time()
+        if last is not None:
+            self.floor.raise_to(last)
+        saved = store.get_meta("time_floor")
+        if saved:
+            self.floor.raise_to(datetime.fromisoformat(saved))
+        version = int(store.get_meta("policy_version") or 0)
+        body = store.get_meta("policy_json")
+        if body and version > self.config.policy.version:
+            try:
+                self.policy = PolicyConfig.model_validate({**json.loads(body), "version": version})
+            except Exception:
+                log.exception("the stored policy version %d is unusable; using the config's", version)
+
+    # ------------------------------------------------------------ sync
+
+    def policy_version(self) -> int:
+        return self.policy.version
+
+    def apply_policy(self, policy: PolicyConfig, version: int) -> None:
+        self.policy = policy
+        for lane in self.lanes.values():
+            lane.post(ApplyPolicy(policy))
+
+    def open_door(self, lane: str, reason: str, who: str) -> bool:
+        target = self.lanes.get(lane)
+        if target is None:
+            log.warning("open_door for unknown lane %r", lane)
+            return False
+        target.post(ManualOpen(reason, who))
+        return True
+
+    def reload(self) -> None:
+        """Re-read the config file's policy (what `reload` from central asks for)."""
+        if self.config_path is None:
+            log.warning("reload asked, but this gate was not started from a config file")
+            return
+        from gate import config as cfgmod
+
+        try:
+            fresh = cfgmod.load(self.config_path)
+        except cfgmod.ConfigError as exc:
+            log.error("reload: %s", exc)
+            return
+        if fresh.policy.version >= self.policy.version:
+            self.apply_policy(fresh.policy, fresh.policy.version)
+
+    def device_health(self) -> dict[str, dict[str, dict[str, Any]]]:
+        return {
+            name: {dev: {"ok": ok, "detail": detail} for dev, (ok, detail) in dict(lane.health).items()}
+            for name, lane in self.lanes.items()
+        }
+
+    def record_gate_event(self, rec: LaneRecord) -> None:
+        """An event that belongs to no lane (an outbox backlog alarm): stored, then shown."""
+        store = self.open_store()
+        try:
+            store.record(rec)
+        finally:
+            store.close()
+        for sink in list(self.sinks):
+            try:
+                sink(rec)
+            except Exception:
+                log.exception("display sink failed")
+
+    def _start_sync(self) -> None:
+        from sync.downstream import Hooks
+        from sync.service import SyncService
+
+        def backlog(over: bool, detail: str) -> None:
+            if over:
+                self.record_gate_event(AlarmRecord(at=self.clock.now(), lane="gate", kind="sync_backlog", detail=detail))
+
+        hooks = Hooks(
+            apply_policy=self.apply_policy,
+            open_door=self.open_door,
+            report_now=lambda day: self.sync.heartbeat.report_now(day) if self.sync and self.sync.heartbeat else None,
+            reload=self.reload,
+            now=self.clock.now,
+            raise_floor=self.floor.raise_to,
+        )
+        self.sync = SyncService.build(
+            self.config,
+            self.open_store,
+            broker=self.broker,
+            hooks=hooks,
+            devices=self.device_health,
+            policy_version=self.policy_version,
+            time_floor=lambda: self.floor.value,
+            on_backlog=backlog,
+        )
+        publisher = self.sync.publisher
+        self.add_sink(lambda rec: publisher.nudge() if rec.type != "prompt" else None)
+        link = self.sync.link
+        self.upstream = lambda: {"connected": link.connected, "detail": link.last_error or ("connected" if link.connected else "connecting")}
+        self.sync.start()
 
     def join(self) -> None:
         for lane in self.lanes.values():

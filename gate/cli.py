@@ -39,6 +39,9 @@ def _open_store(conf: cfgmod.Config):  # type: ignore[no-untyped-def]
 
 
 config_option = click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False), help="configuration file (TOML)")
+broker_option = click.option(
+    "--broker", default=None, metavar="mqtt://HOST:PORT", help="MQTT broker (mqtt:// or mqtts://); overrides the config"
+)
 store_option = click.option("--store", "store_path", type=click.Path(dir_okay=False), help="where the SQLite store lives (overrides the config)")
 
 
@@ -80,7 +83,8 @@ def config_check(file: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="one JSON object a line")
 @click.option("--report", "with_report", is_flag=True, help="end with the daily report of the drill's first day")
 @config_option
-def drill_cmd(file: str, as_json: bool, with_report: bool, config_path: str | None) -> None:
+@broker_option
+def drill_cmd(file: str, as_json: bool, with_report: bool, config_path: str | None, broker: str | None) -> None:
     """Run a drill (a timeline of what happens at the gate) on a fresh store."""
     from gate import console, drill, drill_file
 
@@ -99,7 +103,8 @@ def drill_cmd(file: str, as_json: bool, with_report: bool, config_path: str | No
             console.print_line(line)
 
     try:
-        result = drill.run(d, base=base, with_report=with_report, on_line=show)
+        _check_broker(broker)
+        result = drill.run(d, base=base, with_report=with_report, on_line=show, broker=broker)
     except (ConfigError, drill.DrillError) as exc:
         _fail(f"{file}: {exc}")
     if result.report is not None:
@@ -286,12 +291,52 @@ def scan(images: tuple[str, ...], decoder: str) -> None:
 @main.command("run")
 @config_option
 @store_option
-def run_cmd(config_path: str | None, store_path: str | None) -> None:
+@broker_option
+def run_cmd(config_path: str | None, store_path: str | None, broker: str | None) -> None:
     """Run the gate: every lane, its drivers, and (in demo configs) scripted people."""
     from gate.daemon import run
 
+    _check_broker(broker)
     conf = _load_config(config_path, store_path)
-    sys.exit(run(conf))
+    sys.exit(run(conf, broker=broker, config_path=Path(config_path) if config_path else None))
+
+
+def _check_broker(broker: str | None) -> None:
+    import re
+
+    if broker is not None and not re.fullmatch(r"mqtts?://[^:/\s]+(:\d{1,5})?/?", broker):
+        _fail(f"--broker: expected mqtt://HOST:PORT or mqtts://HOST:PORT, got {broker!r}")
+
+
+@main.command("sync")
+@click.option("--drain", is_flag=True, required=True, help="publish until the outbox is empty, then exit")
+@click.option("--timeout", default=600.0, show_default=True, help="give up after this many seconds (exit 1)")
+@config_option
+@store_option
+@broker_option
+def sync_cmd(drain: bool, timeout: float, config_path: str | None, store_path: str | None, broker: str | None) -> None:
+    """Deliver the outbox to central now (e.g. before swapping a gate's SD card)."""
+    import time
+
+    from sync.service import SyncService
+
+    _check_broker(broker)
+    conf = _load_config(config_path, store_path)
+    if conf.sync is None and broker is None:
+        _fail(f"{config_path}: no [sync] section and no --broker: nowhere to send the outbox")
+    store = _open_store(conf)
+    store.close()  # migrations, before the publisher opens its own connection
+    service = SyncService.build(conf, lambda: _open_store(conf), broker=broker, upstream_only=True)
+    service.start()
+    t0 = time.monotonic()
+    try:
+        ok = service.publisher.wait_drained(timeout)
+    finally:
+        service.stop()
+    sent = service.publisher.counters.get("sent")
+    if not ok:
+        _fail(f"outbox not drained after {timeout:g} s: {service.publisher.pending} pending ({service.link.last_error or 'no broker connection'})", 1)
+    click.echo(f"outbox drained: {sent} sent in {time.monotonic() - t0:.1f} s")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from gate.records import LaneRecord
 from gate.sdnotify import Notifier
 
 
-def run(conf: Config) -> int:
+def run(conf: Config, *, broker: str | None = None, config_path: Path | None = None) -> int:
     stop = threading.Event()
 
     def show(rec: LaneRecord) -> None:
@@ -22,7 +22,7 @@ def run(conf: Config) -> int:
             local = rec.at.astimezone(app.tz)
             console.print_line(rec.to_json(), clock=local.strftime("%H:%M:%S"))
 
-    app = GateApp(conf, sinks=[show])
+    app = GateApp(conf, sinks=[show], broker=broker, config_path=config_path)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     player = None

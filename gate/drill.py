@@ -212,6 +212,8 @@ class Rehearsal:
         *,
         base: dict[str, Any] | None = None,
         on_line: Callable[[dict[str, Any]], None] | None = None,
+        broker: str | None = None,
+        store_path: Path | None = None,
     ) -> None:
         self.drill = drill
         self._tmp = tempfile.TemporaryDirectory(prefix="gate-drill-")
@@ -219,7 +221,8 @@ class Rehearsal:
         self.keys = Keys(tmpdir)
         data = simulated(cfgmod.deep_merge(base if base is not None else DEFAULT_CONFIG, drill.config))
         data = cfgmod.deep_merge(
-            data, {"keys": {"trusted": [str(self.keys.central_pub)]}, "store": {"path": str(tmpdir / "gate.db")}}
+            data,
+            {"keys": {"trusted": [str(self.keys.central_pub)]}, "store": {"path": str(store_path or tmpdir / "gate.db")}},
         )
         self.config = cfgmod.from_dict(data, "drill config")
         self.tz = ZoneInfo(self.config.gate.timezone)
@@ -227,7 +230,7 @@ class Rehearsal:
         self.lines: list[dict[str, Any]] = []
         self.records: list[LaneRecord] = []
         self._on_line = on_line
-        self.app = GateApp(self.config, clock=self.clock, sinks=[self._sink], seed=0, prerender=False)
+        self.app = GateApp(self.config, clock=self.clock, sinks=[self._sink], seed=0, prerender=False, broker=broker)
         self.tokens = {p.id: self.keys.token(p) for p in drill.passes}
 
     def _sink(self, rec: LaneRecord) -> None:
@@ -287,12 +290,25 @@ class Rehearsal:
         return DrillResult(self.lines, match_expectations(self.lines, self.drill.expect), report, counters)
 
 
+    def drain(self, timeout: float) -> bool:
+        """With a broker: wait until every event is acknowledged upstream."""
+        if self.app.sync is None:
+            return True
+        self.app.sync.publisher.nudge()
+        return self.app.sync.publisher.wait_drained(timeout)
+
+
 def run(
     drill: Drill,
     *,
     base: dict[str, Any] | None = None,
     with_report: bool = False,
     on_line: Callable[[dict[str, Any]], None] | None = None,
+    broker: str | None = None,
+    drain_timeout: float = 60.0,
 ) -> DrillResult:
-    with Rehearsal(drill, base=base, on_line=on_line) as r:
-        return r.run(with_report=with_report)
+    with Rehearsal(drill, base=base, on_line=on_line, broker=broker) as r:
+        result = r.run(with_report=with_report)
+        if broker and not r.drain(drain_timeout):
+            raise DrillError(f"events not delivered to {broker} within {drain_timeout:g} s")
+        return result

@@ -163,6 +163,10 @@ class Downstream:
                 return
             if when.tzinfo is not None:
                 self.hooks.raise_floor(when)
+                assert self.store is not None
+                saved = self.store.get_meta("time_floor")
+                if not saved or datetime.fromisoformat(saved) < when:
+                    self.store.set_meta("time_floor", when.isoformat())
 
     # ------------------------------------------------------------ passes
 

@@ -64,7 +64,9 @@ class Publisher:
         self.pending = 0
         self.alive_at = time.monotonic()
         self._over = False
-        self._idle = threading.Event()
+        self._done = threading.Condition()
+        self._loops = 0
+        self._idle_seen = False
 
     # ------------------------------------------------------------ from paho's thread
 
@@ -100,12 +102,12 @@ class Publisher:
         return bool(self._thread and self._thread.is_alive())
 
     def wait_drained(self, timeout: float) -> bool:
-        """Block until no row is pending and nothing is in flight."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._idle.wait(0.1):
-                return True
-        return False
+        """Block until no row is pending and nothing is in flight, as seen by a pass
+        of the publisher that started after this call (rows written before it count)."""
+        with self._done:
+            start = self._loops
+            self._wake.set()
+            return self._done.wait_for(lambda: self._loops > start + 1 and self._idle_seen, timeout)
 
     def _run(self) -> None:
         store = self._open_store()
@@ -129,11 +131,10 @@ class Publisher:
                 if self.link.connected:
                     self._fill(store)
                 self._check_limits(store)
-                idle = self.pending == 0 and not self._inflight
-                if idle:
-                    self._idle.set()
-                else:
-                    self._idle.clear()
+                with self._done:
+                    self._loops += 1
+                    self._idle_seen = self.pending == 0 and not self._inflight
+                    self._done.notify_all()
                 self._wake.wait(0.2)
                 self._wake.clear()
         finally:

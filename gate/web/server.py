@@ -1,0 +1,454 @@
+"""The guard's page: a Flask app served by waitress from a thread of the daemon.
+
+Live changes reach the page by server-sent events (``/events``), never by polling.
+Actions post to ``/api/...`` with the page's CSRF token, and with the password or
+PIN when one is configured (see gate.web.auth). Everything the page loads comes
+from this server (a Content-Security-Policy of 'self' says so to the browser).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import secrets
+import threading
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, Response, abort, jsonify, redirect, render_template, request, session, url_for
+
+from gate.events import AckAlarm, GuardAnswer, ManualOpen
+from gate.web import i18n
+from gate.web.auth import UNLOCK_HOURS, AuthConfigError, Guardian, is_loopback, read_secret
+from gate.web.live import LiveState
+from gate.web.status import Monitor
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).resolve().parent
+HEARTBEAT_S = 15.0
+SEARCH_DAYS = 30
+
+
+class GuardPageError(Exception):
+    """The page cannot start as configured; the message is for the operator."""
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class GuardPage:
+    """The page's parts (live state, monitor, visitor desk, web server) around a GateApp.
+
+    Create it before or after ``app.start()``; ``start()`` needs the lanes running.
+    """
+
+    def __init__(
+        self,
+        app: Any,
+        *,
+        listen: str | None = None,
+        signer: Any = None,
+        signer_note: str | None = None,
+        monitor_every_s: float = 5.0,
+        threads: int = 8,
+    ) -> None:
+        from gate.visitors import VisitorDesk
+
+        self.app = app
+        self.conf = app.config.guard
+        self.host, self.port = parse_listen(listen or self.conf.listen)
+        try:
+            password = read_secret(self.conf.password_file, "password")
+            pin = read_secret(self.conf.pin_file, "pin")
+        except AuthConfigError as exc:
+            raise GuardPageError(str(exc)) from None
+        if not is_loopback(self.host) and not password:
+            raise GuardPageError(
+                f"guard.listen = {self.host}:{self.port} serves the guard page beyond this machine; "
+                "that needs a guard password: set guard.password_file (a file holding the password, mode 0600), "
+                "or listen on 127.0.0.1"
+            )
+        self.guardian = Guardian(password, pin)
+        self.lang = self.conf.language
+        self.live = LiveState(tz=app.tz, open_store=app.open_store, max_subscribers=max(1, threads - 3))
+        app.add_sink(self.live.sink)
+        self.monitor = Monitor(app, self.live.publish, every_s=monitor_every_s)
+        self.live.on_change = self.monitor.changed
+        if signer is None:
+            signer, note = VisitorDesk.load_signer(app.config.keys.signing)
+            signer_note = signer_note or note
+        self.visitors = VisitorDesk(
+            signer=signer,
+            open_store=app.open_store,
+            now=app.clock.now,
+            tz=app.tz,
+            valid_until=self.conf.visitor_valid_until,
+            keyring=app.keyring,
+            no_key_reason=signer_note or "no signing key is configured (keys.signing)",
+        )
+        self.threads = threads
+        self.flask = create_flask(self)
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self.stopping = threading.Event()
+
+    # ------------------------------------------------------------ lifecycle
+
+    @property
+    def url(self) -> str:
+        host = self.host if ":" not in self.host else f"[{self.host}]"
+        return f"http://{host}:{self.port}/"
+
+    def start(self) -> None:
+        from waitress.server import create_server
+
+        store = self.app.open_store()
+        try:
+            self.live.load_history(store, self.app.clock.now())
+        finally:
+            store.close()
+        self.live.start()
+        self.monitor.start()
+        try:
+            self._server = create_server(
+                self.flask, host=self.host, port=self.port, threads=self.threads, ident="gate", channel_timeout=60
+            )
+        except OSError as exc:
+            self.live.stop()
+            self.monitor.stop()
+            raise GuardPageError(f"guard page: cannot listen on {self.host}:{self.port}: {exc.strerror or exc}") from None
+        self.port = self._server.effective_port
+        self._thread = threading.Thread(target=self._serve, name="guard-web", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        try:
+            self._server.run()
+        except Exception:
+            if not self.stopping.is_set():
+                log.exception("guard page: the web server stopped")
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.live.stop()  # ends every event stream
+        self.monitor.stop()
+        srv = self._server
+        if srv is not None:
+            logging.getLogger("waitress").setLevel(logging.CRITICAL)
+            try:
+                srv.close()
+            except Exception:
+                pass
+            for _ in range(50):  # close open connections so the loop ends (as webtest's StopableWSGIServer)
+                channels = list(srv._map.values())
+                if not channels:
+                    break
+                for ch in channels:
+                    try:
+                        ch.handle_close()
+                    except Exception:
+                        pass
+            try:
+                srv.task_dispatcher.shutdown(timeout=3)
+            except Exception:
+                pass
+        if self._thread is not None:
+            self._thread.join(5)
+
+    # ------------------------------------------------------------ what the page starts from
+
+    def boot(self) -> dict[str, Any]:
+        conf = self.app.config
+        cats = {
+            name: {"colour": c.colour, "zh": c.label_zh or name, "en": c.label_en or name}
+            for name, c in conf.policy.categories.items()
+        }
+        return {
+            "gate": conf.gate.id,
+            "lang": self.lang,
+            "categories": cats,
+            "words": i18n.bundle(),
+            "lanes": [{"name": l.name, "direction": l.direction, "relay": l.relay is not None} for l in conf.lanes],
+            "open_reasons": list(self.conf.manual_open_reasons),
+            "auth_required": self.guardian.required,
+            "visitor_ready": self.visitors.ready,
+            "visitor_note": "" if self.visitors.ready else self.visitors.no_key_reason,
+            "visitor_until": self.conf.visitor_valid_until,
+            "stale_after_h": self.conf.stale_after_h,
+        }
+
+    def search(self, q: str, limit: int = 50) -> list[dict[str, Any]]:
+        q = q.strip()
+        if not q:
+            return []
+        like = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        since = (self.app.clock.now() - timedelta(days=SEARCH_DAYS)).astimezone(self.app.tz).date().isoformat()
+        store = self.app.open_store()
+        try:
+            rows = store.conn.execute(
+                "SELECT e.body, p.holder, p.unit, p.category FROM events e LEFT JOIN passes p ON p.id = e.pass_id"
+                " WHERE e.day >= ? AND e.type IN ('decision', 'registration') AND ("
+                "  p.unit LIKE ? ESCAPE '\\' OR p.holder LIKE ? ESCAPE '\\' OR e.card LIKE ? ESCAPE '\\'"
+                "  OR e.pass_id = ?)"
+                " ORDER BY e.seq DESC LIMIT ?",
+                (since, like, like, like, q, limit),
+            ).fetchall()
+        finally:
+            store.close()
+        out = []
+        for body, holder, unit, category in rows:
+            b = json.loads(body)
+            at = datetime.fromisoformat(b["ts"]).astimezone(self.app.tz)
+            out.append({
+                "type": b["type"], "id": b["id"], "date": at.strftime("%m-%d"), "time": at.strftime("%H:%M:%S"),
+                "lane": b.get("lane"), "decision": b.get("decision"), "reason": b.get("reason"),
+                "category": b.get("category") or category, "holder": holder or b.get("holder"),
+                "unit": unit or b.get("unit"), "card": b.get("card"), "temperature_c": b.get("temperature_c"),
+                "pass_id": b.get("pass"),
+            })
+        return out
+
+
+# ---------------------------------------------------------------- the Flask app
+
+
+def create_flask(page: GuardPage) -> Flask:
+    app = Flask("gate.web", template_folder=str(HERE / "templates"), static_folder=str(HERE / "static"))
+    app.config.update(
+        SECRET_KEY=os.urandom(32),  # sessions end when the daemon restarts: the guard unlocks again
+        SESSION_COOKIE_SAMESITE="Strict",
+        SESSION_COOKIE_HTTPONLY=True,
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=UNLOCK_HOURS),
+        MAX_CONTENT_LENGTH=16 * 1024,
+        SEND_FILE_MAX_AGE_DEFAULT=0,
+        JSON_AS_ASCII=False,
+    )
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    guardian = page.guardian
+
+    def remote_is_local() -> bool:
+        return is_loopback(request.remote_addr or "")
+
+    def who() -> str:
+        return "guard" if remote_is_local() else f"guard@{request.remote_addr}"
+
+    def csrf_token() -> str:
+        tok = session.get("csrf")
+        if not tok:
+            tok = session["csrf"] = secrets.token_urlsafe(32)
+            session.permanent = True
+        return tok
+
+    @app.before_request
+    def gatekeeper() -> Any:
+        if request.endpoint in ("static", "login", "healthz"):
+            return None
+        if guardian.password and not remote_is_local() and not session.get("signed_in"):
+            if request.path.startswith("/api/") or request.path == "/events":
+                return jsonify(error="sign_in", message="sign in first"), 401
+            return redirect(url_for("login"))
+        if request.method == "POST":
+            sent = request.headers.get("X-CSRF-Token") or request.form.get("csrf") or ""
+            want = session.get("csrf") or ""
+            if not want or not secrets.compare_digest(sent, want):
+                return jsonify(error="csrf", message="the page is out of date: reload it"), 403
+            origin = request.headers.get("Origin")
+            if origin and origin != request.host_url.rstrip("/"):
+                return jsonify(error="origin", message="cross-site request refused"), 403
+        return None
+
+    @app.after_request
+    def headers(resp: Response) -> Response:
+        resp.headers["Content-Security-Policy"] = (
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+            "connect-src 'self'; font-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+        )
+        resp.headers["X-Content-Type-Options"] = "nosniff"
+        resp.headers["Referrer-Policy"] = "no-referrer"
+        if request.path.startswith("/api/") or request.path == "/":
+            resp.headers["Cache-Control"] = "no-store"
+        return resp
+
+    def unlocked() -> bool:
+        return not guardian.required or session.get("unlock_until", 0) > time.time()
+
+    def authorize(body: dict[str, Any]) -> Response | None:
+        """None if the action may go ahead; otherwise the refusal to send."""
+        if unlocked():
+            return None
+        secret = body.get("secret")
+        if secret and guardian.check(str(secret)):
+            session["unlock_until"] = time.time() + UNLOCK_HOURS * 3600
+            session.permanent = True
+            return None
+        wait = guardian.locked_for()
+        resp = jsonify(error="locked", wrong=bool(secret), locked_for=round(wait), message="password or PIN needed")
+        resp.status_code = 401
+        return resp
+
+    def body() -> dict[str, Any]:
+        data = request.get_json(silent=True)
+        return data if isinstance(data, dict) else {}
+
+    def lane_or_404(name: str) -> Any:
+        lane = page.app.lanes.get(name)
+        if lane is None:
+            abort(404)
+        return lane
+
+    # ------------------------------------------------------------ pages
+
+    @app.get("/")
+    def index() -> str:
+        return render_template(
+            "index.html", lang=page.lang, boot=json.dumps(page.boot(), ensure_ascii=False).replace("</", "<\\/"), csrf=csrf_token(),
+            title=i18n.UI["title"][0 if page.lang == "zh" else 1],
+        )
+
+    @app.route("/login", methods=["GET", "POST"])
+    def login() -> Any:
+        error = ""
+        if request.method == "POST":
+            if not secrets.compare_digest(request.form.get("csrf", ""), session.get("csrf", "")):
+                error = "csrf"
+            elif guardian.check_password(request.form.get("password")):
+                session["signed_in"] = True
+                session["unlock_until"] = time.time() + UNLOCK_HOURS * 3600
+                session.permanent = True
+                return redirect(url_for("index"))
+            else:
+                error = "wrong"
+        return render_template("login.html", lang=page.lang, csrf=csrf_token(), error=error,
+                               locked_for=round(guardian.locked_for()))
+
+    @app.get("/healthz")
+    def healthz() -> Any:
+        return jsonify(ok=all(l.alive for l in page.app.lanes.values()))
+
+    @app.get("/events")
+    def events() -> Response:
+        sub, first = page.live.subscribe()
+
+        def stream() -> Any:
+            try:
+                yield "retry: 2000\n\n"
+                yield first
+                while not page.stopping.is_set():
+                    try:
+                        msg = sub.queue.get(timeout=HEARTBEAT_S)
+                    except queue.Empty:
+                        yield ": ping\n\n"  # keeps proxies and the connection awake; finds closed pages
+                        continue
+                    if msg is None:
+                        return
+                    yield msg
+            finally:
+                page.live.unsubscribe(sub)
+
+        return Response(
+            stream(), mimetype="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+    @app.get("/api/state")
+    def state() -> Any:
+        return jsonify(page.live.snapshot())
+
+    @app.get("/api/search")
+    def search() -> Any:
+        q = request.args.get("q", "")[:64]
+        return jsonify(q=q, results=page.search(q))
+
+    # ------------------------------------------------------------ actions
+
+    @app.post("/api/unlock")
+    def unlock() -> Any:
+        refused = authorize(body())
+        if refused is not None:
+            return refused
+        return jsonify(ok=True, unlocked=True)
+
+    @app.post("/api/lock")
+    def lock() -> Any:
+        session.pop("unlock_until", None)
+        return jsonify(ok=True)
+
+    @app.post("/api/challenge")
+    def answer() -> Any:
+        data = body()
+        refused = authorize(data)
+        if refused is not None:
+            return refused
+        answer = data.get("answer")
+        if answer not in ("confirm", "reject"):
+            return jsonify(error="bad_answer", message="answer must be confirm or reject"), 400
+        ch = page.live.challenge(str(data.get("challenge_id", "")))
+        if ch is None:
+            return jsonify(error="gone", message="this check is no longer open"), 409
+        lane = lane_or_404(ch["lane"])
+        lane.post(GuardAnswer(answer=answer, challenge_id=ch["challenge_id"], who=who()))
+        if ch.get("alarm_id"):
+            lane.post(AckAlarm(ch["alarm_id"], "passback", who()))
+        return jsonify(ok=True), 202
+
+    @app.post("/api/ack")
+    def ack() -> Any:
+        data = body()
+        refused = authorize(data)
+        if refused is not None:
+            return refused
+        alarm = page.live.alarm(str(data.get("alarm_id", "")))
+        if alarm is None:
+            return jsonify(error="gone", message="this alarm is no longer active"), 409
+        lane_or_404(alarm["lane"]).post(AckAlarm(alarm["id"], alarm["kind"], who()))
+        return jsonify(ok=True), 202
+
+    @app.post("/api/open")
+    def manual_open() -> Any:
+        data = body()
+        refused = authorize(data)
+        if refused is not None:
+            return refused
+        reason = data.get("reason")
+        if reason not in page.conf.manual_open_reasons:
+            return jsonify(error="reason", message="choose a reason from the list"), 400
+        lane = lane_or_404(str(data.get("lane", "")))
+        if lane.relay is None:
+            return jsonify(error="no_relay", message="this lane has no door relay"), 400
+        lane.post(ManualOpen(reason=reason, who=who()))
+        return jsonify(ok=True), 202
+
+    @app.post("/api/visitor")
+    def visitor() -> Any:
+        from gate.visitors import RegistrationError
+
+        data = body()
+        refused = authorize(data)
+        if refused is not None:
+            return refused
+        try:
+            vp = page.visitors.register(
+                str(data.get("name", "")), str(data.get("id_last4", "")), str(data.get("phone_last4", "")),
+                str(data.get("unit", "")), who=who(),
+            )
+        except RegistrationError as exc:
+            return jsonify(error=exc.code, field=exc.field, message=str(exc)), 400
+        for sink in list(page.app.sinks):  # the page itself, the terminal, the LCD ...
+            try:
+                sink(vp.record)
+            except Exception:
+                log.exception("a display sink failed on a registration")
+        local = vp.valid_until.astimezone(page.app.tz)
+        return jsonify(
+            ok=True, pass_id=vp.pass_id, holder=vp.holder, unit=vp.unit, phone_last4=vp.phone_last4,
+            valid_until=vp.valid_until.isoformat(), valid_until_local=local.strftime("%Y-%m-%d %H:%M"),
+            qr=vp.qr_data_uri(), event_id=vp.record.id,
+        )
+
+    return app
