@@ -283,7 +283,7 @@ class GateApp:
             open_door=self.open_door,
             report_now=lambda day: self.sync.heartbeat.report_now(day) if self.sync and self.sync.heartbeat else None,
             reload=self.reload,
-            now=self.clock.now,
+            now=lambda: self.floor.apply(self.clock.now())[0],  # expiry is never judged by a clock set back
             raise_floor=self.floor.raise_to,
         )
         self.sync = SyncService.build(

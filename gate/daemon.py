@@ -23,6 +23,15 @@ def run(conf: Config, *, broker: str | None = None, config_path: Path | None = N
             console.print_line(rec.to_json(), clock=local.strftime("%H:%M:%S"))
 
     app = GateApp(conf, sinks=[show], broker=broker, config_path=config_path)
+    page = None
+    if conf.guard.enabled:
+        from gate.web import GuardPage, GuardPageError
+
+        try:
+            page = GuardPage(app)  # checks listen/password before anything starts
+        except GuardPageError as exc:
+            print(f"gate: guard page: {exc}", file=sys.stderr)
+            return 2
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     player = None
@@ -53,7 +62,17 @@ def run(conf: Config, *, broker: str | None = None, config_path: Path | None = N
             keydir = tempfile.TemporaryDirectory(prefix="gate-demo-")
             player = DemoPlayer(app, script, Path(keydir.name), loop=conf.demo.loop)
             print(f"demo: playing {conf.demo.script.name} ({script.name}){' on a loop' if conf.demo.loop else ''}", flush=True)
+            if page is not None and not page.visitors.ready:
+                # No keys.signing in a demo: visitor passes are signed with the demo's throwaway central key.
+                page.visitors.use_signer(player.keys.central, app.keyring, "demo key (keys.signing not set)")
             player.start()
+        if page is not None:
+            try:
+                page.start()
+                print(f"guard page: {page.url}", flush=True)
+            except GuardPageError as exc:  # the lanes go on deciding without it: say so loudly
+                print(f"gate: guard page NOT running: {exc}", file=sys.stderr)
+                page = None
         while not stop.wait(min(0.5, ping_every or 0.5)):
             if not all(lane.alive for lane in app.lanes.values()):
                 print("gate: a lane stopped unexpectedly", file=sys.stderr)
@@ -66,6 +85,8 @@ def run(conf: Config, *, broker: str | None = None, config_path: Path | None = N
         notify.stopping()
         if player is not None:
             player.stop()
+        if page is not None:
+            page.stop()
         app.stop()
         if keydir is not None:
             keydir.cleanup()

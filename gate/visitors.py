@@ -120,8 +120,16 @@ class VisitorDesk:
         self.tz = tz
         self.valid_until = valid_until
         self.no_key_reason = no_key_reason
+        self.note = ""  # shown on the page beside the form (e.g. "demo key")
         if signer is not None and keyring is not None:
             keyring.add(signer.public_key())  # the gate admits the passes it issues itself
+
+    def use_signer(self, signer: Ed25519PrivateKey, keyring: KeyRing | None = None, note: str = "") -> None:
+        """Issue with this key from now on (the demo's throwaway key when keys.signing is unset)."""
+        if keyring is not None:
+            keyring.add(signer.public_key())
+        self.signer = signer
+        self.note = note
 
     @staticmethod
     def load_signer(path: Path | None) -> tuple[Ed25519PrivateKey | None, str]:

@@ -46,6 +46,17 @@ ALARMS: dict[str, tuple[str, str]] = {
     "door_held": ("门没有关", "Door left open"),
     "sensor_fault": ("设备故障", "Device fault"),
     "passback": ("一证多人？", "Pass already inside"),
+    "sync_backlog": ("事件上传积压", "Events not uploading"),
+}
+
+# What the guard should do, under the alarm's name.
+ALARM_ADVICE: dict[str, tuple[str, str]] = {
+    "fever": ("请对方在旁等候，用手持测温枪复测，联系社区医生", "Ask the person to wait aside, re-check by hand, call the community doctor"),
+    "door_forced": ("有人强行开门，请马上查看门口", "Someone forced the door open: go and look"),
+    "door_held": ("门开着没关，请把门关好", "The door is left open: please close it"),
+    "sensor_fault": ("设备故障：请人工核验每一位，并报修", "A device failed: check each person by hand and report it"),
+    "passback": ("这张通行证已在小区内，请核对本人", "This pass is already inside: check the person"),
+    "sync_backlog": ("与上级平台的连接可能断了，闸机照常工作，请报修", "The link to central may be down; the gate still works. Report it"),
 }
 
 DEVICES: dict[str, tuple[str, str]] = {
@@ -81,6 +92,7 @@ UI: dict[str, tuple[str, str]] = {
     "needs_you": ("请处理", "Needs you"),
     "check_person": ("请核对本人", "Check this person"),
     "ask_phone": ("请问对方手机尾号", "Ask for the last 4 digits of their phone"),
+    "name": ("姓名", "Name"),
     "phone": ("手机", "Phone"),
     "phone_unknown": ("无手机记录", "no phone on file"),
     "unit": ("单元", "Unit"),
@@ -164,6 +176,7 @@ def bundle() -> dict[str, Any]:
         "decisions": DECISIONS,
         "reasons": REASONS,
         "alarms": ALARMS,
+        "advice": ALARM_ADVICE,
         "devices": DEVICES,
         "credentials": CREDENTIALS,
         "ui": UI,

@@ -213,11 +213,14 @@ class LiveState:
             "time": self._hms(at), "pass_id": pass_id, "tone": kind in TONE_ALARMS,
         }
 
-    def _phone(self, pass_id: str | None) -> str | None:
+    def _pass_row(self, pass_id: str | None) -> tuple[str | None, str | None, str | None]:
+        """(holder, unit, phone_last4) of a pass from the table, or Nones."""
         if not pass_id or self._store is None:
-            return None
-        row = self._store.conn.execute("SELECT phone_last4 FROM passes WHERE id = ?", (pass_id,)).fetchone()
-        return row[0] if row else None
+            return None, None, None
+        row = self._store.conn.execute(
+            "SELECT holder, unit, phone_last4 FROM passes WHERE id = ?", (pass_id,)
+        ).fetchone()
+        return (row[0], row[1], row[2]) if row else (None, None, None)
 
     def _apply(self, rec: LaneRecord) -> None:
         out: list[Message] = []
@@ -228,7 +231,7 @@ class LiveState:
                 out.append(sse("decision", view))
                 if rec.challenge_id:
                     if rec.decision == "challenge":
-                        last4 = self._phone(rec.pass_id)
+                        last4 = self._pass_row(rec.pass_id)[2]
                         self.challenges[rec.challenge_id] = {
                             **view, "phone_last4": last4, "phone_masked": mask_phone(last4), "alarm_id": None,
                         }
@@ -237,6 +240,7 @@ class LiveState:
                     out.append(sse("challenges", list(self.challenges.values())))
             elif isinstance(rec, AlarmRecord):
                 view = self._alarm_view(rec.id, rec.lane, rec.kind, rec.detail, rec.at, rec.pass_id)
+                view["holder"], view["unit"], _ = self._pass_row(rec.pass_id)
                 owner = None
                 if rec.kind == "passback":
                     owner = next(

@@ -21,6 +21,7 @@ from typing import Any
 from flask import Flask, Response, abort, jsonify, redirect, render_template, request, session, url_for
 
 from gate.events import AckAlarm, GuardAnswer, ManualOpen
+from gate.records import AckRecord
 from gate.web import i18n
 from gate.web.auth import UNLOCK_HOURS, AuthConfigError, Guardian, is_loopback, read_secret
 from gate.web.live import LiveState
@@ -266,7 +267,7 @@ def create_flask(page: GuardPage) -> Flask:
     @app.after_request
     def headers(resp: Response) -> Response:
         resp.headers["Content-Security-Policy"] = (
-            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+            "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; "
             "connect-src 'self'; font-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
         )
         resp.headers["X-Content-Type-Options"] = "nosniff"
@@ -406,7 +407,13 @@ def create_flask(page: GuardPage) -> Flask:
         alarm = page.live.alarm(str(data.get("alarm_id", "")))
         if alarm is None:
             return jsonify(error="gone", message="this alarm is no longer active"), 409
-        lane_or_404(alarm["lane"]).post(AckAlarm(alarm["id"], alarm["kind"], who()))
+        lane = page.app.lanes.get(alarm["lane"])
+        if lane is not None:
+            lane.post(AckAlarm(alarm["id"], alarm["kind"], who()))
+        else:  # a gate-wide alarm (e.g. the upload backlog): the ack is a gate event
+            page.app.record_gate_event(
+                AckRecord(at=page.app.clock.now(), lane=alarm["lane"], alarm_id=alarm["id"], kind=alarm["kind"], who=who())
+            )
         return jsonify(ok=True), 202
 
     @app.post("/api/open")

@@ -1,0 +1,53 @@
+"""A plain MQTT v5 client for tests: records what arrives, can publish."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+
+class Listener:
+    """Subscribes (again after every reconnect) and keeps every message."""
+
+    def __init__(self, port: int, topic: str = "gate/v1/#", client_id: str = "test-listener") -> None:
+        self.messages: list[tuple[str, dict[str, Any] | bytes]] = []
+        self._lock = threading.Lock()
+        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
+        self.client.on_message = self._on_message
+        self.client.reconnect_delay_set(0.1, 0.5)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        self.subscribed = self.wait_for(lambda: self.client.is_connected(), 5)
+
+    def _on_message(self, c: mqtt.Client, u: object, m: mqtt.MQTTMessage) -> None:
+        try:
+            body: dict[str, Any] | bytes = json.loads(m.payload)
+        except ValueError:
+            body = m.payload
+        with self._lock:
+            self.messages.append((m.topic, body))
+
+    def on(self, suffix: str) -> list[Any]:
+        with self._lock:
+            return [b for t, b in self.messages if t.endswith(suffix)]
+
+    @staticmethod
+    def wait_for(cond: Any, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if cond():
+                return True
+            time.sleep(0.02)
+        return bool(cond())
+
+    def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
+        self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(5)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
