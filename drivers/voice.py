@@ -179,9 +179,12 @@ def _open_pyttsx3(timeout_s: float) -> tuple[Any, frozenset[str]]:
     if driver_module is not None:
         driver_module.print = _driver_print  # type: ignore[attr-defined]
     voice_ids = frozenset(v.id for v in engine.getProperty("voices"))
-    # A new engine queues its setProperty calls until the first runAndWait; run an
-    # empty one so ours reach libespeak at once (and can drain, see above).
-    engine.runAndWait()
+    # A new engine queues its setProperty calls until its first runAndWait; run an
+    # empty one so ours reach libespeak at once (and can drain, see above). Only on
+    # a new engine (pyttsx3.init shares one per process): once an engine has run,
+    # an empty runAndWait never returns.
+    if engine.proxy.isBusy():
+        engine.runAndWait()
     _wait_espeak_idle(timeout_s)
     return engine, voice_ids
 

@@ -313,14 +313,44 @@ class Store:
             self._set_meta(c, "passes_version", str(to_version))
             self._set_meta(c, "passes_synced_at", str(now))
 
+    PASS_COLUMNS = (
+        "id", "holder", "unit", "category", "phone_last4", "valid_from", "valid_until",
+        "observation_until", "pcr_at", "health_code", "revoked", "updated_at",
+    )
+
     def replace_passes(self, rows: list[dict[str, Any]], cards: dict[str, str], version: int) -> None:
-        """Swap in a whole snapshot atomically: the lanes see the old table or the new one."""
+        """Swap in a whole table (times as datetimes); see replace_pass_rows."""
         now = time.time()
+        self.replace_pass_rows(
+            [
+                (
+                    r["id"], r.get("holder"), r.get("unit"), r["category"], r.get("phone_last4"),
+                    to_ts(r.get("valid_from")), to_ts(r.get("valid_until")), to_ts(r.get("observation_until")),
+                    to_ts(r.get("pcr_at")), r.get("health_code"), 1 if r.get("revoked") else 0, now,
+                )
+                for r in rows
+            ],
+            cards,
+            version,
+        )
+
+    def replace_pass_rows(self, rows: list[tuple[Any, ...]], cards: dict[str, str], version: int) -> None:
+        """Swap in a whole snapshot atomically: the lanes see the old table or the new one.
+
+        Built as a fresh table and renamed over the old one in one transaction, which
+        is several times faster for a million passes than upserting into the old."""
+        now = time.time()
+        cols = ", ".join(self.PASS_COLUMNS)
+        marks = ", ".join("?" * len(self.PASS_COLUMNS))
+        schema = self.conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'passes'").fetchone()[0]
         with self.write() as c:
-            c.execute("DELETE FROM passes")
-            self._upsert_rows(c, rows, now)
+            c.execute("DROP TABLE IF EXISTS passes_new")
+            c.execute(schema.replace("passes", "passes_new", 1).replace('"passes"', '"passes_new"', 1))
+            c.executemany(f"INSERT OR REPLACE INTO passes_new ({cols}) VALUES ({marks})", sorted(rows, key=lambda r: r[0]))
+            c.execute("DROP TABLE passes")
+            c.execute("ALTER TABLE passes_new RENAME TO passes")
             # Card history (first_seen) stays; only the bindings are replaced.
-            c.execute("UPDATE cards SET pass_id = NULL")
+            c.execute("UPDATE cards SET pass_id = NULL WHERE pass_id IS NOT NULL")
             c.executemany(
                 "INSERT INTO cards(number, pass_id) VALUES (?, ?) ON CONFLICT(number) DO UPDATE SET pass_id = excluded.pass_id",
                 list(cards.items()),

@@ -672,7 +672,12 @@ def read_snapshot(chunks: list[dict[str, Any]]) -> tuple[int, list[dict[str, Any
         except (ValueError, zlib.error) as exc:
             raise PayloadError("malformed", f"chunk {i}: {exc}") from None
         h.update(raw)
-        out.extend(json.loads(line) for line in raw.decode("utf-8").splitlines() if line)
+        text = raw.decode("utf-8").strip("\n")
+        if text:  # JSON escapes newlines inside strings, so a raw newline only ends a record
+            try:
+                out.extend(json.loads("[" + text.replace("\n", ",") + "]"))
+            except json.JSONDecodeError as exc:
+                raise PayloadError("malformed", f"chunk {i}: {exc}") from None
     if h.hexdigest() != chunks[0]["sha256"]:
         raise PayloadError("forged", "snapshot sha256 mismatch")
     return chunks[0]["version"], out
