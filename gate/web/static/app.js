@@ -99,14 +99,14 @@ function renderRecent() {
   const ol = document.getElementById("recent");
   const rows = state.recent.slice().reverse().map(d => {
     if (d.kind === "override") {
-      return `<li data-id="${esc(d.id)}"><span class="t">${esc(d.time)}</span><span class="chip" style="--cat:#0d47a1"></span>
-        <span class="n">${esc(d.lane)} · ${esc(d.reason)}</span><span class="d override">${esc(t("override"))}</span></li>`;
+      return `<li data-id="${esc(d.id)}"><span class="t">${esc(d.time)}<br>${esc(d.lane)}</span><span class="chip" style="--cat:#0d47a1"></span>
+        <span class="n">${esc(d.reason)}<small>${esc(t("by"))} ${esc(d.who)}</small></span><span class="d override">${esc(t("override"))}</span></li>`;
     }
     const c = cat(d.category);
-    const name = [d.holder || d.pass_id || (d.card ? "#" + d.card : "—"), d.unit].filter(Boolean).join(" ");
-    return `<li data-id="${esc(d.id)}"><span class="t">${esc(d.time)}</span><span class="chip" style="--cat:${esc(c.colour)}"></span>
-      <span class="n">${esc(d.lane)} · ${esc(name)}</span>
-      <span class="d ${esc(d.decision)}">${esc(pair(W.decisions, d.decision)[L])} · ${esc(pair(W.reasons, d.reason)[L])}</span></li>`;
+    const name = [d.holder || d.pass_id || (d.card ? "#" + d.card : t("no_pass")), d.unit].filter(Boolean).join("  ");
+    return `<li data-id="${esc(d.id)}"><span class="t">${esc(d.time)}<br>${esc(d.lane)}</span><span class="chip" style="--cat:${esc(c.colour)}"></span>
+      <span class="n">${esc(name)}<small>${esc(pair(W.reasons, d.reason)[L])}${d.temperature_c == null ? "" : " · " + esc(d.temperature_c.toFixed(1)) + "°C"}</small></span>
+      <span class="d ${esc(d.decision)}">${esc(pair(W.decisions, d.decision)[L])}</span></li>`;
   });
   ol.innerHTML = rows.join("");
 }
@@ -121,8 +121,11 @@ function renderNeeds() {
   const items = state.alarms.filter(a => a.tone).map(a => ({ kind: "alarm", v: a }))
     .concat(state.challenges.map(c => ({ kind: "challenge", v: c })))
     .concat(state.alarms.filter(a => !a.tone).map(a => ({ kind: "alarm", v: a })));
-  if (!items.length) { box.hidden = true; card.innerHTML = ""; card.dataset.id = ""; updateTone(); return; }
+  if (!items.length) {
+    box.hidden = true; card.innerHTML = ""; card.dataset.id = ""; document.body.classList.remove("needs-on"); updateTone(); return;
+  }
   box.hidden = false;
+  document.body.classList.add("needs-on"); // the card takes the tab bar's room too: nothing else matters now
   const first = items[0];
   if (card.dataset.id !== first.v.id + first.kind + (busy[first.v.id] ? "b" : "")) {
     card.dataset.id = first.v.id + first.kind + (busy[first.v.id] ? "b" : "");
@@ -141,8 +144,8 @@ function challengeHTML(c) {
   const why = pair(W.reasons, c.reason);
   const phone = c.phone_masked ? esc(c.phone_masked) : esc(t("phone_unknown"));
   const dis = busy[c.challenge_id] ? "disabled" : "";
-  return `<div class="card-head"><span class="card-title">${both(t2("check_person"))}</span><span>${esc(laneName(c.lane))} · ${esc(c.time)}</span></div>
-    <div><span class="cat-chip" style="--cat:${esc(k.colour)}">${esc(k.p[L])} ${esc(k.p[S])}</span> &nbsp; ${both(why)}</div>
+  return `<div class="card-head"><span class="card-title">${esc(t2("check_person")[0 + L])} <small>${esc(t2("check_person")[S])}</small></span><span>${esc(laneName(c.lane))} · ${esc(c.time)}</span></div>
+    <div class="card-why"><span class="cat-chip" style="--cat:${esc(k.colour)}">${esc(k.p[L])} ${esc(k.p[S])}</span> <b>${esc(why[L])}</b> <small>${esc(why[S])}</small></div>
     <div class="card-person">
       <span class="k">${esc(t("name"))}</span><span class="v name">${esc(c.holder || c.pass_id || "—")}</span>
       <span class="k">${esc(t("unit"))}</span><span class="v">${esc(c.unit || "—")}</span>
@@ -464,8 +467,14 @@ function renderHealthPill() {
     if (!l.alive) faults.push(`${l.name}: ${t("health_engine")}`);
     l.devices.forEach(d => { if (d.ok === false) faults.push(`${l.name}: ${pair(W.devices, d.device)[L]}`); });
   });
-  pill.className = "pill " + (h.level === "bad" ? "bad" : h.level === "warn" ? "warn" : "");
-  pill.textContent = faults.length ? `${t("health_bad")}: ${faults.join(", ")}` : (L === 0 ? "设备正常" : "All devices OK");
+  // One plain phrase: the worst thing first.
+  let cls = "", text = L === 0 ? "设备正常" : "All devices OK";
+  if (faults.length) { cls = "bad"; text = `${t("health_bad")}: ${faults.join(", ")}`; }
+  else if (h.stale.stale) { cls = "warn"; text = L === 0 ? "数据过期" : "Stale data"; }
+  else if (h.disk.low) { cls = "warn"; text = L === 0 ? "存储空间不足" : "Disk nearly full"; }
+  else if (h.upstream.configured && !h.upstream.connected) { cls = "warn"; text = L === 0 ? "上级平台未连接" : "Upstream offline"; }
+  pill.className = "pill " + cls;
+  pill.textContent = text;
   banner.hidden = !h.stale.stale;
   if (h.stale.stale) banner.innerHTML = "⚠ " + both(t2("stale", { h: h.stale.after_h }));
   if (currentView === "health") renderHealthDetail();
