@@ -127,6 +127,9 @@ class GateApp:
     # ------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
+        from gate.integrity import ensure_sound
+
+        self.integrity = ensure_sound(self.store_path)  # a corrupt store is moved aside, never used
         store = self.open_store()  # migrate once, before any lane opens its own connection
         try:
             self._restore(store)
@@ -161,6 +164,16 @@ class GateApp:
             except Exception:
                 self.stop()
                 raise
+        if not self.integrity.ok:
+            self.record_gate_event(
+                AlarmRecord(
+                    at=self.clock.now(),
+                    lane="gate",
+                    kind="store_rebuilt",
+                    detail=f"store failed its integrity check ({self.integrity.detail}); moved to "
+                    f"{self.integrity.moved_to}; {self.integrity.restored_passes} passes restored from the last snapshot",
+                )
+            )
         if self.config.sync is not None or self.broker:
             self._start_sync()
         # Every fixed prompt rendered once, off the start-up path: the first person

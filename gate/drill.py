@@ -242,15 +242,16 @@ class Rehearsal:
                 self._on_line(line)
 
     def __enter__(self) -> "Rehearsal":
-        store = self.app.open_store()
         try:
-            rows, cards = pass_rows(self.drill.passes)
-            store.upsert_passes(rows, cards)
-        finally:
-            store.close()
-        try:
-            self.app.start()
+            self.app.start()  # checks the store first: seeding comes after
+            store = self.app.open_store()
+            try:
+                rows, cards = pass_rows(self.drill.passes)
+                store.upsert_passes(rows, cards)
+            finally:
+                store.close()
         except BaseException:
+            self.app.stop()
             self._tmp.cleanup()
             raise
         return self

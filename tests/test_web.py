@@ -380,6 +380,7 @@ def test_health_and_the_stale_data_banner(browser: Any, tmp_path: Path) -> None:
         assert "数据过期" in page.inner_text("#stale-banner")
         wait_text(page, "#health-detail", "30 小时前", timeout=3000)
         assert "7" in page.inner_text("#health-detail")
+        shot(page, "health")
         page.click("button[data-view=live]")
         shot(page, "stale")
 
@@ -395,6 +396,7 @@ def test_today_counts_and_search(browser: Any, tmp_path: Path) -> None:
         env.gp.monitor.refresh_now()
         page.click("button[data-view=today]")
         page.wait_for_function("() => window.gateState.today && window.gateState.today.events >= 4", timeout=3000)
+        wait_text(page, "#today-totals", "通过")
         wait_text(page, "#today-allowed", "常住")
         allowed = page.inner_text("#today-allowed")
         denied = page.inner_text("#today-denied")

@@ -414,8 +414,11 @@ document.getElementById("open-reasons").addEventListener("click", async ev => {
 function renderToday() {
   const d = state.today;
   if (!d) return;
+  const sum = o => Object.values(o).reduce((a, b) => a + b, 0);
   document.getElementById("today-totals").innerHTML =
-    `<div>${esc(t("today_events"))}<b>${d.events}</b></div><div>${esc(t("today_fevers"))}<b>${d.fevers}</b></div>` +
+    `<div>${esc(pair(W.decisions, "allow")[L])}<b class="ok-t">${sum(d.allowed)}</b></div>` +
+    `<div>${esc(pair(W.decisions, "deny")[L])}<b class="bad-t">${sum(d.denied)}</b></div>` +
+    `<div>${esc(t("today_fevers"))}<b>${d.fevers}</b></div>` +
     `<div>${esc(t("today_challenges"))}<b>${d.challenges}</b></div><div>${esc(d.date)}</div>`;
   const allowed = Object.entries(d.allowed).sort((a, b) => b[1] - a[1]);
   document.getElementById("today-allowed").innerHTML = allowed.length ? allowed.map(([k, n]) => {

@@ -1,0 +1,65 @@
+"""A corrupt store is moved aside, rebuilt from the last pass snapshot, and reported."""
+from __future__ import annotations
+
+import sqlite3
+import textwrap
+from datetime import datetime, timezone
+from pathlib import Path
+
+from gate import drill_file
+from gate.drill import Rehearsal
+from gate.drill_file import Step
+from gate.integrity import check, save_snapshot
+from gate.store import Store
+
+DRILL = drill_file.parse(
+    textwrap.dedent(
+        """
+        name: integrity
+        start: "2026-11-22T10:00:00+08:00"
+        passes:
+          - {id: r1, holder: 王芳, unit: 3-2-501, category: resident, card: "1234567"}
+        """
+    )
+)
+
+
+def test_a_corrupt_store_is_moved_aside_and_rebuilt_from_the_snapshot(tmp_path: Path) -> None:
+    store_path = tmp_path / "gate.db"
+    with Rehearsal(DRILL, store_path=store_path) as r:
+        r.step(Step(at=0, lane="in", qr="r1"))
+        r.step(Step(at=0.5, lane="in", temperature=36.5))
+        s = r.app.open_store()
+        try:
+            save_snapshot(s.conn, store_path)
+        finally:
+            s.close()
+    # Scribble over the middle of the database file, as a failing SD card might.
+    with open(store_path, "r+b") as f:
+        f.seek(4096)
+        f.write(b"\xde\xad\xbe\xef" * 2048)
+    ok, detail = check(store_path)
+    assert not ok
+    with Rehearsal(DRILL, store_path=store_path) as r:
+        result = r.app.integrity
+        s = r.app.open_store()
+        try:
+            alarms = [e for e in s.events() if e["type"] == "alarm"]
+            assert s.get_pass("r1") is not None and s.card_pass("1234567") == "r1"
+        finally:
+            s.close()
+        # The lane works on the rebuilt store.
+        r.step(Step(at=100, lane="in", card="1234567"))
+        r.step(Step(at=100.5, lane="in", temperature=36.5))
+    assert not result.ok and result.moved_to is not None and result.moved_to.exists()
+    assert result.restored_passes >= 1
+    assert [a["kind"] for a in alarms] == ["store_rebuilt"]
+    assert [l["reason"] for l in r.lines if l["type"] == "decision"][-1] in ("ok", "passback")
+    assert check(store_path)[0]
+
+
+def test_not_a_database_at_all(tmp_path: Path) -> None:
+    p = tmp_path / "gate.db"
+    p.write_bytes(b"this is not sqlite" * 100)
+    ok, detail = check(p)
+    assert not ok and "not a database" in detail
