@@ -1,16 +1,30 @@
 """QR decoding: decoders over greyscale frames, and a scanner thread that turns a
 frame source into ``on_code(text)`` calls.
 
+Decoders, cheapest first:
+
+* ``FastScanDecoder`` -- the live camera path (``decoder = "auto"`` with zxing-cpp).
+  Most frames at a gate hold no code, so it looks at a half-size copy of each frame
+  (codes of >= 3 px per module read there), decodes at full resolution only around
+  what it found there, and every ``full_every``-th frame does a full-resolution pass
+  so that far/small codes are read within that many frames.
+* ``ZxingDecoder`` / ``PyzbarDecoder`` -- one library on the whole frame.
+* ``ThoroughDecoder`` -- still images (`gate scan`, photos): several scales and
+  binarisers, rotation, inversion, pyzbar last; every code on a page, in reading order.
+
 A code held steady in front of the camera appears in every frame for seconds; the
 scanner reports it once and stays quiet until it has been out of sight for
-``hold_s``. What a code *means* (pass, visitor, garbage) is not decided here.
+``hold_s``. A frame-age watchdog reports a camera that stops delivering frames as a
+fault (and recovery when frames come back). What a code *means* (pass, visitor,
+garbage) is not decided here.
 """
 from __future__ import annotations
 
 import collections
 import threading
 import time
-from typing import TYPE_CHECKING, Callable, Literal, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Protocol
 
 import numpy as np
 
@@ -19,7 +33,7 @@ from drivers.base import Counters, FaultCallback, Progress, no_fault
 if TYPE_CHECKING:  # camera.py imports nothing from here at runtime; avoid a cycle
     from drivers.camera import FrameSource
 
-DecoderName = Literal["auto", "zxing", "pyzbar"]
+DecoderName = Literal["auto", "fast", "zxing", "pyzbar", "thorough"]
 
 
 def to_grey(frame: np.ndarray) -> np.ndarray:

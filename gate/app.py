@@ -97,6 +97,7 @@ class GateApp:
         self.policy = config.policy
         self.floor = TimeFloor()
         self.sync: Any = None  # sync.service.SyncService when the gate talks to central
+        self.maintenance: Any = None
         self.tz = ZoneInfo(config.gate.timezone)
         self.clock: Clock = clock or SystemClock(self.tz)
         self.store_path = Path(store_path or config.store.path)
@@ -174,6 +175,11 @@ class GateApp:
                     f"{self.integrity.moved_to}; {self.integrity.restored_passes} passes restored from the last snapshot",
                 )
             )
+        if self.clock.realtime:
+            from gate.maintenance import Maintenance
+
+            self.maintenance = Maintenance(self.open_store, retention_days=self.config.retention.days)
+            self.maintenance.start()
         if self.config.sync is not None or self.broker:
             self._start_sync()
         # Every fixed prompt rendered once, off the start-up path: the first person
@@ -193,6 +199,8 @@ class GateApp:
             lane.stop()
         if self.sync is not None:
             self.sync.stop()
+        if self.maintenance is not None:
+            self.maintenance.stop()
         if self._gpio is not None:
             self._gpio.close()
         if self._prerender is not None:

@@ -254,6 +254,53 @@ def passes_import(file: str, dry_run: bool, config_path: str | None, store_path:
     click.echo(f"{file}: imported {len(roster.rows)} passes ({new} new, {len(roster.rows) - new} updated), {len(roster.cards)} cards")
 
 
+# ---------------------------------------------------------------- privacy
+
+
+@main.group("privacy")
+def privacy_group() -> None:
+    """A resident's request: what the gate holds about a pass, or erase it."""
+
+
+@privacy_group.command("export")
+@click.option("--pass", "pass_id", required=True)
+@config_option
+@store_option
+def privacy_export(pass_id: str, config_path: str | None, store_path: str | None) -> None:
+    """Print everything this gate holds about a pass, as JSON."""
+    from gate.privacy import export
+
+    conf = _load_config(config_path, store_path)
+    store = _open_store(conf)
+    try:
+        data = export(store, pass_id)
+    finally:
+        store.close()
+    if data["pass"] is None and not data["events"]:
+        _fail(f"no pass {pass_id!r} and no events for it in {conf.store.path}", 1)
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+@privacy_group.command("erase")
+@click.option("--pass", "pass_id", required=True)
+@click.option("--yes", is_flag=True, help="do not ask")
+@config_option
+@store_option
+def privacy_erase(pass_id: str, yes: bool, config_path: str | None, store_path: str | None) -> None:
+    """Delete a pass and its cards, and strip it from the events kept here."""
+    from gate.privacy import erase
+
+    conf = _load_config(config_path, store_path)
+    if not yes:
+        click.confirm(f"Erase pass {pass_id} and unlink its events in {conf.store.path}?", abort=True)
+    store = _open_store(conf)
+    try:
+        n = erase(store, pass_id)
+    finally:
+        store.close()
+    click.echo(f"erased pass {pass_id}: {n['passes']} pass, {n['cards']} cards, {n['events']} events unlinked")
+
+
 # ---------------------------------------------------------------- scan
 
 

@@ -344,6 +344,10 @@ class SyncSection(Strict):
         return host, int(port) if port else (8883 if tls else 1883), tls
 
 
+class RetentionSection(Strict):
+    days: int = Field(30, ge=1, le=3650)  # events older than this, once delivered upstream, are purged daily
+
+
 class DemoSection(Strict):
     script: Path  # a drill file played in real time, on a loop
     loop: bool = True
@@ -359,6 +363,7 @@ class Config(Strict):
     gpio: GpioSection = GpioSection()
     guard: GuardSection = GuardSection()
     sync: SyncSection | None = None
+    retention: RetentionSection = RetentionSection()
     lanes: list[LaneConfig] = Field(min_length=1)
     demo: DemoSection | None = None
 

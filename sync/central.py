@@ -727,14 +727,18 @@ class MqttPeer:
         if on_message:
             self.client.on_message = lambda c, u, m: on_message(m)
 
-    def start(self) -> None:
+    def start(self, *, wait: bool = False) -> None:
+        """Connect in the background (reconnecting for ever); with wait, the first
+        connect happens here and raises OSError if the broker cannot be reached."""
         props = Properties(PacketTypes.CONNECT)
         if self.persistent:
             props.SessionExpiryInterval = self.conf.session_expiry_s
         props.ReceiveMaximum = self.conf.receive_maximum
-        self.client.connect_async(
-            self.host, self.port, keepalive=self.conf.keepalive_s, clean_start=not self.persistent, properties=props,
-        )
+        kw = dict(keepalive=self.conf.keepalive_s, clean_start=not self.persistent, properties=props)
+        if wait:
+            self.client.connect(self.host, self.port, **kw)  # type: ignore[arg-type]
+        else:
+            self.client.connect_async(self.host, self.port, **kw)  # type: ignore[arg-type]
         self.client.loop_start()
 
     def stop(self) -> None:
@@ -797,7 +801,7 @@ class MqttPeer:
 def publish_once(conf: CentralConfig, items: list[tuple[str, dict[str, Any], bool]], timeout: float = 15.0) -> bool:
     """Connect, publish (topic, payload, retain) items QoS 1, wait for the PUBACKs, disconnect."""
     peer = MqttPeer(conf, f"{conf.mqtt_client_id}-cli-{secrets.token_hex(3)}", persistent=False)
-    peer.start()
+    peer.start(wait=True)
     try:
         if not peer.connected.wait(timeout):
             raise ConnectionError(f"cannot reach the broker at {conf.broker}")

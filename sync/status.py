@@ -93,7 +93,6 @@ class Heartbeat:
                 self.alive_at = time.monotonic()
                 try:
                     self._reports(store)
-                    self._snapshot(store)
                     if self.link.connected:
                         self.link.publish(self.topics.status, codec.encode(self.status(store)), qos=1, retain=True)
                 except Exception:
@@ -118,15 +117,6 @@ class Heartbeat:
             "devices": self.devices(),
             "time_floor": floor.isoformat() if floor else None,
         }
-
-    def _snapshot(self, store: Store) -> None:
-        # The pass table, copied beside the store hourly: what a corrupt store is rebuilt from.
-        from gate.integrity import save_snapshot, snapshot_path
-
-        snap = snapshot_path(store.path)
-        if snap.exists() and time.time() - snap.stat().st_mtime < 3600:
-            return
-        save_snapshot(store.conn, store.path)
 
     def _reports(self, store: Store) -> None:
         now = self.now()

@@ -34,6 +34,8 @@ from gate.store import Store
 log = logging.getLogger(__name__)
 
 LOW_DISK_BYTES = 1 << 30
+# Devices whose drivers report their own health; the others (relay, contacts, PIR) cannot tell.
+REPORTING = frozenset({"camera", "thermometer", "card_reader", "speaker"})
 LOW_DISK_PCT = 10.0
 
 
@@ -139,7 +141,8 @@ class Monitor:
                 state = reported.get(name)
                 ok = None if state is None else bool(state[0])
                 bad |= ok is False
-                devices.append({"device": name, "ok": ok, "detail": "" if state is None else state[1]})
+                devices.append({"device": name, "ok": ok, "detail": "" if state is None else state[1],
+                                "reports": name in REPORTING})
             door = None
             if lane is not None and (cfg.relay is not None or cfg.door_contact is not None):
                 door = {
@@ -191,7 +194,7 @@ class Monitor:
             "level": "bad" if bad else ("warn" if warn else "ok"),
             "lanes": lanes,
             "passes": {"synced_at": synced.isoformat() if synced else None, "age_s": _round(passes_age),
-                       "count": self.store.pass_count()},
+                       "count": self.store.pass_count(), "version": meta("passes_version")},
             "policy": {"version": version, "source": version_src, "applied_at": applied.isoformat() if applied else None,
                        "age_s": _round(policy_age)},
             "stale": {"stale": bool(stale_what), "what": stale_what, "after_h": conf.guard.stale_after_h},

@@ -492,7 +492,7 @@ function renderHealthDetail() {
     const door = l.door ? `<div class="hline"><span>${esc(t("health_door"))}</span><span>${l.door.relay ? esc(t(l.door.unlocked ? "door_unlocked" : "door_locked")) : ""}${l.door.contact ? " · " + esc(t(l.door.open ? "door_open" : "door_closed")) : ""}</span></div>` : "";
     return `<div class="hbox"><h3>${esc(laneName(l.name))}</h3>
       <div class="hline"><span>${esc(t("health_engine"))}</span>${okWord(l.alive)}</div>
-      ${l.devices.map(d => `<div class="hline"><span>${esc(pair(W.devices, d.device)[L])}</span><span>${okWord(d.ok)} <small>${esc(d.ok === false ? d.detail : "")}</small></span></div>`).join("")}
+      ${l.devices.map(d => `<div class="hline"><span>${esc(pair(W.devices, d.device)[L])}</span><span>${d.reports || d.ok !== null ? okWord(d.ok) : '<span class="unk-t">—</span>'} <small>${esc(d.ok === false ? d.detail : "")}</small></span></div>`).join("")}
       ${door}</div>`;
   }).join("");
   const up = h.upstream.configured ? (h.upstream.connected ? `<span class="ok-t">${esc(t("connected"))}</span>` : `<span class="bad-t">${esc(t("disconnected"))}</span> <small>${esc(h.upstream.detail)}</small>`)
@@ -503,7 +503,7 @@ function renderHealthDetail() {
     `<span class="${h.disk.low ? "bad-t" : ""}">${esc(fmtBytes(h.disk.free_bytes))} (${h.disk.free_pct}%)</span>`;
   el.innerHTML = `<div class="hgrid">${lanes}<div class="hbox"><h3>${esc(t("health_data"))}</h3>
       <div class="hline"><span>${esc(t("passes_age"))}</span>${passesAge}</div>
-      <div class="hline"><span>${esc(t("passes_count"))}</span><span>${h.passes.count}</span></div>
+      <div class="hline"><span>${esc(t("passes_count"))}</span><span>${h.passes.count}${h.passes.version ? " · v" + esc(h.passes.version) : ""}</span></div>
       <div class="hline"><span>${esc(t("policy"))}</span><span>${esc(h.policy.version)}${h.policy.source === "config" ? " <small>(" + esc(t("local_config")) + ")</small>" : ""}</span></div>
       <div class="hline"><span>${esc(t("policy_applied"))}</span>${polAge}</div>
       <div class="hline"><span>${esc(t("upstream"))}</span><span>${up}</span></div>

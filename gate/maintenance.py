@@ -1,0 +1,57 @@
+"""Housekeeping on its own thread: retention purge and the pass-table snapshot.
+
+Hourly is enough for both; neither is ever on a lane's path."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable
+
+from gate.integrity import save_snapshot, snapshot_path
+from gate.privacy import purge
+from gate.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class Maintenance:
+    def __init__(self, open_store: Callable[[], Store], *, retention_days: int, every_s: float = 3600.0) -> None:
+        self._open_store = open_store
+        self.retention_days = retention_days
+        self.every_s = every_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.runs = 0
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="maintenance", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def run_once(self, store: Store) -> None:
+        purge(store, retention_days=self.retention_days)
+        snap = snapshot_path(store.path)
+        if not snap.exists() or time.time() - snap.stat().st_mtime >= self.every_s:
+            save_snapshot(store.conn, store.path)
+        self.runs += 1
+
+    def _run(self) -> None:
+        # First pass a minute after start: start-up stays quick.
+        if self._stop.wait(min(60.0, self.every_s)):
+            return
+        store = self._open_store()
+        try:
+            while True:
+                try:
+                    self.run_once(store)
+                except Exception:
+                    log.exception("maintenance failed; will try again in %.0f s", self.every_s)
+                if self._stop.wait(self.every_s):
+                    return
+        finally:
+            store.close()
