@@ -116,16 +116,10 @@ class ZxingDecoder:
         return [t for t in (self._text(b) for b in found) if t is not None]
 
     def _text(self, barcode: object) -> str | None:
-        try:
-            return barcode.text  # type: ignore[attr-defined]
-        except Exception:
-            # The binding builds str from the library's UTF-8; if that ever fails,
-            # fall back to the raw bytes rather than losing the code.
-            try:
-                return bytes(barcode.bytes).decode("utf-8", "replace")  # type: ignore[attr-defined]
-            except Exception:
-                self.errors += 1
-                return None
+        text = _zx_text(barcode)
+        if text is None:
+            self.errors += 1
+        return text
 
 
 class PyzbarDecoder:
@@ -157,18 +151,359 @@ class PyzbarDecoder:
             return []
 
 
+# --- where a code is, and merging what several passes found -------------------------
+
+Point = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class Found:
+    """A code found in an image: its text and its corners in that image's pixels
+    (four for zxing-cpp, as many as zbar reports for pyzbar)."""
+
+    text: str
+    corners: tuple[Point, ...]
+
+    @property
+    def center(self) -> Point:
+        n = len(self.corners)
+        return (sum(p[0] for p in self.corners) / n, sum(p[1] for p in self.corners) / n)
+
+    @property
+    def size(self) -> float:
+        """The longer side of the code's bounding box, in pixels."""
+        xs = [p[0] for p in self.corners]
+        ys = [p[1] for p in self.corners]
+        return max(max(xs) - min(xs), max(ys) - min(ys), 1.0)
+
+    def contains(self, pt: Point) -> bool:
+        """Whether ``pt`` lies inside the code's outline (ray casting; any winding)."""
+        x, y = pt
+        inside = False
+        pts = self.corners
+        for (x1, y1), (x2, y2) in zip(pts, pts[1:] + pts[:1]):
+            if (y1 > y) != (y2 > y) and x < x1 + (y - y1) * (x2 - x1) / (y2 - y1):
+                inside = not inside
+        return inside
+
+    def overlaps(self, other: Found) -> bool:
+        """The same symbol seen twice (by two passes): either centre lies in the other."""
+        return self.contains(other.center) or other.contains(self.center)
+
+
+def _merge(found: list[Found], new: Iterable[Found]) -> None:
+    """Add each code of ``new`` not already found at the same place.
+
+    Position, not text, decides: two copies of one pass on a sheet are two codes,
+    and a second library's different reading of a symbol already read (zbar's guess
+    at a Shift-JIS payload, say) is not a second code."""
+    for f in new:
+        if not any(f.overlaps(g) for g in found):
+            found.append(f)
+
+
+def reading_order(found: Iterable[Found]) -> list[Found]:
+    """Codes sorted into rows (top to bottom), each row left to right: a sheet of
+    printed passes comes out in the order a person reads it."""
+    rest = sorted(found, key=lambda f: f.center[1])
+    out: list[Found] = []
+    while rest:
+        top = rest[0]
+        row = [f for f in rest if f.center[1] - top.center[1] < 0.5 * max(top.size, f.size)]
+        out += sorted(row, key=lambda f: f.center[0])
+        rest = [f for f in rest if f not in row]
+    return out
+
+
+def _zx_text(barcode: Any) -> str | None:
+    """The payload of a zxing-cpp result; None if the binding cannot produce it."""
+    try:
+        return barcode.text
+    except Exception:
+        # The binding builds str from the library's UTF-8; if that ever fails,
+        # fall back to the raw bytes rather than losing the code.
+        try:
+            return bytes(barcode.bytes).decode("utf-8", "replace")
+        except Exception:
+            return None
+
+
+def _zx_corners(barcode: Any, fx: float = 1.0, fy: float = 1.0,
+                dx: float = 0.0, dy: float = 0.0) -> tuple[Point, ...]:
+    """A zxing-cpp result's corners mapped back into the original image: scaled by
+    (fx, fy), then shifted by (dx, dy)."""
+    p = barcode.position
+    return tuple((q.x * fx + dx, q.y * fy + dy)
+                 for q in (p.top_left, p.top_right, p.bottom_right, p.bottom_left))
+
+
+def _image(frame: np.ndarray) -> np.ndarray | None:
+    """A grey, BGR or BGRA uint8 frame as it is (no colour conversion), or None if
+    empty. Raises ValueError for anything else."""
+    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 numpy image, got {type(frame).__name__} "
+                         f"{getattr(frame, 'dtype', '')}")
+    if frame.ndim == 3 and frame.shape[2] == 1:
+        frame = frame[:, :, 0]
+    if not (frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] in (3, 4))):
+        raise ValueError(f"expected a grey, BGR or BGRA image, got shape {frame.shape}")
+    return frame if frame.size > 0 else None
+
+
+# --- the live camera path ----------------------------------------------------------------
+
+
+class FastScanDecoder:
+    """The live decoder: cheap on the frames without a code, which are most frames.
+
+    Per frame:
+
+    1. Shrink the frame by ``scale`` (area average: also halves the sensor noise;
+       a colour frame is shrunk before it is turned grey, so colour conversion is
+       paid on a quarter of the pixels) and run zxing-cpp on it, QR only, no
+       rotation, inversion or pyramid. Codes with >= 3 px per module at full size
+       (1.5 at half) read here; what reads is final (Reed-Solomon checked).
+    2. A symbol zxing-cpp located there but could not decode is decoded again at
+       full resolution in a crop around it.
+    3. Every ``full_every``-th frame (the first one included) also gets a
+       full-resolution pass, for codes too small to be seen shrunk (a pass held far
+       from the camera): such a code is read within ``full_every`` frames, 0.1 s
+       at 30 fps. Frames too small to shrink always get it.
+
+    Stateful (counts frames): one instance per camera. ``counters``: frames,
+    full_passes, crops.
+    """
+
+    name = "fast"
+    MIN_SMALL_SIDE = 120  # a shrunk frame smaller than this is not worth shrinking to
+
+    def __init__(self, *, scale: int = 2, full_every: int = 3, max_crops: int = 4) -> None:
+        if scale < 1 or full_every < 1 or max_crops < 0:
+            raise ValueError("need scale >= 1, full_every >= 1, max_crops >= 0")
+        import cv2  # noqa: F401  (lazy like the libraries; fail here, not per frame)
+        import zxingcpp
+
+        self._zx = zxingcpp
+        self.scale = scale
+        self.full_every = full_every
+        self.max_crops = max_crops
+        self._full_opts = dict(
+            formats=zxingcpp.BarcodeFormat.QRCode, try_rotate=False, try_invert=False,
+            try_downscale=False, text_mode=zxingcpp.TextMode.Plain)
+        # return_errors: a symbol that was found but failed to decode still comes
+        # back, with its position: that is the candidate for a full-resolution look.
+        self._small_opts = {**self._full_opts, "return_errors": True}
+        self._frames = 0
+        self.errors = 0
+        self.counters = Counters()
+
+    def decode(self, grey: np.ndarray) -> list[str]:
+        return [f.text for f in self.find(grey)]
+
+    def find(self, frame: np.ndarray) -> list[Found]:
+        try:
+            img = _image(frame)
+            if img is None:
+                return []
+            return self._find(img)
+        except Exception:
+            self.errors += 1
+            return []
+
+    def _find(self, img: np.ndarray) -> list[Found]:
+        import cv2
+
+        n = self._frames
+        self._frames += 1
+        self.counters.inc("frames")
+        h, w = img.shape[:2]
+        grey: np.ndarray | None = img if img.ndim == 2 else None
+
+        def full_grey() -> np.ndarray:
+            nonlocal grey
+            if grey is None:
+                grey = to_grey(img)
+            return grey
+
+        found: list[Found] = []
+        sw, sh = w // self.scale, h // self.scale
+        full_pass = n % self.full_every == 0
+        if self.scale > 1 and min(sw, sh) >= self.MIN_SMALL_SIDE:
+            small = cv2.resize(img, (sw, sh), interpolation=cv2.INTER_AREA)
+            if small.ndim == 3:
+                small = to_grey(small)
+            fx, fy = w / sw, h / sh
+            candidates: list[tuple[Point, ...]] = []
+            for b in self._zx.read_barcodes(small, **self._small_opts):
+                corners = _zx_corners(b, fx, fy)
+                text = _zx_text(b) if b.valid else None
+                if text is not None:
+                    _merge(found, [Found(text, corners)])
+                elif len(candidates) < self.max_crops:
+                    candidates.append(corners)
+            for corners in candidates:
+                if full_pass:
+                    break  # the full pass below looks there anyway
+                self.counters.inc("crops")
+                _merge(found, self._crop(full_grey(), corners))
+        else:
+            full_pass = True
+        if full_pass:
+            self.counters.inc("full_passes")
+            g = np.ascontiguousarray(full_grey())
+            _merge(found, self._read(g))
+        return found
+
+    def _read(self, grey: np.ndarray, dx: float = 0.0, dy: float = 0.0) -> list[Found]:
+        out = []
+        for b in self._zx.read_barcodes(grey, **self._full_opts):
+            text = _zx_text(b)
+            if text is None:
+                self.errors += 1
+                continue
+            out.append(Found(text, _zx_corners(b, dx=dx, dy=dy)))
+        return out
+
+    def _crop(self, grey: np.ndarray, corners: tuple[Point, ...]) -> list[Found]:
+        """Decode around a candidate: its bounding box plus a margin of a third of its
+        size each way (quiet zone, and corners found on a blurred copy)."""
+        h, w = grey.shape
+        xs = [p[0] for p in corners]
+        ys = [p[1] for p in corners]
+        pad = max(max(xs) - min(xs), max(ys) - min(ys)) / 3 + 8
+        x0, x1 = max(0, int(min(xs) - pad)), min(w, int(max(xs) + pad) + 1)
+        y0, y1 = max(0, int(min(ys) - pad)), min(h, int(max(ys) + pad) + 1)
+        if x1 - x0 < 8 or y1 - y0 < 8:
+            return []
+        return self._read(np.ascontiguousarray(grey[y0:y1, x0:x1]), x0, y0)
+
+
+# --- still images: every code, whatever it costs -------------------------------------------
+
+
+class ThoroughDecoder:
+    """For still images (``gate scan``, photos of passes): finds every code it can.
+
+    Runs zxing-cpp with rotation and inversion at several scales (0.5 to 2: a
+    shrunk copy averages away print texture and JPEG noise, an enlarged one gives
+    tiny codes more pixels) with both of its binarisers, then pyzbar, and keeps each
+    symbol once (by position). Results come in reading order. A few to a few tens
+    of milliseconds per photo, about a second for a 300 dpi A4 page: never for the
+    live camera. Without zxing-cpp it is pyzbar alone.
+    """
+
+    name = "thorough"
+    SCALES = (1.0, 0.5, 0.75, 1.5, 2.0)
+    MAX_SIDE = 4200  # no enlarging beyond this (a 300 dpi A4 page is 3508 px tall)
+    MIN_SIDE = 64  # no shrinking below this
+
+    def __init__(self, *, use_pyzbar: bool = True) -> None:
+        try:
+            import zxingcpp
+        except ImportError:
+            zxingcpp = None  # type: ignore[assignment]
+        self._zx: Any = zxingcpp
+        self._pyzbar: PyzbarDecoder | None = None
+        if use_pyzbar or zxingcpp is None:
+            try:
+                self._pyzbar = PyzbarDecoder()
+            except ImportError:
+                if zxingcpp is None:
+                    raise
+        self.errors = 0
+
+    def decode(self, grey: np.ndarray) -> list[str]:
+        return [f.text for f in self.find(grey)]
+
+    def find(self, grey: np.ndarray) -> list[Found]:
+        try:
+            g = _as_decodable(grey)
+        except Exception:
+            self.errors += 1
+            return []
+        if g is None:
+            return []
+        found: list[Found] = []
+        if self._zx is not None:
+            for scale in self.SCALES:
+                img = self._scaled(g, scale)
+                if img is None:
+                    continue
+                fx, fy = g.shape[1] / img.shape[1], g.shape[0] / img.shape[0]
+                for binarizer in (self._zx.Binarizer.LocalAverage,
+                                  self._zx.Binarizer.GlobalHistogram):
+                    _merge(found, self._zxing(img, binarizer, fx, fy))
+        if self._pyzbar is not None:
+            _merge(found, self._zbar(g))
+        return reading_order(found)
+
+    def _scaled(self, g: np.ndarray, scale: float) -> np.ndarray | None:
+        if scale == 1.0:
+            return g
+        import cv2
+
+        h, w = g.shape
+        if scale > 1 and max(h, w) * scale > self.MAX_SIDE:
+            return None
+        if scale < 1 and min(h, w) * scale < self.MIN_SIDE:
+            return None
+        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+        return cv2.resize(g, (round(w * scale), round(h * scale)), interpolation=interp)
+
+    def _zxing(self, img: np.ndarray, binarizer: Any, fx: float, fy: float) -> list[Found]:
+        zx = self._zx
+        try:
+            barcodes = zx.read_barcodes(
+                img, formats=zx.BarcodeFormat.QRCode, try_rotate=True, try_invert=True,
+                try_downscale=True, binarizer=binarizer, text_mode=zx.TextMode.Plain)
+        except Exception:
+            self.errors += 1
+            return []
+        out = []
+        for b in barcodes:
+            text = _zx_text(b)
+            if text is None:
+                self.errors += 1
+                continue
+            out.append(Found(text, _zx_corners(b, fx, fy)))
+        return out
+
+    def _zbar(self, g: np.ndarray) -> list[Found]:
+        assert self._pyzbar is not None
+        try:
+            symbols = self._pyzbar._pyzbar.decode(g, symbols=self._pyzbar._symbols)
+        except Exception:
+            self.errors += 1
+            return []
+        out = []
+        for s in symbols:
+            corners = tuple((float(p.x), float(p.y)) for p in (s.polygon or []))
+            if len(corners) < 3:
+                r = s.rect
+                corners = ((r.left, r.top), (r.left + r.width, r.top),
+                           (r.left + r.width, r.top + r.height), (r.left, r.top + r.height))
+            out.append(Found(bytes(s.data).decode("utf-8", "replace"), corners))
+        return out
+
+
 def make_decoder(name: DecoderName = "auto") -> Decoder:
-    """A decoder by name; "auto" prefers zxing-cpp and falls back to pyzbar."""
+    """A decoder by name. "auto" is the live camera's choice: ``FastScanDecoder``
+    with zxing-cpp, else pyzbar on the whole frame. "thorough" is for still images."""
+    if name == "fast":
+        return FastScanDecoder()
     if name == "zxing":
         return ZxingDecoder()
     if name == "pyzbar":
         return PyzbarDecoder()
+    if name == "thorough":
+        return ThoroughDecoder()
     if name == "auto":
         try:
-            return ZxingDecoder()
+            return FastScanDecoder()
         except ImportError:
             return PyzbarDecoder()
-    raise ValueError(f"unknown QR decoder {name!r} (expected auto, zxing or pyzbar)")
+    raise ValueError(f"unknown QR decoder {name!r} "
+                     "(expected auto, fast, zxing, pyzbar or thorough)")
 
 
 class QrScanner:

@@ -82,6 +82,7 @@ class PolicyConfig(Strict):
     health_codes: list[Literal["green", "yellow", "red"]] = ["green"]
     night: str = "22:00-06:00"
     reminder_after_s: float = Field(5.0, gt=0)
+    dynamic_skew_steps: int = Field(1, ge=0, le=10)  # 30-s steps a phone's clock may be off
     categories: dict[str, CategoryPolicy] = Field(default_factory=dict)
 
     @field_validator("night")

@@ -36,7 +36,7 @@ from gate.events import (
     TemperatureRead,
     Tick,
 )
-from gate.passes import KeyRing, TokenError
+from gate.passes import KeyRing, TokenError, time_step
 from gate.prompts import for_decision, spoken
 from gate.records import (
     AckRecord,
@@ -76,6 +76,7 @@ class Session:
     card: str | None
     started: datetime
     draw: float
+    step: int | None = None  # a dynamic QR code's time step
     temps: list[float] = field(default_factory=list)
     deadline: datetime | None = None
     retesting: bool = False
@@ -308,6 +309,15 @@ class Lane:
             self._begin(Session("qr", None, err.reason, None, at, self._rng.random()), at)
             return
         assert self.store is not None
+        if token.step is not None:
+            now, _ = self.floor.apply(at)
+            if abs(token.step - time_step(now)) > self.policy.dynamic_skew_steps or self.store.step_used(token.pass_id, token.step):
+                # A screenshot of a live code: from another time, or already used to get in.
+                self.counters.inc("replayed")
+                log.warning("lane %s: dynamic code of pass %s for step %d refused (replay)", self.name, token.pass_id, token.step)
+                known = PassRecord(id=token.pass_id, category=token.category, listed=False)
+                self._begin(Session("qr", known, "replayed", None, at, self._rng.random()), at)
+                return
         rec = self.store.get_pass(token.pass_id)
         if rec is None:
             rec = PassRecord(
@@ -321,7 +331,7 @@ class Lane:
         else:
             # The token's validity still binds: the table may only narrow it.
             rec = _narrow(rec, token.valid_from, token.valid_until)
-        self._begin(Session("qr", rec, None, None, at, self._rng.random()), at)
+        self._begin(Session("qr", rec, None, None, at, self._rng.random(), step=token.step), at)
 
     def _credential_card(self, number: str, at: datetime) -> None:
         assert self.store is not None
@@ -428,6 +438,7 @@ class Lane:
             card=s.card if s else None,
             challenge_id=challenge_id,
             who=who,
+            step=s.step if s else None,
         )
         self.counters.inc(f"{verdict.decision}")
         self._emit(rec)

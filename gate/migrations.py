@@ -79,3 +79,9 @@ def m002_sync(db: Database) -> None:
     db["outbox"].add_column("topic", str)
     # Command nonces already seen, kept until the command would have expired anyway.
     db["nonces"].create({"nonce": str, "expires": float}, pk="nonce")
+
+
+@migrations()
+def m003_dynamic_steps(db: Database) -> None:
+    # Time steps of dynamic QR codes that have let someone in: a replay of one is refused.
+    db["dynamic_steps"].create({"pass_id": str, "step": int, "at": float}, pk=("pass_id", "step"))

@@ -6,7 +6,11 @@ Text form: ``GP1.`` + base64url (no padding) of a packed body followed by its
     version u8 | key id 4 bytes | category u8 | valid_from u32 | valid_until u32
     | pass id (u8 length + UTF-8) | holder reference (u8 length + UTF-8)
 
-Times are Unix seconds, 0 meaning "not set". The key id is the first four bytes
+Times are Unix seconds, 0 meaning "not set". Version 2 bodies end with a 32-byte
+device public key: the pass of a phone app, which shows a *dynamic* code
+(``GP2.``): the signed pass, a 30-second time step and the device's signature
+over both, so a photographed code is worth one time step at most, and the gate
+refuses a step that has already let someone in. The key id is the first four bytes
 of SHA-256 over the raw public key, so a gate trusts keys by file, with no names
 to keep in step. A typical token is about 130 characters: QR version 7-8, easy
 to read from a phone screen or paper.
@@ -28,7 +32,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from gate.config import CATEGORIES
 
 PREFIX = "GP1."
+DYNAMIC_PREFIX = "GP2."
 VERSION = 1
+VERSION_DEVICE = 2
+STEP_S = 30
 _HEAD = struct.Struct(">B4sBII")
 SIG_LEN = 64
 
@@ -50,6 +57,12 @@ class PassToken:
     valid_from: datetime | None = None
     valid_until: datetime | None = None
     key_id: str = ""  # hex, filled in by sign/verify
+    device_key: bytes | None = None  # raw Ed25519 public key of the holder's phone (dynamic passes)
+    step: int | None = None  # the time step a dynamic code was made for (set by verify)
+
+
+def time_step(moment: datetime) -> int:
+    return int(moment.timestamp()) // STEP_S
 
 
 def key_id(public: Ed25519PublicKey) -> str:
@@ -85,31 +98,73 @@ def sign(token: PassToken, private: Ed25519PrivateKey) -> str:
     if not token.pass_id:
         raise ValueError("pass id is empty")
     kid = key_id(private.public_key())
+    if token.device_key is not None and len(token.device_key) != 32:
+        raise ValueError("a device key is 32 raw bytes (Ed25519)")
+    version = VERSION if token.device_key is None else VERSION_DEVICE
     body = (
-        _HEAD.pack(VERSION, bytes.fromhex(kid), CATEGORIES.index(token.category), _ts(token.valid_from), _ts(token.valid_until))
+        _HEAD.pack(version, bytes.fromhex(kid), CATEGORIES.index(token.category), _ts(token.valid_from), _ts(token.valid_until))
         + _short(token.pass_id, "pass id")
         + _short(token.holder_ref, "holder reference")
+        + (token.device_key or b"")
     )
     blob = body + private.sign(body)
     return PREFIX + base64.urlsafe_b64encode(blob).rstrip(b"=").decode("ascii")
 
 
-def parse(text: str) -> tuple[PassToken, bytes, bytes]:
-    """Split a QR text into token, signed body and signature. Raises TokenError('malformed')."""
-    if not text.startswith(PREFIX):
-        raise TokenError("malformed", "not a gate pass")
-    b64 = text[len(PREFIX):]
+def dynamic_code(static_text: str, device: Ed25519PrivateKey, step: int) -> str:
+    """What the holder's app shows during one time step: the signed pass, the step,
+    and the device's signature over both."""
+    _, body, central_sig = parse(static_text)
+    blob = body + central_sig
+    signed = b"GP2" + blob + step.to_bytes(4, "big")
+    return DYNAMIC_PREFIX + _b64(blob + step.to_bytes(4, "big") + device.sign(signed))
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str, prefix: str) -> bytes:
+    b64 = text[len(prefix):]
     if not b64 or len(b64) > 1024 or any(c not in _B64_CHARS for c in b64):
         raise TokenError("malformed", "bad characters")
     try:
-        blob = base64.urlsafe_b64decode(b64 + "=" * (-len(b64) % 4))
+        return base64.urlsafe_b64decode(b64 + "=" * (-len(b64) % 4))
     except (ValueError, TypeError):
         raise TokenError("malformed", "bad base64") from None
+
+
+def parse(text: str) -> tuple[PassToken, bytes, bytes]:
+    """Split a static QR text into token, signed body and signature. Raises TokenError('malformed')."""
+    if not text.startswith(PREFIX):
+        raise TokenError("malformed", "not a gate pass")
+    blob = _unb64(text, PREFIX)
     if len(blob) < _HEAD.size + 2 + SIG_LEN:
         raise TokenError("malformed", "too short")
     body, sig = blob[:-SIG_LEN], blob[-SIG_LEN:]
+    return _parse_body(body), body, sig
+
+
+def parse_dynamic(text: str) -> tuple[PassToken, bytes, bytes, bytes, bytes]:
+    """(token with step, body, central signature, device-signed bytes, device signature)."""
+    blob = _unb64(text, DYNAMIC_PREFIX)
+    if len(blob) < _HEAD.size + 2 + 32 + SIG_LEN + 4 + SIG_LEN:
+        raise TokenError("malformed", "too short")
+    signed_part, device_sig = blob[:-SIG_LEN], blob[-SIG_LEN:]
+    body, central_sig, step = signed_part[: -(SIG_LEN + 4)], signed_part[-(SIG_LEN + 4) : -4], signed_part[-4:]
+    token = _parse_body(body)
+    if token.device_key is None:
+        raise TokenError("malformed", "a dynamic code for a pass without a device key")
+    from dataclasses import replace
+
+    return replace(token, step=int.from_bytes(step, "big")), body, central_sig, b"GP2" + signed_part, device_sig
+
+
+def _parse_body(body: bytes) -> PassToken:
+    if len(body) < _HEAD.size + 2:
+        raise TokenError("malformed", "too short")
     version, kid, cat, vfrom, vuntil = _HEAD.unpack_from(body)
-    if version != VERSION:
+    if version not in (VERSION, VERSION_DEVICE):
         raise TokenError("malformed", f"unknown version {version}")
     if cat >= len(CATEGORIES):
         raise TokenError("malformed", f"unknown category code {cat}")
@@ -127,19 +182,25 @@ def parse(text: str) -> tuple[PassToken, bytes, bytes]:
         except UnicodeDecodeError:
             raise TokenError("malformed", "text is not UTF-8") from None
         pos += 1 + n
+    device = None
+    if version == VERSION_DEVICE:
+        device = body[pos : pos + 32]
+        if len(device) != 32:
+            raise TokenError("malformed", "truncated device key")
+        pos += 32
     if pos != len(body):
         raise TokenError("malformed", "trailing bytes")
     if not fields[0]:
         raise TokenError("malformed", "empty pass id")
-    token = PassToken(
+    return PassToken(
         pass_id=fields[0],
         category=CATEGORIES[cat],
         holder_ref=fields[1],
         valid_from=_dt(vfrom),
         valid_until=_dt(vuntil),
         key_id=kid.hex(),
+        device_key=device,
     )
-    return token, body, sig
 
 
 _B64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
@@ -168,8 +229,14 @@ class KeyRing:
         return len(self._keys)
 
     def verify(self, text: str) -> PassToken:
-        """A verified token, or TokenError with reason 'malformed' or 'forged'."""
-        token, body, sig = parse(text)
+        """A verified token, or TokenError with reason 'malformed' or 'forged'.
+
+        A dynamic code (GP2.) also has its device signature checked; its step is
+        returned for the caller to judge against the clock and past use."""
+        if text.startswith(DYNAMIC_PREFIX):
+            token, body, sig, device_signed, device_sig = parse_dynamic(text)
+        else:
+            token, body, sig = parse(text)
         key = self._keys.get(token.key_id)
         if key is None:
             raise TokenError("forged", f"signed by unknown key {token.key_id}")
@@ -177,6 +244,15 @@ class KeyRing:
             key.verify(sig, body)
         except InvalidSignature:
             raise TokenError("forged", "bad signature") from None
+        if text.startswith(DYNAMIC_PREFIX):
+            assert token.device_key is not None
+            try:
+                Ed25519PublicKey.from_public_bytes(token.device_key).verify(device_sig, device_signed)
+            except (InvalidSignature, ValueError):
+                raise TokenError("forged", "bad device signature") from None
+        elif token.device_key is not None:
+            # The pass of a phone app, shown as a still picture: only its dynamic code counts.
+            raise TokenError("forged", "a phone pass shown without its dynamic code")
         return token
 
     @classmethod

@@ -81,6 +81,7 @@ class DecisionRecord(LaneRecord):
     card: str | None = None
     challenge_id: str | None = None
     who: str | None = None  # the guard, for guard decisions
+    step: int | None = None  # the time step of a dynamic QR code
 
     type = "decision"
 

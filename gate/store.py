@@ -231,7 +231,15 @@ class Store:
                 self._after_decision(c, rec, ts, direction)
         return StoredEvent(seq, event_id, body)
 
+    def step_used(self, pass_id: str, step: int) -> bool:
+        return self.conn.execute(
+            "SELECT 1 FROM dynamic_steps WHERE pass_id = ? AND step = ?", (pass_id, step)
+        ).fetchone() is not None
+
     def _after_decision(self, c: sqlite3.Connection, rec: DecisionRecord, ts: float, direction: str | None) -> None:
+        if rec.step is not None and rec.pass_id and rec.decision in ("allow", "challenge"):
+            c.execute("INSERT OR IGNORE INTO dynamic_steps(pass_id, step, at) VALUES (?,?,?)", (rec.pass_id, rec.step, ts))
+            c.execute("DELETE FROM dynamic_steps WHERE at < ?", (ts - 86400,))
         if rec.card:
             c.execute(
                 "INSERT INTO cards(number, pass_id, first_seen, last_seen, swipes) VALUES (?, NULL, ?, ?, 1) "

@@ -32,14 +32,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import itertools
 import json
 import logging
-import os
 import queue
 import re
 import secrets
-import socket
 import sqlite3
 import threading
 import time
@@ -48,9 +45,9 @@ import zlib
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Literal
+from typing import Any, Callable, Iterable, Iterator
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.properties import Properties
@@ -61,7 +58,7 @@ from gate.config import CATEGORIES, ConfigError, PolicyConfig, format_errors, lo
 from gate.passes import load_private
 from sync import codec
 from sync.codec import PayloadError
-from sync.topics import DEFAULT_PREFIX, CentralTopics, Topics
+from sync.topics import DEFAULT_PREFIX, CentralTopics
 
 log = logging.getLogger("sync.central")
 
@@ -228,8 +225,11 @@ def wire_pass(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+_WIRE_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def _wire_text(wire: dict[str, Any]) -> str:
-    return json.dumps(wire, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _WIRE_ENCODER.encode(wire)
 
 
 # ---------------------------------------------------------------- database

@@ -24,7 +24,7 @@ from sync.central import (
     wire_pass,
 )
 from sync.codec import PayloadError
-from tests.mqtt_broker import Broker, broker, broker_factory, make_password_file  # noqa: F401 (fixtures)
+from tests.mqtt_broker import Broker, make_password_file  # fixtures broker, broker_factory: tests/conftest.py
 
 ROOT = Path(__file__).resolve().parents[1]
 SITE = "s1"

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from gate.passes import KeyRing, load_public, new_keypair
 from sync import codec
 from sync.central import CentralStore
 from sync.central_cli import central
-from tests.mqtt_broker import Broker, broker, broker_factory  # noqa: F401 (fixtures)
+from tests.mqtt_broker import Broker  # fixtures broker, broker_factory: tests/conftest.py
 from tests.test_central import PREFIX, SITE, GateClient, event, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]

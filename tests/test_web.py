@@ -546,3 +546,73 @@ def test_the_event_stream_is_pushed_not_polled(tmp_path: Path) -> None:
         assert time.monotonic() - t0 < 1.0
         assert data["reason"] == "exit_button" and data["lane"] == "out"
         conn.close()
+
+
+# ---------------------------------------------------------------- the daemon
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_gate_run_demo_serves_the_page_with_live_traffic(browser: Any, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    port = free_port()
+    text = (ROOT / "config" / "demo.toml").read_text(encoding="utf-8")
+    text = (
+        text.replace('"../var/demo.db"', f'"{tmp_path / "demo.db"}"')
+        .replace('"../var/voice"', f'"{ROOT / "var" / "voice"}"')
+        .replace('script = "demo-people.yaml"', f'script = "{ROOT / "config" / "demo-people.yaml"}"')
+    )
+    cfg = tmp_path / "demo.toml"
+    cfg.write_text(text + f'\n[guard]\nlisten = "127.0.0.1:{port}"\n', encoding="utf-8")
+    proc = subprocess.Popen([sys.executable, "-m", "gate.cli", "run", "-c", str(cfg)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert proc.stdout is not None
+        url = None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and url is None:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            if line.startswith("guard page: "):
+                url = line.split(": ", 1)[1].strip()
+        assert url == f"http://127.0.0.1:{port}/", url
+        ctx = browser.new_context(viewport=VIEWPORT, locale="zh-CN")
+        page = ctx.new_page()
+        page.goto(url)
+        # The scripted people arrive: a decision reaches the tile without a reload.
+        page.wait_for_function("() => window.gateState.recent.length > 0", timeout=30000)
+        page.wait_for_function("() => !document.getElementById('tile').classList.contains('idle')", timeout=5000)
+        # The demo signs visitor passes with its throwaway key (no keys.signing in demo.toml).
+        page.click("button[data-view=visitor]")
+        assert page.is_hidden("#visitor-nokey")
+        page.fill("input[name=name]", "刘洋")
+        page.fill("input[name=id_last4]", "1234")
+        page.fill("input[name=phone_last4]", "3300")
+        page.fill("input[name=unit]", "3-2-501")
+        page.click("#visitor-form button[type=submit]")
+        page.wait_for_selector("#visitor-result:not([hidden])", timeout=5000)
+        token = decode_qr_png(page.locator("#visitor-qr").screenshot())
+        assert token.startswith("GP1.")
+        page.click("button[data-view=live]")
+        page.wait_for_function("() => window.gateState.recent.length >= 3", timeout=30000)
+        shot(page, "demo")
+        ctx.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            rc = proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    err = proc.stderr.read() if proc.stderr else ""
+    assert rc == 0, err
