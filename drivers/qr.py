@@ -237,19 +237,6 @@ def _zx_corners(barcode: Any, fx: float = 1.0, fy: float = 1.0,
                  for q in (p.top_left, p.top_right, p.bottom_right, p.bottom_left))
 
 
-def _image(frame: np.ndarray) -> np.ndarray | None:
-    """A grey, BGR or BGRA uint8 frame as it is (no colour conversion), or None if
-    empty. Raises ValueError for anything else."""
-    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8:
-        raise ValueError(f"expected a uint8 numpy image, got {type(frame).__name__} "
-                         f"{getattr(frame, 'dtype', '')}")
-    if frame.ndim == 3 and frame.shape[2] == 1:
-        frame = frame[:, :, 0]
-    if not (frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] in (3, 4))):
-        raise ValueError(f"expected a grey, BGR or BGRA image, got shape {frame.shape}")
-    return frame if frame.size > 0 else None
-
-
 # --- the live camera path ----------------------------------------------------------------
 
 
@@ -258,11 +245,12 @@ class FastScanDecoder:
 
     Per frame:
 
-    1. Shrink the frame by ``scale`` (area average: also halves the sensor noise;
-       a colour frame is shrunk before it is turned grey, so colour conversion is
-       paid on a quarter of the pixels) and run zxing-cpp on it, QR only, no
-       rotation, inversion or pyramid. Codes with >= 3 px per module at full size
-       (1.5 at half) read here; what reads is final (Reed-Solomon checked).
+    1. Shrink the (grey) frame by ``scale`` with an area average, which also halves
+       the sensor noise, and run zxing-cpp on it: QR only, no rotation, inversion
+       or pyramid. Codes with >= 3 px per module at full size (1.5 when shrunk)
+       read here; what reads is final (Reed-Solomon checked). A colour frame is
+       turned grey first (measured cheaper than shrinking three channels); a
+       camera's Y plane needs nothing.
     2. A symbol zxing-cpp located there but could not decode is decoded again at
        full resolution in a crop around it.
     3. Every ``full_every``-th frame (the first one included) also gets a
@@ -302,36 +290,26 @@ class FastScanDecoder:
 
     def find(self, frame: np.ndarray) -> list[Found]:
         try:
-            img = _image(frame)
-            if img is None:
+            grey = _as_decodable(frame)
+            if grey is None:
                 return []
-            return self._find(img)
+            return self._find(grey)
         except Exception:
             self.errors += 1
             return []
 
-    def _find(self, img: np.ndarray) -> list[Found]:
+    def _find(self, grey: np.ndarray) -> list[Found]:
         import cv2
 
         n = self._frames
         self._frames += 1
         self.counters.inc("frames")
-        h, w = img.shape[:2]
-        grey: np.ndarray | None = img if img.ndim == 2 else None
-
-        def full_grey() -> np.ndarray:
-            nonlocal grey
-            if grey is None:
-                grey = to_grey(img)
-            return grey
-
+        h, w = grey.shape
         found: list[Found] = []
         sw, sh = w // self.scale, h // self.scale
         full_pass = n % self.full_every == 0
         if self.scale > 1 and min(sw, sh) >= self.MIN_SMALL_SIDE:
-            small = cv2.resize(img, (sw, sh), interpolation=cv2.INTER_AREA)
-            if small.ndim == 3:
-                small = to_grey(small)
+            small = cv2.resize(grey, (sw, sh), interpolation=cv2.INTER_AREA)
             fx, fy = w / sw, h / sh
             candidates: list[tuple[Point, ...]] = []
             for b in self._zx.read_barcodes(small, **self._small_opts):
@@ -345,13 +323,12 @@ class FastScanDecoder:
                 if full_pass:
                     break  # the full pass below looks there anyway
                 self.counters.inc("crops")
-                _merge(found, self._crop(full_grey(), corners))
+                _merge(found, self._crop(grey, corners))
         else:
             full_pass = True
         if full_pass:
             self.counters.inc("full_passes")
-            g = np.ascontiguousarray(full_grey())
-            _merge(found, self._read(g))
+            _merge(found, self._read(grey))
         return found
 
     def _read(self, grey: np.ndarray, dx: float = 0.0, dy: float = 0.0) -> list[Found]:

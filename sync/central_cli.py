@@ -98,6 +98,8 @@ def _run(ctx: click.Context) -> None:
         c.start()
     except (ConfigError, ValueError) as exc:
         _fail(str(exc))
+    except Exception as exc:  # noqa: BLE001 - e.g. the database cannot be reached
+        _fail(f"central cannot start: {exc}", 1)
     done = threading.Event()
 
     def bye(signum: int, frame: Any) -> None:

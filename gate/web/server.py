@@ -172,6 +172,7 @@ class GuardPage:
         }
         return {
             "gate": conf.gate.id,
+            "timezone": conf.gate.timezone,
             "lang": self.lang,
             "categories": cats,
             "words": i18n.bundle(),

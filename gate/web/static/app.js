@@ -552,7 +552,11 @@ function connect() {
 
 function tick() {
   const d = new Date();
-  document.getElementById("clock").textContent = d.toLocaleTimeString(L === 0 ? "zh-CN" : "en-GB", { hour12: false });
+  // The gate's time zone, whatever the kiosk's is set to: the times on the page are the gate's.
+  let text;
+  try { text = d.toLocaleTimeString(L === 0 ? "zh-CN" : "en-GB", { hour12: false, timeZone: BOOT.timezone }); }
+  catch (e) { text = d.toLocaleTimeString(L === 0 ? "zh-CN" : "en-GB", { hour12: false }); }
+  document.getElementById("clock").textContent = text;
 }
 
 applyStaticWords();
