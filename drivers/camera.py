@@ -113,6 +113,50 @@ def render_empty(width: int = 640, height: int = 480, *, noise_sigma: float = 4.
     return np.clip(frame, 0, 255).astype(np.uint8)
 
 
+def render_scene(width: int = 1280, height: int = 720, *, seed: int = 0,
+                 noise_sigma: float = 4.0, blur_sigma: float = 0.8) -> np.ndarray:
+    """A cluttered greyscale frame with no QR code in it: what a gate camera sees
+    between people (walls and doors, signs with text, railings, striped clothes,
+    cables), blurred and noisy like a sensor. The hard case for "no false
+    positives" and a realistic one for the cost of an empty frame. Same seed, same
+    pixels.
+    """
+    rng = np.random.default_rng(seed)
+    s = max(width, height) / 1280  # clutter scales with the frame
+
+    def ri(lo: float, hi: float) -> int:
+        return int(rng.integers(int(lo), max(int(lo) + 1, int(hi))))
+
+    # A daylight gradient across and down the frame.
+    img = (np.linspace(90, 170, width, dtype=np.float32)[None, :]
+           * np.linspace(0.85, 1.1, height, dtype=np.float32)[:, None]).astype(np.uint8)
+    for _ in range(12):  # walls, doors, boxes
+        x, y = ri(0, width), ri(0, height)
+        cv2.rectangle(img, (x, y), (x + ri(40 * s, 400 * s), y + ri(40 * s, 400 * s)),
+                      ri(20, 236), -1)
+    for _ in range(6):  # heads, bags, lamps
+        cv2.ellipse(img, (ri(0, width), ri(0, height)), (ri(20 * s, 200 * s), ri(20 * s, 200 * s)),
+                    float(ri(0, 180)), 0, 360, ri(20, 236), -1)
+    for _ in range(25):  # cables, railings, edges
+        cv2.line(img, (ri(0, width), ri(0, height)), (ri(0, width), ri(0, height)),
+                 ri(0, 256), ri(1, 6))
+    for _ in range(4):  # striped cloth, barrier grilles: the edge-dense part
+        x, y = ri(0, width - 100), ri(0, height - 100)
+        patch = img[y:y + ri(60 * s, 300 * s), x:x + ri(60 * s, 300 * s)]
+        period = ri(4, 16)
+        patch[:, (np.arange(patch.shape[1]) // period) % 2 == 0] = ri(10, 80)
+    words = ["GATE", "3-2-501", "EXIT", "PUSH", "NO ENTRY", "12:30", "TEMP 36.5", "ABCDEFG"]
+    for _ in range(15):  # signs and printed text
+        cv2.putText(img, words[ri(0, len(words))], (ri(0, width), ri(0, height)), ri(0, 8),
+                    float(rng.uniform(0.5, 3.0)) * s, ri(0, 256), ri(1, 4))
+    frame = img.astype(np.float32)
+    if blur_sigma > 0:
+        frame = cv2.GaussianBlur(frame, (0, 0), blur_sigma)
+    if noise_sigma > 0:
+        frame += rng.standard_normal(frame.shape, dtype=np.float32) * noise_sigma
+    return np.clip(frame, 0, 255).astype(np.uint8)
+
+
 class SimCamera:
     """A camera that shows what a drill or test tells it to.
 

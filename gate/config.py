@@ -352,6 +352,7 @@ class RetentionSection(Strict):
 class DemoSection(Strict):
     script: Path  # a drill file played in real time, on a loop
     loop: bool = True
+    pause_s: float = Field(3.0, ge=0)  # between rounds
 
 
 class Config(Strict):

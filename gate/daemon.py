@@ -60,7 +60,7 @@ def run(conf: Config, *, broker: str | None = None, config_path: Path | None = N
             from gate.demo import DemoPlayer
 
             keydir = tempfile.TemporaryDirectory(prefix="gate-demo-")
-            player = DemoPlayer(app, script, Path(keydir.name), loop=conf.demo.loop)
+            player = DemoPlayer(app, script, Path(keydir.name), loop=conf.demo.loop, pause_s=conf.demo.pause_s)
             print(f"demo: playing {conf.demo.script.name} ({script.name}){' on a loop' if conf.demo.loop else ''}", flush=True)
             if page is not None and not page.visitors.ready:
                 # No keys.signing in a demo: visitor passes are signed with the demo's throwaway central key.

@@ -401,16 +401,16 @@ class Lane:
                 return
             s.retesting = True
             s.deadline = at + timedelta(seconds=self.policy.retest_window_s)
-            self._decided(s, verdict, at, temperature=temp)
+            self._decided(s, verdict, at, temperature=temp, situation=situation)
             return
         if self.session is s:
             self.session = None
         if verdict.decision == "challenge":
             ch = Challenge(f"{self.name}-{next(self._ids)}", s, verdict.reason, temp)
             self.challenges.append(ch)
-            self._decided(s, verdict, at, temperature=temp, challenge_id=ch.id)
+            self._decided(s, verdict, at, temperature=temp, challenge_id=ch.id, situation=situation)
             return
-        self._decided(s, verdict, at, temperature=temp)
+        self._decided(s, verdict, at, temperature=temp, situation=situation)
 
     def _decided(
         self,
@@ -422,6 +422,7 @@ class Lane:
         temperature: float | None = None,
         challenge_id: str | None = None,
         who: str | None = None,
+        situation: pol.Situation | None = None,
     ) -> None:
         p = s.pass_ if s else None
         rec = DecisionRecord(
@@ -439,6 +440,7 @@ class Lane:
             challenge_id=challenge_id,
             who=who,
             step=s.step if s else None,
+            situation=pol.situation_to_json(situation) if situation is not None else None,
         )
         self.counters.inc(f"{verdict.decision}")
         self._emit(rec)

@@ -85,3 +85,10 @@ def m002_sync(db: Database) -> None:
 def m003_dynamic_steps(db: Database) -> None:
     # Time steps of dynamic QR codes that have let someone in: a replay of one is refused.
     db["dynamic_steps"].create({"pass_id": str, "step": int, "at": float}, pk=("pass_id", "step"))
+
+
+@migrations()
+def m004_situation(db: Database) -> None:
+    # What a decision was based on (gate.policy.Situation as JSON), kept locally so
+    # `gate policy replay` can run recorded traffic through a changed policy.
+    db["events"].add_column("situation", str)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
+from typing import Any
 
 from gate.config import PolicyConfig
 from gate.records import PassRecord, Verdict
@@ -27,6 +28,45 @@ class Situation:
     timed_out: bool = False  # the lane's wait for a (second) reading has run out
     inside_since: datetime | None = None  # the pass's last entry, if it has not exited since
     draw: float = 1.0  # uniform in [0, 1): chooses entries for a holder check
+
+
+def situation_to_json(s: Situation) -> dict[str, Any]:
+    p = s.pass_
+    iso = lambda v: None if v is None else v.isoformat()  # noqa: E731
+    return {
+        "direction": s.direction,
+        "now": s.now.isoformat(),
+        "problem": s.problem,
+        "temperatures": list(s.temperatures),
+        "needs_temperature": s.needs_temperature,
+        "timed_out": s.timed_out,
+        "inside_since": iso(s.inside_since),
+        "draw": s.draw,
+        "pass": None
+        if p is None
+        else {
+            "id": p.id, "category": p.category, "valid_from": iso(p.valid_from), "valid_until": iso(p.valid_until),
+            "observation_until": iso(p.observation_until), "pcr_at": iso(p.pcr_at), "health_code": p.health_code,
+            "revoked": p.revoked, "listed": p.listed,
+        },
+    }
+
+
+def situation_from_json(d: dict[str, Any]) -> Situation:
+    dt = lambda v: None if v is None else datetime.fromisoformat(v)  # noqa: E731
+    p = d.get("pass")
+    rec = None
+    if p is not None:
+        rec = PassRecord(
+            id=p["id"], category=p["category"], valid_from=dt(p["valid_from"]), valid_until=dt(p["valid_until"]),
+            observation_until=dt(p["observation_until"]), pcr_at=dt(p["pcr_at"]), health_code=p["health_code"],
+            revoked=p["revoked"], listed=p["listed"],
+        )
+    return Situation(
+        direction=d["direction"], now=datetime.fromisoformat(d["now"]), pass_=rec, problem=d["problem"],
+        temperatures=tuple(d["temperatures"]), needs_temperature=d["needs_temperature"], timed_out=d["timed_out"],
+        inside_since=dt(d["inside_since"]), draw=d["draw"],
+    )
 
 
 def in_span(span: str, moment: datetime) -> bool:

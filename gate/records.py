@@ -82,6 +82,7 @@ class DecisionRecord(LaneRecord):
     challenge_id: str | None = None
     who: str | None = None  # the guard, for guard decisions
     step: int | None = None  # the time step of a dynamic QR code
+    situation: dict[str, Any] | None = None  # the policy's inputs (for replay); stays on the gate
 
     type = "decision"
 

@@ -200,9 +200,10 @@ class Store:
                 body.update({k: v for k, v in extra.items() if v is not None})
             payload = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
             fields = rec.to_json()
+            situation = getattr(rec, "situation", None)
             c.execute(
                 "INSERT INTO events(seq, id, ts, day, hour, type, lane, pass_id, credential, category, decision,"
-                " reason, temperature_c, card, kind, action, body) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " reason, temperature_c, card, kind, action, body, situation) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     seq,
                     event_id,
@@ -221,6 +222,7 @@ class Store:
                     fields.get("kind"),
                     fields.get("action"),
                     payload,
+                    json.dumps(situation, ensure_ascii=False) if situation else None,
                 ),
             )
             c.execute(
