@@ -155,8 +155,10 @@ def fmt(value: float | None, unit: str) -> str:
         return f"{value:.3f} ms" if value < 10 else f"{value:.1f} ms"
     if unit == "fraction":
         return f"{value * 100:.1f} %"
-    if unit in ("count", "frames"):
-        return f"{value:g} {unit}" if unit == "frames" else f"{value:g}"
+    if unit == "frames":
+        return f"{value:g} frames"
+    if unit == "count":
+        return f"{value:g}"
     return f"{value:.4g} {unit}"
 
 
@@ -167,7 +169,7 @@ def table(figures: list[Figure], info: dict[str, Any]) -> str:
     for f in figures:
         ratio = "-" if f.ratio is None else (
             f"1/{1 / f.ratio:.0f}" if f.unit == "ms" and 0 < f.ratio < 0.5 else f"{f.ratio:.3g}")
-        pi4 = f"{fmt(f.value * lo, 'ms')}-{fmt(f.value * hi, 'ms')[:-3]}" if f.pi4 else ""
+        pi4 = f"{f.value * lo:.3g}-{f.value * hi:.3g} ms" if f.pi4 else ""
         rows.append((f.name, fmt(f.value, f.unit), fmt(f.baseline, f.unit), ratio, pi4, f.note))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     out = [f"this machine: {info.get('cpu')}, {info.get('cores')} cores, Python "

@@ -1,9 +1,11 @@
 """Frame sources for the QR scanner: a simulated camera for drills and tests, image
-folders and video files for replaying captures, and a V4L2 (USB) camera.
+folders and video files for replaying captures, a V4L2 (USB) camera, a Raspberry Pi
+camera module through picamera2, and ``SupervisedCamera``, the watchdog that
+reopens a live camera that stalled or was unplugged.
 
 Every source returns 2-D uint8 greyscale frames from ``read(timeout)``, or None when
 no frame arrived in time. Raspberry Pi CSI modules are not reachable through OpenCV
-(libcamera); they need a picamera2 source, which is not here.
+(libcamera): ``Picamera2Camera`` reads them.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, Protocol
 
 # A stalled V4L2 camera makes each OpenCV read wait 10 s by default (value in
 # seconds). OpenCV reads the variable once per process, at the first V4L2 frame
@@ -24,6 +26,7 @@ os.environ.setdefault("OPENCV_VIDEOIO_V4L_SELECT_TIMEOUT", "2")
 import cv2  # noqa: E402  (after the variable, in case this is the first import)
 import numpy as np  # noqa: E402
 
+from drivers.base import Counters  # noqa: E402
 from drivers.qr import to_grey  # noqa: E402
 
 if TYPE_CHECKING:
@@ -429,3 +432,220 @@ class V4L2Camera:
         with self._cond:
             self._cond.notify_all()
         self._thread.join(timeout=5.0)  # a read may be inside its V4L2 select timeout
+
+
+class Picamera2Camera:
+    """A Raspberry Pi camera module (CSI) through picamera2 / libcamera, which
+    OpenCV cannot open.
+
+    The main stream is YUV420: its first ``height`` rows are the Y (luma) plane,
+    which is the greyscale frame the decoders want, with no colour conversion at
+    all. A grab thread keeps only the newest frame, as for V4L2. picamera2 comes
+    with Raspberry Pi OS (``python3-picamera2``; a venv needs
+    ``--system-site-packages``) or the ``pi`` extra; it is imported only here.
+    """
+
+    _WAIT_S = 2.0  # longest a capture may block before the grab loop looks up
+
+    def __init__(self, width: int = 1280, height: int = 720, fps: float = 30.0,
+                 camera_num: int = 0) -> None:
+        try:
+            from picamera2 import Picamera2
+        except ImportError as exc:
+            raise CameraError(
+                "picamera2 is not installed: on Raspberry Pi OS `sudo apt install "
+                "python3-picamera2` (and a venv made with --system-site-packages), or "
+                "install the gate's `pi` extra") from exc
+        self.width, self.height, self.fps, self.camera_num = width, height, fps, camera_num
+        self._cam: Any = None
+        try:
+            cam = Picamera2(camera_num)
+            self._cam = cam
+            config = cam.create_video_configuration(
+                main={"size": (width, height), "format": "YUV420"},
+                controls={"FrameRate": float(fps)}, buffer_count=2)
+            cam.configure(config)
+            cam.start()
+        except Exception as exc:
+            self._release()
+            raise CameraError(f"cannot open Pi camera {camera_num} with picamera2: {exc}") from exc
+        self._cond = threading.Condition()
+        self._latest: np.ndarray | None = None
+        self._seq = 0
+        self._taken = 0
+        self._failing: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._grab, name=f"picamera2-{camera_num}",
+                                        daemon=True)
+        self._thread.start()
+
+    def _capture(self) -> np.ndarray:
+        try:
+            return self._cam.capture_array("main", wait=self._WAIT_S)
+        except TypeError:  # picamera2 before `wait=`: blocks until the next frame
+            return self._cam.capture_array("main")
+
+    def _grab(self) -> None:
+        while not self._stop.is_set():
+            try:
+                arr = self._capture()
+                # YUV420 comes as (height * 3/2, stride): Y rows first, maybe padded.
+                y = np.ascontiguousarray(np.asarray(arr)[:self.height, :self.width])
+                if y.dtype != np.uint8 or y.shape != (self.height, self.width):
+                    raise CameraError(f"unexpected frame {y.shape} {y.dtype} from picamera2")
+            except Exception as exc:
+                if self._stop.is_set():
+                    break
+                with self._cond:
+                    self._failing = f"Pi camera {self.camera_num} is not delivering frames: {exc}"
+                    self._cond.notify_all()
+                self._stop.wait(0.1)
+                continue
+            with self._cond:
+                self._latest = y
+                self._seq += 1
+                self._failing = None
+                self._cond.notify_all()
+
+    def read(self, timeout: float) -> np.ndarray | None:
+        with self._cond:
+            fresh = self._cond.wait_for(
+                lambda: self._seq > self._taken or self._failing is not None
+                or self._stop.is_set(), timeout)
+            if not fresh or self._stop.is_set():
+                return None
+            if self._seq <= self._taken:
+                raise CameraError(self._failing or f"Pi camera {self.camera_num} failed")
+            self._taken = self._seq
+            return self._latest
+
+    def close(self) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        self._thread.join(timeout=self._WAIT_S + 1.0)
+        self._release()
+
+    def _release(self) -> None:
+        cam, self._cam = self._cam, None
+        if cam is None:
+            return
+        for step in ("stop", "close"):
+            try:
+                getattr(cam, step)()
+            except Exception:
+                pass
+
+
+class SupervisedCamera:
+    """A live camera that heals itself: the frame-age watchdog and reopen loop.
+
+    ``opener`` makes the real source (a V4L2Camera, a Picamera2Camera). It is
+    called lazily, so a gate whose camera is unplugged at boot still starts (its
+    lane runs degraded) instead of failing. ``read`` raises CameraError when the
+    camera cannot be opened, when a read fails, or when no frame has come for
+    ``stall_s`` seconds (a hung USB camera delivers nothing and reports nothing);
+    the QrScanner reports that as the camera's fault (``on_fault``: the lane's
+    ``sensor_fault`` alarm). The broken source is closed and reopened after a
+    backoff (``reopen_s``: first and longest wait, doubling between); the first
+    frame after that reports the camera healthy again.
+
+    ``frame_age`` (seconds since the last frame) and ``counters`` (opens,
+    open_failures, stalls, read_failures) are for `gate doctor` and status.
+    """
+
+    def __init__(self, opener: Callable[[], FrameSource], *, stall_s: float = 3.0,
+                 reopen_s: tuple[float, float] = (0.5, 10.0), name: str = "camera") -> None:
+        if stall_s <= 0 or not 0 < reopen_s[0] <= reopen_s[1]:
+            raise ValueError("need stall_s > 0 and reopen_s = (first, longest), 0 < first <= longest")
+        self.opener = opener
+        self.stall_s = stall_s
+        self.reopen_s = reopen_s
+        self.name = name
+        self.counters = Counters()
+        self.last_error: str | None = None
+        self._source: FrameSource | None = None
+        self._since: float | None = None  # last frame, or when the source was opened
+        self._last_frame: float | None = None
+        self._next_open = 0.0
+        self._delay = reopen_s[0]
+        self._lock = threading.Lock()  # one reader; close() may come from another thread
+        self._closed = threading.Event()
+
+    @property
+    def is_open(self) -> bool:
+        return self._source is not None
+
+    @property
+    def frame_age(self) -> float | None:
+        """Seconds since the last frame (None before the first)."""
+        last = self._last_frame
+        return None if last is None else time.monotonic() - last
+
+    def read(self, timeout: float) -> np.ndarray | None:
+        if self._closed.is_set():
+            self._closed.wait(timeout)
+            return None
+        with self._lock:
+            if self._source is None:
+                wait = self._next_open - time.monotonic()
+                if wait > 0:  # backing off: the fault is already reported
+                    self._closed.wait(min(wait, timeout))
+                    return None
+                self._open()
+            source = self._source
+            assert source is not None
+            try:
+                frame = source.read(timeout)
+            except Exception as exc:
+                if self._closed.is_set():
+                    return None  # closed under the read: shutting down, not a fault
+                self.counters.inc("read_failures")
+                self._drop(f"camera {self.name!r} read failed: {exc}")
+            if self._closed.is_set():
+                return None
+            now = time.monotonic()
+            if frame is not None:
+                self._since = self._last_frame = now
+                self._delay = self.reopen_s[0]  # it works: the next outage starts afresh
+                self.last_error = None
+                return frame
+            if self._since is not None and now - self._since >= self.stall_s:
+                self.counters.inc("stalls")
+                self._drop(f"camera {self.name!r}: no frame for {now - self._since:.1f} s "
+                           "(stalled or unplugged); reopening")
+            return None
+
+    def _open(self) -> None:
+        try:
+            self._source = self.opener()
+        except Exception as exc:
+            self.counters.inc("open_failures")
+            self._schedule_reopen()
+            self.last_error = f"cannot open camera {self.name!r}: {exc}"
+            raise CameraError(self.last_error) from exc
+        self.counters.inc("opens")
+        self._since = time.monotonic()
+
+    def _drop(self, detail: str) -> NoReturn:
+        source, self._source = self._source, None
+        if source is not None:
+            try:
+                source.close()
+            except Exception:
+                pass
+        self._schedule_reopen()
+        self.last_error = detail
+        raise CameraError(detail)
+
+    def _schedule_reopen(self) -> None:
+        self._next_open = time.monotonic() + self._delay
+        self._delay = min(self._delay * 2, self.reopen_s[1])
+
+    def close(self) -> None:
+        self._closed.set()
+        source = self._source
+        if source is not None:
+            source.close()  # outside the lock: this wakes a read blocked in the source
+        with self._lock:
+            self._source = None

@@ -59,6 +59,10 @@ class RenderError(RuntimeError):
     """No usable WAV came out of the engine."""
 
 
+class _Cancelled(RenderError):
+    """pyttsx3 cancelled its own utterance (see _wait_espeak_idle); worth one retry."""
+
+
 def wav_duration(path: Path | str) -> float:
     """Length of a PCM WAV in seconds, from its header."""
     with wave.open(str(path), "rb") as w:
@@ -116,7 +120,10 @@ def _wait_espeak_idle(timeout_s: float) -> None:
     that queue is busy; Cancel drops queued SetParameter commands and resets rate
     and volume. Measured under CPU load: about 1 process in 10 rendered every prompt
     at pyttsx3's default rate 200 instead of ours, or wrote an empty WAV. Letting the
-    queue drain after setting properties means stop() has nothing to cancel.
+    queue drain after setting properties means stop() nearly always has nothing to
+    cancel. IsPlaying() is briefly false between queueing a command and libespeak's
+    thread taking it, so about 1 render in 500 still gets cancelled; that one is
+    noticed ("finished-utterance" with completed=False) and retried.
     """
     from pyttsx3.drivers import _espeak  # pyttsx3's ctypes binding; no public way
 
@@ -135,7 +142,7 @@ def _pyttsx3_render(engine: Any, text: str, voice_id: str, rate: int, volume: fl
 
     def on_finished(completed: bool = True, **_: object) -> None:
         if not completed:
-            errors.append(RenderError("pyttsx3 cancelled the utterance"))
+            errors.append(_Cancelled("pyttsx3 cancelled the utterance"))
         finished.set()
 
     def on_error(exception: BaseException | None = None, **_: object) -> None:
@@ -242,8 +249,13 @@ class _Pyttsx3Owner:
                 if job.voice_id not in voice_ids:
                     raise RenderError(f"pyttsx3 has no voice {job.voice_id!r}")
                 with _LIBESPEAK:
-                    _pyttsx3_render(engine, job.text, job.voice_id, job.rate, job.volume,
-                                    job.out, job.timeout_s)
+                    try:
+                        _pyttsx3_render(engine, job.text, job.voice_id, job.rate,
+                                        job.volume, job.out, job.timeout_s)
+                    except _Cancelled:
+                        log.debug("pyttsx3 cancelled its own utterance; retrying once")
+                        _pyttsx3_render(engine, job.text, job.voice_id, job.rate,
+                                        job.volume, job.out, job.timeout_s)
             except Exception as exc:  # noqa: BLE001 - handed to the waiting caller
                 job.done.set_exception(exc)
             else:

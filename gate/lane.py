@@ -248,15 +248,18 @@ class Lane:
     def _alarm(self, kind: str, at: datetime, detail: str = "", pass_id: str | None = None) -> None:
         self._emit(AlarmRecord(at=at, lane=self.name, kind=kind, detail=detail, pass_id=pass_id))
 
-    def _unlock(self, at: datetime) -> None:
+    def _unlock(self, at: datetime) -> DoorRecord | None:
+        """Tell the relay now; return the door event for the caller to record once the
+        prompt has started (the decision itself is already committed)."""
         if self.relay is None:
-            return
+            return None
         self.relay.unlock()
-        if not self.unlocked:
-            self.unlocked = True
-            self.opened_while_unlocked = False
-            self._emit(DoorRecord(at=at, lane=self.name, action="unlock"))
         self.relock_at = at + timedelta(seconds=self.door_cfg.unlock_s)
+        if self.unlocked:
+            return None
+        self.unlocked = True
+        self.opened_while_unlocked = False
+        return DoorRecord(at=at, lane=self.name, action="unlock")
 
     def _lock(self, at: datetime) -> None:
         self.relock_at = None
@@ -286,7 +289,9 @@ class Lane:
                 self._guard(event, at)
             case ManualOpen(reason=reason, who=who):
                 self._emit(OverrideRecord(at=at, lane=self.name, action="open_door", reason=reason, who=who))
-                self._unlock(at)
+                door = self._unlock(at)
+                if door is not None:
+                    self._emit(door)
             case AckAlarm(alarm_id=alarm_id, kind=kind, who=who):
                 self._emit(AckRecord(at=at, lane=self.name, alarm_id=alarm_id, kind=kind, who=who))
             case DeviceHealth():
@@ -444,11 +449,12 @@ class Lane:
         )
         self.counters.inc(f"{verdict.decision}")
         self._emit(rec)
-        if verdict.decision == "allow":
-            self._unlock(at)
+        door = self._unlock(at) if verdict.decision == "allow" else None
         key = for_decision(verdict.decision, verdict.reason, self.direction, rec.category)
         if key:
             self._say(key, at)
+        if door is not None:
+            self._emit(door)
         if verdict.decision == "deny" and verdict.reason == "fever":
             self._alarm("fever", at, f"{temperature:.1f} °C" if temperature else "", pass_id=rec.pass_id)
         if verdict.decision == "challenge" and verdict.reason == "passback":

@@ -186,3 +186,28 @@ class RegistrationRecord(LaneRecord):
             "valid_until": self.valid_until.isoformat(),
             "who": self.who,
         }
+
+
+@dataclass(frozen=True)
+class AdminRecord(LaneRecord):
+    """Something staff did at the desk rather than at a lane (`gate passes revoke`,
+    `gate passes import`, `gate policy apply`): who did what and why, stored and sent
+    upstream like any event. `lane` is empty."""
+
+    action: str  # revoke | unrevoke | roster_import | policy_apply
+    who: str
+    reason: str = ""
+    pass_id: str | None = None
+    detail: str = ""
+
+    type = "admin"
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "lane": self.lane,
+            "action": self.action,
+            "pass": self.pass_id,
+            "reason": self.reason,
+            "who": self.who,
+            "detail": self.detail,
+        }

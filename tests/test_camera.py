@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from drivers.camera import (CameraError, ImageFolderSource, SimCamera, V4L2Camera,
-                            VideoFileSource, render, render_empty)
+from drivers.camera import (CameraError, ImageFolderSource, SimCamera, SupervisedCamera,
+                            V4L2Camera, VideoFileSource, render, render_empty)
 from drivers.qr import QrScanner, ZxingDecoder
 
 DARK = 100  # rendered dark modules sit near 40, the background near 165
@@ -217,3 +218,233 @@ def test_v4l2_camera_on_a_non_camera_names_it(tmp_path: Path) -> None:
     not_a_camera.write_bytes(b"")
     with pytest.raises(CameraError, match="video9"):
         V4L2Camera(str(not_a_camera), 640, 480, 30)
+
+
+# --- SupervisedCamera: frame-age watchdog and reopen -------------------------------------
+
+class LiveRig:
+    """A camera that can stall (delivers nothing, reports nothing) or be unplugged
+    (cannot be opened; an open handle fails), and is opened through ``open``."""
+
+    def __init__(self, width: int = 320, height: int = 240) -> None:
+        self.state = "live"  # live | stalled | unplugged
+        self.opened: list[RigCamera] = []
+        self.empty = render_empty(width, height)
+        self.codes: list[np.ndarray] = []
+        self.lock = threading.Lock()
+        self.size = (width, height)
+
+    def open(self) -> RigCamera:
+        if self.state == "unplugged":
+            raise CameraError("/dev/v4l/by-id/usb-rig: No such device")
+        cam = RigCamera(self)
+        self.opened.append(cam)
+        return cam
+
+    def show(self, text: str, frames: int = 3) -> None:
+        with self.lock:
+            self.codes += [render(text, *self.size)] * frames
+
+
+class RigCamera:
+    def __init__(self, rig: LiveRig) -> None:
+        self.rig = rig
+        self.closed = threading.Event()
+
+    def read(self, timeout: float) -> np.ndarray | None:
+        if self.rig.state == "unplugged" and not self.closed.is_set():
+            raise CameraError("device reports readiness to read but returned no data")
+        if self.rig.state != "live" or self.closed.is_set():
+            self.closed.wait(timeout)
+            return None
+        self.closed.wait(0.01)  # ~100 fps
+        with self.rig.lock:
+            return self.rig.codes.pop(0) if self.rig.codes else self.rig.empty
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+def _wait(cond, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+@pytest.fixture
+def supervised():
+    rig = LiveRig()
+    faults: list[tuple[str, bool, str]] = []
+    seen: list[str] = []
+    cam = SupervisedCamera(rig.open, stall_s=0.3, reopen_s=(0.05, 0.2))
+    scanner = QrScanner(cam, ZxingDecoder(), seen.append, hold_s=0.2, name="camera",
+                        on_fault=lambda *a: faults.append(a)).start()
+    yield rig, cam, scanner, faults, seen
+    scanner.close()
+    cam.close()
+
+
+def test_stalled_camera_is_reported_and_reopened_when_it_returns(supervised) -> None:
+    rig, cam, scanner, faults, seen = supervised
+    assert _wait(lambda: scanner.counters.get("frames") > 5)
+    assert [ok for _, ok, _ in faults] == [True] and len(rig.opened) == 1  # frames arriving
+    rig.state = "stalled"  # frames stop; the driver raises no error
+    assert _wait(lambda: faults and faults[-1][1] is False)
+    assert faults[-1][0] == "camera" and "no frame for" in faults[-1][2]
+    assert rig.opened[0].closed.is_set()  # the hung handle was closed ...
+    assert cam.counters.get("stalls") >= 1
+    rig.state = "live"
+    assert _wait(lambda: faults[-1][1] is True)  # ... and a reopened one delivers again
+    assert len(rig.opened) >= 2 and not rig.opened[-1].closed.is_set()
+    assert [ok for _, ok, _ in faults] == [True, False, True]  # changes only, not every retry
+    rig.show("after the stall")
+    assert _wait(lambda: "after the stall" in seen)
+
+
+def test_unplugged_camera_is_a_fault_until_plugged_back(supervised) -> None:
+    rig, cam, scanner, faults, seen = supervised
+    assert _wait(lambda: scanner.counters.get("frames") > 5)
+    rig.state = "unplugged"  # the open handle fails, and reopening fails too
+    assert _wait(lambda: faults and faults[-1][1] is False)
+    assert "returned no data" in faults[-1][2] or "No such device" in faults[-1][2]
+    assert _wait(lambda: cam.counters.get("open_failures") >= 2)  # it keeps trying
+    assert faults[-1][1] is False and cam.frame_age is not None
+    rig.state = "live"
+    assert _wait(lambda: faults[-1][1] is True)
+    rig.show("plugged back")
+    assert _wait(lambda: "plugged back" in seen)
+    assert cam.counters.get("opens") == len(rig.opened) >= 2
+
+
+def test_camera_missing_at_boot_does_not_stop_the_lane() -> None:
+    rig = LiveRig()
+    rig.state = "unplugged"
+    faults: list[tuple[str, bool, str]] = []
+    seen: list[str] = []
+    cam = SupervisedCamera(rig.open, stall_s=0.3, reopen_s=(0.05, 0.1))  # opens lazily: no raise
+    scanner = QrScanner(cam, ZxingDecoder(), seen.append, on_fault=lambda *a: faults.append(a)).start()
+    try:
+        assert _wait(lambda: faults and faults[-1][1] is False)
+        assert "cannot open camera" in faults[-1][2] and "No such device" in faults[-1][2]
+        rig.state = "live"
+        rig.show("first pass of the day")
+        assert _wait(lambda: seen == ["first pass of the day"])
+        assert faults[-1][1] is True
+    finally:
+        scanner.close()
+        cam.close()
+
+
+def test_closing_a_supervised_camera_is_not_a_fault(supervised) -> None:
+    rig, cam, scanner, faults, seen = supervised
+    assert _wait(lambda: scanner.counters.get("frames") > 2)
+    cam.close()  # what the app does at shutdown, before stopping the scanner
+    time.sleep(0.5)
+    assert [ok for _, ok, _ in faults] == [True] and rig.opened[0].closed.is_set()
+    assert cam.read(0.01) is None
+
+
+def test_supervised_camera_rejects_nonsense_settings() -> None:
+    with pytest.raises(ValueError):
+        SupervisedCamera(LiveRig().open, stall_s=0)
+    with pytest.raises(ValueError):
+        SupervisedCamera(LiveRig().open, reopen_s=(2.0, 1.0))
+
+
+# --- Picamera2Camera, against a stand-in picamera2 module ------------------------------------
+
+class FakePicamera2:
+    """What the gate uses of picamera2.Picamera2: YUV420 arrays (Y rows first, rows
+    padded to a stride) at the configured size."""
+
+    instances: list[FakePicamera2] = []
+    fail_open = False
+
+    def __init__(self, camera_num: int = 0) -> None:
+        if FakePicamera2.fail_open:
+            raise RuntimeError("Camera __init__ sequence did not complete.")
+        self.camera_num = camera_num
+        self.started = self.closed = False
+        self.config: dict | None = None
+        self.y: np.ndarray | None = None
+        FakePicamera2.instances.append(self)
+
+    def create_video_configuration(self, main: dict, controls: dict, buffer_count: int) -> dict:
+        return {"main": main, "controls": controls, "buffer_count": buffer_count}
+
+    def configure(self, config: dict) -> None:
+        self.config = config
+
+    def start(self) -> None:
+        self.started = True
+
+    def capture_array(self, name: str = "main", wait: float | None = None) -> np.ndarray:
+        assert self.config is not None and self.started and name == "main"
+        w, h = self.config["main"]["size"]
+        time.sleep(0.01)
+        stride = (w + 63) // 64 * 64
+        out = np.full((h * 3 // 2, stride), 128, np.uint8)  # chroma rows: neutral grey
+        out[:h, :w] = self.y if self.y is not None else render_empty(w, h)
+        return out
+
+    def stop(self) -> None:
+        self.started = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def fake_picamera2(monkeypatch: pytest.MonkeyPatch):
+    import sys
+    import types
+
+    module = types.ModuleType("picamera2")
+    module.Picamera2 = FakePicamera2  # type: ignore[attr-defined]
+    FakePicamera2.instances = []
+    FakePicamera2.fail_open = False
+    monkeypatch.setitem(sys.modules, "picamera2", module)
+    return FakePicamera2
+
+
+def test_picamera2_hands_out_the_y_plane(fake_picamera2) -> None:
+    from drivers.camera import Picamera2Camera
+
+    cam = Picamera2Camera(300, 200, fps=25)
+    try:
+        fake = fake_picamera2.instances[0]
+        assert fake.config["main"] == {"size": (300, 200), "format": "YUV420"}
+        assert fake.config["controls"] == {"FrameRate": 25.0}
+        fake.y = render("pi camera pass", 300, 200)
+        deadline = time.monotonic() + 5
+        frame = None
+        while time.monotonic() < deadline:
+            frame = cam.read(timeout=1.0)
+            if frame is not None and decode(frame):
+                break
+        assert frame is not None and frame.shape == (200, 300) and frame.flags["C_CONTIGUOUS"]
+        assert decode(frame) == ["pi camera pass"]  # luma only: chroma rows and padding gone
+    finally:
+        cam.close()
+    assert fake.closed and not fake.started
+
+
+def test_picamera2_open_failure_is_a_camera_error(fake_picamera2) -> None:
+    from drivers.camera import Picamera2Camera
+
+    fake_picamera2.fail_open = True
+    with pytest.raises(CameraError, match="Pi camera 0"):
+        Picamera2Camera()
+
+
+def test_picamera2_missing_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from drivers.camera import Picamera2Camera
+
+    monkeypatch.setitem(sys.modules, "picamera2", None)  # import fails as if not installed
+    with pytest.raises(CameraError, match="python3-picamera2"):
+        Picamera2Camera()

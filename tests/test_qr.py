@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from drivers.camera import SimCamera, render, render_empty
-from drivers.qr import (Decoder, PyzbarDecoder, QrScanner, ZxingDecoder, make_decoder,
-                        to_grey)
+from drivers.camera import SimCamera, render, render_empty, render_scene
+from drivers.qr import (Decoder, FastScanDecoder, Found, PyzbarDecoder, QrScanner,
+                        ThoroughDecoder, ZxingDecoder, make_decoder, reading_order, to_grey)
 
 PHOTOS = Path(os.environ.get("GATE_QR_PHOTOS", "/work/shared/datasets/qr-photos"))
 
@@ -23,7 +23,7 @@ TOKEN = "GP1." + ("Qm9va2luZy0xMjM0NTY3ODkw_-aZ" * 5)[:130]
 TEXTS = ["hello gate", TOKEN, "访客通行证：张伟，3栋1202室"]
 
 
-@pytest.fixture(params=["zxing", "pyzbar"])
+@pytest.fixture(params=["fast", "zxing", "pyzbar", "thorough"])
 def decoder(request: pytest.FixtureRequest) -> Decoder:
     return make_decoder(request.param)
 
@@ -82,6 +82,8 @@ def test_no_codes_in_frames_without_one(decoder: Decoder) -> None:
         np.full((480, 640), 255, np.uint8),
         rng.integers(0, 256, (480, 640), dtype=np.uint8),
         (rng.random((480, 640)) > 0.5).astype(np.uint8) * 255,  # salt and pepper
+        render_scene(640, 480, seed=1),  # signs, railings, stripes: edges everywhere
+        render_scene(1280, 720, seed=2),
     ]
     assert [decoder.decode(f) for f in frames] == [[]] * len(frames)
 
@@ -137,7 +139,7 @@ def test_shift_jis_photos_do_not_raise(decoder: Decoder) -> None:
     outs = [decoder.decode(cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)) for p in photos]
     assert all(isinstance(t, str) for out in outs for t in out)
     assert sum(1 for out in outs if out) >= 4  # they are decodable, not just survivable
-    if decoder.name == "zxing":  # zxing-cpp gets Shift-JIS right character for character
+    if decoder.name != "pyzbar":  # zxing-cpp gets Shift-JIS right character for character
         assert outs[0] == [_read_exact(photos[0].with_suffix(".txt"))]
 
 
@@ -160,6 +162,207 @@ def test_zxing_decodes_real_photo_dataset(record_property) -> None:  # type: ign
     record_property("zxing_decoded", len(ok))
     print(f"\nzxing-cpp decoded {len(ok)}/{len(pairs)} real photos exactly")
     assert len(ok) >= 150, f"only {len(ok)}/{len(pairs)} photos decoded (165 measured)"
+
+
+def _photo_pairs() -> list[tuple[Path, Path]]:
+    pairs = sorted((p, p.with_suffix(".txt")) for p in PHOTOS.glob("qrcode-*/*.png"))
+    return [(img, txt) for img, txt in pairs if txt.exists()]
+
+
+def test_thorough_decoder_reads_95_percent_of_real_photos(record_property) -> None:  # type: ignore[no-untyped-def]
+    pairs = _photo_pairs()
+    if not pairs:
+        pytest.skip(f"photo dataset not at {PHOTOS}")
+    dec = ThoroughDecoder()
+    ok, other = [], {}
+    for img, txt in pairs:
+        truth = _read_exact(txt)
+        out = dec.decode(cv2.imread(str(img), cv2.IMREAD_GRAYSCALE))
+        if truth in out:
+            ok.append(img)
+        wrong = [t for t in out if t != truth]
+        if wrong:
+            other[f"{img.parent.name}/{img.stem}"] = wrong
+    record_property("thorough_decoded", len(ok))
+    print(f"\nthorough decoder: {len(ok)}/{len(pairs)} real photos exactly")
+    assert len(ok) >= 170, f"only {len(ok)}/{len(pairs)} photos decoded (170 measured)"
+    # No false positives. The one text that differs from its truth file is
+    # qrcode-2/13, an image with the same module pattern as qrcode-2/12: it reads as
+    # 12's text, which its truth file has without the 'y' of "photography".
+    assert other == {"qrcode-2/13": [_read_exact(PHOTOS / "qrcode-2" / "12.txt")]}
+
+
+# --- the live decoder ---------------------------------------------------------------
+
+@pytest.mark.parametrize("size", [(640, 480), (1280, 720), (1920, 1080)],
+                         ids=["480p", "720p", "1080p"])
+def test_fast_decoder_loses_no_code(size: tuple[int, int]) -> None:
+    # Near codes read in every frame; far ones (2 px/module, too small for the
+    # shrunk copy) within one full-resolution cycle, whatever frame they appear on.
+    w, h = size
+    blank = render_empty(w, h)
+    for module_px in (2, 3, 4, 6, 10):
+        for center in ((0.25, 0.3), (0.7, 0.6)):
+            try:
+                frame = render(TOKEN, w, h, module_px=module_px, center=center)
+            except ValueError:
+                continue  # too big for this frame
+            for phase in range(4):
+                dec = FastScanDecoder()
+                for _ in range(phase):
+                    assert dec.decode(blank) == []
+                reads = [dec.decode(frame) == [TOKEN] for _ in range(dec.full_every)]
+                assert any(reads), (size, module_px, center, phase)
+                if module_px >= 3:
+                    assert all(reads), (size, module_px, center, phase)
+
+
+def test_fast_decoder_does_full_resolution_work_only_every_few_frames() -> None:
+    dec = FastScanDecoder(full_every=4)
+    for _ in range(12):
+        assert dec.decode(render_empty(1280, 720)) == []
+    assert dec.counters.get("frames") == 12
+    assert dec.counters.get("full_passes") == 3  # frames 0, 4 and 8
+    assert dec.counters.get("crops") == 0  # nothing seen: nothing looked at closer
+
+
+def test_fast_decoder_reads_a_borderline_code_in_a_crop() -> None:
+    # 2.5 px per module: zxing-cpp locates the symbol in the half-size copy but
+    # cannot sample it there; the full-resolution crop around it reads it on
+    # every frame instead of every fourth.
+    big = render(TOKEN, 2560, 1440, module_px=5, center=(0.4, 0.5), blur_sigma=1.0)
+    frame = cv2.resize(big, (1280, 720), interpolation=cv2.INTER_AREA)
+    dec = FastScanDecoder()
+    assert dec.decode(frame) == [TOKEN]  # frame 0: the full pass
+    for _ in range(3):
+        assert dec.decode(frame) == [TOKEN]
+    assert dec.counters.get("full_passes") == 1 and dec.counters.get("crops") == 3
+
+
+def test_fast_decoder_reports_positions_in_frame_pixels() -> None:
+    frame = render("where am I", 1280, 720, module_px=8, center=(0.25, 0.5))
+    dec = FastScanDecoder()
+    dec.decode(render_empty(1280, 720))  # past the full pass: found in the half-size copy
+    (found,) = dec.find(frame)
+    assert found.text == "where am I"
+    cx, cy = found.center
+    assert abs(cx - 320) < 12 and abs(cy - 360) < 12
+    assert found.contains((320, 360)) and not found.contains((900, 360))
+
+
+def test_fast_decoder_reads_bgr_frames_like_grey_ones() -> None:
+    grey = render(TOKEN, 1280, 720)
+    bgr = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
+    dec = FastScanDecoder()
+    assert [dec.decode(f) for f in (bgr, bgr, grey, bgr)] == [[TOKEN]] * 4
+
+
+def test_fast_decoder_settings() -> None:
+    with pytest.raises(ValueError):
+        FastScanDecoder(full_every=0)
+    with pytest.raises(ValueError):
+        FastScanDecoder(scale=0)
+    tiny = render("tiny frame", 200, 150, module_px=2)  # too small to shrink: full pass
+    dec = FastScanDecoder()
+    assert [dec.decode(tiny) for _ in range(3)] == [["tiny frame"]] * 3
+
+
+def test_scanner_with_the_live_decoder_reports_a_held_code_once() -> None:
+    cam = SimCamera(1280, 720)
+    rec = Recorder()
+    scanner = QrScanner(cam, make_decoder("auto"), rec).start()
+    try:
+        cam.show(TOKEN, frames=30)  # a second of a pass held up
+        cam.show("visitor-7", frames=3)
+        assert cam.settle(scanner)
+    finally:
+        scanner.close()
+        cam.close()
+    assert rec.codes == [TOKEN, "visitor-7"]
+
+
+# --- still images: a sheet of printed passes ---------------------------------------------
+
+def render_sheet(texts: list[str], width: int = 2480, height: int = 3508,
+                 cols: int = 2) -> np.ndarray:
+    """An A4 page at 300 dpi with a grid of pass QR codes, each with a caption
+    and a cut line, as `gate passes issue` output would be printed."""
+    import segno
+
+    page = np.full((height, width), 250, np.uint8)
+    rows = -(-len(texts) // cols)
+    cw, ch = width // cols, (height - 300) // rows
+    for i, text in enumerate(texts):
+        matrix = np.asarray(segno.make(text, error="m", micro=False).matrix, dtype=bool)
+        px = int(min(cw, ch) * 0.55) // (matrix.shape[0] + 8)
+        code = np.pad(np.where(matrix, 20, 250).astype(np.uint8), 4, constant_values=250)
+        code = np.repeat(np.repeat(code, px, 0), px, 1)
+        r, c = divmod(i, cols)
+        y = 150 + r * ch + (ch - code.shape[0]) // 2
+        x = c * cw + (cw - code.shape[1]) // 2
+        page[y:y + code.shape[0], x:x + code.shape[1]] = code
+        cv2.putText(page, f"pass {i + 1}  3-2-50{i}", (x, y + code.shape[0] + 50),
+                    cv2.FONT_HERSHEY_SIMPLEX, 1.5, 20, 3)
+        cv2.rectangle(page, (c * cw + 20, 150 + r * ch + 10),
+                      ((c + 1) * cw - 20, 150 + (r + 1) * ch - 10), 120, 2)
+    return page
+
+
+def photograph(page: np.ndarray, width: int = 1200) -> np.ndarray:
+    """The page as a phone photographs it: at an angle, smaller, blurred, noisy."""
+    h, w = page.shape
+    src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    dst = np.float32([[80, 40], [w - 200, 120], [w - 60, h - 30], [30, h - 150]])
+    shot = cv2.warpPerspective(page, cv2.getPerspectiveTransform(src, dst), (w, h),
+                               borderValue=90)
+    shot = cv2.resize(shot, (width, round(width * h / w)), interpolation=cv2.INTER_AREA)
+    shot = cv2.GaussianBlur(shot.astype(np.float32), (0, 0), 0.8)
+    shot += np.random.default_rng(0).normal(0, 4, shot.shape).astype(np.float32)
+    return np.clip(shot, 0, 255).astype(np.uint8)
+
+
+SHEET = [f"GP1.{i:02d}" + TOKEN[6:] for i in range(10)]
+
+
+def test_thorough_decoder_finds_every_pass_on_a_sheet_in_reading_order() -> None:
+    page = render_sheet(SHEET)
+    dec = ThoroughDecoder()
+    assert dec.decode(page) == SHEET
+    assert dec.decode(photograph(page)) == SHEET
+
+
+def test_gate_scan_prints_every_pass_on_a_sheet(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from gate.cli import main
+
+    page = render_sheet(SHEET[:8], cols=2)
+    scanned = tmp_path / "sheet.png"
+    shot = tmp_path / "sheet-photo.jpg"
+    cv2.imwrite(str(scanned), page)
+    cv2.imwrite(str(shot), photograph(page), [cv2.IMWRITE_JPEG_QUALITY, 85])
+    res = CliRunner().invoke(main, ["scan", str(scanned), str(shot)])
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert lines == [f"{scanned}\t{t}" for t in SHEET[:8]] + [f"{shot}\t{t}" for t in SHEET[:8]]
+
+
+def test_thorough_decoder_keeps_two_copies_of_one_pass() -> None:
+    # Two prints of the same pass on one sheet are two codes; one code read by
+    # several passes of the decoder is one.
+    frame = np.hstack([render("same pass", 400, 400), render("same pass", 400, 400)])
+    assert ThoroughDecoder().decode(frame) == ["same pass", "same pass"]
+
+
+def test_reading_order() -> None:
+    def at(text: str, x: float, y: float, size: float = 100) -> Found:
+        s = size / 2
+        return Found(text, ((x - s, y - s), (x + s, y - s), (x + s, y + s), (x - s, y + s)))
+
+    grid = [at("a", 100, 100), at("b", 400, 110), at("c", 700, 95),
+            at("d", 110, 400), at("e", 395, 390), at("f", 690, 410)]
+    shuffled = [grid[i] for i in (4, 2, 0, 5, 3, 1)]
+    assert [f.text for f in reading_order(shuffled)] == list("abcdef")
 
 
 def test_pyzbar_needs_grey_and_gets_it() -> None:
@@ -186,9 +389,11 @@ def test_to_grey() -> None:
 
 
 def test_make_decoder() -> None:
-    assert make_decoder("auto").name == "zxing"  # preferred when installed
+    assert make_decoder("auto").name == "fast"  # the live path when zxing-cpp is installed
+    assert isinstance(make_decoder("fast"), FastScanDecoder)
     assert isinstance(make_decoder("zxing"), ZxingDecoder)
     assert isinstance(make_decoder("pyzbar"), PyzbarDecoder)
+    assert isinstance(make_decoder("thorough"), ThoroughDecoder)
     with pytest.raises(ValueError, match="quirc"):
         make_decoder("quirc")  # type: ignore[arg-type]
 

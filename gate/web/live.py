@@ -29,10 +29,8 @@ from gate.records import (
     AlarmRecord,
     DecisionRecord,
     DoorRecord,
-    HealthRecord,
     LaneRecord,
     OverrideRecord,
-    RegistrationRecord,
 )
 from gate.store import Store
 
@@ -267,10 +265,7 @@ class LiveState:
                 }
                 self.recent.append(view)
                 out.append(sse("decision", view))
-            elif isinstance(rec, RegistrationRecord):
-                out.append(sse("registration", {"id": rec.id, "pass_id": rec.pass_id, "time": self._hms(rec.at)}))
-            elif isinstance(rec, HealthRecord):
-                out.append(sse("device", {"lane": rec.lane, "device": rec.device, "ok": rec.ok, "detail": rec.detail}))
+            # Registrations and device health reach the page through the monitor (today, health).
             self._fanout(out)
 
     # ------------------------------------------------------------ subscribers

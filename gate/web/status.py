@@ -65,11 +65,12 @@ class Monitor:
         self._today_dirty = True
         self._thread: threading.Thread | None = None
         self._last: dict[str, Any] = {}
+        self._day: Any = None
         self.store: Store | None = None
 
     def changed(self, rec: LaneRecord | None = None) -> None:
         """Something happened at a lane (called from the live worker)."""
-        if rec is None or rec.type in ("decision", "alarm", "registration"):
+        if rec is None or rec.type in ("decision", "alarm", "registration", "health"):
             self._today_dirty = True
         self._wake.set()
 
@@ -106,6 +107,10 @@ class Monitor:
     def tick(self) -> None:
         assert self.store is not None
         now = self.app.clock.now()
+        day = now.astimezone(self.app.tz).date()
+        if day != self._day:  # midnight: a new day starts at zero, traffic or not
+            self._day = day
+            self._today_dirty = True
         if self._today_dirty:
             self._today_dirty = False
             self._send("today", self.today(now))
