@@ -42,21 +42,27 @@ def main(argv: list[str] | None = None) -> int:
     info = machine()
     t0 = time.monotonic()
     figures: list[Figure] = []
+    owners: dict[str, str] = {}
     failed = []
     for name in groups:
         module = importlib.import_module(f"bench.{name}")
         ctx.log(f"bench: {name} ({module.TITLE}){' quick' if args.quick else ''} ...")
         try:
-            figures += module.run(ctx)
+            made = module.run(ctx)
         except Exception as exc:  # one broken group must not lose the others' figures
             failed.append(name)
             ctx.log(f"bench: group {name} failed: {type(exc).__name__}: {exc}")
+            continue
+        figures += made
+        owners.update((f.name, name) for f in made)
     duration = time.monotonic() - t0
     print(table(figures, info))
     for line in ctx.implications:
         print(f"  {line}")
-    write_results(args.out, figures, info, groups=groups, quick=args.quick,
-                  implications=ctx.implications, duration_s=duration)
+    # A group that failed keeps its figures from the last run that had them.
+    write_results(args.out, figures, info, groups=[g for g in groups if g not in failed],
+                  quick=args.quick,
+                  implications=ctx.implications, duration_s=duration, owners=owners)
     print(f"wrote {args.out} ({len(figures)} figures, {duration:.0f} s; absolute times are "
           "this machine's)")
     return 1 if failed else 0

@@ -183,25 +183,40 @@ def table(figures: list[Figure], info: dict[str, Any]) -> str:
 
 def write_results(path: Path, figures: list[Figure], info: dict[str, Any], *,
                   groups: list[str], quick: bool, implications: list[str],
-                  duration_s: float) -> dict[str, Any]:
-    """Write ``{"machine": ..., "figures": [...]}`` (plus notes). Figures of groups
-    not run this time are kept from an existing file, so ``--only`` updates a part."""
+                  duration_s: float, owners: dict[str, str] | None = None) -> dict[str, Any]:
+    """Write ``{"machine": ..., "figures": [...]}`` (plus notes and which group made
+    which figure). Figures of groups not run this time are kept from an existing
+    file, so ``--only`` updates a part. ``owners`` maps a figure name to its group
+    (figure names need not start with it: ``rss_mb``, ``outbox.drain_vs_paho``)."""
+    owners = dict(owners or {})
     kept: list[dict[str, Any]] = []
     notes: dict[str, str] = {}
+    old_owners: dict[str, str] = {}
+    new_names = {f.name for f in figures}
     if path.exists():
         try:
             old = json.loads(path.read_text(encoding="utf-8"))
+            old_owners = {n: g for g, names in (old.get("groups") or {}).items() for n in names}
+
+            def stale(name: str) -> bool:
+                return name in new_names or old_owners.get(name, name.split(".")[0]) in groups
+
             kept = [f for f in old.get("figures", [])
-                    if isinstance(f, dict) and str(f.get("name", "")).split(".")[0] not in groups]
-            notes = {k: v for k, v in (old.get("notes") or {}).items()
-                     if k.split(".")[0] not in groups}
-        except (ValueError, AttributeError):
-            kept, notes = [], {}
+                    if isinstance(f, dict) and not stale(str(f.get("name", "")))]
+            notes = {k: v for k, v in (old.get("notes") or {}).items() if not stale(k)}
+        except (ValueError, AttributeError, TypeError):
+            kept, notes, old_owners = [], {}, {}
+    kept_names = {str(f.get("name")) for f in kept}
+    owners = {**{n: g for n, g in old_owners.items() if n in kept_names}, **owners}
     notes.update({f.name: f.note for f in figures if f.note})
+    by_group: dict[str, list[str]] = {}
+    for name, group in owners.items():
+        by_group.setdefault(group, []).append(name)
     doc = {
         "machine": info,
         "figures": kept + [f.record() for f in figures],
         "notes": notes,
+        "groups": by_group,
         "implications": implications,
         "run": {"groups": groups, "quick": quick, "duration_s": round(duration_s, 1),
                 "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")},

@@ -1,16 +1,17 @@
-"""Infrared forehead thermometer: GY-MCU90614 (MLX90614) or a line-based ASCII sensor
-on a serial port.
+"""Infrared forehead thermometer: GY-MCU90614 (MLX90614), a line-based ASCII sensor or
+a Modbus RTU sensor (holding registers in tenths of °C) on a serial port.
 
 Layers, each usable on its own:
 
-* ``Gy90614Parser`` / ``AsciiLineParser`` turn bytes into ``Frame`` readings.
+* ``Gy90614Parser`` / ``AsciiLineParser`` / ``ModbusRtuParser`` turn bytes into
+  ``Frame`` readings (the Modbus one also makes the read-holding-registers polls).
 * ``MeasurementDetector`` turns a frame stream into one ``Measurement`` per
   "something warm in front of the sensor" episode (median of the frames).
 * ``Compensation`` maps forehead skin temperature to an estimated body temperature.
 * ``SerialThermometer`` runs all of it on a pyserial port in a thread, reconnects
   after an unplug and reports faults.
-* ``SimThermometer`` is a simulated GY-MCU90614 behind a real pseudo-terminal, so
-  drills and tests exercise the real serial path.
+* ``SimThermometer`` is a simulated GY-MCU90614 or Modbus RTU sensor behind a real
+  pseudo-terminal, so drills and tests exercise the real serial path.
 
 The driver reports what it measured; judging fever or human range is the lane's job.
 """
@@ -232,6 +233,134 @@ class AsciiLineParser:
         return frame if _in_range(frame) else None
 
 
+# --- Modbus RTU sensors ---------------------------------------------------------------
+#
+# Many industrial IR sensors speak Modbus RTU on RS-485: the gate is the master and
+# polls "read holding registers" (function 0x03); the sensor answers with signed
+# 16-bit registers, here temperatures in tenths of °C. A frame is the slave
+# address, the function, its data and a CRC-16 (polynomial 0xA001 reflected,
+# initial 0xFFFF, low byte first). A full Modbus library (pymodbus) is far more
+# than these two frame types need.
+
+MODBUS_READ_HOLDING = 0x03
+MODBUS_MAX_REGISTERS = 125  # per read, by the specification
+
+
+def crc16_modbus(data: bytes | bytearray) -> int:
+    """CRC-16/MODBUS of ``data``."""
+    crc = 0xFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+    return crc
+
+
+def with_crc(body: bytes) -> bytes:
+    return body + crc16_modbus(body).to_bytes(2, "little")
+
+
+def read_holding_request(slave: int, address: int, count: int) -> bytes:
+    """The RTU frame asking ``slave`` for ``count`` holding registers from ``address``."""
+    if not 1 <= slave <= 247:
+        raise ValueError(f"Modbus slave address must be 1..247, got {slave}")
+    if not 0 <= address <= 0xFFFF or not 1 <= count <= MODBUS_MAX_REGISTERS \
+            or address + count > 0x10000:
+        raise ValueError(f"cannot read {count} registers from {address}")
+    return with_crc(struct.pack(">BBHH", slave, MODBUS_READ_HOLDING, address, count))
+
+
+def read_holding_response(slave: int, values: list[int]) -> bytes:
+    """A slave's answer carrying ``values`` (signed 16-bit)."""
+    data = struct.pack(f">{len(values)}h", *values)
+    return with_crc(struct.pack(">BBB", slave, MODBUS_READ_HOLDING, len(data)) + data)
+
+
+def exception_response(slave: int, function: int, code: int) -> bytes:
+    return with_crc(bytes([slave, function | 0x80, code]))
+
+
+class ModbusRtuParser:
+    """A Modbus RTU master's side of one sensor: ``request()`` is the poll,
+    ``feed()`` turns the answers into ``Frame`` readings.
+
+    The object temperature is holding register ``register``; the ambient one is
+    ``ambient_register`` if the sensor has it, else ``assumed_ambient_c`` (as for
+    ASCII sensors: no ambient correction). Both are read by one request. Bytes that
+    do not make a CRC-correct answer from our slave are skipped one at a time
+    (answers of other slaves on a shared bus, line noise). Counters: ``frames``,
+    ``bad_crc``, ``modbus_exception``, ``out_of_range``, ``garbage_bytes``.
+    """
+
+    def __init__(self, counters: Counters | None = None, *, slave: int = 1, register: int = 0,
+                 ambient_register: int | None = None, assumed_ambient_c: float = 25.0) -> None:
+        regs = [register] if ambient_register is None else [register, ambient_register]
+        self.first = min(regs)
+        self.count = max(regs) - self.first + 1
+        self._request = read_holding_request(slave, self.first, self.count)  # validates
+        self.counters = counters if counters is not None else Counters()
+        self.slave = slave
+        self.register = register
+        self.ambient_register = ambient_register
+        self.assumed_ambient_c = assumed_ambient_c
+        self.last_exception: int | None = None
+        self._buf = bytearray()
+
+    def request(self) -> bytes:
+        return self._request
+
+    def feed(self, data: bytes) -> list[Frame]:
+        buf = self._buf
+        buf += data
+        out: list[Frame] = []
+        garbage = 0
+        want = 5 + 2 * self.count
+        while len(buf) >= 2:
+            if buf[0] != self.slave or buf[1] not in (MODBUS_READ_HOLDING, MODBUS_READ_HOLDING | 0x80):
+                garbage += 1
+                del buf[0]
+                continue
+            if buf[1] & 0x80:  # exception: slave, 0x83, code, crc
+                if len(buf) < 5:
+                    break
+                if crc16_modbus(buf[:3]) == int.from_bytes(buf[3:5], "little"):
+                    self.counters.inc("modbus_exception")
+                    self.last_exception = buf[2]
+                    del buf[:5]
+                else:
+                    self.counters.inc("bad_crc")
+                    garbage += 1
+                    del buf[0]
+                continue
+            if len(buf) < 3:
+                break
+            if buf[2] != 2 * self.count:  # not the answer to our poll
+                garbage += 1
+                del buf[0]
+                continue
+            if len(buf) < want:
+                break
+            if crc16_modbus(buf[:want - 2]) != int.from_bytes(buf[want - 2:want], "little"):
+                self.counters.inc("bad_crc")
+                garbage += 1
+                del buf[0]
+                continue
+            values = struct.unpack(f">{self.count}h", bytes(buf[3:want - 2]))
+            del buf[:want]
+            obj = values[self.register - self.first] / 10.0
+            amb = (values[self.ambient_register - self.first] / 10.0
+                   if self.ambient_register is not None else self.assumed_ambient_c)
+            frame = Frame(obj, amb)
+            if _in_range(frame):
+                self.counters.inc("frames")
+                out.append(frame)
+            else:
+                self.counters.inc("out_of_range")
+        if garbage:
+            self.counters.inc("garbage_bytes", garbage)
+        return out
+
+
 # --- compensation and measurement ----------------------------------------------------
 
 
@@ -319,42 +448,69 @@ class MeasurementDetector:
 _FPS_WINDOW_S = 2.0
 
 
+Protocol_ = Literal["gy-mcu90614", "ascii", "modbus"]
+
+
 class SerialThermometer:
     """Reads a thermometer on a serial port in a daemon thread.
 
-    Calls ``on_measurement`` (from its thread) once per presence. Reports
-    ``on_fault(name, False, detail)`` when the port fails or, if ``stale_s`` is
-    not None, when no valid frame arrived for ``stale_s`` seconds while open (the
-    GY-MCU90614 streams at ~14 Hz; the continuous command is re-sent meanwhile in
-    case the module was power-cycled). ``on_fault(name, True, ...)`` follows on
-    recovery. Faults are reported on changes only. ASCII sensors that print only
-    when measuring should be given ``stale_s=None``.
+    Calls ``on_measurement`` (from its thread) once per presence, and ``on_frame``
+    (if given) for every valid reading. Reports ``on_fault(name, False, detail)``
+    when the port fails or, if ``stale_s`` is not None, when no valid frame
+    arrived for ``stale_s`` seconds while open (the GY-MCU90614 streams at ~14 Hz;
+    the continuous command is re-sent meanwhile in case the module was
+    power-cycled; a Modbus sensor is polled ``poll_hz`` times a second and must
+    answer). ``on_fault(name, True, ...)`` follows on recovery. Faults are reported
+    on changes only. ASCII sensors that print only when measuring should be given
+    ``stale_s=None``.
+
+    Modbus RTU: ``slave`` is the sensor's address, ``register`` the holding
+    register of the object temperature and ``ambient_register`` that of the
+    ambient one (None: the sensor has none), both in tenths of °C.
     """
 
     def __init__(self, port: str, *, baudrate: int = 9600,
-                 protocol: Literal["gy-mcu90614", "ascii"] = "gy-mcu90614",
+                 protocol: Protocol_ = "gy-mcu90614",
                  compensation: Compensation = Compensation(),
                  on_measurement: Callable[[Measurement], None],
                  on_fault: FaultCallback = no_fault, name: str = "thermometer",
                  stale_s: float | None = 3.0,
-                 backoff_s: tuple[float, float] = (0.2, 5.0)) -> None:
-        if protocol not in ("gy-mcu90614", "ascii"):
+                 backoff_s: tuple[float, float] = (0.2, 5.0),
+                 parity: Literal["N", "E", "O"] = "N",
+                 slave: int = 1, register: int = 0, ambient_register: int | None = None,
+                 poll_hz: float = 10.0,
+                 on_frame: Callable[[Frame], None] | None = None) -> None:
+        if protocol not in ("gy-mcu90614", "ascii", "modbus"):
             raise ValueError(f"unknown thermometer protocol {protocol!r}")
         if not 0 < backoff_s[0] <= backoff_s[1]:
             raise ValueError("backoff_s must be (min, max) with 0 < min <= max")
+        if poll_hz <= 0:
+            raise ValueError("poll_hz must be positive")
         self.port = port
         self.baudrate = baudrate
         self.protocol = protocol
+        self.parity = parity
+        self.poll_hz = poll_hz
         self.name = name
         self.stale_s = stale_s
         self.backoff_s = backoff_s
         self._on_measurement = on_measurement
+        self._on_frame = on_frame
         self._on_fault = on_fault
         self.counters = Counters()
         self.progress = Progress()
-        self._parser: Parser = (Gy90614Parser(self.counters) if protocol == "gy-mcu90614"
-                                else AsciiLineParser(self.counters, assumed_ambient_c=compensation.ambient_ref_c))
+        self._modbus: ModbusRtuParser | None = None
+        self._parser: Parser
+        if protocol == "gy-mcu90614":
+            self._parser = Gy90614Parser(self.counters)
+        elif protocol == "ascii":
+            self._parser = AsciiLineParser(self.counters, assumed_ambient_c=compensation.ambient_ref_c)
+        else:
+            self._parser = self._modbus = ModbusRtuParser(
+                self.counters, slave=slave, register=register, ambient_register=ambient_register,
+                assumed_ambient_c=compensation.ambient_ref_c)
         self._detector = MeasurementDetector(compensation, counters=self.counters)
+        self._last_frame: Frame | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # guards the fields read by other threads
@@ -370,6 +526,12 @@ class SerialThermometer:
     def last_measurement(self) -> Measurement | None:
         with self._lock:
             return self._last
+
+    @property
+    def last_frame(self) -> Frame | None:
+        """The last valid reading (object and ambient, uncompensated)."""
+        with self._lock:
+            return self._last_frame
 
     @property
     def frames_per_s(self) -> float:
@@ -403,7 +565,8 @@ class SerialThermometer:
         opened_before = False
         while not self._stop.is_set():
             try:
-                ser = serial.Serial(self.port, self.baudrate, timeout=0.1, exclusive=True)
+                ser = serial.Serial(self.port, self.baudrate, parity=self.parity, timeout=0.1,
+                                    exclusive=True)
             except (serial.SerialException, OSError, ValueError) as exc:
                 self._set_ok(False, f"cannot open {self.port}: {exc}")
                 self._backoff(delay)
@@ -451,8 +614,14 @@ class SerialThermometer:
             ser.write(CMD_CONTINUOUS)
         got_frame = False
         stale = False
-        last_frame = last_kick = time.monotonic()
+        last_frame = last_kick = next_poll = time.monotonic()
+        period = 1.0 / self.poll_hz
         while not self._stop.is_set():
+            if self._modbus is not None and time.monotonic() >= next_poll:
+                ser.write(self._modbus.request())
+                # After a stall (a slow answer, a busy machine) poll at the rate
+                # again rather than in a burst.
+                next_poll = max(next_poll + period, time.monotonic() + period / 2)
             data = ser.read(max(1, ser.in_waiting))
             now = time.monotonic()
             if data:
@@ -481,7 +650,14 @@ class SerialThermometer:
         if frames:
             with self._lock:
                 self._frame_times.extend(now for _ in frames)
+                self._last_frame = frames[-1]
         for frame in frames:
+            if self._on_frame is not None:
+                try:
+                    self._on_frame(frame)
+                except Exception:
+                    self.counters.inc("callback_errors")
+                    log.exception("%s: on_frame failed", self.name)
             m = self._detector.feed(frame)
             if m is None:
                 continue
@@ -509,13 +685,23 @@ class SerialThermometer:
 
 
 class SimThermometer:
-    """A simulated GY-MCU90614 on the master side of a real pseudo-terminal.
+    """A simulated GY-MCU90614, or Modbus RTU sensor, on the master side of a real
+    pseudo-terminal.
 
     ``port`` is a stable symlink (like /dev/serial/by-id/...) to the current pty
     slave. ``unplug()`` closes the master and removes the link, so the reader's
     read fails as with a pulled USB adapter; ``replug()`` makes a new pty and
-    re-points the link. Like the real module after power-up it is in query mode
-    until a reader sends ``CMD_CONTINUOUS``.
+    re-points the link. Like the real module after power-up the GY-MCU90614 is in
+    query mode until a reader sends ``CMD_CONTINUOUS``.
+
+    With ``protocol="modbus"`` it is slave ``slave`` answering read-holding-register
+    requests (function 0x03): ``register`` holds the object and ``ambient_register``
+    (if not None) the ambient temperature, in tenths of °C; other registers below
+    16 read 0, higher ones are an illegal data address (exception 02), other
+    functions exception 01. It speaks only when polled, so ``present()`` queues
+    what the next polls are answered with; a reader counts as "continuous" once it
+    polls. ``hold(object_c)`` keeps a steady target in front of the sensor (a
+    blackbody, for calibration) for streamed frames and polls alike.
 
     ``bytes_sent`` counts bytes written into the line that a reader can still
     receive: bytes still unread in the pty at unplug are subtracted, since they are
@@ -524,17 +710,31 @@ class SimThermometer:
     """
 
     LINK_NAME = "usb-GY-MCU90614-sim-if00-port0"
+    MODBUS_LINK_NAME = "usb-RS485-Modbus-IR-sim-if00-port0"
+    MODBUS_REGISTERS = 16
 
     def __init__(self, *, ambient_c: float = 22.0, rate_hz: float = 14.0, stream: bool = False,
-                 ready_timeout_s: float = 5.0) -> None:
+                 ready_timeout_s: float = 5.0,
+                 protocol: Literal["gy-mcu90614", "modbus"] = "gy-mcu90614",
+                 slave: int = 1, register: int = 0, ambient_register: int | None = 1) -> None:
         if rate_hz <= 0:
             raise ValueError("rate_hz must be positive")
+        if protocol not in ("gy-mcu90614", "modbus"):
+            raise ValueError(f"the simulator speaks gy-mcu90614 or modbus, not {protocol!r}")
         self.ambient_c = ambient_c
         self.rate_hz = rate_hz
         self.stream = stream
         self.ready_timeout_s = ready_timeout_s
+        self.protocol = protocol
+        self.slave = slave
+        self.register = register
+        self.ambient_register = ambient_register
+        self.polls = 0  # Modbus requests answered (with data or an exception)
+        self._script: deque[float] = deque()  # object temperatures for the next polls
+        self._held: float | None = None
         self._dir = tempfile.mkdtemp(prefix="gate-sim-thermo-")
-        self.port = os.path.join(self._dir, self.LINK_NAME)
+        self.port = os.path.join(self._dir, self.MODBUS_LINK_NAME if protocol == "modbus"
+                                 else self.LINK_NAME)
         self._cond = threading.Condition()  # guards everything below and serialises writes
         self._master: int | None = None
         self._slave: int | None = None  # held open so the master never reads EIO between readers
@@ -590,15 +790,27 @@ class SimThermometer:
             return self._cond.wait_for(lambda: self._continuous, timeout)
 
     def present(self, object_c: float, frames: int = 7) -> None:
-        """A warm object for ``frames`` frames, then 2 ambient frames, written at once."""
-        data = encode_frame(object_c, self.ambient_c) * frames + self._ambient_frame() * 2
+        """A warm object for ``frames`` frames, then 2 ambient frames: written at
+        once (GY-MCU90614), or the answers to the next polls (Modbus)."""
         with self._cond:
             if not self._cond.wait_for(lambda: self._continuous, self.ready_timeout_s):
+                what = ("polled by a Modbus master" if self.protocol == "modbus"
+                        else "put into continuous mode")
                 raise RuntimeError(
-                    f"simulated GY-MCU90614 at {self.port} was not put into continuous mode within "
+                    f"simulated thermometer at {self.port} was not {what} within "
                     f"{self.ready_timeout_s:g} s: is a SerialThermometer started on this port "
                     "(and the sim plugged and started)?")
-            self._write_locked(data)
+            if self.protocol == "modbus":
+                self._script.extend([object_c] * frames + [self.ambient_c] * 2)
+                return
+            self._write_locked(encode_frame(object_c, self.ambient_c) * frames
+                               + self._ambient_frame() * 2)
+
+    def hold(self, object_c: float | None) -> None:
+        """Keep an object at ``object_c`` in front of the sensor (None: take it away):
+        what streamed frames and polls report when nothing is queued."""
+        with self._cond:
+            self._held = object_c
 
     def write_raw(self, data: bytes) -> None:
         """Write bytes as they are (garbage, corrupt frames) regardless of mode.
@@ -610,7 +822,13 @@ class SimThermometer:
             self._write_locked(data)
 
     def settle(self, reader: SerialThermometer, timeout: float = 5.0) -> bool:
-        return reader.progress.wait_for(self.bytes_sent, timeout)
+        """Wait until ``reader`` has processed everything presented so far."""
+        deadline = time.monotonic() + timeout
+        if self.protocol == "modbus":
+            with self._cond:  # the queued readings go out as the reader polls
+                if not self._cond.wait_for(lambda: not self._script, timeout):
+                    return False
+        return reader.progress.wait_for(self.bytes_sent, max(0.0, deadline - time.monotonic()))
 
     def unplug(self) -> None:
         with self._cond:
@@ -690,7 +908,7 @@ class SimThermometer:
         while not self._stop.is_set():
             with self._cond:
                 fd = self._master
-                streaming = self.stream and self._continuous
+                streaming = self.stream and self._continuous and self.protocol != "modbus"
             timeout = max(0.0, next_due - time.monotonic()) if streaming else 0.5
             fds = [self._wake_r] if fd is None else [self._wake_r, fd]
             try:
@@ -719,7 +937,8 @@ class SimThermometer:
     def _write_stream_frame_locked(self) -> None:
         # A UART has no flow control: if nobody reads, the stream frame is just lost.
         assert self._master is not None
-        frame = self._ambient_frame()
+        frame = (self._ambient_frame() if self._held is None
+                 else encode_frame(self._held, self.ambient_c))
         try:
             n = os.write(self._master, frame)
         except BlockingIOError:
@@ -736,6 +955,9 @@ class SimThermometer:
                 return
             buf = self._cmd_buf
             buf += data
+            if self.protocol == "modbus":
+                self._modbus_requests_locked(buf)
+                return
             while len(buf) >= 3:
                 if buf[0] != 0xA5 or (buf[0] + buf[1]) & 0xFF != buf[2]:
                     del buf[0]  # noise on the line; a real module ignores it too
@@ -748,3 +970,35 @@ class SimThermometer:
                 elif cmd == CMD_QUERY[1]:
                     self._continuous = False  # query mode: one frame per request
                     self._write_locked(self._ambient_frame())
+
+    def _modbus_requests_locked(self, buf: bytearray) -> None:
+        """Answer every complete request in ``buf`` (8 bytes each, found by CRC)."""
+        while len(buf) >= 8:
+            if crc16_modbus(buf[:6]) != int.from_bytes(buf[6:8], "little"):
+                del buf[0]  # noise, or the tail of a frame we came in halfway through
+                continue
+            slave, function, address, count = struct.unpack(">BBHH", bytes(buf[:6]))
+            del buf[:8]
+            if slave != self.slave:
+                continue  # addressed to another device on the bus: stay silent
+            if not self._continuous:
+                self._continuous = True
+                self._cond.notify_all()
+            self.polls += 1
+            if function != MODBUS_READ_HOLDING:
+                self._write_locked(exception_response(slave, function, 0x01))
+                continue
+            if not 1 <= count <= MODBUS_MAX_REGISTERS or address + count > self.MODBUS_REGISTERS:
+                self._write_locked(exception_response(slave, function, 0x02))
+                continue
+            if self._script:
+                obj = self._script.popleft()
+                if not self._script:
+                    self._cond.notify_all()  # settle() waits for this
+            else:
+                obj = self.ambient_c if self._held is None else self._held
+            regs = {self.register: obj}
+            if self.ambient_register is not None:
+                regs[self.ambient_register] = self.ambient_c
+            values = [round(regs[a] * 10) if a in regs else 0 for a in range(address, address + count)]
+            self._write_locked(read_holding_response(slave, values))

@@ -53,6 +53,7 @@ _LIBESPEAK = threading.Lock()
 
 _TEMP_PREFIX = ".render-"
 _TEMP_SUFFIX = ".tmp"
+_STALE_TEMP_S = 600.0  # far longer than any render takes
 
 
 class RenderError(RuntimeError):
@@ -96,7 +97,8 @@ def _check_wav(path: Path) -> None:
 # --------------------------------------------------------------------------- engines
 
 
-def _espeak_cli(text: str, voice: str, rate: int, amplitude: int, out: Path, timeout_s: float) -> None:
+def _espeak_cli(text: str, voice: str, rate: int, amplitude: int, out: Path,
+                timeout_s: float) -> None:
     """Render with the espeak-ng CLI (11-14 ms for a short prompt)."""
     # Text on stdin, not argv: a prompt starting with "-" must not parse as an option.
     cmd = ["espeak-ng", "-b", "1", "-v", voice, "-s", str(rate), "-a", str(amplitude),
@@ -300,9 +302,7 @@ class PromptCache:
         self._pyttsx3_broken = False
         self._closed = False
         self.directory.mkdir(parents=True, exist_ok=True)
-        # Leftovers of a crash or of a hung pyttsx3 render; never mistaken for WAVs.
-        for stale in self.directory.glob(f"{_TEMP_PREFIX}*{_TEMP_SUFFIX}"):
-            stale.unlink(missing_ok=True)
+        self._sweep_temps()
 
     # stats -------------------------------------------------------------------
     @property
@@ -377,6 +377,18 @@ class PromptCache:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _sweep_temps(self) -> None:
+        """Remove temp files left by a crash or a hung pyttsx3 render. They are never
+        served anyway; only old ones go, as another process (a prerender script)
+        may be writing into the same directory right now."""
+        cutoff = time.time() - _STALE_TEMP_S
+        for temp in self.directory.glob(f"{_TEMP_PREFIX}*{_TEMP_SUFFIX}"):
+            try:
+                if temp.stat().st_mtime < cutoff:
+                    temp.unlink()
+            except FileNotFoundError:
+                pass  # its writer renamed or removed it meanwhile
+
     def _new_temp(self) -> Path:
         fd, name = tempfile.mkstemp(prefix=_TEMP_PREFIX, suffix=_TEMP_SUFFIX, dir=self.directory)
         os.close(fd)
@@ -397,8 +409,8 @@ class PromptCache:
             # A hung render may still write this file later: the CLI gets its own.
             tmp.unlink(missing_ok=True)
             self._pyttsx3_broken = True
-            log.warning("pyttsx3 failed (%s); rendering prompts with the espeak-ng CLI from now on",
-                        reason)
+            log.warning("pyttsx3 failed (%s); rendering prompts with the espeak-ng CLI "
+                        "from now on", reason)
         if self.engine == "pyttsx3":
             self.counters.inc("fallbacks")
         tmp = self._new_temp()
@@ -444,7 +456,8 @@ class Speaker:
     """Plays prompts through a player subprocess (``aplay``) on one worker thread.
 
     ``say()`` never blocks. Only the newest prompt matters at a gate: a new one cuts
-    the one playing short and replaces any not yet started.
+    the one playing short and replaces any not yet started. ``on_fault`` is called
+    from the worker thread when playback starts failing and when it works again.
     """
 
     _POLL_S = 0.1  # how often a playing worker looks for a cut
@@ -508,6 +521,7 @@ class Speaker:
                 self.counters.inc("dropped")
                 self.progress.advance()
             if self._proc is not None:
+                self._cut = True
                 self._proc.terminate()
             self._cond.notify()
         self._worker.join(timeout)
@@ -547,17 +561,19 @@ class Speaker:
             if self._pending is not None or self._closing:
                 self.counters.inc("dropped")  # superseded while rendering
                 return
-            self._cut = False
-            failure = ""
-            try:
-                proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            except OSError as exc:
-                proc, failure = None, f"cannot run {cmd[0]}: {exc}"
-            self._proc = proc
-        if proc is None:
-            self._play_failed(prompt, failure)
+        # Started outside the lock so say() never waits for a fork.
+        try:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        except OSError as exc:
+            self._play_failed(prompt, f"cannot run {cmd[0]}: {exc}")
             return
+        with self._cond:
+            self._proc = proc
+            # A say() while the player started could not cut it yet; do it now.
+            self._cut = self._pending is not None or self._closing
+            if self._cut:
+                proc.terminate()
         stderr = self._wait(proc)
         with self._cond:
             self._proc = None

@@ -361,10 +361,17 @@ class GateApp:
             cam = cfg.camera
             if cam.driver == "sim":
                 source: Any = SimCamera(cam.width, cam.height, stream_fps=10.0 if self.clock.realtime else 0.0)
-            elif cam.driver == "v4l2":
-                from drivers.camera import V4L2Camera
+            elif cam.driver in ("v4l2", "picamera2"):
+                # Live cameras are supervised: opened lazily (a camera missing at boot
+                # degrades the lane instead of stopping the gate), a stalled or
+                # unplugged one is reported (sensor_fault) and reopened when it returns.
+                from drivers.camera import Picamera2Camera, SupervisedCamera, V4L2Camera
 
-                source = V4L2Camera(cam.device, cam.width, cam.height, cam.fps)
+                if cam.driver == "v4l2":
+                    opener: Callable[[], Any] = lambda c=cam: V4L2Camera(c.device, c.width, c.height, c.fps)
+                else:
+                    opener = lambda c=cam: Picamera2Camera(c.width, c.height, c.fps, camera_num=c.camera)
+                source = SupervisedCamera(opener, name="camera")
             else:
                 from drivers.camera import ImageFolderSource, VideoFileSource
 
@@ -396,10 +403,13 @@ class GateApp:
                 devices.sim_thermometer, devices.ambient_c = simt, th.ambient_c
                 devices.closers.append(simt.close)
                 port, baud, proto = simt.port, 9600, "gy-mcu90614"
+                serial_extra: dict[str, Any] = {}
             else:
                 port, baud, proto = th.port, th.baudrate, th.protocol
+                serial_extra = {"parity": th.parity, **th.modbus()}
             reader = SerialThermometer(
                 port,
+                **serial_extra,
                 baudrate=baud,
                 protocol=proto,
                 compensation=comp,

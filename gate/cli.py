@@ -127,9 +127,15 @@ def report_group() -> None:
 @report_group.command("daily")
 @click.option("--date", "day", required=True, help="YYYY-MM-DD (local date)")
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--pdf", type=click.Path(dir_okay=False), help="also write the report as a one-page PDF")
+@click.option("--html", type=click.Path(dir_okay=False), help="also write the report as a self-contained HTML page")
+@click.option("--png", type=click.Path(dir_okay=False), help="also write the report page as a PNG (for a chat)")
 @config_option
 @store_option
-def report_daily(day: str, as_json: bool, config_path: str | None, store_path: str | None) -> None:
+def report_daily(
+    day: str, as_json: bool, config_path: str | None, store_path: str | None,
+    pdf: str | None = None, html: str | None = None, png: str | None = None,
+) -> None:
     """The daily report, also for a day with no events."""
     from datetime import date
 
@@ -143,6 +149,10 @@ def report_daily(day: str, as_json: bool, config_path: str | None, store_path: s
     store = _open_store(conf)
     try:
         rep = daily(store, day)
+        if pdf or html or png:
+            from gate.cli_desk import report_documents
+
+            report_documents(conf, store, day, pdf, html, png)
     finally:
         store.close()
     if as_json:
@@ -220,38 +230,15 @@ def passes_issue(pass_id: str, category: str, unit: str, valid_from: Any, valid_
 @passes_group.command("import")
 @click.argument("file", type=click.Path(dir_okay=False, exists=True))
 @click.option("--dry-run", is_flag=True, help="validate and show what would change, write nothing")
+@click.option("--json", "as_json", is_flag=True, help="the outcome as one JSON object")
+@click.option("--by", default=None, help="who is importing (recorded; default: the login name)")
 @config_option
 @store_option
-def passes_import(file: str, dry_run: bool, config_path: str | None, store_path: str | None) -> None:
-    """Load a roster (CSV); the whole file goes in or nothing does."""
-    from gate.roster import RosterError, read_roster
+def passes_import(file: str, dry_run: bool, as_json: bool, by: str | None, config_path: str | None, store_path: str | None) -> None:
+    """Load a roster (CSV or XLSX); the whole file goes in or nothing does."""
+    from gate import cli_desk
 
-    conf = _load_config(config_path, store_path)
-    try:
-        roster = read_roster(Path(file), tz=conf.gate.timezone)
-    except RosterError as exc:
-        _fail(str(exc))
-    if dry_run:
-        known: set[str] = set()
-        if Path(conf.store.path).exists():
-            import sqlite3
-
-            ro = sqlite3.connect(f"file:{conf.store.path}?mode=ro", uri=True)
-            try:
-                known = {r[0] for r in ro.execute("SELECT id FROM passes")}
-            finally:
-                ro.close()
-        new = sum(1 for r in roster.rows if r["id"] not in known)
-        click.echo(f"{file}: {len(roster.rows)} rows valid: {new} new, {len(roster.rows) - new} updated (dry run, nothing written)")
-        return
-    store = _open_store(conf)
-    try:
-        known = {r[0] for r in store.conn.execute("SELECT id FROM passes")}
-        new = sum(1 for r in roster.rows if r["id"] not in known)
-        store.upsert_passes(roster.rows, roster.cards)
-    finally:
-        store.close()
-    click.echo(f"{file}: imported {len(roster.rows)} passes ({new} new, {len(roster.rows) - new} updated), {len(roster.cards)} cards")
+    cli_desk.passes_import(file, dry_run, as_json, by, config_path, store_path)
 
 
 # ---------------------------------------------------------------- privacy
@@ -306,17 +293,17 @@ def privacy_erase(pass_id: str, yes: bool, config_path: str | None, store_path: 
 
 @main.command("scan")
 @click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--decoder", default="auto", type=click.Choice(["auto", "zxing", "pyzbar"]), show_default=True)
+@click.option("--decoder", default="auto", type=click.Choice(["auto", "thorough", "fast", "zxing", "pyzbar"]), show_default=True)
 def scan(images: tuple[str, ...], decoder: str) -> None:
     """Print PATH<TAB>TEXT for each code found in each image (PATH alone if none)."""
     import cv2
 
-    from drivers.qr import PyzbarDecoder, ZxingDecoder, make_decoder
+    from drivers.qr import make_decoder
 
-    # An operator's check of a printed pass may take its time: search rotations too.
-    dec = make_decoder(decoder) if decoder == "pyzbar" else ZxingDecoder(try_rotate=True, try_invert=True)
-    if decoder == "auto" and not isinstance(dec, (ZxingDecoder, PyzbarDecoder)):
-        dec = make_decoder("auto")
+    # An operator's check of a printed pass (or a sheet of them) may take its time:
+    # "auto" is the thorough still-image decoder (scales, binarisers, rotation,
+    # inversion, pyzbar), codes in reading order.
+    dec = make_decoder("thorough" if decoder == "auto" else decoder)  # type: ignore[arg-type]
     status = 0
     for path in images:
         img = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
@@ -384,6 +371,106 @@ def sync_cmd(drain: bool, timeout: float, config_path: str | None, store_path: s
     if not ok:
         _fail(f"outbox not drained after {timeout:g} s: {service.publisher.pending} pending ({service.link.last_error or 'no broker connection'})", 1)
     click.echo(f"outbox drained: {sent} sent in {time.monotonic() - t0:.1f} s")
+
+
+def _register() -> None:
+    from sync.central_cli import central
+
+    main.add_command(central)
+
+
+_register()
+
+
+def _register_desk() -> None:
+    """passes print/list/show/revoke/export, policy ..., report range (gate/cli_desk.py)."""
+    from gate.cli_desk import register
+
+    register(main, passes_group, report_group, fail=_fail, load_config=_load_config, open_store=_open_store)
+
+
+_register_desk()
+
+# ---------------------------------------------------------------- devices: doctor, thermometer calibration
+
+
+@main.command("doctor")
+@config_option
+@click.option("--seconds", default=3.0, show_default=True, help="how long to watch the devices")
+@click.option("--no-speak", is_flag=True, help="do not play the test prompt")
+def doctor_cmd(config_path: str | None, seconds: float, no_speak: bool) -> None:
+    """Check every configured device and say what to do about what is wrong (run it with the gate stopped)."""
+    from gate import doctor
+
+    if config_path is None and Path("/etc/gate/gate.toml").exists():
+        config_path = "/etc/gate/gate.toml"
+    conf = _load_config(config_path)
+    checks = doctor.run(conf, seconds=seconds, speak=not no_speak, log=lambda line: click.echo(line, err=True))
+    click.echo(doctor.table(checks))
+    sys.exit(doctor.exit_code(checks))
+
+
+@main.group("thermometer")
+def thermometer_group() -> None:
+    """The lanes' thermometers."""
+
+
+@thermometer_group.command("calibrate")
+@click.option("--reference", "reference_c", type=float, required=True, help="temperature of the blackbody or reference (°C)")
+@config_option
+@click.option("--lane", default=None, help="the lane whose thermometer to calibrate (default: the only one with a serial thermometer)")
+@click.option("--port", default=None, help="calibrate the sensor on this serial port instead of a configured one")
+@click.option("--protocol", type=click.Choice(["gy-mcu90614", "ascii", "modbus"]), default="gy-mcu90614", show_default=True, help="with --port")
+@click.option("--baudrate", type=int, default=9600, show_default=True, help="with --port")
+@click.option("--readings", default=50, show_default=True, help="readings to take with the reference in front of the sensor")
+@click.option("--timeout", "timeout_s", default=30.0, show_default=True, help="give up after this many seconds")
+def thermometer_calibrate(reference_c: float, config_path: str | None, lane: str | None, port: str | None, protocol: str,
+                          baudrate: int, readings: int, timeout_s: float) -> None:
+    """Derive the thermometer's offset_c against a blackbody or reference thermometer; print the TOML to paste."""
+    from drivers.thermometer import Compensation
+    from gate.calibrate import CalibrationError, derive, measure
+
+    if not 30.0 <= reference_c <= 45.0:
+        _fail(f"--reference: {reference_c:g} °C is not a body or blackbody temperature (30-45 °C)")
+    where = "the sensor"
+    if port is not None:
+        comp, serial_kw = Compensation(), {"baudrate": baudrate, "protocol": protocol}
+        where = port
+    else:
+        conf = _load_config(config_path)
+        lanes = [l for l in conf.lanes if l.thermometer is not None and (lane is None or l.name == lane)]
+        if lane is not None and not lanes:
+            _fail(f"{config_path}: no lane {lane!r} with a thermometer (lanes: {', '.join(l.name for l in conf.lanes)})")
+        real = [l for l in lanes if l.thermometer is not None and l.thermometer.driver == "serial"]
+        if not real:
+            _fail(f"{config_path}: {'lane ' + repr(lane) + ' has a simulated thermometer' if lane else 'no lane has a serial thermometer'}: nothing to calibrate")
+        if len(real) > 1:
+            _fail(f"{config_path}: several lanes have a thermometer ({', '.join(l.name for l in real)}): choose one with --lane")
+        lane_cfg = real[0]
+        th = lane_cfg.thermometer
+        assert th is not None and th.driver == "serial"
+        c = th.compensation
+        comp = Compensation(c.offset_c, c.ambient_ref_c, c.ambient_k)
+        serial_kw = {"baudrate": th.baudrate, "protocol": th.protocol, "parity": th.parity, **th.modbus()}
+        port, where = th.port, f"lane {lane_cfg.name}: {th.port}"
+        lane = lane_cfg.name
+    click.echo(f"calibrating {where} against {reference_c:.2f} °C: hold the blackbody (or the reference person's "
+               f"forehead) in front of the sensor, where people stand ...", err=True)
+    try:
+        frames, took = measure(port, compensation=comp, readings=readings, timeout_s=timeout_s, serial_kw=serial_kw)
+        cal = derive(frames, reference_c, comp, took)
+    except CalibrationError as exc:
+        _fail(f"calibration failed: {exc}", 1)
+    click.echo(f"{cal.readings} readings in {cal.seconds:.1f} s: object {cal.object_c:.2f} °C (median, spread "
+               f"{cal.spread_c:.2f} °C), ambient {cal.ambient_c:.1f} °C")
+    if not cal.steady:
+        click.echo(f"warning: the readings spread over {cal.spread_c:.2f} °C: was the target held still? "
+                   "Consider running it again.", err=True)
+    click.echo(f"the lane reads {cal.reads_before_c:.2f} °C with offset_c = {cal.before.offset_c:.2f}; "
+               f"offset_c = {cal.offset_c:.2f} makes it {reference_c:.2f} °C")
+    target = f"lane {lane}'s thermometer in {config_path}" if lane else "the lane's thermometer"
+    click.echo(f"paste into {target} (replacing its compensation):")
+    click.echo(f"    {cal.toml_line()}")
 
 
 if __name__ == "__main__":

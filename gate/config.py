@@ -143,7 +143,7 @@ class SimCameraConfig(Strict):
     driver: Literal["sim"]
     width: int = 640
     height: int = 480
-    decoder: Literal["auto", "zxing", "pyzbar"] = "auto"
+    decoder: Literal["auto", "fast", "zxing", "pyzbar"] = "auto"
 
 
 class V4L2CameraConfig(Strict):
@@ -152,18 +152,29 @@ class V4L2CameraConfig(Strict):
     width: int = 1280
     height: int = 720
     fps: int = 30
-    decoder: Literal["auto", "zxing", "pyzbar"] = "auto"
+    decoder: Literal["auto", "fast", "zxing", "pyzbar"] = "auto"
 
 
 class FileCameraConfig(Strict):
     driver: Literal["file"]
     path: Path  # a video file or a folder of images
     loop: bool = False
-    decoder: Literal["auto", "zxing", "pyzbar"] = "auto"
+    decoder: Literal["auto", "fast", "zxing", "pyzbar"] = "auto"
+
+
+class Picamera2CameraConfig(Strict):
+    """A Raspberry Pi camera module (CSI) through picamera2 (the `pi` extra)."""
+
+    driver: Literal["picamera2"]
+    camera: int = Field(0, ge=0)  # which module, on boards with two
+    width: int = 1280
+    height: int = 720
+    fps: int = 30
+    decoder: Literal["auto", "fast", "zxing", "pyzbar"] = "auto"
 
 
 CameraConfig = Annotated[
-    Union[SimCameraConfig, V4L2CameraConfig, FileCameraConfig], Field(discriminator="driver")
+    Union[SimCameraConfig, V4L2CameraConfig, FileCameraConfig, Picamera2CameraConfig], Field(discriminator="driver")
 ]
 
 
@@ -185,17 +196,32 @@ class SerialThermometerConfig(Strict):
     driver: Literal["serial"]
     port: str  # /dev/serial/by-id/...
     baudrate: Literal[9600, 19200, 38400, 57600, 115200] = 9600
-    protocol: Literal["gy-mcu90614", "ascii"] = "gy-mcu90614"
+    protocol: Literal["gy-mcu90614", "ascii", "modbus"] = "gy-mcu90614"
+    parity: Literal["N", "E", "O"] = "N"  # Modbus RTU's standard is "E"; most IR sensors ship "N"
     compensation: CompensationConfig = CompensationConfig()
     # No valid frame for this long while the port is open is a sensor fault. The
-    # GY-MCU90614 streams at ~14 Hz; an ASCII sensor that prints only when it
-    # measures needs "stale_s = 0" (off), which is its default.
+    # GY-MCU90614 streams at ~14 Hz and a Modbus sensor answers every poll; an ASCII
+    # sensor that prints only when it measures needs "stale_s = 0" (off), which is
+    # its default.
     stale_s: float | None = Field(None, ge=0)
+    # Modbus RTU: the sensor's address and the holding registers (tenths of °C) of
+    # the object and, if it has one, the ambient temperature; polls per second.
+    slave: int = Field(1, ge=1, le=247)
+    object_register: int = Field(0, ge=0, le=0xFFFF)
+    ambient_register: int | None = Field(None, ge=0, le=0xFFFF)
+    poll_hz: float = Field(10.0, gt=0, le=50)
 
     def stale_after(self) -> float | None:
         if self.stale_s is None:
-            return 3.0 if self.protocol == "gy-mcu90614" else None
+            return 3.0 if self.protocol in ("gy-mcu90614", "modbus") else None
         return self.stale_s or None
+
+    def modbus(self) -> dict[str, Any]:
+        """SerialThermometer's Modbus arguments (none for the other protocols)."""
+        if self.protocol != "modbus":
+            return {}
+        return {"slave": self.slave, "register": self.object_register,
+                "ambient_register": self.ambient_register, "poll_hz": self.poll_hz}
 
 
 ThermometerConfig = Annotated[
@@ -399,7 +425,7 @@ def _loc(loc: tuple[Any, ...], data: Any) -> str:
             out += f"[{part}]"
             node = node[part] if isinstance(node, list) and part < len(node) else None
             continue
-        if isinstance(node, dict) and part not in node and part in {"sim", "v4l2", "file", "serial"}:
+        if isinstance(node, dict) and part not in node and part in {"sim", "v4l2", "file", "serial", "picamera2"}:
             continue  # discriminator tag, not a key of the file
         if part.startswith("function-") or part in {"function-after", "function-before"}:
             continue

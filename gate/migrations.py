@@ -92,3 +92,24 @@ def m004_situation(db: Database) -> None:
     # What a decision was based on (gate.policy.Situation as JSON), kept locally so
     # `gate policy replay` can run recorded traffic through a changed policy.
     db["events"].add_column("situation", str)
+
+
+@migrations()
+def m005_policy_audit(db: Database) -> None:
+    # `gate policy apply`: who put which policy in force here, when, and what it changed.
+    db["policy_audit"].create(
+        {
+            "id": int,
+            "at": float,  # Unix seconds
+            "by": str,
+            "note": str,
+            "version": int,  # the version it was stored as (store meta policy_version)
+            "previous_version": int,
+            "source": str,  # the file it came from
+            "sha256": str,  # of that file's bytes
+            "policy_json": str,  # the policy as stored (meta policy_json)
+            "diff_json": str,  # [{"key", "old", "new"}] against the policy in force before
+        },
+        pk="id",
+        not_null={"at", "by", "version", "policy_json"},
+    )

@@ -71,3 +71,36 @@ def _day_bounds(store: Store, day: str) -> tuple[float, float]:
     d = date.fromisoformat(day)
     start = datetime.combine(d, time(0), store.tz)
     return start.timestamp(), (start + timedelta(days=1)).timestamp()
+
+
+# ---------------------------------------------------------------- events for spreadsheets
+
+RANGE_COLUMNS = (
+    "seq", "time", "day", "hour", "type", "lane", "pass", "unit", "credential", "category", "decision", "reason",
+    "temperature_c", "card", "kind", "action", "detail", "who", "id",
+)
+
+
+def events_range(store: Store, since: str, until: str) -> Any:
+    """Every event of the local days since..until (inclusive, YYYY-MM-DD), oldest first,
+    as flat rows (RANGE_COLUMNS) for a spreadsheet. The unit comes from the pass table."""
+    import json
+    from datetime import datetime, timezone
+
+    units = dict(store.conn.execute("SELECT id, unit FROM passes").fetchall())
+    cur = store.conn.execute(
+        "SELECT seq, ts, day, hour, type, lane, pass_id, credential, category, decision, reason, temperature_c, card,"
+        " kind, action, body, id FROM events WHERE day >= ? AND day <= ? ORDER BY seq",
+        (since, until),
+    )
+    for seq, ts, day, hour, typ, lane, pass_id, cred, cat, decision, reason, temp, card, kind, action, body, eid in cur:
+        b = json.loads(body)
+        yield {
+            "seq": seq,
+            "time": datetime.fromtimestamp(ts, timezone.utc).astimezone(store.tz).isoformat(timespec="seconds"),
+            "day": day, "hour": hour, "type": typ, "lane": lane or "", "pass": pass_id or "",
+            "unit": units.get(pass_id, "") if pass_id else "", "credential": cred or "", "category": cat or "",
+            "decision": decision or "", "reason": reason or "", "temperature_c": "" if temp is None else f"{temp:.2f}",
+            "card": card or "", "kind": kind or "", "action": action or "", "detail": b.get("detail") or "",
+            "who": b.get("who") or "", "id": eid,
+        }

@@ -183,14 +183,20 @@ class Store:
         )
         return seq
 
-    def record(self, rec: LaneRecord, *, direction: str | None = None) -> StoredEvent:
+    def record(
+        self, rec: LaneRecord, *, direction: str | None = None, also: Any = None
+    ) -> StoredEvent:
         """Write one event and its outbox row in one transaction (before the door acts).
 
         A decision also updates what the gate must remember: who is inside, when a
-        card was first seen."""
+        card was first seen. ``also(conn)``, if given, runs first in the same
+        transaction: the change an event records (a revocation, a roster, a policy)
+        and its event commit together or not at all."""
         local = rec.at.astimezone(self.tz)
         ts = rec.at.timestamp()
         with self.write() as c:
+            if also is not None:
+                also(c)
             seq = self._next_seq()
             event_id = rec.id
             body = {"id": event_id, "seq": seq, "gate": self.gate_id, "ts": rec.at.isoformat(), "clock": rec.clock, **rec.to_json()}

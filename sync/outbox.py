@@ -111,6 +111,10 @@ class Publisher:
 
     def _run(self) -> None:
         store = self._open_store()
+        # Marking a row sent need not survive a power cut: if it is lost, the row goes
+        # again and central drops the duplicate by its id. Sparing the fsync here
+        # doubles the drain rate; the events themselves stay synchronous=FULL.
+        store.conn.execute("PRAGMA synchronous=NORMAL")
         # Rows a previous run had in flight were never marked sent: they are pending.
         with self._lock:
             seen_gen = self._state_gen

@@ -15,12 +15,14 @@ from tests.conftest import ROOT
 def write_fast_demo(directory: Path, *, people: int, interval_s: float) -> Path:
     """A demo script: `people` residents, one every interval_s, each scanning and measuring."""
     lines = ["name: fast traffic", 'start: "2026-11-22T08:00:00+08:00"', "passes:"]
-    for i in range(20):
+    # Enough passes that none comes round again within the scanner's hold time
+    # (a code seen again within 1.5 s is the same code still held up).
+    for i in range(100):
         lines.append(f"  - {{id: p{i}, holder: 住户{i}, unit: 1-1-{100 + i}, category: resident}}")
     lines.append("steps:")
     for k in range(people):
         t = round(k * interval_s, 3)
-        lines.append(f"  - {{at: {t}, lane: in, qr: p{k % 20}}}")
+        lines.append(f"  - {{at: {t}, lane: in, qr: p{k % 100}}}")
         lines.append(f"  - {{at: {round(t + interval_s / 2, 3)}, lane: in, temperature: 36.{k % 7}}}")
     path = directory / "traffic.yaml"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -42,6 +44,8 @@ def write_config(directory: Path, *, store: Path, script: Path, broker: str | No
             passback = "off"
             [door]
             unlock_s = 0.2
+            [guard]
+            enabled = false
             [demo]
             script = "{script}"
             loop = true

@@ -17,9 +17,13 @@ EVENTS = int(os.environ.get("GATE_CRASH_EVENTS", "300"))
 
 
 def count(db: Path, sql: str) -> int:
+    if not db.exists():
+        return 0
     c = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
     try:
         return c.execute(sql).fetchone()[0]
+    except sqlite3.OperationalError:  # not migrated yet
+        return 0
     finally:
         c.close()
 
@@ -90,6 +94,8 @@ def _central(tmp_path: Path, broker: Broker):  # type: ignore[no-untyped-def]
     conf.write_text(f'site = "crash"\nbroker = "{broker.url}"\nsigning_key = "{key}"\ndb = "{tmp_path / "central.db"}"\n', encoding="utf-8")
     central = Central(load_central_config(conf))
     central.start()
+    # Until central's shared subscription exists, the broker would drop events (reason 16).
+    assert central.wait_connected(30)
     return central
 
 

@@ -19,7 +19,7 @@ def test_notify_ready_then_watchdog_then_stopping(tmp_path: Path) -> None:
     sock.settimeout(30)
     cfg = tmp_path / "gate.toml"
     cfg.write_text(
-        f'[store]\npath = "{tmp_path / "g.db"}"\n[[lanes]]\nname = "in"\ndirection = "in"\n'
+        f'[store]\npath = "{tmp_path / "g.db"}"\n[guard]\nenabled = false\n[[lanes]]\nname = "in"\ndirection = "in"\n'
         'camera = { driver = "sim" }\nthermometer = { driver = "sim" }\n',
         encoding="utf-8",
     )

@@ -347,6 +347,21 @@ def test_gate_scan_prints_every_pass_on_a_sheet(tmp_path: Path) -> None:
     assert lines == [f"{scanned}\t{t}" for t in SHEET[:8]] + [f"{shot}\t{t}" for t in SHEET[:8]]
 
 
+def test_gate_scan_reads_a_photo_only_the_thorough_search_reads() -> None:
+    from click.testing import CliRunner
+
+    from gate.cli import main
+
+    photo = PHOTOS / "qrcode-2" / "28.png"  # zxing-cpp reads it only shrunk or enlarged
+    if not photo.exists():
+        pytest.skip(f"photo dataset not at {PHOTOS}")
+    assert ZxingDecoder(try_rotate=True, try_invert=True).decode(
+        cv2.imread(str(photo), cv2.IMREAD_GRAYSCALE)) == []
+    res = CliRunner().invoke(main, ["scan", str(photo)])
+    assert res.exit_code == 0, res.output
+    assert res.output == f"{photo}\t{_read_exact(photo.with_suffix('.txt'))}\n"
+
+
 def test_thorough_decoder_keeps_two_copies_of_one_pass() -> None:
     # Two prints of the same pass on one sheet are two codes; one code read by
     # several passes of the decoder is one.

@@ -12,7 +12,8 @@ from hypothesis import given, settings, strategies as st
 
 from drivers.thermometer import (
     CMD_CONTINUOUS, CMD_QUERY, AsciiLineParser, Compensation, Frame, Gy90614Parser,
-    Measurement, MeasurementDetector, SerialThermometer, SimThermometer, encode_frame)
+    Measurement, MeasurementDetector, ModbusRtuParser, SerialThermometer, SimThermometer,
+    crc16_modbus, encode_frame, exception_response, read_holding_request, read_holding_response)
 
 HEADER = bytes([0x5A, 0x5A, 0x45, 0x04])
 
@@ -248,16 +249,20 @@ class Rig:
 
     def __init__(self, *, stream: bool = False, rate_hz: float = 14.0, protocol: str = "gy-mcu90614",
                  compensation: Compensation = Compensation(), stale_s: float | None = None,
-                 on_measurement: Callable[[Measurement], None] | None = None) -> None:
+                 on_measurement: Callable[[Measurement], None] | None = None,
+                 sim_kw: dict | None = None, **reader_kw) -> None:  # type: ignore[no-untyped-def]
         self.measurements: queue.Queue[Measurement] = queue.Queue()
         self.faults: queue.Queue[tuple[str, bool, str]] = queue.Queue()
-        self.sim = SimThermometer(ambient_c=22.0, rate_hz=rate_hz, stream=stream)
+        sim_kw = dict(sim_kw or {})
+        if protocol == "modbus":
+            sim_kw.setdefault("protocol", "modbus")
+        self.sim = SimThermometer(ambient_c=22.0, rate_hz=rate_hz, stream=stream, **sim_kw)
         self.sim.start()
         self.reader = SerialThermometer(
             self.sim.port, protocol=protocol, compensation=compensation,  # type: ignore[arg-type]
             on_measurement=on_measurement or self.measurements.put,
             on_fault=lambda *a: self.faults.put(a), name="thermo-test",
-            stale_s=stale_s, backoff_s=(0.02, 0.1))
+            stale_s=stale_s, backoff_s=(0.02, 0.1), **reader_kw)
         self.reader.start()
 
     def close(self) -> None:
@@ -455,3 +460,148 @@ def test_callback_exception_does_not_stop_the_reader(rig) -> None:
         assert r.sim.settle(r.reader)
     assert [round(m.object_c, 2) for m in calls] == [36.5, 36.9]
     assert r.reader.counters.get("callback_errors") == 2
+
+
+# --- Modbus RTU ----------------------------------------------------------------------------
+
+
+def test_modbus_frames_are_the_documented_bytes() -> None:
+    # The specification's examples: read 10 / 1 holding registers of slave 1 from 0.
+    assert read_holding_request(1, 0, 10) == bytes.fromhex("01030000000AC5CD")
+    assert read_holding_request(1, 0, 1) == bytes.fromhex("010300000001840A")
+    assert crc16_modbus(b"123456789") == 0x4B37  # CRC-16/MODBUS check value
+    # 36.5 °C and 22.0 °C as tenths: 365 = 0x016D, 220 = 0x00DC
+    assert read_holding_response(1, [365, 220])[:7] == bytes.fromhex("010304016D00DC")
+
+
+@pytest.mark.parametrize("slave, address, count", [(0, 0, 1), (248, 0, 1), (1, 0, 0), (1, 0, 126), (1, 65535, 2)])
+def test_modbus_request_refuses_what_the_protocol_cannot_say(slave: int, address: int, count: int) -> None:
+    with pytest.raises(ValueError):
+        read_holding_request(slave, address, count)
+
+
+def test_modbus_parser_reads_object_and_ambient_including_negative() -> None:
+    p = ModbusRtuParser(slave=7, register=2, ambient_register=3)
+    assert p.request() == read_holding_request(7, 2, 2)
+    assert p.feed(read_holding_response(7, [365, 221])) == [Frame(36.5, 22.1)]
+    assert p.feed(read_holding_response(7, [-125, -40])) == [Frame(-12.5, -4.0)]
+    # Ambient register below the object one: still one request, values in register order.
+    q = ModbusRtuParser(slave=1, register=5, ambient_register=4)
+    assert q.request() == read_holding_request(1, 4, 2)
+    assert q.feed(read_holding_response(1, [220, 366])) == [Frame(36.6, 22.0)]
+
+
+def test_modbus_parser_without_ambient_register_assumes_reference() -> None:
+    p = ModbusRtuParser(register=0, assumed_ambient_c=25.0)
+    assert p.request() == read_holding_request(1, 0, 1)
+    assert p.feed(read_holding_response(1, [368])) == [Frame(36.8, 25.0)]
+
+
+def test_modbus_parser_byte_by_byte_with_noise_and_other_slaves() -> None:
+    p = ModbusRtuParser(slave=1, register=0, ambient_register=1)
+    data = (b"\x00\xff\x01"  # line noise, with our address in it
+            + read_holding_response(2, [999, 999])  # another sensor on the bus
+            + read_holding_response(1, [365, 220])
+            + exception_response(1, 0x03, 0x02)  # a refusal
+            + read_holding_response(1, [366, 220]))
+    out = [f for b in data for f in p.feed(bytes([b]))]
+    assert out == [Frame(36.5, 22.0), Frame(36.6, 22.0)]
+    assert p.counters.get("modbus_exception") == 1 and p.last_exception == 0x02
+    assert p.counters.get("garbage_bytes") > 0
+
+
+def test_modbus_no_single_byte_corruption_becomes_a_reading() -> None:
+    good = read_holding_response(1, [365, 220])
+    p = ModbusRtuParser(slave=1, register=0, ambient_register=1)
+    for pos in range(len(good)):
+        for mask in range(1, 256):
+            bad = bytearray(good)
+            bad[pos] ^= mask
+            assert p.feed(bytes(bad)) == [], (pos, mask)
+            p.feed(b"\x00" * 9)  # flush anything held back
+    assert p.counters.get("bad_crc") > 0
+
+
+def test_modbus_sim_answers_real_requests_on_the_line() -> None:
+    sim = SimThermometer(ambient_c=21.5, protocol="modbus", slave=3, register=0, ambient_register=1)
+    sim.start()
+    try:
+        with serial.Serial(sim.port, 9600, timeout=2) as s:
+            s.write(read_holding_request(3, 0, 2))
+            assert s.read(9) == read_holding_response(3, [215, 215])
+            s.write(read_holding_request(4, 0, 2))  # not its address: silence
+            s.write(read_holding_request(3, 0, 40))  # beyond its registers
+            assert s.read(5) == exception_response(3, 0x03, 0x02)
+            s.write(with_crc_bytes(bytes([3, 0x06, 0, 0, 0, 1])))  # write register: not supported
+            assert s.read(5) == exception_response(3, 0x06, 0x01)
+        assert sim.polls == 3
+    finally:
+        sim.close()
+
+
+def with_crc_bytes(body: bytes) -> bytes:
+    return body + crc16_modbus(body).to_bytes(2, "little")
+
+
+def test_modbus_end_to_end_measurement_through_pty(rig) -> None:
+    r = rig(protocol="modbus", compensation=COMP, ambient_register=1, poll_hz=50.0)
+    r.sim.present(36.5)
+    assert r.sim.settle(r.reader)
+    m = r.measurements.get(timeout=2)
+    assert m.body_c == pytest.approx(COMP.body(36.5, 22.0), abs=0.01)
+    assert m.frames == 7
+    assert r.reader.last_frame is not None and r.reader.healthy
+    assert r.sim.polls >= 9
+
+
+def test_modbus_sensor_without_ambient_register(rig) -> None:
+    comp = Compensation(offset_c=0.5, ambient_ref_c=24.0, ambient_k=0.1)
+    r = rig(protocol="modbus", compensation=comp, poll_hz=50.0,
+            sim_kw={"ambient_register": None})
+    r.sim.present(comp.skin_for(37.0, 24.0), frames=5)
+    assert r.sim.settle(r.reader)
+    # Without an ambient reading the ambient term is zero; presence is judged
+    # against the reference temperature.
+    assert r.measurements.get(timeout=2).body_c == pytest.approx(37.0, abs=0.06)
+
+
+def test_modbus_wrong_slave_address_is_a_stale_sensor(rig) -> None:
+    r = rig(protocol="modbus", stale_s=0.3, slave=9, poll_hz=20.0)  # the sim is slave 1
+    name, ok, detail = r.faults.get(timeout=3)
+    assert not ok and "no valid frame" in detail
+    assert r.sim.polls == 0  # it never answered another slave's polls
+
+
+def test_modbus_refused_register_is_counted_and_stale(rig) -> None:
+    r = rig(protocol="modbus", stale_s=0.3, register=40, poll_hz=20.0)
+    assert r.faults.get(timeout=3)[1] is False
+    assert r.reader.counters.get("modbus_exception") >= 1
+
+
+def test_modbus_unplug_and_replug(rig) -> None:
+    r = rig(protocol="modbus", poll_hz=50.0, ambient_register=1)
+    r.sim.present(36.5)
+    assert r.sim.settle(r.reader)
+    r.measurements.get(timeout=2)
+    r.sim.unplug()
+    assert r.faults.get(timeout=3)[1] is False
+    r.sim.replug()
+    assert r.faults.get(timeout=3)[1:] == (True, "reconnected")
+    r.sim.present(37.1)
+    assert r.sim.settle(r.reader)
+    assert r.measurements.get(timeout=2).object_c == pytest.approx(37.1)
+
+
+def test_on_frame_sees_every_reading_and_hold_keeps_a_target(rig) -> None:
+    frames: list[Frame] = []
+    r = rig(stream=True, rate_hz=200.0, on_frame=frames.append)
+    r.wait_continuous()
+    r.sim.hold(36.2)  # a blackbody in front of the sensor
+    deadline = threading.Event()
+    for _ in range(250):
+        if sum(1 for f in frames if f.object_c == 36.2) >= 10:
+            break
+        deadline.wait(0.02)
+    assert sum(1 for f in frames if f.object_c == 36.2) >= 10
+    assert r.reader.last_frame is not None
+    r.sim.hold(None)

@@ -1,0 +1,350 @@
+"""`gate doctor`: start every configured device for a few seconds, the way `gate run`
+wires it, and say in one table what works, what does not, and what to do about it.
+
+Per lane: camera frames per second and the age of the last frame; thermometer
+readings per second and the last value; the card reader's data lines, the relay
+and the inputs with their pin levels; a test prompt rendered and played through
+the lane's speaker (a simulated speaker only renders). For the gate: free disk
+where the store lives, whether the store's folder is writable, the clock's source
+(NTP synchronisation via timedatectl, or "unknown"), and the broker if sync is
+configured. Nothing touches the gate's store: the lanes run on a scratch one.
+
+Run it with the gate stopped: a running gate holds the camera and the serial port.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+from gate.config import Config, LaneConfig
+
+Status = Literal["ok", "warn", "fail"]
+
+TEST_PROMPTS = {"zh": "设备自检，声音正常。", "en": "Self test. The speaker works."}
+STOP_THE_GATE = "if the gate is running it holds the device: stop it first (systemctl stop gate)"
+
+
+@dataclass(frozen=True)
+class Check:
+    lane: str  # a lane's name, or "gate" for what the whole gate shares
+    device: str
+    status: Status
+    figures: str
+    advice: str = ""  # what to do, when it is not ok
+    detail: str = ""  # what the driver said about it
+
+
+def run(config: Config, *, seconds: float = 3.0, speak: bool = True,
+        log: Callable[[str], None] = lambda line: None) -> list[Check]:
+    """Check everything ``config`` names. Takes about ``seconds`` plus the prompts."""
+    checks = [*_store(config), _clock()]
+    if config.sync is not None:
+        checks.append(_broker(config))
+    # The lanes' devices, wired exactly as `gate run` wires them, on a scratch store,
+    # without sync (checked above) and without the demo.
+    from gate.app import GateApp
+
+    conf = config.model_copy(update={"sync": None, "demo": None})
+    with tempfile.TemporaryDirectory(prefix="gate-doctor-") as tmp:
+        app = GateApp(conf, store_path=Path(tmp) / "doctor.db", prerender=False)
+        log(f"doctor: starting {len(conf.lanes)} lane(s) for {seconds:g} s ...")
+        try:
+            app.start()
+        except Exception as exc:  # a device that cannot even be set up
+            app.stop()
+            return [Check("gate", "start", "fail", "the lanes' devices could not be set up",
+                          _start_advice(exc, conf), f"{type(exc).__name__}: {exc}"), *checks]
+        try:
+            time.sleep(seconds)
+            lane_checks = []
+            for lane_cfg in conf.lanes:
+                lane_checks += _lane(app, lane_cfg, conf, speak=speak)
+        finally:
+            app.stop()
+    return lane_checks + checks
+
+
+def exit_code(checks: list[Check]) -> int:
+    return 1 if any(c.status == "fail" for c in checks) else 0
+
+
+def table(checks: list[Check]) -> str:
+    """One line a device; under a device that is not ok, what its driver said and
+    what to do."""
+    rows = [("lane", "device", "status", "figures")]
+    rows += [(c.lane, c.device, c.status.upper() if c.status == "fail" else c.status, c.figures)
+             for c in checks]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    indent = " " * (sum(widths) + 6)
+    out = []
+    for k, r in enumerate(rows):
+        out.append("  ".join(col.ljust(w) for col, w in zip(r[:3], widths)) + "  " + r[3])
+        if k == 0:
+            out.append("  ".join("-" * w for w in widths) + "  " + "-" * 7)
+            continue
+        c = checks[k - 1]
+        if c.detail:
+            out.append(f"{indent}{c.detail}")
+        if c.advice:
+            out.append(f"{indent}-> {c.advice}")
+    failed = [c for c in checks if c.status == "fail"]
+    warned = [c for c in checks if c.status == "warn"]
+    if failed:
+        out.append(f"{len(failed)} problem(s): " + "; ".join(f"{c.lane} {c.device}" for c in failed))
+    else:
+        out.append("all devices work" + (f" ({len(warned)} warning(s))" if warned else ""))
+    return "\n".join(out)
+
+
+# ------------------------------------------------------------------ lanes
+
+
+def _lane(app: Any, cfg: LaneConfig, conf: Config, *, speak: bool) -> list[Check]:
+    lane = app.lanes[cfg.name]
+    dev = app.devices[cfg.name]
+    health: dict[str, tuple[bool, str]] = dict(lane.health)
+    out: list[Check] = []
+    if cfg.camera is not None and dev.scanner is not None:
+        out.append(_camera(cfg, dev, health.get("camera")))
+    if cfg.thermometer is not None and dev.thermometer is not None:
+        out.append(_thermometer(cfg, dev, health.get("thermometer")))
+    if cfg.card_reader is not None and dev.wiegand is not None:
+        out.append(_card_reader(cfg, dev))
+    if cfg.relay is not None and dev.relay is not None:
+        level = _level(getattr(dev.relay, "_pin", None))
+        state = "unlocked" if dev.relay.unlocked else "locked"
+        out.append(Check(cfg.name, "relay", "ok", f"{state} (GPIO {cfg.relay.pin} at {level})"))
+    for name in ("door_contact", "exit_button", "pir"):
+        icfg = getattr(cfg, name)
+        inp = dev.inputs.get(name)
+        if icfg is None or inp is None:
+            continue
+        level = _level(getattr(inp, "_pin", None))
+        figures = f"{'active' if inp.active else 'inactive'} (GPIO {icfg.pin} at {level}, active {'high' if icfg.active_high else 'low'})"
+        status: Status = "ok"
+        advice = ""
+        if inp.active and name == "exit_button":
+            status, advice = "warn", "reads pressed: a stuck button, or active_high is the wrong way round"
+        elif inp.active and name == "door_contact":
+            status, advice = "warn", "reads open: close the door, or active_high is the wrong way round"
+        out.append(Check(cfg.name, name, status, figures, advice))
+    out.append(_speaker(cfg, dev, conf, speak=speak))
+    return out
+
+
+def _camera(cfg: LaneConfig, dev: Any, health: tuple[bool, str] | None) -> Check:
+    cam = cfg.camera
+    assert cam is not None
+    scanner = dev.scanner
+    fps = scanner.fps
+    age = scanner.frame_age
+    frames = scanner.counters.get("frames")
+    figures = (f"{fps:.1f} fps, last frame {age:.2f} s ago, {frames} frames" if age is not None
+               else "no frame")
+    figures += f" ({cam.driver}, decoder {type(scanner.decoder).__name__})"
+    ok = health[0] if health is not None else True
+    detail = health[1] if health is not None else ""
+    if cam.driver == "file":
+        source = dev.camera
+        if getattr(source, "exhausted", False) or age is None:
+            return Check(cfg.name, "camera", "warn", figures,
+                         f"replaying {cam.path}: it has no (more) frames; a file camera is for tests")
+    if ok and age is not None and age < 2.0:
+        return Check(cfg.name, "camera", "ok", figures)
+    if cam.driver == "v4l2":
+        advice = (f"no frames from {cam.device}: check the USB cable, `ls -l /dev/v4l/by-id/` and "
+                  f"`v4l2-ctl --list-devices`; {STOP_THE_GATE}")
+    elif cam.driver == "picamera2":
+        advice = (f"no frames from Pi camera {cam.camera}: check the ribbon cable and "
+                  f"`rpicam-hello --list-cameras`; {STOP_THE_GATE}")
+    else:
+        advice = "the camera delivers no frames"
+    return Check(cfg.name, "camera", "fail", figures, advice, detail)
+
+
+def _thermometer(cfg: LaneConfig, dev: Any, health: tuple[bool, str] | None) -> Check:
+    th = cfg.thermometer
+    assert th is not None
+    reader = dev.thermometer
+    last = reader.last_frame
+    rate = reader.frames_per_s
+    if last is not None:
+        body = dev.compensation.body(last.object_c, last.ambient_c)
+        figures = (f"{rate:.1f} readings/s, last {last.object_c:.2f} °C, ambient "
+                   f"{last.ambient_c:.1f} °C (compensated {body:.2f} °C)")
+    else:
+        figures = f"{rate:.1f} readings/s, no reading"
+    where = "simulated" if th.driver == "sim" else f"{th.port}, {th.protocol}, {th.baudrate} baud"
+    figures += f" ({where})"
+    ok = health[0] if health is not None else reader.healthy
+    detail = health[1] if health is not None else ""
+    if ok and reader.healthy and last is not None:
+        return Check(cfg.name, "thermometer", "ok", figures)
+    if th.driver == "serial" and "cannot open" in detail:
+        return Check(cfg.name, "thermometer", "fail", figures,
+                     f"plug in the USB-serial adapter, check `ls -l /dev/serial/by-id/` and the "
+                     f"port in the config; {STOP_THE_GATE}", detail)
+    if th.driver == "serial" and th.protocol == "ascii" and th.stale_after() is None and ok:
+        return Check(cfg.name, "thermometer", "warn", figures,
+                     "no reading yet: this sensor prints only when it measures; hold a hand in front of it")
+    if th.driver == "serial":
+        extra = (f", Modbus slave {th.slave} and registers {th.object_register}/{th.ambient_register}"
+                 if th.protocol == "modbus" else "")
+        return Check(cfg.name, "thermometer", "fail", figures,
+                     f"the port opens but no valid reading comes: check the baud rate ({th.baudrate}), "
+                     f"protocol ({th.protocol}){extra}, the wiring (TX/RX crossed, RS-485 A/B) and power",
+                     detail)
+    return Check(cfg.name, "thermometer", "fail", figures,
+                 "the simulated thermometer does not answer: a bug, please report it", detail)
+
+
+def _card_reader(cfg: LaneConfig, dev: Any) -> Check:
+    cr = cfg.card_reader
+    assert cr is not None
+    reader = dev.wiegand
+    d0 = _level(getattr(reader, "_d0", None))
+    d1 = _level(getattr(reader, "_d1", None))
+    c = reader.counters
+    figures = (f"D0 (GPIO {cr.d0}) at {d0}, D1 (GPIO {cr.d1}) at {d1}; cards {c.get('cards')}, "
+               f"bad length {c.get('length')}, bad parity {c.get('parity')}")
+    low = [f"D{i} (GPIO {pin})" for i, (level, pin) in enumerate(((d0, cr.d0), (d1, cr.d1))) if level == "0"]
+    if low:
+        return Check(cfg.name, "card_reader", "fail", figures,
+                     f"{' and '.join(low)} held low: Wiegand lines idle high; check the wiring, the "
+                     "reader's power and the pull-ups (a level shifter for 5 V readers)")
+    return Check(cfg.name, "card_reader", "ok", figures + " (idle high)")
+
+
+def _speaker(cfg: LaneConfig, dev: Any, conf: Config, *, speak: bool) -> Check:
+    speaker = dev.speaker
+    kind = cfg.speaker.driver
+    if not speak:
+        return Check(cfg.name, "speaker", "ok", f"not tested (--no-speak) ({kind})")
+    from drivers.voice import wav_duration
+
+    before = speaker.counters.snapshot()
+    said = []
+    for lang in conf.voice.languages:
+        speaker.say("doctor", TEST_PROMPTS[lang], lang)
+        finished = speaker.flush(timeout=20.0)  # one at a time: a new prompt cuts the one playing
+        wav = speaker.cache.path_for(TEST_PROMPTS[lang], lang)
+        length = f" {wav_duration(wav):.1f} s" if wav.exists() else ""
+        said.append(f"{lang}{length}{'' if finished else ' (still playing)'}")
+    after = speaker.counters.snapshot()
+
+    def grew(key: str) -> int:
+        return after.get(key, 0) - before.get(key, 0)
+
+    figures = ("rendered " if kind == "sim" else "played ") + ", ".join(said)
+    figures += " (sim: rendered, not played)" if kind == "sim" else f" (aplay{' -D ' + cfg.speaker.device if cfg.speaker.device else ''})"
+    if grew("render_errors"):
+        return Check(cfg.name, "speaker", "fail", figures,
+                     "prompts cannot be rendered: check `espeak-ng --version` (apt install espeak-ng) "
+                     "and that the voice cache folder is writable")
+    if grew("play_errors"):
+        return Check(cfg.name, "speaker", "fail", figures,
+                     f"aplay cannot play: check `aplay -l`, the speaker device "
+                     f"({cfg.speaker.device or 'default'}) and the volume (alsamixer)")
+    return Check(cfg.name, "speaker", "ok", figures)
+
+
+def _level(pin: Any) -> str:
+    try:
+        return str(int(pin.read()))
+    except Exception:
+        return "?"
+
+
+# ------------------------------------------------------------------ gate-wide
+
+
+def _store(config: Config) -> list[Check]:
+    folder = Path(config.store.path).resolve().parent
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    usage = shutil.disk_usage(probe)
+    free_mb = usage.free / 1e6
+    share = usage.free / usage.total if usage.total else 0.0
+    figures = f"{_size(usage.free)} free of {_size(usage.total)} ({share:.0%}) at {probe}"
+    out = []
+    if free_mb < 200:
+        out.append(Check("gate", "disk", "fail", figures,
+                         "less than 200 MB free: the store cannot keep events for long; free space "
+                         "(journalctl --vacuum-size=50M, old files) or use a bigger card"))
+    elif free_mb < 1000 or share < 0.05:
+        out.append(Check("gate", "disk", "warn", figures, "little free space left: free some soon"))
+    else:
+        out.append(Check("gate", "disk", "ok", figures))
+    writable = os.access(folder, os.W_OK) if folder.exists() else os.access(probe, os.W_OK)
+    if writable:
+        state = "folder writable" if folder.exists() else f"folder will be made in {probe}"
+        out.append(Check("gate", "store", "ok", f"{Path(config.store.path).resolve()} ({state})"))
+    else:
+        out.append(Check("gate", "store", "fail", f"{config.store.path}: folder not writable",
+                         f"create {folder} and give the gate's user write access to it"))
+    return out
+
+
+def _clock() -> Check:
+    rtc = "RTC present" if Path("/dev/rtc0").exists() else "no RTC"
+    exe = shutil.which("timedatectl")
+    props: dict[str, str] = {}
+    if exe:
+        try:
+            res = subprocess.run([exe, "show", "-p", "NTP", "-p", "NTPSynchronized", "-p", "Timezone"],
+                                 capture_output=True, text=True, timeout=5)
+            if res.returncode == 0:
+                props = dict(line.split("=", 1) for line in res.stdout.splitlines() if "=" in line)
+        except (OSError, subprocess.SubprocessError):
+            props = {}
+    if not props:
+        return Check("gate", "clock", "warn", f"source unknown (no timedatectl answer); {rtc}",
+                     "check that the clock is right (date) and that NTP runs once the gate has a network")
+    synced = props.get("NTPSynchronized") == "yes"
+    ntp = props.get("NTP") == "yes"
+    figures = (f"NTP {'on' if ntp else 'off'}, {'synchronised' if synced else 'not synchronised'}; "
+               f"{rtc}; zone {props.get('Timezone', '?')}")
+    if synced:
+        return Check("gate", "clock", "ok", figures)
+    return Check("gate", "clock", "warn", figures,
+                 ("turn NTP on: timedatectl set-ntp true; " if not ntp else "")
+                 + "without a synchronised clock pass validity and report days go by a clock that may drift "
+                 "(the gate never lets it run backwards)")
+
+
+def _broker(config: Config) -> Check:
+    assert config.sync is not None
+    host, port, tls = config.sync.endpoint()
+    figures = f"{config.sync.broker}"
+    try:
+        with socket.create_connection((host, port), timeout=3.0):
+            pass
+    except OSError as exc:
+        return Check("gate", "broker", "warn", figures,
+                     "central is unreachable: the gate keeps working and keeps its events until it "
+                     "is back; check the network and the broker address", str(exc))
+    return Check("gate", "broker", "ok", f"{figures} reachable{' (TLS not checked)' if tls else ''}")
+
+
+def _start_advice(exc: Exception, conf: Config) -> str:
+    text = str(exc)
+    if "GPIO" in text or "gpio" in text or "SOC" in text:
+        return ("the GPIO backend cannot start here: on a Pi 5 set [gpio] backend = \"lgpio\"; "
+                "off a Pi, use driver = \"sim\" for the pins to test without hardware")
+    return "fix the device named above in the config (gate config check FILE), then run gate doctor again"
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{n:.0f} B"
+        n /= 1000
+    return f"{n:.1f} TB"

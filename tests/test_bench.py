@@ -1,0 +1,61 @@
+"""The benchmark suite runs and writes well-formed results. It never judges times:
+benchmarks are not pass/fail tests (issue 8)."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_bench(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bench", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_quick_scan_run_writes_well_formed_results(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    # A file from an earlier run: another group's figure and a stale one of scan's.
+    out.write_text(json.dumps({
+        "machine": {}, "groups": {"sync": ["outbox.drain_vs_paho"], "scan": ["scan.old"]},
+        "figures": [{"name": "outbox.drain_vs_paho", "value": 1.0, "unit": "x", "baseline": None, "ratio": None},
+                    {"name": "scan.old", "value": 1.0, "unit": "ms", "baseline": None, "ratio": None}],
+    }))
+    res = run_bench("--quick", "--only", "scan", "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(out.read_text(encoding="utf-8"))
+
+    machine = doc["machine"]
+    assert machine["cpu"] and machine["cores"] >= 1 and machine["python"].count(".") == 2
+    assert "zxing-cpp" in machine["libraries"] and "pyzbar" in machine["libraries"]
+
+    figures = {f["name"]: f for f in doc["figures"]}
+    for f in doc["figures"]:
+        assert set(f) == {"name", "value", "unit", "baseline", "ratio"}
+        assert isinstance(f["value"], (int, float)) and math.isfinite(f["value"])
+        assert f["baseline"] is None or isinstance(f["baseline"], (int, float))
+        assert f["ratio"] is None or (isinstance(f["ratio"], (int, float)) and f["ratio"] > 0)
+    for size in ("640x480", "1280x720", "1920x1080"):
+        for kind in ("empty", "near", "far"):
+            fig = figures[f"scan.{kind}.{size}"]
+            assert fig["unit"] == "ms" and fig["value"] > 0 and fig["baseline"] > 0
+    assert figures["scan.photos.decode_rate"]["unit"] == "fraction"
+    assert 0 < figures["scan.photos.decode_rate"]["value"] <= 1
+    assert doc["groups"]["scan"] and all(n.startswith("scan.") for n in doc["groups"]["scan"])
+
+    # --only replaced scan's figures and kept the other group's.
+    assert "outbox.drain_vs_paho" in figures and "scan.old" not in figures
+    assert doc["groups"]["sync"] == ["outbox.drain_vs_paho"]
+
+    # One table on stdout, with this machine named and every figure in it.
+    assert "this machine:" in res.stdout and "scan.empty.1280x720" in res.stdout
+    assert "Pi 4" in res.stdout
+
+
+def test_unknown_group_is_refused(tmp_path: Path) -> None:
+    res = run_bench("--only", "nosuch", "--out", str(tmp_path / "r.json"))
+    assert res.returncode == 2 and "nosuch" in res.stderr
+    assert not (tmp_path / "r.json").exists()
