@@ -113,3 +113,4 @@ def m005_policy_audit(db: Database) -> None:
         pk="id",
         not_null={"at", "by", "version", "policy_json"},
     )
+

@@ -68,10 +68,16 @@ def collect(store: Store, day: str, policy: PolicyConfig) -> DayDetails:
         "SELECT hour, decision, count(*) FROM events WHERE day = ? AND type = 'decision' GROUP BY 1, 2", (day,)
     ):
         hours[decision if decision in ("allow", "deny") else "other"][hour] += n
-    temps = [r[0] for r in c.execute(
-        "SELECT temperature_c FROM events WHERE day = ? AND type = 'decision' AND temperature_c IS NOT NULL ORDER BY seq",
-        (day,),
-    )]
+    # One count a reading: a decision made because the wait ran out (a person who left
+    # after a high first reading) repeats the reading its retest already counted.
+    temps = [
+        t for t, sit in c.execute(
+            "SELECT temperature_c, situation FROM events WHERE day = ? AND type = 'decision'"
+            " AND temperature_c IS NOT NULL ORDER BY seq",
+            (day,),
+        )
+        if not (sit and json.loads(sit).get("timed_out"))
+    ]
     units = {}
 
     def unit_of(pass_id: str | None) -> str | None:
@@ -87,6 +93,10 @@ def collect(store: Store, day: str, policy: PolicyConfig) -> DayDetails:
         b = json.loads(body)
         if b.get("alarm_id"):
             acks.setdefault(b["alarm_id"], (ts, b.get("who") or ""))
+    fever_alarms = {
+        (lane, ts): json.loads(body).get("id")
+        for lane, ts, body in c.execute("SELECT lane, ts, body FROM events WHERE day = ? AND type = 'alarm' AND kind = 'fever'", (day,))
+    }
     incidents: list[dict[str, Any]] = []
     for seq, ts, lane, typ, kind, reason, pass_id, category, temp, body in c.execute(
         "SELECT seq, ts, lane, type, kind, reason, pass_id, category, temperature_c, body FROM events WHERE day = ?"
@@ -107,7 +117,7 @@ def collect(store: Store, day: str, policy: PolicyConfig) -> DayDetails:
         else:
             what = "人工开门 opened by hand"
             detail = f"{b.get('reason') or ''} ({b.get('who') or '?'})"
-        ack = acks.get(b.get("id", ""))
+        ack = acks.get(fever_alarms.get((lane, ts), "") if typ == "decision" else b.get("id", ""))
         if ack:
             detail += f"; acknowledged {hhmm(ack[0])} by {ack[1]}"
         incidents.append({"time": hhmm(ts), "lane": lane or "", "what": what, "detail": detail})
@@ -157,20 +167,31 @@ def _rc() -> dict[str, Any]:
 
 
 def _bars(ax: Any, items: list[tuple[str, int, str]], title: str, empty: str) -> None:
-    ax.set_title(title, loc="left", fontsize=10, fontweight="bold")
+    """Horizontal bars, each with its label written above it (labels of any length fit)."""
+    ax.set_title(title, loc="left", fontsize=10)
     if not items:
         ax.text(0.5, 0.5, empty, ha="center", va="center", transform=ax.transAxes, color="#777777", fontsize=10)
         ax.set_axis_off()
         return
-    labels = [i[0] for i in items][::-1]
-    values = [i[1] for i in items][::-1]
-    colours = [i[2] for i in items][::-1]
-    bars = ax.barh(range(len(values)), values, color=colours)
-    ax.set_yticks(range(len(values)), labels)
-    ax.bar_label(bars, padding=2, fontsize=8)
-    ax.set_xlim(0, max(values) * 1.2 + 1)
-    ax.spines[["top", "right"]].set_visible(False)
+    items = items[:8]
+    top = max(v for _, v, _ in items)
+    for i, (label, value, colour) in enumerate(items):
+        y = -i
+        ax.barh(y, value, height=0.42, color=colour)
+        ax.text(0, y + 0.27, label, fontsize=8, va="bottom")
+        ax.text(value + top * 0.02, y, str(value), fontsize=8, va="center")
+    ax.set_ylim(-len(items) + 0.45, 0.95)
+    ax.set_xlim(0, top * 1.15 + 0.5)
+    ax.set_yticks([])
+    ax.xaxis.set_major_locator(_int_locator())
+    ax.spines[["top", "right", "left"]].set_visible(False)
     ax.tick_params(axis="x", labelsize=7)
+
+
+def _int_locator() -> Any:
+    from matplotlib.ticker import MaxNLocator
+
+    return MaxNLocator(integer=True)
 
 
 def _hourly(ax: Any, d: DayDetails) -> None:
@@ -181,16 +202,17 @@ def _hourly(ax: Any, d: DayDetails) -> None:
     ax.bar(hrs, o, bottom=[x + y for x, y in zip(a, n)], color="#f9a825", label="复测/核验 retest/check")
     ax.set_xticks(hrs, [f"{h}" for h in hrs], fontsize=7)
     ax.set_xlim(-0.6, 23.6)
-    ax.set_title("每小时通行 Decisions by hour", loc="left", fontsize=10, fontweight="bold")
+    ax.set_title("每小时通行 Decisions by hour", loc="left", fontsize=10)
     ax.set_xlabel("时 hour", fontsize=7)
     ax.legend(fontsize=7, frameon=False, ncols=3, loc="upper left")
     top = max((x + y + z for x, y, z in zip(a, n, o)), default=0)
     ax.set_ylim(0, max(1, top) * 1.3)
+    ax.yaxis.set_major_locator(_int_locator())
     ax.spines[["top", "right"]].set_visible(False)
 
 
 def _histogram(ax: Any, d: DayDetails) -> None:
-    ax.set_title("体温分布 Temperatures", loc="left", fontsize=10, fontweight="bold")
+    ax.set_title("体温分布 Temperatures", loc="left", fontsize=10)
     t = d.temperatures
     if not t:
         ax.text(0.5, 0.5, "今天没有测温记录\nno temperatures today", ha="center", va="center", transform=ax.transAxes,
@@ -204,16 +226,18 @@ def _histogram(ax: Any, d: DayDetails) -> None:
     high = [x for x in t if x >= d.fever_line]
     ax.hist([normal, high], bins=bins, stacked=True, color=["#1565c0", "#c62828"], label=["正常 normal", "发热线以上 at or over the line"])
     ax.axvline(d.fever_line, color="#c62828", linestyle="--", linewidth=1)
-    ax.text(d.fever_line, ax.get_ylim()[1] * 0.95, f" {d.fever_line:g} °C", color="#c62828", fontsize=7, va="top")
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.35)
+    ax.text(d.fever_line, ax.get_ylim()[1] * 0.98, f" 发热线 {d.fever_line:g} °C", color="#c62828", fontsize=7, va="top")
+    ax.yaxis.set_major_locator(_int_locator())
     ax.set_xlabel("°C", fontsize=7)
-    ax.legend(fontsize=6.5, frameon=False, loc="upper right")
+    ax.legend(fontsize=6.5, frameon=False, loc="upper left")
     ax.spines[["top", "right"]].set_visible(False)
     ax.tick_params(labelsize=7)
 
 
 def _table(ax: Any, title: str, header: list[str], rows: list[list[str]], empty: str, widths: list[float]) -> None:
     ax.set_axis_off()
-    ax.set_title(title, loc="left", fontsize=10, fontweight="bold")
+    ax.set_title(title, loc="left", fontsize=10)
     if not rows:
         ax.text(0.0, 0.85, empty, transform=ax.transAxes, color="#777777", fontsize=9, va="top")
         return
@@ -228,7 +252,7 @@ def _table(ax: Any, title: str, header: list[str], rows: list[list[str]], empty:
     for (r, _c), cell in tab.get_celld().items():
         cell.set_edgecolor("#cccccc")
         if r == 0:
-            cell.set_text_props(fontweight="bold")
+            cell.set_facecolor("#eeeeee")
 
 
 def figure(d: DayDetails, policy: PolicyConfig) -> Any:
@@ -236,13 +260,13 @@ def figure(d: DayDetails, policy: PolicyConfig) -> Any:
     from matplotlib.figure import Figure
 
     rep = d.report
-    fig = Figure(figsize=(8.27, 11.69))
+    fig = Figure(figsize=(210 / 25.4, 297 / 25.4))  # A4
     gs = fig.add_gridspec(5, 2, height_ratios=[0.55, 1.25, 1.2, 1.3, 1.9], hspace=0.55, wspace=0.35,
                           left=0.1, right=0.96, top=0.95, bottom=0.04)
     head = fig.add_subplot(gs[0, :])
     head.set_axis_off()
     weekday = "一二三四五六日"[datetime.fromisoformat(rep["date"]).weekday()]
-    head.text(0, 1.0, f"门岗日报  Daily report — {rep['date']} (周{weekday})", fontsize=16, fontweight="bold", va="top")
+    head.text(0, 1.0, f"门岗日报  Daily report — {rep['date']} (周{weekday})", fontsize=16, va="top")
     allowed, denied = sum(rep["allowed"].values()), sum(rep["denied"].values())
     head.text(0, 0.45, f"门岗 gate {rep['gate']}    通过 allowed {allowed}    拒绝 denied {denied}    "
               f"发热 fevers {rep['fevers']}    核验 checks {rep['challenges']}    事件 events {rep['events']}",
@@ -263,12 +287,11 @@ def figure(d: DayDetails, policy: PolicyConfig) -> Any:
     )
     _hourly(fig.add_subplot(gs[2, :]), d)
     _histogram(fig.add_subplot(gs[3, 0]), d)
-    cards = [[c["number"], c["time"], c["unit"] or "未绑定 unbound"] for c in d.new_cards]
+    unknown = {u["number"]: u for u in d.unknown_cards}
+    cards = [[c["number"], c["time"], f"未知卡 unknown ×{unknown[c['number']]['swipes']}" if c["number"] in unknown
+              else (c["unit"] or "未绑定 unbound")] for c in d.new_cards]
     cards += [[u["number"], u["time"], f"未知卡 unknown ×{u['swipes']}"] for u in d.unknown_cards
               if u["number"] not in {c["number"] for c in d.new_cards}]
-    for row in cards:
-        if any(u["number"] == row[0] for u in d.unknown_cards) and "unknown" not in row[2]:
-            row[2] += " · 未知卡 unknown"
     _table(fig.add_subplot(gs[3, 1]), f"新卡与未知卡 Cards: {len(d.new_cards)} new, {len(d.unknown_cards)} unknown",
            ["卡号 card", "时间 time", "单元 unit"], cards, "今天没有新卡或未知卡 none today", [0.3, 0.22, 0.48])
     _table(fig.add_subplot(gs[4, :]), f"发热、报警与人工开门 Fevers, alarms, doors opened by hand: {len(d.incidents)}",
@@ -307,9 +330,11 @@ def write_html(d: DayDetails, policy: PolicyConfig, out: Path) -> None:
     rep = d.report
     with matplotlib.rc_context(_rc()):
         f1 = Figure(figsize=(7.5, 2.6))
-        _hourly(f1.add_subplot(), d)
-        f2 = Figure(figsize=(4.5, 2.8))
-        _histogram(f2.add_subplot(), d)
+        _hourly(a1 := f1.add_subplot(), d)
+        f2 = Figure(figsize=(5.5, 2.6))
+        _histogram(a2 := f2.add_subplot(), d)
+        a1.set_title("")  # the page's heading says it
+        a2.set_title("")
         hourly, hist = _png(f1), _png(f2)
     e = html.escape
 
@@ -346,7 +371,7 @@ img {{ max-width: 100%; }} .cols {{ display: flex; flex-wrap: wrap; gap: 2em; }}
 <h2>发热、报警与人工开门 Fevers, alarms, doors opened by hand</h2>
 {table(['时间 time', '通道 lane', '事件 what', '详情 detail'], [[i['time'], i['lane'], i['what'], i['detail']] for i in d.incidents], '今天没有 none today')}
 <h2>新卡 New cards ({len(d.new_cards)})</h2>
-{table(['卡号 card', '首次 first seen', '单元 unit'], [[c['number'], c['time'], c['unit'] or '未绑定 unbound'] for c in d.new_cards], '今天没有新卡 none today')}
+{table(['卡号 card', '首次 first seen', '单元 unit'], [[c['number'], c['time'], c['unit'] or ('未知卡 unknown' if any(u['number'] == c['number'] for u in d.unknown_cards) else '未绑定 unbound')] for c in d.new_cards], '今天没有新卡 none today')}
 <h2>未知卡 Unknown cards ({len(d.unknown_cards)})</h2>
 {table(['卡号 card', '首次 first', '刷卡次数 swipes'], [[u['number'], u['time'], u['swipes']] for u in d.unknown_cards], '今天没有未知卡 none today')}
 </body></html>

@@ -351,28 +351,49 @@ class Store:
         )
 
     def replace_pass_rows(self, rows: list[tuple[Any, ...]], cards: dict[str, str], version: int) -> None:
-        """Swap in a whole snapshot atomically: the lanes see the old table or the new one.
+        """Swap in a whole table at once (see snapshot_begin for the staged form)."""
+        self.snapshot_begin()
+        self.snapshot_add(rows, list(cards.items()))
+        self.snapshot_commit(version)
 
-        Built as a fresh table and renamed over the old one in one transaction, which
-        is several times faster for a million passes than upserting into the old."""
-        now = time.time()
-        cols = ", ".join(self.PASS_COLUMNS)
-        marks = ", ".join("?" * len(self.PASS_COLUMNS))
+    # A snapshot is staged chunk by chunk in short transactions, so the lanes' decisions
+    # never wait behind a million-row insert; only the final swap takes the write lock
+    # for long, and the lanes see the old table or the new one, never a mix.
+
+    def snapshot_begin(self) -> None:
         schema = self.conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'passes'").fetchone()[0]
         with self.write() as c:
             c.execute("DROP TABLE IF EXISTS passes_new")
+            c.execute("DROP TABLE IF EXISTS snapshot_cards")
             c.execute(schema.replace("passes", "passes_new", 1).replace('"passes"', '"passes_new"', 1))
+            c.execute("CREATE TABLE snapshot_cards (number TEXT PRIMARY KEY, pass_id TEXT) WITHOUT ROWID")
+
+    def snapshot_add(self, rows: list[tuple[Any, ...]], cards: list[tuple[str, str]]) -> None:
+        cols = ", ".join(self.PASS_COLUMNS)
+        marks = ", ".join("?" * len(self.PASS_COLUMNS))
+        with self.write() as c:
             c.executemany(f"INSERT OR REPLACE INTO passes_new ({cols}) VALUES ({marks})", sorted(rows, key=lambda r: r[0]))
+            c.executemany("INSERT OR REPLACE INTO snapshot_cards(number, pass_id) VALUES (?, ?)", cards)
+
+    def snapshot_commit(self, version: int) -> None:
+        now = time.time()
+        with self.write() as c:
             c.execute("DROP TABLE passes")
             c.execute("ALTER TABLE passes_new RENAME TO passes")
             # Card history (first_seen) stays; only the bindings are replaced.
             c.execute("UPDATE cards SET pass_id = NULL WHERE pass_id IS NOT NULL")
-            c.executemany(
-                "INSERT INTO cards(number, pass_id) VALUES (?, ?) ON CONFLICT(number) DO UPDATE SET pass_id = excluded.pass_id",
-                list(cards.items()),
+            c.execute(
+                "INSERT INTO cards(number, pass_id) SELECT number, pass_id FROM snapshot_cards WHERE true"
+                " ON CONFLICT(number) DO UPDATE SET pass_id = excluded.pass_id"
             )
+            c.execute("DROP TABLE snapshot_cards")
             self._set_meta(c, "passes_version", str(version))
             self._set_meta(c, "passes_synced_at", str(now))
+
+    def snapshot_abort(self) -> None:
+        with self.write() as c:
+            c.execute("DROP TABLE IF EXISTS passes_new")
+            c.execute("DROP TABLE IF EXISTS snapshot_cards")
 
     def use_nonce(self, nonce: str, expires: float) -> bool:
         """Remember a command nonce; False if it was seen before (a replay)."""

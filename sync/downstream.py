@@ -51,7 +51,11 @@ class _Snapshot:
     version: int | None = None
     count: int | None = None
     sha256: str | None = None
-    chunks: dict[int, bytes] = field(default_factory=dict)
+    next_index: int = 0
+    early: dict[int, bytes] = field(default_factory=dict)  # chunks that came ahead of their turn
+    hasher: Any = field(default_factory=hashlib.sha256)
+    passes: int = 0
+    tail: bytes = b""  # a line cut across two chunks
 
 
 class Downstream:
@@ -218,49 +222,78 @@ class Downstream:
             self.request_snapshot()
 
     def _on_snapshot_chunk(self, msg: dict[str, Any]) -> None:
+        """Chunks are staged into a new table as they come (in index order), each in a
+        short transaction; the hash over all of them decides whether it is swapped in."""
         s = self._snapshot
+        assert self.store is not None
         if s is None or msg["request_id"] != s.request_id:
             self.counters.inc("snapshot_stray")
             return
         if s.version is None:
             s.version, s.count, s.sha256 = msg["version"], msg["count"], msg["sha256"]
+            self.store.snapshot_begin()
         elif (msg["version"], msg["count"], msg["sha256"]) != (s.version, s.count, s.sha256):
-            self.counters.inc("snapshot_inconsistent")
-            self._snapshot = None
+            self._drop_snapshot("snapshot_inconsistent", "chunks disagree on version or hash")
             return
         try:
-            s.chunks[msg["index"]] = zlib.decompress(base64.b64decode(msg["data"]))
+            s.early[msg["index"]] = zlib.decompress(base64.b64decode(msg["data"]))
         except (ValueError, zlib.error):
-            self.counters.inc("snapshot_malformed")
-            self._snapshot = None
+            self._drop_snapshot("snapshot_malformed", "a chunk does not inflate")
             return
-        if len(s.chunks) < (s.count or 0):
+        while s.next_index in s.early:
+            data = s.early.pop(s.next_index)
+            s.hasher.update(data)
+            try:
+                self._stage(s, data)
+            except (ValueError, KeyError, TypeError) as exc:
+                # Signed, yet unusable: central has a bug; keep the table we have.
+                self._drop_snapshot("snapshot_malformed", f"unreadable chunk {s.next_index}: {exc}")
+                return
+            s.next_index += 1
+        if s.next_index < (s.count or 0):
             return
         self._snapshot = None
-        data = b"".join(s.chunks[i] for i in range(s.count or 0))
-        if hashlib.sha256(data).hexdigest() != s.sha256:
+        if s.tail.strip():
+            try:
+                self._stage(s, b"", final=True)
+            except (ValueError, KeyError, TypeError) as exc:
+                self._drop_snapshot("snapshot_malformed", f"unreadable last line: {exc}")
+                return
+        if s.hasher.hexdigest() != s.sha256:
+            self.store.snapshot_abort()
             self.counters.inc("snapshot_bad_hash")
             log.error("downstream: snapshot %s failed its hash check; not applied", s.request_id)
             return
-        rows, cards = [], {}
-        now = time.time()
-        try:
-            # JSON lines hold no raw newlines, so the whole thing parses as one array:
-            # one json.loads instead of a million.
-            records = json.loads(b"[" + b",".join(line for line in data.splitlines() if line.strip()) + b"]")
-            for p in records:
-                rows.append(codec.pass_row(p, now))
-                if p.get("card"):
-                    cards[p["card"]] = p["id"]
-        except (ValueError, KeyError, TypeError) as exc:
-            # Signed and hashed, yet unusable: central has a bug; keep the table we have.
-            self.counters.inc("snapshot_malformed")
-            log.error("downstream: snapshot %s is signed but unreadable (%s); not applied", s.request_id, exc)
-            return
-        assert self.store is not None
-        self.store.replace_pass_rows(rows, cards, s.version or 0)
+        self.store.snapshot_commit(s.version or 0)
         self.counters.inc("snapshots_applied")
-        log.info("downstream: snapshot version %s applied (%d passes)", s.version, len(rows))
+        log.info("downstream: snapshot version %s applied (%d passes)", s.version, s.passes)
+
+    def _stage(self, s: _Snapshot, data: bytes, final: bool = False) -> None:
+        # Chunks need not end on a line: keep the cut line for the next one.
+        data = s.tail + data
+        if final:
+            s.tail = b""
+        else:
+            cut = data.rfind(b"\n") + 1
+            data, s.tail = data[:cut], data[cut:]
+        # JSON lines hold no raw newlines, so the lines parse as one array.
+        lines = [line for line in data.splitlines() if line.strip()]
+        if not lines:
+            return
+        records = json.loads(b"[" + b",".join(lines) + b"]")
+        now = time.time()
+        rows = [codec.pass_row(p, now) for p in records]
+        cards = [(p["card"], p["id"]) for p in records if p.get("card")]
+        assert self.store is not None
+        self.store.snapshot_add(rows, cards)
+        s.passes += len(rows)
+
+    def _drop_snapshot(self, counter: str, why: str) -> None:
+        self.counters.inc(counter)
+        log.error("downstream: snapshot dropped: %s", why)
+        self._snapshot = None
+        assert self.store is not None
+        self.store.snapshot_abort()
 
     # ------------------------------------------------------------ policy
 

@@ -8,6 +8,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import re
+
 import pytest
 
 from gate.records import AlarmRecord, DecisionRecord, DoorRecord, PromptRecord
@@ -161,3 +163,163 @@ def test_cli_report_daily_json_matches_the_store(tmp_path):
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == expected
     assert expected["allowed"] == {"resident": 1} and expected["denied"] == {"expired": 1}
+
+
+# ---------------------------------------------------------------- the page people read (PDF, HTML)
+
+from gate.records import AckRecord, OverrideRecord  # noqa: E402
+
+
+def busy_day(s: Store) -> None:
+    """A day with a bit of everything, recorded as the lanes record it."""
+    s.upsert_passes([
+        {"id": "r1", "category": "resident", "unit": "3-2-501", "holder": "王芳"},
+        {"id": "r2", "category": "renter", "unit": "5-1-302", "holder": "李雷"},
+        {"id": "v1", "category": "visitor", "unit": "1-1-101", "holder": "访客"},
+    ], {"1234567": "r1", "7654321": "r2"})
+    for i, t in enumerate([36.2, 36.4, 36.5, 36.5, 36.6, 36.7, 36.8, 36.4]):
+        s.record(DecisionRecord(
+            at=at(7 + i, 10), lane="in", pass_id="r1" if i % 3 else "v1", credential="card" if i == 2 else "qr",
+            category="resident" if i % 3 else "visitor", decision="allow", reason="ok", temperature_c=t,
+            card="1234567" if i == 2 else None), direction="in")
+    r = DecisionRecord(at=at(12, 0), lane="in", pass_id="r2", credential="qr", category="renter",
+                       decision="retest", reason="high_temperature", temperature_c=38.1)
+    s.record(r, direction="in")
+    s.record(DecisionRecord(at=at(12, 1), lane="in", pass_id="r2", credential="qr", category="renter", decision="deny",
+                            reason="fever", temperature_c=38.1, situation={"timed_out": True}), direction="in")
+    alarm = AlarmRecord(at=at(12, 1), lane="in", kind="fever", detail="38.1 °C", pass_id="r2")
+    s.record(alarm)
+    s.record(AckRecord(at=at(12, 5), lane="in", alarm_id=alarm.id, kind="fever", who="老张"))
+    s.record(AlarmRecord(at=at(13, 30), lane="in", kind="door_held", detail="open 45 s"))
+    s.record(OverrideRecord(at=at(14, 0), lane="in", action="open_door", reason="救护/消防 emergency", who="老张"))
+    s.record(dec(at(18, 25), "deny", "unknown_card", category=None, pass_id=None, card="999"), direction="in")
+    s.record(dec(at(18, 26), "deny", "unknown_card", category=None, pass_id=None, card="999"), direction="in")
+    s.record(dec(at(19, 0), "deny", "category_refused", category="courier", pass_id="c1"), direction="in")
+
+
+def test_report_details_count_each_reading_once(store):
+    from gate.config import PolicyConfig
+    from gate.report_doc import collect
+
+    busy_day(store)
+    d = collect(store, DAY, PolicyConfig())
+    # the fever decision after the wait ran out repeats its retest's reading: counted once
+    assert sorted(d.temperatures) == sorted([36.2, 36.4, 36.5, 36.5, 36.6, 36.7, 36.8, 36.4, 38.1, 36.5, 36.5, 36.5])
+    assert d.hours["allow"][7:15] == [1] * 8 and d.hours["deny"][12] == 1 and d.hours["other"][12] == 1
+    assert d.hours["deny"][18] == 2 and d.hours["deny"][19] == 1
+    fever, held, opened = d.incidents
+    assert (fever["time"], fever["lane"]) == ("12:01:00", "in")
+    assert "5-1-302" in fever["detail"] and "38.1 °C" in fever["detail"] and "王" not in fever["detail"]
+    assert fever["detail"].endswith("; acknowledged 12:05:00 by 老张")  # the guard's ack of its alarm
+    assert held["time"] == "13:30:00" and "open 45 s" in held["detail"]
+    assert opened["time"] == "14:00:00" and "救护/消防 emergency (老张)" in opened["detail"]
+    assert [c["number"] for c in d.new_cards] == ["1234567", "999"]
+    assert d.new_cards[0]["unit"] == "3-2-501" and d.new_cards[1]["unit"] is None
+    assert d.unknown_cards == [{"number": "999", "swipes": 2, "time": "18:25:00"}]
+
+
+def _render_cli(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    conf = tmp_path / "gate.toml"
+    conf.write_text('[gate]\nid = "east-gate-1"\n[[lanes]]\nname = "in"\ndirection = "in"\ncamera = { driver = "sim" }\n')
+    return subprocess.run(
+        [sys.executable, "-m", "gate.cli", "report", "daily", "--date", DAY, "-c", str(conf),
+         "--store", str(tmp_path / "gate.db"), *extra],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+
+
+def _png_of(pdf: Path) -> "np.ndarray":
+    import cv2
+
+    subprocess.run(["pdftoppm", "-r", "60", "-png", "-singlefile", str(pdf), str(pdf.with_suffix(""))], check=True)
+    return cv2.imread(str(pdf.with_suffix(".png")), cv2.IMREAD_COLOR)
+
+
+def test_the_daily_report_prints_as_one_readable_page(store, tmp_path):
+    import numpy as np
+
+    busy_day(store)
+    store.close()
+    pdf, html_file = tmp_path / "report.pdf", tmp_path / "report.html"
+    done = _render_cli(tmp_path, "--pdf", str(pdf), "--html", str(html_file))
+    assert done.returncode == 0, done.stderr
+    assert "Daily report 2026-11-22" in done.stdout and "WARNING" not in done.stderr
+    info = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True, check=True).stdout
+    assert re.search(r"Pages:\s+1\n", info) and "595.276 x 841.89" in info  # one A4 page
+    img = _png_of(pdf)
+    ink = (img < 200).any(axis=2).mean()
+    assert 0.02 < ink < 0.5  # not blank, not a black box
+    green = np.array([0x32, 0x7d, 0x2e])  # the resident colour (BGR), as a bar
+    assert (np.abs(img.astype(int) - green).sum(axis=2) < 40).sum() > 100
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    for word in ("门岗日报", "2026-11-22", "east-gate-1", "常住 resident", "发热 fever", "5-1-302", "38.1 °C",
+                 "门没有关", "人工开门", "救护/消防 emergency", "1234567", "999", "未知卡 unknown", "此类人员不能进入",
+                 "acknowledged 12:05:00 by 老张"):
+        assert word in text, word
+    assert "王芳" not in text and "李雷" not in text  # no names in a report that is forwarded
+
+
+def test_the_daily_report_as_html_carries_its_figures(store, tmp_path):
+    import base64
+
+    import cv2
+    import numpy as np
+
+    busy_day(store)
+    store.close()
+    out = tmp_path / "report.html"
+    assert _render_cli(tmp_path, "--html", str(out)).returncode == 0
+    page = out.read_text(encoding="utf-8")
+    for fig in ("hourly", "temperatures"):
+        m = re.search(rf'<img id="{fig}" alt="[^"]+" src="data:image/png;base64,([A-Za-z0-9+/=]+)">', page)
+        assert m, fig
+        img = cv2.imdecode(np.frombuffer(base64.b64decode(m.group(1)), np.uint8), cv2.IMREAD_GRAYSCALE)
+        assert img is not None and img.shape[1] > 300 and (img < 200).mean() > 0.01
+    for word in ("<td>5-1-302 renter 38.1 °C; acknowledged 12:05:00 by 老张</td>", "<td>999</td>", "<td>1234567</td>",
+                 "<td>3-2-501</td>", "门没有关 Door left open", "救护/消防 emergency"):
+        assert word in page, word
+    assert "src=\"http" not in page and "王芳" not in page  # self-contained, no names
+
+
+def test_a_zero_report_still_renders(tmp_path):
+    pdf = tmp_path / "zero.pdf"
+    done = _render_cli(tmp_path, "--pdf", str(pdf), "--png", str(tmp_path / "zero.png"))
+    assert done.returncode == 0, done.stderr
+    text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    assert "零报告" in text and "no temperatures today" in text
+    img = _png_of(pdf)
+    assert (img < 200).any(axis=2).mean() > 0.005
+    assert (tmp_path / "zero.png").stat().st_size > 10_000
+
+
+def test_report_range_exports_events_for_a_spreadsheet(store, tmp_path):
+    import csv
+    import io
+
+    busy_day(store)
+    store.record(dec(at(9, day=21)), direction="in")  # the day before: outside the range
+    store.record(dec(at(9, day=24)), direction="in")  # two days after: outside
+    n_day = store.conn.execute("SELECT count(*) FROM events WHERE day = ?", (DAY,)).fetchone()[0]
+    store.close()
+    conf = tmp_path / "gate.toml"
+    conf.write_text('[gate]\nid = "east-gate-1"\n[[lanes]]\nname = "in"\ndirection = "in"\ncamera = { driver = "sim" }\n')
+    out = tmp_path / "events.csv"
+    base = [sys.executable, "-m", "gate.cli", "report", "range", "--since", DAY, "--until", "2026-11-23", "-c", str(conf),
+            "--store", str(tmp_path / "gate.db")]
+    done = subprocess.run([*base, "--csv", "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    raw = out.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")  # Excel needs the BOM to read UTF-8 Chinese
+    rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8-sig"))))
+    assert len(rows) == n_day and {r["day"] for r in rows} == {DAY}
+    fever = next(r for r in rows if r["reason"] == "fever")
+    assert (fever["time"], fever["unit"], fever["temperature_c"], fever["category"]) == (
+        "2026-11-22T12:01:00+08:00", "5-1-302", "38.10", "renter")
+    opened = next(r for r in rows if r["type"] == "override")
+    assert (opened["who"], opened["reason"], opened["action"]) == ("老张", "救护/消防 emergency", "open_door")
+    assert [int(r["seq"]) for r in rows] == sorted(int(r["seq"]) for r in rows)
+    lines = subprocess.run([*base, "--json"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert lines.returncode == 0 and len(lines.stdout.splitlines()) == n_day
+    backwards = subprocess.run([*base[:5], "--since", "2026-11-23", "--until", DAY, *base[9:]], cwd=ROOT,
+                               capture_output=True, text=True, timeout=60)
+    assert backwards.returncode == 2 and "before" in backwards.stderr
