@@ -199,6 +199,9 @@ class Link:
     def _cb_disconnect(self, client: mqtt.Client, userdata: object, flags: object, rc: object, props: object) -> None:
         if self._connected.is_set():
             self._note_error(f"connection lost: {rc}")
+        else:
+            # e.g. a TLS client certificate refused, or bad credentials
+            self._note_error(f"the broker closed the connection before accepting it: {rc}")
         self._lost.set()
 
     def _cb_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:

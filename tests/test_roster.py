@@ -239,3 +239,154 @@ def test_cli_dry_run_does_not_create_a_store(tmp_path):
     done = gate_import(tmp_path, csv_file(tmp_path, [ZH_HEADER, *ZH_ROWS]), "--dry-run")
     assert done.returncode == 0, done.stderr
     assert not (tmp_path / "gate.db").exists()
+
+
+# ---------------------------------------------------------------- XLSX, a whole community, what changes
+
+import json  # noqa: E402
+import time  # noqa: E402
+
+from tests.rosters import ZH_HEADER as HH_HEADER, household_rows, write_csv, write_xlsx  # noqa: E402
+
+
+def test_xlsx_reads_like_the_csv_it_was_saved_from(tmp_path):
+    rows = household_rows(60)
+    from_csv = read_roster(write_csv(tmp_path / "r.csv", rows))
+    from_xlsx = read_roster(write_xlsx(tmp_path / "r.xlsx", rows, title="阳光小区住户花名册"))  # a title row above the header
+    assert from_xlsx.rows == from_csv.rows and from_xlsx.cards == from_csv.cards
+    assert from_xlsx.ignored == ["备注"]
+    # Excel stored the phone tails as numbers; leading zeros come back.
+    assert any(r["phone_last4"].startswith("0") for r in from_xlsx.rows)
+
+
+def test_xlsx_bad_row_is_reported_by_its_sheet_row(tmp_path):
+    rows = household_rows(5)
+    rows[2][4] = "外卖"  # the third person: sheet row 5 (title row 1, header row 2)
+    rows[3][5] = "12345"
+    path = write_xlsx(tmp_path / "bad.xlsx", rows, title="花名册")
+    message = roster_error(path)
+    assert re.findall(r"row (\d+):", message) == ["5", "6"]
+    assert "外卖" in message and "12345" in message and "bad.xlsx" in message
+
+
+def test_a_file_that_is_not_a_workbook_is_refused(tmp_path):
+    fake = tmp_path / "roster.xlsx"
+    fake.write_bytes(b"PK\x03\x04 not really a zip")
+    assert "roster.xlsx" in roster_error(fake)
+    old = tmp_path / "roster.xls"
+    old.write_bytes(b"\xd0\xcf\x11\xe0 old excel")
+    assert ".xlsx" in roster_error(old)
+
+
+def test_a_full_phone_number_keeps_only_its_last_four_digits(tmp_path):
+    path = csv_file(tmp_path, ["姓名,房号,类别,手机号", "甲,101,常住,138-0013-8000", "乙,102,常住,+86 139 0000 0042"])
+    assert [r["phone_last4"] for r in read_roster(path).rows] == ["8000", "0042"]
+
+
+def test_validity_that_ends_before_it_starts_is_a_bad_row(tmp_path):
+    path = csv_file(tmp_path, ["姓名,房号,类别,有效期自,有效期至", "甲,101,常住,2026-12-01,2026-11-01"])
+    assert "row 2" in roster_error(path)
+
+
+def test_a_3000_household_chinese_roster_imports(tmp_path):
+    rows = household_rows(3000)
+    path = write_xlsx(tmp_path / "community.xlsx", rows, title="阳光小区住户花名册")
+    t0 = time.perf_counter()
+    done = gate_import(tmp_path, path, "--json", "--by", "张主任")
+    elapsed = time.perf_counter() - t0
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["rows"] == len(rows) and len(out["new"]) == len(rows) and out["unchanged"] == 0
+    assert elapsed < 60  # the figure to report is out["seconds"]; this bound only catches a hang
+    s = Store(tmp_path / "gate.db")
+    try:
+        assert s.pass_count() == len(rows)
+        cards = sum(1 for r in rows if r[6])
+        assert s.conn.execute("SELECT count(*) FROM cards WHERE pass_id IS NOT NULL").fetchone()[0] == cards
+        first = rows[0]
+        p = s.get_pass(f"{first[0]}-{first[1]}-{first[2]}-{first[3]}")
+        assert p is not None and p.holder == first[3] and p.phone_last4 == first[5]
+        (event,) = s.events()
+        assert (event["type"], event["action"], event["who"], event["reason"]) == ("admin", "roster_import", "张主任", "community.xlsx")
+        assert f"{len(rows)} new" in event["detail"]
+    finally:
+        s.close()
+    again = gate_import(tmp_path, write_csv(tmp_path / "community.csv", rows), "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["unchanged"] == len(rows)  # the same people from the CSV: nothing to do
+
+
+def test_a_3000_household_roster_with_one_bad_row_changes_nothing(tmp_path):
+    rows = household_rows(3000)
+    assert gate_import(tmp_path, write_csv(tmp_path / "first.csv", rows[:100])).returncode == 0
+    before = snapshot(tmp_path / "gate.db")
+    bad = [list(r) for r in rows]
+    bad[2500][4] = "外卖"
+    done = gate_import(tmp_path, write_xlsx(tmp_path / "bad.xlsx", bad))
+    assert done.returncode == 2
+    assert re.findall(r"row (\d+):", done.stderr) == ["2502"] and "外卖" in done.stderr
+    assert snapshot(tmp_path / "gate.db") == before
+    s = Store(tmp_path / "gate.db")
+    try:
+        assert [e["action"] for e in s.events()] == ["roster_import"]  # only the first, good import
+    finally:
+        s.close()
+
+
+def test_dry_run_names_what_is_new_updated_and_unchanged(tmp_path):
+    assert gate_import(tmp_path, csv_file(tmp_path, [ZH_HEADER, *ZH_ROWS[:3]], "first.csv")).returncode == 0
+    before = snapshot(tmp_path / "gate.db")
+    second = [ZH_HEADER, ZH_ROWS[0].replace(",1234,", ",4321,"), ZH_ROWS[1], *ZH_ROWS[2:]]
+    roster = csv_file(tmp_path, second, "second.csv")
+    done = gate_import(tmp_path, roster, "--dry-run", "--json")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["dry_run"] is True
+    assert out["new"] == ["1-1-101-赵六", "物业-值班室-钱七", "------孙八"]
+    assert out["updated"] == [{"id": "3-2-501-王芳", "row": 2, "changes": [{"field": "phone_last4", "old": "1234", "new": "4321"}]}]
+    assert out["unchanged"] == 2
+    text = gate_import(tmp_path, roster, "--dry-run")
+    assert "3 new, 1 updated, 2 unchanged" in text.stdout and "dry run" in text.stdout
+    assert "updated (row 2) 3-2-501-王芳: phone_last4 1234 -> 4321" in text.stdout
+    assert "new: 1-1-101-赵六" in text.stdout
+    assert snapshot(tmp_path / "gate.db") == before
+
+
+def test_a_replaced_card_stops_working_and_a_revocation_stays(tmp_path):
+    assert gate_import(tmp_path, csv_file(tmp_path, [ZH_HEADER, *ZH_ROWS[:2]], "first.csv")).returncode == 0
+    conf = tmp_path / "gate.toml"
+    revoke = subprocess.run(
+        [sys.executable, "-m", "gate.cli", "passes", "revoke", "5-1-302-李雷", "--by", "张主任", "--reason", "搬走",
+         "-c", str(conf), "--store", str(tmp_path / "gate.db")], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert revoke.returncode == 0, revoke.stderr
+    # 王芳 lost her card 1234567 and got 1111111; the office's file still lists 李雷 (moved out, revoked here).
+    second = [ZH_HEADER, ZH_ROWS[0].replace(",1234567,", ",1111111,"), ZH_ROWS[1]]
+    done = gate_import(tmp_path, csv_file(tmp_path, second, "second.csv"), "--json")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["cards_bound"] == [{"card": "1111111", "pass": "3-2-501-王芳"}]
+    assert out["cards_unbound"] == [{"card": "1234567", "pass": "3-2-501-王芳"}]
+    assert out["revoked_kept"] == ["5-1-302-李雷"]
+    s = Store(tmp_path / "gate.db")
+    try:
+        assert s.card_pass("1111111") == "3-2-501-王芳"
+        assert s.card_pass("1234567") is None  # the lost card opens nothing
+        assert s.get_pass("5-1-302-李雷").revoked
+    finally:
+        s.close()
+
+
+def test_columns_the_file_does_not_have_are_left_alone(tmp_path):
+    assert gate_import(tmp_path, csv_file(tmp_path, [ZH_HEADER, ZH_ROWS[0]], "full.csv")).returncode == 0
+    # A later file with only name, unit and category: the phone, card and dates stay as they were.
+    slim = csv_file(tmp_path, ["姓名,楼栋,单元,房号,类别", "王芳,3,2,501,常住"], "slim.csv")
+    done = gate_import(tmp_path, slim, "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["unchanged"] == 1
+    s = Store(tmp_path / "gate.db")
+    try:
+        p = s.get_pass("3-2-501-王芳")
+        assert p.phone_last4 == "1234" and p.pcr_at is not None and p.valid_until is not None
+        assert s.card_pass("1234567") == "3-2-501-王芳"
+    finally:
+        s.close()
