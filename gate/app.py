@@ -360,7 +360,7 @@ class GateApp:
         if cfg.camera is not None:
             cam = cfg.camera
             if cam.driver == "sim":
-                source: Any = SimCamera(cam.width, cam.height, stream_fps=10.0 if self.clock.realtime else 0.0)
+                source: Any = SimCamera(cam.width, cam.height, stream_fps=cam.fps if self.clock.realtime else 0.0)
             elif cam.driver in ("v4l2", "picamera2"):
                 # Live cameras are supervised: opened lazily (a camera missing at boot
                 # degrades the lane instead of stopping the gate), a stalled or

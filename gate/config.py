@@ -143,6 +143,7 @@ class SimCameraConfig(Strict):
     driver: Literal["sim"]
     width: int = 640
     height: int = 480
+    fps: float = Field(10.0, ge=0, le=120)  # empty frames a second when live (drills feed frames themselves)
     decoder: Literal["auto", "fast", "zxing", "pyzbar"] = "auto"
 
 
