@@ -133,6 +133,7 @@ class GateApp:
         self.integrity = ensure_sound(self.store_path)  # a corrupt store is moved aside, never used
         store = self.open_store()  # migrate once, before any lane opens its own connection
         try:
+            store.ensure_reserve()
             self._restore(store)
         finally:
             store.close()

@@ -8,8 +8,10 @@ on the lane's clock, so a drill can move time on and see the same behaviour.
 """
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
+import sqlite3
 import queue
 import random
 import threading
@@ -147,7 +149,9 @@ class Lane:
         self.opened_while_unlocked = False
         self.held_at: datetime | None = None
         self.reminder_at: datetime | None = None
-        self.alive_at: float = 0.0  # clock.monotonic() of the engine's last loop, for the watchdog
+        self.alive_at: float = 0.0
+        self._unwritten: collections.deque[LaneRecord] = collections.deque()  # events a full disk could not take yet
+        self._disk_full = False  # clock.monotonic() of the engine's last loop, for the watchdog
 
     # ------------------------------------------------------------ threading
 
@@ -230,13 +234,51 @@ class Lane:
         else:
             self.floor.raise_to(rec.at)
         if not isinstance(rec, PromptRecord):
-            assert self.store is not None
-            self.store.record(rec, direction=self.direction)  # durable before anything acts on it
+            self._store_record(rec)  # durable before anything acts on it
         for sink in self.sinks:
             try:
                 sink(rec)
             except Exception:
                 log.exception("lane %s: display sink failed", self.name)
+
+    def _store_record(self, rec: LaneRecord) -> None:
+        """Write the event; on a full disk keep it in memory, make room, and write it
+        as soon as there is space: the gate goes on deciding either way."""
+        assert self.store is not None
+        try:
+            self._write_unwritten()
+            self.store.record(rec, direction=self.direction)
+            return
+        except sqlite3.OperationalError as exc:
+            if "full" not in str(exc):
+                raise
+        self._unwritten.append(rec)
+        self.counters.inc("disk_full")
+        if not self._disk_full:
+            self._disk_full = True
+            log.error("lane %s: the disk is full; events kept in memory while old delivered events are purged", self.name)
+            for sink in self.sinks:  # the alarm must be seen now, even if it cannot be stored yet
+                try:
+                    sink(AlarmRecord(at=rec.at, lane=self.name, kind="disk_full", detail="storage full: purging delivered events"))
+                except Exception:
+                    log.exception("lane %s: display sink failed", self.name)
+            self._unwritten.append(AlarmRecord(at=rec.at, lane=self.name, kind="disk_full", detail="storage full: purging delivered events"))
+        purged = self.store.make_room()
+        try:
+            self._write_unwritten()
+        except sqlite3.OperationalError:
+            n = len(self._unwritten)
+            if not purged and (n & (n - 1)) == 0:  # say so at 1, 2, 4, 8 ... waiting events, not each time
+                log.error("lane %s: nothing left to purge; %d events wait in memory", self.name, n)
+
+    def _write_unwritten(self) -> None:
+        assert self.store is not None
+        while self._unwritten:
+            self.store.record(self._unwritten[0], direction=self.direction)
+            self._unwritten.popleft()
+        if self._disk_full:
+            self._disk_full = False
+            log.warning("lane %s: the store has room again", self.name)
 
     def _say(self, key: str, at: datetime) -> None:
         parts = spoken(key, self.languages)

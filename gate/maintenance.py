@@ -35,6 +35,7 @@ class Maintenance:
 
     def run_once(self, store: Store) -> None:
         purge(store, retention_days=self.retention_days)
+        store.ensure_reserve()  # re-made once a full disk has room again
         snap = snapshot_path(store.path)
         if not snap.exists() or time.time() - snap.stat().st_mtime >= self.every_s:
             save_snapshot(store.conn, store.path)

@@ -8,6 +8,7 @@ door acted on must survive a power cut.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from contextlib import contextmanager
@@ -73,6 +74,10 @@ class Store:
         _retry_locked(lambda: conn.execute("PRAGMA journal_mode=WAL"))
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
+        # A short WAL, truncated after each checkpoint: on an SD card (or a full disk)
+        # the log must not grow to megabytes that only a checkpoint can give back.
+        conn.execute("PRAGMA wal_autocheckpoint=256")
+        conn.execute("PRAGMA journal_size_limit=1048576")
         self.conn = conn
         self.db = Database(conn)
         if migrations.pending(self.db):
@@ -88,6 +93,57 @@ class Store:
 
     def close(self) -> None:
         self.conn.close()
+
+    # ------------------------------------------------------------ a full disk
+
+    RESERVE_BYTES = 1 << 20
+
+    @property
+    def reserve_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".reserve")
+
+    def ensure_reserve(self, size: int | None = None) -> bool:
+        """Keep a ballast file beside the store: when the disk fills, deleting it
+        gives SQLite the room to purge old events and go on."""
+        size = self.RESERVE_BYTES if size is None else size
+        try:
+            if self.reserve_path.exists() and self.reserve_path.stat().st_size >= size:
+                return True
+            with open(self.reserve_path, "wb") as f:
+                f.write(b"\0" * size)
+                f.flush()
+                os.fsync(f.fileno())
+            return True
+        except OSError:
+            self.reserve_path.unlink(missing_ok=True)
+            return False
+
+    def make_room(self, batch: int = 500) -> int:
+        """The disk is full: free the reserve, then delete the oldest events that
+        central already has. Returns how many events were purged."""
+        self.reserve_path.unlink(missing_ok=True)
+        purged = 0
+        try:
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.OperationalError:
+            pass
+        try:
+            with self.write() as c:
+                rows = [
+                    r[0]
+                    for r in c.execute(
+                        "SELECT e.seq FROM events e JOIN outbox o ON o.seq = e.seq WHERE o.state = 'sent'"
+                        " ORDER BY e.seq LIMIT ?",
+                        (batch,),
+                    )
+                ]
+                c.executemany("DELETE FROM outbox WHERE seq = ?", [(r,) for r in rows])
+                c.executemany("DELETE FROM events WHERE seq = ?", [(r,) for r in rows])
+                purged = len(rows)
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.OperationalError:
+            pass
+        return purged
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
