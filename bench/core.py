@@ -154,7 +154,7 @@ def fmt(value: float | None, unit: str) -> str:
     if unit == "ms":
         return f"{value:.3f} ms" if value < 10 else f"{value:.1f} ms"
     if unit == "fraction":
-        return f"{value * 100:.1f} %"
+        return f"{value * 100:.2f} %"
     if unit == "frames":
         return f"{value:g} frames"
     if unit == "count":

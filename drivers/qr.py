@@ -14,9 +14,10 @@ Decoders, cheapest first:
 
 A code held steady in front of the camera appears in every frame for seconds; the
 scanner reports it once and stays quiet until it has been out of sight for
-``hold_s``. A frame-age watchdog reports a camera that stops delivering frames as a
-fault (and recovery when frames come back). What a code *means* (pass, visitor,
-garbage) is not decided here.
+``hold_s``. A source that raises (``SupervisedCamera``: a stalled or unplugged
+camera, by the age of its last frame) is reported through ``on_fault``, and its
+recovery with the next frame. What a code *means* (pass, visitor, garbage) is not
+decided here.
 """
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ utterances), which no one hears.
 """
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import logging
@@ -617,11 +618,13 @@ class Speaker:
 
 class SimSpeaker:
     """Speaker for simulation: renders through the same cache, records instead of
-    playing. Keeps every prompt (no cutting) so a drill can assert what was said."""
+    playing. Keeps every prompt (no cutting), up to the last ``max_kept``, so a drill
+    can assert what was said."""
 
-    def __init__(self, cache: PromptCache) -> None:
+    def __init__(self, cache: PromptCache, *, max_kept: int = 1000) -> None:
         self.cache = cache
-        self.spoken: list[SpokenPrompt] = []
+        # The latest prompts only: a simulated lane runs for months in the demo.
+        self.spoken: collections.deque[SpokenPrompt] = collections.deque(maxlen=max_kept)
         self.counters = Counters()
         self.progress = Progress()  # prompts rendered (or failed)
         self._jobs: queue.SimpleQueue[_Prompt | None] = queue.SimpleQueue()

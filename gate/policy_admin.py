@@ -170,8 +170,12 @@ def apply(
         raise PolicyAdminError(f"{source}: the policy does not survive storing ({diff_lines(diff(stored, new))})")
     now = time.time()
     body_text = json.dumps(body, ensure_ascii=False, sort_keys=True)
+    seen_version = store.get_meta("policy_version")
 
     def also(c: Any) -> None:
+        row = c.execute("SELECT value FROM meta WHERE key = 'policy_version'").fetchone()
+        if (row[0] if row else None) != seen_version:  # central (or another desk) stored one meanwhile
+            raise PolicyAdminError("the policy in force changed while applying; check the diff again and retry")
         c.execute(
             "INSERT INTO policy_audit(at, by, note, version, previous_version, source, sha256, policy_json, diff_json)"
             " VALUES (?,?,?,?,?,?,?,?,?)",

@@ -180,6 +180,9 @@ class Downstream:
         frm, to = msg["from_version"], msg["to_version"]
         if to <= have:
             self.counters.inc("passes_duplicate")
+            if to == have:
+                # Central's retained head batch: our table is current as of now.
+                self.store.set_meta("passes_synced_at", str(time.time()))
             return
         if frm != have:
             self.counters.inc("passes_gap")
@@ -301,6 +304,8 @@ class Downstream:
         version = msg["version"]
         if version <= self.policy_version:
             self.counters.inc("policy_old")
+            if version == self.policy_version and self.store is not None:
+                self.store.set_meta("policy_applied_at", str(time.time()))  # confirmed current
             return
         try:
             policy = PolicyConfig.model_validate({**msg["policy"], "version": version})

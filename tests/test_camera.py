@@ -448,3 +448,27 @@ def test_picamera2_missing_says_how_to_install(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setitem(sys.modules, "picamera2", None)  # import fails as if not installed
     with pytest.raises(CameraError, match="python3-picamera2"):
         Picamera2Camera()
+
+
+def test_gate_with_its_usb_camera_missing_starts_and_raises_a_sensor_fault(tmp_path: Path) -> None:
+    # The wiring in gate/app.py: a live camera is supervised, so a missing one
+    # degrades its lane (alarm, guard mode) instead of keeping the gate from starting.
+    from gate.app import GateApp
+    from gate.config import Config
+
+    conf = Config.model_validate({
+        "store": {"path": str(tmp_path / "gate.db")},
+        "voice": {"cache_dir": str(tmp_path / "voice")},
+        "lanes": [{"name": "in", "direction": "in",
+                   "camera": {"driver": "v4l2", "device": "/dev/v4l/by-id/usb-Gate_Cam_gone-video-index0"}}]})
+    records: list = []
+    app = GateApp(conf, sinks=[records.append], prerender=False)
+    app.start()
+    try:
+        assert _wait(lambda: any(getattr(r, "kind", None) == "sensor_fault" for r in records))
+        assert isinstance(app.devices["in"].camera, SupervisedCamera)
+        alarm = next(r for r in records if getattr(r, "kind", None) == "sensor_fault")
+        assert alarm.lane == "in" and "usb-Gate_Cam_gone" in alarm.detail
+        assert app.lanes["in"].health["camera"][0] is False
+    finally:
+        app.stop()

@@ -439,7 +439,7 @@ def test_sim_speaker_say_does_not_wait_for_rendering(cache: PromptCache, monkeyp
     sim = SimSpeaker(cache)
     try:
         sim.say("welcome", EN, "en")  # returns while the render is blocked
-        assert sim.spoken == []
+        assert list(sim.spoken) == []
         assert not sim.flush(0.05)
         release.set()
         assert sim.flush(WAIT_S)
