@@ -318,6 +318,16 @@ class GpioSection(Strict):
     backend: Literal["auto", "rpigpio", "lgpio"] = "auto"
 
 
+class LcdConfig(Strict):
+    """A 16x2 or 20x4 HD44780 character LCD on an I2C backpack (PCF8574)."""
+
+    driver: Literal["hd44780", "sim"] = "hd44780"
+    i2c_port: int = Field(1, ge=0, le=10)
+    address: int = Field(0x27, ge=0x03, le=0x77)
+    cols: Literal[16, 20] = 16
+    rows: Literal[2, 4] = 2
+
+
 class GuardSection(Strict):
     """The guard's page (served by the daemon) and the optional character LCD."""
 
@@ -329,6 +339,7 @@ class GuardSection(Strict):
     pin_file: Path | None = None
     stale_after_h: float = Field(24.0, gt=0)  # pass table or policy older than this: banner
     visitor_valid_until: str = "23:59"  # visitor passes end today at this local time
+    lcd: LcdConfig | None = None  # an optional second display: last decision and any alarm
     manual_open_reasons: list[str] = ["快递/外卖 delivery", "救护/消防 emergency", "访客 visitor", "设备故障 device fault", "其他 other"]
 
     @field_validator("visitor_valid_until")

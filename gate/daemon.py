@@ -35,6 +35,7 @@ def run(conf: Config, *, broker: str | None = None, config_path: Path | None = N
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     player = None
+    lcd = None
     try:
         app.start()
     except Exception as exc:  # a device that will not open: say which, do not trace
@@ -66,6 +67,8 @@ def run(conf: Config, *, broker: str | None = None, config_path: Path | None = N
                 # No keys.signing in a demo: visitor passes are signed with the demo's throwaway central key.
                 page.visitors.use_signer(player.keys.central, app.keyring, "demo key (keys.signing not set)")
             player.start()
+        if conf.guard.lcd is not None:
+            lcd = _start_lcd(conf, app)
         if page is not None:
             try:
                 page.start()
@@ -87,6 +90,29 @@ def run(conf: Config, *, broker: str | None = None, config_path: Path | None = N
             player.stop()
         if page is not None:
             page.stop()
+        if lcd is not None:
+            lcd.stop()
         app.stop()
         if keydir is not None:
             keydir.cleanup()
+
+
+def _start_lcd(conf: Config, app: GateApp):  # type: ignore[no-untyped-def]
+    """The character LCD beside the gate; if it will not open, the lanes go on without it."""
+    from drivers.display import make_display
+    from gate.web.lcd import LcdPresenter
+
+    c = conf.guard.lcd
+    assert c is not None
+    try:
+        kw = {"cols": c.cols, "rows": c.rows, "address": c.address}
+        if c.driver == "hd44780":
+            kw["port"] = c.i2c_port
+        presenter = LcdPresenter(make_display(c.driver, **kw), app.tz)
+    except Exception as exc:
+        print(f"gate: LCD NOT running: {exc}", file=sys.stderr)
+        return None
+    app.add_sink(presenter.sink)
+    presenter.start()
+    print(f"LCD: {c.cols}x{c.rows} ({c.driver}) at I2C {c.address:#04x}", flush=True)
+    return presenter

@@ -102,3 +102,32 @@ def test_the_lcd_shows_the_last_decision_then_an_alarm_until_acknowledged(cols: 
         assert d.lines()[0].startswith("IN  ALLOW")
     finally:
         lcd.stop()
+
+
+def test_daemon_starts_the_configured_lcd_and_it_follows_the_lanes() -> None:
+    """`[guard] lcd = {driver = "sim", ...}` in the config: `gate run` shows decisions on it."""
+    import textwrap
+
+    from gate import drill_file
+    from gate.daemon import _start_lcd
+    from gate.drill import Rehearsal
+    from gate.drill_file import Step
+
+    d = drill_file.parse(textwrap.dedent("""
+        name: lcd
+        start: "2026-11-22T10:00:00+08:00"
+        config: {guard: {lcd: {driver: sim, cols: 20, rows: 4}}}
+        passes: [{id: r1, holder: 王芳, unit: 3-2-501, category: resident}]
+        """))
+    with Rehearsal(d) as r:
+        presenter = _start_lcd(r.config, r.app)
+        assert presenter is not None and (presenter.cols, presenter.rows) == (20, 4)
+        try:
+            r.step(Step(at=0, lane="in", qr="r1"))
+            r.step(Step(at=0.5, lane="in", temperature=36.5))
+            assert presenter.wait_handled(3, 5)
+            assert presenter.last is not None and presenter.last.decision == "allow"
+            text = " ".join(presenter.lines())
+        finally:
+            presenter.stop()
+    assert "ALLOW" in text.upper() or "OK" in text.upper()
