@@ -83,6 +83,8 @@ class PolicyConfig(Strict):
     night: str = "22:00-06:00"
     reminder_after_s: float = Field(5.0, gt=0)
     dynamic_skew_steps: int = Field(1, ge=0, le=10)  # 30-s steps a phone's clock may be off
+    # A printed (static) QR pass of a holder who has a door card needs the card swiped too.
+    static_qr_needs_card: bool = False
     categories: dict[str, CategoryPolicy] = Field(default_factory=dict)
 
     @field_validator("night")

@@ -79,10 +79,12 @@ class Session:
     started: datetime
     draw: float
     step: int | None = None  # a dynamic QR code's time step
+    needs_card: bool = False  # a printed pass whose holder has a door card (policy.static_qr_needs_card)
+    card_ok: bool = False
     temps: list[float] = field(default_factory=list)
     deadline: datetime | None = None
     retesting: bool = False
-    prompted: bool = False
+    waiting_for: str = ""
 
 
 @dataclass
@@ -378,11 +380,20 @@ class Lane:
         else:
             # The token's validity still binds: the table may only narrow it.
             rec = _narrow(rec, token.valid_from, token.valid_until)
-        self._begin(Session("qr", rec, None, None, at, self._rng.random(), step=token.step), at)
+        needs_card = (
+            self.policy.static_qr_needs_card and token.step is None and rec.listed and self.store.has_card(rec.id)
+        )
+        self._begin(Session("qr", rec, None, None, at, self._rng.random(), step=token.step, needs_card=needs_card), at)
 
     def _credential_card(self, number: str, at: datetime) -> None:
         assert self.store is not None
         pass_id = self.store.card_pass(number)
+        s = self.session
+        if s is not None and s.needs_card and not s.card_ok and s.pass_ and pass_id == s.pass_.id:
+            # The second factor of the printed pass being checked.
+            s.card_ok, s.card = True, number
+            self._evaluate(s, at)
+            return
         rec = self.store.get_pass(pass_id) if pass_id else None
         problem = None if rec else "unknown_card"
         self._begin(Session("card", rec, problem, number, at, self._rng.random()), at)
@@ -430,6 +441,8 @@ class Lane:
             timed_out=timed_out,
             inside_since=inside,
             draw=s.draw,
+            needs_second_factor=s.needs_card,
+            has_second_factor=s.card_ok,
         )
 
     def _evaluate(self, s: Session, at: datetime, timed_out: bool = False) -> None:
@@ -437,11 +450,11 @@ class Lane:
         verdict = pol.decide(situation, self.policy)
         temp = pol.temperature_used(situation)
         if verdict.decision == "wait":
-            if s.deadline is None:
-                s.deadline = s.started + timedelta(seconds=self.policy.temperature_wait_s)
-            if not s.prompted:
-                s.prompted = True
-                self._say("measure", at)
+            if s.deadline is None or verdict.reason != s.waiting_for:
+                # Each thing awaited (the card, then a temperature) gets its own wait.
+                s.deadline = at + timedelta(seconds=self.policy.temperature_wait_s)
+                s.waiting_for = verdict.reason
+                self._say("swipe_card" if verdict.reason == "second_factor" else "measure", at)
             return
         if verdict.decision == "retest":
             if s.retesting:

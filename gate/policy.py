@@ -15,6 +15,7 @@ from gate.config import PolicyConfig
 from gate.records import PassRecord, Verdict
 
 WAIT = Verdict("wait", "temperature")
+WAIT_CARD = Verdict("wait", "second_factor")
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,8 @@ class Situation:
     timed_out: bool = False  # the lane's wait for a (second) reading has run out
     inside_since: datetime | None = None  # the pass's last entry, if it has not exited since
     draw: float = 1.0  # uniform in [0, 1): chooses entries for a holder check
+    needs_second_factor: bool = False  # a printed (static) QR where the policy wants the door card too
+    has_second_factor: bool = False  # the pass's own card was swiped for this entry
 
 
 def situation_to_json(s: Situation) -> dict[str, Any]:
@@ -42,6 +45,8 @@ def situation_to_json(s: Situation) -> dict[str, Any]:
         "timed_out": s.timed_out,
         "inside_since": iso(s.inside_since),
         "draw": s.draw,
+        "needs_second_factor": s.needs_second_factor,
+        "has_second_factor": s.has_second_factor,
         "pass": None
         if p is None
         else {
@@ -66,6 +71,7 @@ def situation_from_json(d: dict[str, Any]) -> Situation:
         direction=d["direction"], now=datetime.fromisoformat(d["now"]), pass_=rec, problem=d["problem"],
         temperatures=tuple(d["temperatures"]), needs_temperature=d["needs_temperature"], timed_out=d["timed_out"],
         inside_since=dt(d["inside_since"]), draw=d["draw"],
+        needs_second_factor=d.get("needs_second_factor", False), has_second_factor=d.get("has_second_factor", False),
     )
 
 
@@ -130,6 +136,9 @@ def _entry(s: Situation, p: PassRecord, policy: PolicyConfig) -> Verdict:
     inside = s.inside_since is not None and s.now - s.inside_since < timedelta(hours=policy.passback_reset_h)
     if inside and policy.passback == "hard":
         return Verdict("deny", "passback")
+    if s.needs_second_factor and not s.has_second_factor:
+        # A printed pass can be photocopied: its holder's door card must come with it.
+        return Verdict("deny", "second_factor") if s.timed_out else WAIT_CARD
     if s.needs_temperature:
         verdict = _temperature(s, policy)
         if verdict is not None:

@@ -215,6 +215,9 @@ class Store:
         row = self.conn.execute("SELECT pass_id FROM cards WHERE number = ?", (number,)).fetchone()
         return row[0] if row else None
 
+    def has_card(self, pass_id: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM cards WHERE pass_id = ? LIMIT 1", (pass_id,)).fetchone() is not None
+
     def pass_count(self) -> int:
         return self.conn.execute("SELECT count(*) FROM passes").fetchone()[0]
 
