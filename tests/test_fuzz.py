@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from drivers.thermometer import AsciiLineParser, Gy90614Parser, encode_frame
+from drivers.thermometer import AsciiLineParser, Gy90614Parser, ModbusRtuParser, crc16_modbus, encode_frame
 from drivers.wiegand import WiegandError, decode
 from gate import config as cfgmod
 from gate import drill_file
@@ -89,6 +89,29 @@ def test_fuzz_mutated_serial_frames(rnd: random.Random) -> None:
     good = b"".join(encode_frame(30 + rnd.random() * 10, 20 + rnd.random() * 5) for _ in range(5))
     Gy90614Parser().feed(mutate(good, rnd))
     AsciiLineParser().feed(mutate(b"36.50 24.10\n" * 3, rnd))
+
+
+def _modbus_reply(tenths: int) -> bytes:
+    body = bytes([1, 3, 2]) + tenths.to_bytes(2, "big", signed=True)
+    return body + crc16_modbus(body).to_bytes(2, "little")
+
+
+@fuzz
+@given(st.binary(max_size=300))
+def test_fuzz_modbus_replies(data: bytes) -> None:
+    p = ModbusRtuParser(slave=1, register=0)
+    frames = p.feed(data)
+    assert all(-70 <= f.object_c <= 383 for f in frames)
+
+
+@fuzz
+@given(st.randoms(use_true_random=False))
+def test_fuzz_mutated_modbus_replies(rnd: random.Random) -> None:
+    good = b"".join(_modbus_reply(300 + rnd.randrange(100)) for _ in range(4))
+    p = ModbusRtuParser(slave=1, register=0)
+    p.feed(mutate(good, rnd))
+    # A clean reply after the damage still reads.
+    assert any(abs(f.object_c - 36.5) < 1e-6 for f in p.feed(_modbus_reply(365)))
 
 
 @fuzz
@@ -188,6 +211,25 @@ def test_long_fuzz_payloads(raw: bytes, kind: str) -> None:
 def test_long_fuzz_serial(data: bytes) -> None:
     Gy90614Parser().feed(data)
     AsciiLineParser().feed(data)
+    ModbusRtuParser(slave=1, register=0).feed(data)
+
+
+@pytest.mark.long
+@long_fuzz
+@given(st.text(max_size=600))
+def test_long_fuzz_config_and_drills(text: str) -> None:
+    test_fuzz_config_text.hypothesis.inner_test(text)  # type: ignore[attr-defined]
+    try:
+        drill_file.parse(text, "fuzz.yaml")
+    except ConfigError:
+        pass
+
+
+@pytest.mark.long
+@long_fuzz
+@given(st.lists(st.integers(0, 1), max_size=64))
+def test_long_fuzz_wiegand(bits: list[int]) -> None:
+    test_fuzz_wiegand_bits.hypothesis.inner_test(bits)  # type: ignore[attr-defined]
 
 
 def test_fuzz_lane_survives_any_qr_text_and_card() -> None:
