@@ -110,7 +110,7 @@ class _NoLink:
 
 
 def _downstream(path: Path, key: Ed25519PrivateKey) -> Downstream:
-    hooks = Hooks(apply_policy=lambda p, v: None, open_door=lambda *a: True, report_now=lambda d: None,
+    hooks = Hooks(apply_policy=lambda p, v, **kw: None, open_door=lambda *a: True, report_now=lambda d: None,
                   reload=lambda: None, now=lambda: datetime.now(timezone.utc))
     d = Downstream(_NoLink(), lambda: Store(path), TOPICS, KeyRing([key.public_key()]), hooks)  # type: ignore[arg-type]
     d.store = Store(path)

@@ -37,7 +37,7 @@ from gate.events import (
     TemperatureRead,
 )
 from gate.lane import Lane, Sink
-from gate.records import AlarmRecord, LaneRecord
+from gate.records import AdminRecord, AlarmRecord, LaneRecord
 from gate.passes import KeyRing
 from gate.prompts import PROMPTS
 from gate.store import Store
@@ -135,6 +135,7 @@ class GateApp:
         try:
             store.ensure_reserve()
             self._restore(store)
+            config_change = self._config_changed(store)
         finally:
             store.close()
         v = self.config.voice
@@ -166,6 +167,8 @@ class GateApp:
             except Exception:
                 self.stop()
                 raise
+        if config_change is not None:
+            self.record_gate_event(config_change)
         if not self.integrity.ok:
             self.record_gate_event(
                 AlarmRecord(
@@ -240,15 +243,51 @@ class GateApp:
             except Exception:
                 log.exception("the stored policy version %d is unusable; using the config's", version)
 
+    def _config_changed(self, store: Store) -> AdminRecord | None:
+        """The config differs from the one the gate last started with: say so, as an event."""
+        if self.config_path is None:
+            return None
+        import hashlib
+        import pwd
+
+        try:
+            digest = hashlib.sha256(Path(self.config_path).read_bytes()).hexdigest()[:16]
+            st = Path(self.config_path).stat()
+        except OSError:
+            return None
+        before = store.get_meta("config_sha")
+        if before == digest:
+            return None
+        store.set_meta("config_sha", digest)
+        try:
+            owner = pwd.getpwuid(st.st_uid).pw_name
+        except KeyError:
+            owner = str(st.st_uid)
+        return AdminRecord(
+            at=self.clock.now(), lane="", action="config_change", who=f"{owner} (file owner)",
+            reason="first start" if before is None else "the config file was edited",
+            detail=f"{self.config_path}: {before or '-'} → {digest}, modified {datetime.fromtimestamp(st.st_mtime).isoformat(timespec='seconds')}",
+        )
+
     # ------------------------------------------------------------ sync
 
     def policy_version(self) -> int:
         return self.policy.version
 
-    def apply_policy(self, policy: PolicyConfig, version: int) -> None:
+    def apply_policy(self, policy: PolicyConfig, version: int, *, who: str = "central", why: str = "") -> None:
+        before = self.policy
         self.policy = policy
         for lane in self.lanes.values():
             lane.post(ApplyPolicy(policy))
+        changed = {
+            k: (getattr(before, k), v) for k, v in policy.model_dump().items() if before.model_dump().get(k) != v
+        }
+        self.record_gate_event(
+            AdminRecord(
+                at=self.clock.now(), lane="", action="policy_apply", who=who, reason=why,
+                detail=f"version {before.version} → {version}: " + "; ".join(f"{k}: {a!r} → {b!r}" for k, (a, b) in changed.items() if k != "version"),
+            )
+        )
 
     def open_door(self, lane: str, reason: str, who: str) -> bool:
         target = self.lanes.get(lane)
@@ -271,7 +310,7 @@ class GateApp:
             log.error("reload: %s", exc)
             return
         if fresh.policy.version >= self.policy.version:
-            self.apply_policy(fresh.policy, fresh.policy.version)
+            self.apply_policy(fresh.policy, fresh.policy.version, who="central", why=f"reload of {self.config_path}")
 
     def device_health(self) -> dict[str, dict[str, dict[str, Any]]]:
         return {

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 class Hooks:
     """What downstream may ask of the gate."""
 
-    apply_policy: Callable[[PolicyConfig, int], None]
+    apply_policy: Callable[..., None]  # (policy, version, who=..., why=...)
     open_door: Callable[[str, str, str], bool]  # lane, reason, who -> done?
     report_now: Callable[[str | None], None]  # date or None (today)
     reload: Callable[[], None]
@@ -319,7 +319,7 @@ class Downstream:
         self.store.set_meta("policy_applied_at", str(time.time()))
         self.store.set_meta("policy_by", str(msg.get("by", "")))
         self.policy_version = version
-        self.hooks.apply_policy(policy, version)
+        self.hooks.apply_policy(policy, version, who=f"central:{msg.get('by', '')}", why="signed policy from central")
         self.counters.inc("policies_applied")
 
     # ------------------------------------------------------------ commands

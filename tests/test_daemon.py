@@ -46,3 +46,29 @@ def test_notify_ready_then_watchdog_then_stopping(tmp_path: Path) -> None:
         sock.close()
     assert rc == 0, proc.stderr.read() if proc.stderr else ""
     print(f"stopped {stopped_in:.2f} s after SIGTERM")
+
+
+def test_a_changed_config_is_an_event_at_start(tmp_path: Path) -> None:
+    from gate import config as cfgmod
+    from gate.app import GateApp
+
+    cfg = tmp_path / "gate.toml"
+    body = f'[store]\npath = "{tmp_path / "g.db"}"\n[guard]\nenabled = false\n[[lanes]]\nname = "in"\ndirection = "in"\n'
+    cfg.write_text(body, encoding="utf-8")
+
+    def start_once() -> list[dict]:  # type: ignore[type-arg]
+        app = GateApp(cfgmod.load(cfg), config_path=cfg, prerender=False)
+        app.start()
+        app.stop()
+        s = app.open_store()
+        try:
+            return [e for e in s.events() if e["type"] == "admin" and e["action"] == "config_change"]
+        finally:
+            s.close()
+
+    assert [e["reason"] for e in start_once()] == ["first start"]
+    assert len(start_once()) == 1  # unchanged: nothing new
+    cfg.write_text(body.replace('direction = "in"', 'direction = "in"\nexit_button = { driver = "sim", pin = 23 }'), encoding="utf-8")
+    changes = start_once()
+    assert [e["reason"] for e in changes] == ["first start", "the config file was edited"]
+    assert "file owner" in changes[-1]["who"]

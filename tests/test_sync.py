@@ -243,6 +243,13 @@ def test_policy_and_commands_from_central(broker: Broker) -> None:
         r.step(Step(at=0.5, lane="in", temperature=37.1))
         assert decisions(r) == [("r1", "retest", "high_temperature")]
         assert r.app.policy_version() == 3
+        s = r.app.open_store()
+        try:
+            admin = [e for e in s.events() if e["type"] == "admin"]
+        finally:
+            s.close()
+        assert [(a["action"], a["who"]) for a in admin] == [("policy_apply", "central:health-office")]
+        assert "fever_c: 37.3 → 37.0" in admin[0]["detail"]
         # open_door: an override event with who and why, and the relay unlocks.
         exp = (datetime.now().astimezone() + timedelta(minutes=5)).isoformat()
         cmd = {"type": "cmd", "cmd": "open_door", "gate": "drill", "lane": "in", "reason": "ambulance", "nonce": secrets.token_hex(16),
