@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import getpass
 import json
-import sys
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Callable

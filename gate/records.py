@@ -194,7 +194,7 @@ class AdminRecord(LaneRecord):
     `gate passes import`, `gate policy apply`): who did what and why, stored and sent
     upstream like any event. `lane` is empty."""
 
-    action: str  # revoke | unrevoke | roster_import | policy_apply
+    action: str  # revoke | unrevoke | roster_import | policy_apply | config_change
     who: str
     reason: str = ""
     pass_id: str | None = None

@@ -78,6 +78,7 @@ class Link:
         self._rng = random.Random()
         self.connects = 0
         self.last_error = ""
+        self._hanging_up = False
 
     @property
     def connected(self) -> bool:
@@ -139,6 +140,7 @@ class Link:
         while not self._stop.is_set():
             client = self._new_client()
             self._lost.clear()
+            self._hanging_up = False
             props = None
             if self.cfg.session_expiry_s > 0:
                 props = Properties(PacketTypes.CONNECT)
@@ -160,6 +162,7 @@ class Link:
                 # Wait for the CONNACK, then for the connection to be lost (or stop).
                 self._lost.wait()
                 was_up = self._connected.is_set()
+                self._hanging_up = True  # our own disconnect below is not an error
                 self._connected.clear()
                 with self._lock:
                     self._client = None
@@ -197,6 +200,9 @@ class Link:
         self._on_state(True)
 
     def _cb_disconnect(self, client: mqtt.Client, userdata: object, flags: object, rc: object, props: object) -> None:
+        if self._hanging_up:
+            self._lost.set()
+            return
         if self._connected.is_set():
             self._note_error(f"connection lost: {rc}")
         else:

@@ -228,7 +228,7 @@ def _render_cli(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]
     )
 
 
-def _png_of(pdf: Path) -> "np.ndarray":
+def _png_of(pdf: Path):  # -> a BGR image
     import cv2
 
     subprocess.run(["pdftoppm", "-r", "60", "-png", "-singlefile", str(pdf), str(pdf.with_suffix(""))], check=True)

@@ -246,7 +246,7 @@ def test_cli_dry_run_does_not_create_a_store(tmp_path):
 import json  # noqa: E402
 import time  # noqa: E402
 
-from tests.rosters import ZH_HEADER as HH_HEADER, household_rows, write_csv, write_xlsx  # noqa: E402
+from tests.rosters import household_rows, write_csv, write_xlsx  # noqa: E402
 
 
 def test_xlsx_reads_like_the_csv_it_was_saved_from(tmp_path):
