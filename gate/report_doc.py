@@ -23,7 +23,6 @@ from gate.config import CATEGORIES, PolicyConfig
 from gate.report import _day_bounds, daily
 from gate.store import Store
 
-MAX_LIST = 14  # rows of a list on the one page; the rest is counted
 
 try:  # the guard page's words (zh, en) for every code; plain codes if unavailable
     from gate.web.i18n import ALARMS, REASONS
@@ -235,20 +234,27 @@ def _histogram(ax: Any, d: DayDetails) -> None:
     ax.tick_params(labelsize=7)
 
 
+ROW_IN = 0.165  # height of a table row on the page, inches
+
+
 def _table(ax: Any, title: str, header: list[str], rows: list[list[str]], empty: str, widths: list[float]) -> None:
+    """A table that fits its axes: as many rows as there is room for, then "and N more"."""
     ax.set_axis_off()
     ax.set_title(title, loc="left", fontsize=10)
     if not rows:
         ax.text(0.0, 0.85, empty, transform=ax.transAxes, color="#777777", fontsize=9, va="top")
         return
-    shown = rows[:MAX_LIST]
-    if len(rows) > MAX_LIST:
-        shown = shown + [["…", f"and {len(rows) - MAX_LIST} more / 另有 {len(rows) - MAX_LIST} 条"] + [""] * (len(header) - 2)]
-    tab = ax.table(cellText=shown, colLabels=header, colWidths=widths, loc="upper left", cellLoc="left", colLoc="left",
-                   edges="horizontal")
+    ax_h = ax.get_position().height * ax.figure.get_figheight()
+    fit = max(2, int(ax_h / ROW_IN) - 1)  # rows under the header
+    shown = rows
+    if len(rows) > fit:
+        more = len(rows) - (fit - 1)
+        shown = rows[: fit - 1] + [["…", f"and {more} more / 另有 {more} 条"] + [""] * (len(header) - 2)]
+    h = (len(shown) + 1) * ROW_IN / ax_h
+    tab = ax.table(cellText=shown, colLabels=header, colWidths=widths, bbox=[0, 1 - h, 1, h], cellLoc="left",
+                   colLoc="left", edges="horizontal")
     tab.auto_set_font_size(False)
     tab.set_fontsize(7.5)
-    tab.scale(1, 1.15)
     for (r, _c), cell in tab.get_celld().items():
         cell.set_edgecolor("#cccccc")
         if r == 0:
