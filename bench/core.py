@@ -169,7 +169,7 @@ def table(figures: list[Figure], info: dict[str, Any]) -> str:
     for f in figures:
         ratio = "-" if f.ratio is None else (
             f"1/{1 / f.ratio:.0f}" if f.unit == "ms" and 0 < f.ratio < 0.5 else f"{f.ratio:.3g}")
-        pi4 = f"{f.value * lo:.3g}-{f.value * hi:.3g} ms" if f.pi4 else ""
+        pi4 = f"{f.value * lo:.3g}-{f.value * hi:.3g} {f.unit}" if f.pi4 else ""
         rows.append((f.name, fmt(f.value, f.unit), fmt(f.baseline, f.unit), ratio, pi4, f.note))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     out = [f"this machine: {info.get('cpu')}, {info.get('cores')} cores, Python "

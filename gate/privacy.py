@@ -86,6 +86,6 @@ def erase(store: Store, pass_id: str) -> dict[str, int]:
                 if key in b:
                     b[key] = None
             text = json.dumps(b, ensure_ascii=False, separators=(",", ":"))
-            c.execute("UPDATE events SET pass_id = NULL, card = NULL, body = ? WHERE seq = ?", (text, seq))
+            c.execute("UPDATE events SET pass_id = NULL, card = NULL, situation = NULL, body = ? WHERE seq = ?", (text, seq))
             c.execute("UPDATE outbox SET payload = ? WHERE seq = ? AND state != 'sent'", (text, seq))
     return {"passes": n_pass, "cards": len(cards), "events": len(rows)}

@@ -421,6 +421,8 @@ class Store:
 
     def snapshot_begin(self) -> None:
         schema = self.conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'passes'").fetchone()[0]
+        # A roomier page cache while a million rows go in (back to the default at the swap).
+        self.conn.execute("PRAGMA cache_size=-65536")
         with self.write() as c:
             c.execute("DROP TABLE IF EXISTS passes_new")
             c.execute("DROP TABLE IF EXISTS snapshot_cards")
@@ -431,7 +433,8 @@ class Store:
         cols = ", ".join(self.PASS_COLUMNS)
         marks = ", ".join("?" * len(self.PASS_COLUMNS))
         with self.write() as c:
-            c.executemany(f"INSERT OR REPLACE INTO passes_new ({cols}) VALUES ({marks})", sorted(rows, key=lambda r: r[0]))
+            # Plain INSERT: a snapshot with one id twice is broken, and says so (IntegrityError).
+            c.executemany(f"INSERT INTO passes_new ({cols}) VALUES ({marks})", rows)
             c.executemany("INSERT OR REPLACE INTO snapshot_cards(number, pass_id) VALUES (?, ?)", cards)
 
     def snapshot_commit(self, version: int) -> None:
@@ -448,6 +451,7 @@ class Store:
             c.execute("DROP TABLE snapshot_cards")
             self._set_meta(c, "passes_version", str(version))
             self._set_meta(c, "passes_synced_at", str(now))
+        self.conn.execute("PRAGMA cache_size=-2000")
 
     def snapshot_abort(self) -> None:
         with self.write() as c:

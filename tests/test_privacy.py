@@ -87,6 +87,7 @@ def test_export_and_erase_cli(tmp_path: Path) -> None:
     assert c.execute("SELECT count(*) FROM passes WHERE id='r1'").fetchone()[0] == 0
     assert c.execute("SELECT count(*) FROM cards WHERE number='1234567'").fetchone()[0] == 0
     assert all("r1" not in b and "1234567" not in b for (b,) in c.execute("SELECT body FROM events"))
+    assert all("r1" not in (s or "") for (s,) in c.execute("SELECT situation FROM events"))
     # The daily counts survive the erasure.
     assert c.execute("SELECT count(*) FROM events WHERE type='decision' AND decision='allow'").fetchone()[0] == 2
     again = subprocess.run([*gate, "privacy", "export", "--pass", "r1", "-c", str(cfg)], capture_output=True, text=True, cwd=ROOT)

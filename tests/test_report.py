@@ -323,3 +323,22 @@ def test_report_range_exports_events_for_a_spreadsheet(store, tmp_path):
     backwards = subprocess.run([*base[:5], "--since", "2026-11-23", "--until", DAY, *base[9:]], cwd=ROOT,
                                capture_output=True, text=True, timeout=60)
     assert backwards.returncode == 2 and "before" in backwards.stderr
+
+
+def test_a_long_day_stays_on_one_page_with_its_fevers(store, tmp_path):
+    for i in range(40):
+        when = at(6 + i // 4, (i * 7) % 60)
+        store.record(dec(when, "deny", "unknown_card", category=None, pass_id=None, card=str(9000000 + i)), direction="in")
+        store.record(AlarmRecord(at=when, lane="in", kind="door_held", detail=f"open {30 + i} s"))
+    store.upsert_passes([{"id": "r9", "category": "resident", "unit": "9-9-909"}])
+    store.record(DecisionRecord(at=at(23, 50), lane="in", pass_id="r9", credential="qr", category="resident",
+                                decision="deny", reason="fever", temperature_c=39.2), direction="in")
+    store.close()
+    pdf = tmp_path / "long.pdf"
+    assert _render_cli(tmp_path, "--pdf", str(pdf)).returncode == 0
+    info = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True, check=True).stdout
+    assert re.search(r"Pages:\s+1\n", info)
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    assert "9-9-909 resident 39.2 °C" in text  # the last event of the day, listed first
+    assert re.search(r"and \d+ more", text)
+    assert "Cards: 40 new, 40 unknown" in text
