@@ -59,3 +59,19 @@ def test_unknown_group_is_refused(tmp_path: Path) -> None:
     res = run_bench("--only", "nosuch", "--out", str(tmp_path / "r.json"))
     assert res.returncode == 2 and "nosuch" in res.stderr
     assert not (tmp_path / "r.json").exists()
+
+
+def test_the_whole_quick_suite_runs_every_group(tmp_path: Path) -> None:
+    """`python -m bench --quick`: every group gives its figures (a group that broke
+    would otherwise only show up in someone's next full run)."""
+    out = tmp_path / "all.json"
+    res = run_bench("--quick", "--out", str(out))
+    assert res.returncode == 0, res.stderr[-3000:]
+    doc = json.loads(out.read_text(encoding="utf-8"))
+    names = {f["name"] for f in doc["figures"]}
+    for wanted in ("scan.empty.1280x720", "scan.photos.decode_rate", "decision.p99_ms", "voice.first_sample_ms",
+                   "outbox.drain_vs_paho", "delta.10k_s", "fleet.lost", "fleet.duplicated", "rss_mb", "ready_s"):
+        assert wanted in names, f"{wanted} missing from a --quick run"
+    figures = {f["name"]: f for f in doc["figures"]}
+    assert figures["fleet.lost"]["value"] == 0 and figures["fleet.duplicated"]["value"] == 0
+    assert set(doc["groups"]) == {"scan", "decision", "voice", "sync", "fleet", "footprint"}
