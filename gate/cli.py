@@ -88,6 +88,10 @@ def drill_cmd(file: str, as_json: bool, with_report: bool, config_path: str | No
     """Run a drill (a timeline of what happens at the gate) on a fresh store."""
     from gate import console, drill, drill_file
 
+    if logging.getLogger().level > logging.DEBUG:
+        # The timeline already shows every refusal; the daemon's warnings would only repeat it.
+        logging.getLogger().setLevel(logging.ERROR)
+
     try:
         d = drill_file.load(file)
         base = None
