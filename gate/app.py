@@ -243,6 +243,29 @@ class GateApp:
             except Exception:
                 log.exception("the stored policy version %d is unusable; using the config's", version)
 
+    def pick_up_stored_policy(self) -> bool:
+        """A policy applied at the desk (`gate policy apply`) while the daemon runs: take
+        it between two decisions, as one from central. The desk already recorded the
+        audit row and its event; here the lanes just switch."""
+        store = self.open_store()
+        try:
+            version = int(store.get_meta("policy_version") or 0)
+            body = store.get_meta("policy_json") if version > self.policy.version else None
+        finally:
+            store.close()
+        if not body:
+            return False
+        try:
+            policy = PolicyConfig.model_validate({**json.loads(body), "version": version})
+        except Exception:
+            log.exception("the stored policy version %d is unusable; keeping version %d", version, self.policy.version)
+            return False
+        self.policy = policy
+        for lane in self.lanes.values():
+            lane.post(ApplyPolicy(policy))
+        log.warning("policy version %d from the store is now in force", version)
+        return True
+
     def _config_changed(self, store: Store) -> AdminRecord | None:
         """The config differs from the one the gate last started with: say so, as an event."""
         if self.config_path is None:

@@ -5,6 +5,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 from gate import console, drill_file
@@ -76,7 +77,11 @@ def run(conf: Config, *, broker: str | None = None, config_path: Path | None = N
             except GuardPageError as exc:  # the lanes go on deciding without it: say so loudly
                 print(f"gate: guard page NOT running: {exc}", file=sys.stderr)
                 page = None
+        next_policy_check = time.monotonic() + 5.0
         while not stop.wait(min(0.5, ping_every or 0.5)):
+            if time.monotonic() >= next_policy_check:
+                next_policy_check = time.monotonic() + 5.0
+                app.pick_up_stored_policy()  # `gate policy apply` at the desk takes effect here
             if not all(lane.alive for lane in app.lanes.values()):
                 print("gate: a lane stopped unexpectedly", file=sys.stderr)
                 return 1

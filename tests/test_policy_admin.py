@@ -128,3 +128,33 @@ def test_the_gate_decides_by_the_applied_policy_after_a_restart(tmp_path):
                            "--store", str(store)], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert decisions(store) == [("allow", "ok")]
+
+
+def test_a_running_gate_picks_up_a_policy_applied_at_the_desk(tmp_path: Path) -> None:
+    """`gate policy apply` while the daemon runs: the lanes switch without a restart."""
+    import textwrap as _tw
+
+    from gate import drill_file as _df
+    from gate.drill import Rehearsal
+    from gate.drill_file import Step
+
+
+    d = _df.parse(_tw.dedent("""
+        name: live policy
+        start: "2026-11-22T10:00:00+08:00"
+        passes: [{id: r1, holder: 王芳, unit: 3-2-501, category: resident}, {id: r2, holder: 王强, unit: 3-2-502, category: resident}]
+        """))
+    with Rehearsal(d) as r:
+        r.step(Step(at=0, lane="in", qr="r1"))
+        r.step(Step(at=0.5, lane="in", temperature=37.2))
+        s = r.app.open_store()
+        try:
+            s.set_meta("policy_json", '{"fever_c": 37.0}')
+            s.set_meta("policy_version", "9")
+        finally:
+            s.close()
+        assert r.app.pick_up_stored_policy()
+        assert not r.app.pick_up_stored_policy()  # nothing newer the second time
+        r.step(Step(at=10, lane="in", qr="r2"))
+        r.step(Step(at=10.5, lane="in", temperature=37.2))
+    assert [l["decision"] for l in r.lines if l["type"] == "decision"] == ["allow", "retest"]
