@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Protocol
 
 
@@ -38,6 +38,9 @@ class DrillClock:
 
     def __init__(self, start: datetime, tz: tzinfo | None = None) -> None:
         self.start = start.astimezone(tz) if tz else start
+        # Elapsed time is counted in UTC: local arithmetic would jump an hour at a
+        # daylight-saving change.
+        self._start_utc = self.start.astimezone(timezone.utc)
         self._offset = 0.0
         self._exact: datetime | None = None
         self._lock = threading.Lock()
@@ -52,11 +55,11 @@ class DrillClock:
     def set_time(self, moment: datetime) -> None:
         """Move to an exact moment (a lane's deadline), without float rounding."""
         with self._lock:
-            offset = moment - self.start
+            offset = moment.astimezone(timezone.utc) - self._start_utc
             if offset.total_seconds() < self._offset - 1e-6:
                 raise ValueError("a drill clock only moves forward")
             self._offset = offset.total_seconds()
-            self._exact = moment
+            self._exact = moment.astimezone(self.start.tzinfo)  # the gate's zone, as now() always is
 
     @property
     def elapsed(self) -> float:
@@ -64,7 +67,15 @@ class DrillClock:
 
     def now(self) -> datetime:
         exact = self._exact
-        return exact if exact is not None else self.start + timedelta(seconds=self._offset)
+        if exact is not None:
+            return exact
+        return (self._start_utc + timedelta(seconds=self._offset)).astimezone(self.start.tzinfo)
+
+    def at(self, seconds_since_start: float) -> datetime:
+        return (self._start_utc + timedelta(seconds=seconds_since_start)).astimezone(self.start.tzinfo)
+
+    def since_start(self, moment: datetime) -> float:
+        return (moment.astimezone(timezone.utc) - self._start_utc).total_seconds()
 
     def monotonic(self) -> float:
         return self._offset

@@ -82,6 +82,7 @@ class PolicyConfig(Strict):
     health_codes: list[Literal["green", "yellow", "red"]] = ["green"]
     night: str = "22:00-06:00"
     reminder_after_s: float = Field(5.0, gt=0)
+    challenge_timeout_s: float = Field(300.0, gt=0)  # an unanswered guard challenge ends as refused
     dynamic_skew_steps: int = Field(1, ge=0, le=10)  # 30-s steps a phone's clock may be off
     # A printed (static) QR pass of a holder who has a door card needs the card swiped too.
     static_qr_needs_card: bool = False
@@ -369,7 +370,7 @@ class SyncSection(Strict):
     backoff_s: tuple[float, float] = (0.5, 30.0)
     outbox_max_rows: int = Field(2_000_000, ge=100)  # cap: alarm when reached, nothing dropped silently
     outbox_max_age_h: float = Field(24 * 30, gt=0)
-    report_at: str = "23:55"  # the daily report goes up at this local time (and on request)
+    report_at: str = "00:05"  # each day's report goes up at this local time the morning after (and on request)
 
     @field_validator("report_at")
     @classmethod

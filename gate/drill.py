@@ -236,7 +236,7 @@ class Rehearsal:
     def _sink(self, rec: LaneRecord) -> None:
         self.records.append(rec)
         if rec.type in PRINTED:
-            line = rec.to_json(t=(rec.at - self.clock.start).total_seconds())
+            line = rec.to_json(t=self.clock.since_start(rec.at))
             self.lines.append(line)
             if self._on_line:
                 self._on_line(line)
@@ -264,7 +264,7 @@ class Rehearsal:
 
     def advance(self, at: float) -> None:
         """Fire the timers due before `at` seconds, then set the clock to it."""
-        _fire_timers(self.app, self.clock, self.clock.start + timedelta(seconds=at))
+        _fire_timers(self.app, self.clock, self.clock.at(at))
         self.clock.set(max(at, self.clock.elapsed))
 
     def step(self, step: Step) -> None:

@@ -16,7 +16,7 @@ import queue
 import random
 import threading
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Callable, Protocol
 
 from drivers.base import Counters
@@ -93,6 +93,7 @@ class Challenge:
     session: Session
     reason: str
     temperature_c: float | None
+    expires: datetime
 
 
 @dataclass
@@ -182,6 +183,7 @@ class Lane:
 
     def next_deadline(self) -> datetime | None:
         times = [t for t in (self.session.deadline if self.session else None, self.relock_at, self.held_at, self.reminder_at) if t]
+        times += [c.expires for c in self.challenges[:1]]
         return min(times) if times else None
 
     def _run(self) -> None:
@@ -298,7 +300,7 @@ class Lane:
         if self.relay is None:
             return None
         self.relay.unlock()
-        self.relock_at = at + timedelta(seconds=self.door_cfg.unlock_s)
+        self.relock_at = _after(at, self.door_cfg.unlock_s)
         if self.unlocked:
             return None
         self.unlocked = True
@@ -452,7 +454,7 @@ class Lane:
         if verdict.decision == "wait":
             if s.deadline is None or verdict.reason != s.waiting_for:
                 # Each thing awaited (the card, then a temperature) gets its own wait.
-                s.deadline = at + timedelta(seconds=self.policy.temperature_wait_s)
+                s.deadline = _after(at, self.policy.temperature_wait_s)
                 s.waiting_for = verdict.reason
                 self._say("swipe_card" if verdict.reason == "second_factor" else "measure", at)
             return
@@ -460,13 +462,13 @@ class Lane:
             if s.retesting:
                 return
             s.retesting = True
-            s.deadline = at + timedelta(seconds=self.policy.retest_window_s)
+            s.deadline = _after(at, self.policy.retest_window_s)
             self._decided(s, verdict, at, temperature=temp, situation=situation)
             return
         if self.session is s:
             self.session = None
         if verdict.decision == "challenge":
-            ch = Challenge(f"{self.name}-{next(self._ids)}", s, verdict.reason, temp)
+            ch = Challenge(f"{self.name}-{next(self._ids)}", s, verdict.reason, temp, _after(at, self.policy.challenge_timeout_s))
             self.challenges.append(ch)
             self._decided(s, verdict, at, temperature=temp, challenge_id=ch.id, situation=situation)
             return
@@ -530,7 +532,7 @@ class Lane:
 
     def _presence(self, present: bool, at: datetime) -> None:
         if present and self.session is None and pol.is_night(self.policy, at):
-            self.reminder_at = at + timedelta(seconds=self.policy.reminder_after_s)
+            self.reminder_at = _after(at, self.policy.reminder_after_s)
         elif not present:
             self.reminder_at = None
 
@@ -543,7 +545,7 @@ class Lane:
                 self.opened_while_unlocked = True
             elif self.relay is not None:
                 self._alarm("door_forced", at, "door opened while locked")
-            self.held_at = at + timedelta(seconds=self.door_cfg.held_s)
+            self.held_at = _after(at, self.door_cfg.held_s)
         else:
             self.held_at = None
             if self.unlocked and self.opened_while_unlocked:
@@ -552,7 +554,9 @@ class Lane:
     def _guard(self, ev: GuardAnswer, at: datetime) -> None:
         ch = None
         if ev.challenge_id is None:
-            ch = self.challenges[0] if self.challenges else None
+            # No id (a button on the gate, a drill): the person most recently challenged,
+            # the one standing there now.
+            ch = self.challenges[-1] if self.challenges else None
         else:
             ch = next((c for c in self.challenges if c.id == ev.challenge_id), None)
         if ch is None:
@@ -577,19 +581,33 @@ class Lane:
     # ------------------------------------------------------------ timers
 
     def _timers(self, now: datetime) -> None:
+        # Deadlines are kept in UTC; what happens at one is told in local time, which
+        # the policy's hours and the records' day and hour are about.
+        local = lambda t: t.astimezone(now.tzinfo)  # noqa: E731
         s = self.session
         if s is not None and s.deadline is not None and now >= s.deadline:
-            self._evaluate(s, s.deadline, timed_out=True)
+            self._evaluate(s, local(s.deadline), timed_out=True)
         if self.relock_at is not None and now >= self.relock_at:
-            self._lock(self.relock_at)
+            self._lock(local(self.relock_at))
         if self.held_at is not None and now >= self.held_at:
-            at, self.held_at = self.held_at, None
+            at, self.held_at = local(self.held_at), None
             self._alarm("door_held", at, f"door open longer than {self.door_cfg.held_s:g} s")
             self._say("close_door", at)
+        while self.challenges and now >= self.challenges[0].expires:
+            # Nobody answered: the person has long gone; refuse, and say so.
+            ch = self.challenges.pop(0)
+            self._decided(ch.session, Verdict("deny", "guard_rejected"), local(ch.expires), temperature=ch.temperature_c,
+                          challenge_id=ch.id, who=f"nobody: no answer in {self.policy.challenge_timeout_s:g} s")
         if self.reminder_at is not None and now >= self.reminder_at:
-            at, self.reminder_at = self.reminder_at, None
+            at, self.reminder_at = local(self.reminder_at), None
             if self.session is None and pol.is_night(self.policy, at):
                 self._say("reminder", at)
+
+
+def _after(at: datetime, seconds: float) -> datetime:
+    """A deadline `seconds` of real time after `at`. In UTC: local-time arithmetic
+    would keep a door unlocked an extra hour across a daylight-saving change."""
+    return at.astimezone(timezone.utc) + timedelta(seconds=seconds)
 
 
 def _narrow(rec: PassRecord, vfrom: datetime | None, vuntil: datetime | None) -> PassRecord:

@@ -73,13 +73,14 @@ class Downstream:
         keyring: KeyRing,
         hooks: Hooks,
         *,
-        policy_version: int = 0,
+        policy_version: Callable[[], int] = lambda: 0,
     ) -> None:
         self.link = link
         self._open_store = open_store
         self.topics = topics
         self.keyring = keyring
         self.hooks = hooks
+        # Asked each time: a policy applied at the desk raises it behind our back.
         self.policy_version = policy_version
         self.counters = Counters()
         self._queue: queue.Queue[tuple[str, bytes] | None] = queue.Queue()
@@ -307,9 +308,10 @@ class Downstream:
 
     def _on_policy(self, msg: dict[str, Any]) -> None:
         version = msg["version"]
-        if version <= self.policy_version:
+        current = self.policy_version()
+        if version <= current:
             self.counters.inc("policy_old")
-            if version == self.policy_version and self.store is not None:
+            if version == current and self.store is not None:
                 self.store.set_meta("policy_applied_at", str(time.time()))  # confirmed current
             return
         try:
@@ -323,7 +325,6 @@ class Downstream:
         self.store.set_meta("policy_version", str(version))
         self.store.set_meta("policy_applied_at", str(time.time()))
         self.store.set_meta("policy_by", str(msg.get("by", "")))
-        self.policy_version = version
         self.hooks.apply_policy(policy, version, who=f"central:{msg.get('by', '')}", why="signed policy from central")
         self.counters.inc("policies_applied")
 

@@ -81,6 +81,10 @@ class Link:
         self._hanging_up = False
 
     @property
+    def alive(self) -> bool:
+        return bool(self._thread and self._thread.is_alive())
+
+    @property
     def connected(self) -> bool:
         return self._connected.is_set()
 
@@ -138,7 +142,6 @@ class Link:
     def _run(self) -> None:
         delay = self.cfg.backoff_s[0]
         while not self._stop.is_set():
-            client = self._new_client()
             self._lost.clear()
             self._hanging_up = False
             props = None
@@ -146,6 +149,9 @@ class Link:
                 props = Properties(PacketTypes.CONNECT)
                 props.SessionExpiryInterval = self.cfg.session_expiry_s
             try:
+                # Inside the try: a CA or key file missing or replaced mid-renewal is an
+                # error to report and retry, not the end of the link.
+                client = self._new_client()
                 client.connect(
                     self.cfg.host,
                     self.cfg.port,
@@ -153,14 +159,16 @@ class Link:
                     clean_start=self.cfg.session_expiry_s <= 0,
                     properties=props,
                 )
-            except (OSError, ssl.SSLError, ValueError) as exc:
+            except Exception as exc:  # OSError, ssl.SSLError, ValueError ... all mean: try again later
                 self._note_error(f"connect to {self.cfg.host}:{self.cfg.port} failed: {exc}")
             else:
                 with self._lock:
                     self._client = client
                 client.loop_start()
-                # Wait for the CONNACK, then for the connection to be lost (or stop).
-                self._lost.wait()
+                # Wait for the CONNACK, then for the connection to be lost (or stop). The
+                # stop flag is looked at too: stop() may have come just before _lost.clear().
+                while not self._lost.wait(0.5) and not self._stop.is_set():
+                    pass
                 was_up = self._connected.is_set()
                 self._hanging_up = True  # our own disconnect below is not an error
                 self._connected.clear()

@@ -122,29 +122,40 @@ class Publisher:
             seen_gen = self._state_gen
         try:
             while not self._stop.is_set():
-                self.alive_at = time.monotonic()
-                # Acks of the connection we published on count, even if it has gone since.
-                self._drain_acks(store, seen_gen)
-                with self._lock:
-                    gen = self._state_gen
-                if gen != seen_gen:
-                    # Connection came or went: whatever the old one carried is pending again.
-                    seen_gen = gen
-                    if self._inflight:
-                        self.counters.inc("requeued", len(self._inflight))
-                    self._inflight.clear()
-                    self._inflight_seqs.clear()
-                if self.link.connected:
-                    self._fill(store)
-                self._check_limits(store)
-                with self._done:
-                    self._loops += 1
-                    self._idle_seen = self.pending == 0 and not self._inflight
-                    self._done.notify_all()
-                self._wake.wait(0.2)
-                self._wake.clear()
+                try:
+                    seen_gen = self._pass(store, seen_gen)
+                except Exception:
+                    # One bad moment of the disk or the store must not end delivery for good.
+                    self.counters.inc("errors")
+                    log.exception("outbox: publishing pass failed; trying again shortly")
+                    self._stop.wait(1.0)
         finally:
             store.close()
+
+    def _pass(self, store: Store, seen_gen: int) -> int:
+        """One round: acks in, connection changes, a window out, limits checked."""
+        self.alive_at = time.monotonic()
+        # Acks of the connection we published on count, even if it has gone since.
+        self._drain_acks(store, seen_gen)
+        with self._lock:
+            gen = self._state_gen
+        if gen != seen_gen:
+            # Connection came or went: whatever the old one carried is pending again.
+            seen_gen = gen
+            if self._inflight:
+                self.counters.inc("requeued", len(self._inflight))
+            self._inflight.clear()
+            self._inflight_seqs.clear()
+        if self.link.connected:
+            self._fill(store)
+        self._check_limits(store)
+        with self._done:
+            self._loops += 1
+            self._idle_seen = self.pending == 0 and not self._inflight
+            self._done.notify_all()
+        self._wake.wait(0.2)
+        self._wake.clear()
+        return seen_gen
 
     def _drain_acks(self, store: Store, gen: int) -> None:
         sent: list[int] = []

@@ -113,7 +113,7 @@ class SyncService:
         publisher_ref.append(publisher)
         downstream = heartbeat = None
         if not upstream_only and hooks is not None:
-            downstream = Downstream(link, open_store, topics, keyring, hooks, policy_version=policy_version())
+            downstream = Downstream(link, open_store, topics, keyring, hooks, policy_version=policy_version)
             downstream_ref.append(downstream)
             heartbeat = Heartbeat(
                 link,
@@ -148,4 +148,4 @@ class SyncService:
 
     @property
     def alive(self) -> bool:
-        return self.publisher.alive and (self.downstream is None or self.downstream.alive)
+        return self.link.alive and self.publisher.alive and (self.downstream is None or self.downstream.alive)

@@ -125,10 +125,12 @@ class Heartbeat:
             asked, self._report_requests = self._report_requests, []
         for day in asked:
             self._enqueue_report(store, day or today.isoformat())
-        # Every finished day, and today once its report time has come; a gate that
-        # was off catches up (a week at most: older days are the operators' to ask for).
+        # A day's report goes up once the day is over, at report_at the next morning
+        # (its last minutes included); a gate that was off catches up (a week at most:
+        # older days are the operators' to ask for).
         last = store.get_meta("report_sent_through")
-        due_through = today if now.hour * 60 + now.minute >= self.report_minutes else today - timedelta(days=1)
+        yesterday = today - timedelta(days=1)
+        due_through = yesterday if now.hour * 60 + now.minute >= self.report_minutes else yesterday - timedelta(days=1)
         start = date.fromisoformat(last) + timedelta(days=1) if last else due_through
         start = max(start, due_through - timedelta(days=6))
         d = start

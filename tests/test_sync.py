@@ -19,6 +19,7 @@ from gate import drill_file
 from gate.drill import Rehearsal
 from gate.drill_file import Step
 from sync import codec
+from sync.topics import Topics
 from tests.conftest import ROOT
 from tests.mqtt_broker import Broker, make_password_file
 from tests.sync_helpers import Listener
@@ -272,4 +273,79 @@ def test_policy_and_commands_from_central(broker: Broker) -> None:
         assert Listener.wait_for(lambda: any(e.get("type") == "override" for e in c.on("/events")), 10)
         override = next(e for e in c.on("/events") if e.get("type") == "override")
         assert override["who"] == "central:duty-officer" and override["reason"] == "ambulance"
+        c.close()
+
+
+def test_publisher_survives_a_store_error_and_link_survives_missing_tls_files(broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading as _t
+
+    from gate.store import Store
+
+    real_write = Store.write
+    failed = []
+
+    def flaky_write(self):  # type: ignore[no-untyped-def]
+        if _t.current_thread().name == "outbox" and not failed:
+            failed.append(1)
+            raise sqlite3.OperationalError("disk I/O error")
+        return real_write(self)
+
+    monkeypatch.setattr(Store, "write", flaky_write)
+    with Rehearsal(DRILL, broker=broker.url) as r:
+        enter(r, 0)
+        r.finish()
+        assert r.drain(30), "the publisher did not recover from one store error"
+        assert failed and r.app.sync.publisher.alive and r.app.sync.publisher.counters.get("errors") == 1
+    # A CA file that is not there: the link keeps trying (and says why) instead of dying.
+    d = DRILL.model_copy(update={"config": {**DRILL.config, "sync": {"broker": f"mqtts://127.0.0.1:{broker.port}", "ca_file": str(tmp_path / "missing-ca.crt")}}})
+    with Rehearsal(d) as r:
+        link = r.app.sync.link
+        assert Listener.wait_for(lambda: "missing-ca.crt" in link.last_error or "No such file" in link.last_error, 10), link.last_error
+        assert link.alive and r.app.sync.alive
+
+
+def test_the_daily_report_goes_up_once_the_day_is_over(tmp_path: Path) -> None:
+    """Day D's report is queued at report_at on D+1, with D's last minutes in it."""
+    from datetime import datetime as _dt
+    from zoneinfo import ZoneInfo
+
+    from gate.store import Store
+    from sync.status import Heartbeat
+
+    tz = ZoneInfo("Asia/Shanghai")
+    store = Store(tmp_path / "g.db", gate_id="g", tz=tz)
+    clock = {"now": _dt(2026, 11, 22, 23, 58, tzinfo=tz)}
+    hb = Heartbeat(None, lambda: store, Topics("gate/v1/s", "g"), every_s=60, report_at="00:05",  # type: ignore[arg-type]
+                   now=lambda: clock["now"], devices=dict, policy_version=lambda: 0, time_floor=lambda: None)
+    store.set_meta("report_sent_through", "2026-11-21")
+
+    def queued() -> list[str]:
+        return [json.loads(p)["date"] for (p,) in store.conn.execute("SELECT payload FROM outbox WHERE topic LIKE '%/report'")]
+
+    hb._reports(store)  # noqa: SLF001
+    assert queued() == []  # 23:58: the 22nd is not over yet
+    clock["now"] = _dt(2026, 11, 23, 0, 6, tzinfo=tz)
+    hb._reports(store)  # noqa: SLF001
+    assert queued() == ["2026-11-22"]
+    hb._reports(store)  # noqa: SLF001
+    assert queued() == ["2026-11-22"]  # once
+    store.close()
+
+
+def test_central_does_not_downgrade_a_newer_policy_applied_at_the_desk(broker: Broker) -> None:
+    with Rehearsal(DRILL, broker=broker.url) as r:
+        assert r.app.sync.link.wait_connected(10)
+        s = r.app.open_store()
+        try:
+            s.set_meta("policy_json", '{"fever_c": 37.0}')
+            s.set_meta("policy_version", "10")
+        finally:
+            s.close()
+        assert r.app.pick_up_stored_policy() and r.app.policy_version() == 10
+        c = Listener(broker.port, topic="none", client_id="central-test")
+        old = {"type": "policy", "version": 4, "ts": now_iso(), "by": "central", "policy": {"fever_c": 38.0}}
+        c.publish(f"{PREFIX}/policy", signed(old, r.keys.central))
+        down = r.app.sync.downstream
+        assert Listener.wait_for(lambda: down.counters.get("policy_old") == 1, 10)
+        assert r.app.policy_version() == 10 and r.app.policy.fever_c == 37.0
         c.close()
