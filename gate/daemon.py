@@ -81,7 +81,10 @@ def run(conf: Config, *, broker: str | None = None, config_path: Path | None = N
         while not stop.wait(min(0.5, ping_every or 0.5)):
             if time.monotonic() >= next_policy_check:
                 next_policy_check = time.monotonic() + 5.0
-                app.pick_up_stored_policy()  # `gate policy apply` at the desk takes effect here
+                try:
+                    app.pick_up_stored_policy()  # `gate policy apply` at the desk takes effect here
+                except Exception as exc:  # a busy or failing store must not stop the gate
+                    print(f"gate: could not read the stored policy: {exc}", file=sys.stderr)
             if not all(lane.alive for lane in app.lanes.values()):
                 print("gate: a lane stopped unexpectedly", file=sys.stderr)
                 return 1

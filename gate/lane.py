@@ -308,10 +308,11 @@ class Lane:
         return DoorRecord(at=at, lane=self.name, action="unlock")
 
     def _lock(self, at: datetime) -> None:
-        self.relock_at = None
         if self.relay is None or not self.unlocked:
+            self.relock_at = None
             return
-        self.relay.lock()
+        self.relay.lock()  # if this raises, relock_at stays set and the next timer pass tries again
+        self.relock_at = None
         self.unlocked = False
         self._emit(DoorRecord(at=at, lane=self.name, action="lock"))
 
@@ -584,11 +585,12 @@ class Lane:
         # Deadlines are kept in UTC; what happens at one is told in local time, which
         # the policy's hours and the records' day and hour are about.
         local = lambda t: t.astimezone(now.tzinfo)  # noqa: E731
+        # The relock first: whatever goes wrong below must not leave the door open.
+        if self.relock_at is not None and now >= self.relock_at:
+            self._lock(local(self.relock_at))
         s = self.session
         if s is not None and s.deadline is not None and now >= s.deadline:
             self._evaluate(s, local(s.deadline), timed_out=True)
-        if self.relock_at is not None and now >= self.relock_at:
-            self._lock(local(self.relock_at))
         if self.held_at is not None and now >= self.held_at:
             at, self.held_at = local(self.held_at), None
             self._alarm("door_held", at, f"door open longer than {self.door_cfg.held_s:g} s")
