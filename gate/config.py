@@ -40,6 +40,17 @@ def _check_span(value: str | None) -> str | None:
     return value
 
 
+def check_timezone(v: str) -> str:
+    """An IANA zone name this machine knows (shared by every config that has one)."""
+    from zoneinfo import ZoneInfo
+
+    try:
+        ZoneInfo(v)
+    except Exception:
+        raise ValueError(f"unknown time zone {v!r}, expected e.g. 'Asia/Shanghai'") from None
+    return v
+
+
 # ---------------------------------------------------------------- policy
 
 
@@ -286,13 +297,7 @@ class GateSection(Strict):
     @field_validator("timezone")
     @classmethod
     def _tz(cls, v: str) -> str:
-        from zoneinfo import ZoneInfo
-
-        try:
-            ZoneInfo(v)
-        except Exception:
-            raise ValueError(f"unknown time zone {v!r}, expected e.g. 'Asia/Shanghai'") from None
-        return v
+        return check_timezone(v)
 
 
 class StoreSection(Strict):
