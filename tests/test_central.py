@@ -389,9 +389,14 @@ def test_policy_is_published_retained_and_signed(broker: Broker, make_central, k
     c = make_central(broker, policy_file=pol)
     g = GateClient(broker, "g1")
     g.subscribe(f"{PREFIX}/policy")
-    wait_for(lambda: g.on("/policy"), what="the retained policy")
-    m = g.on("/policy")[0]
+    wait_for(lambda: g.on("/policy"), what="the policy")
+    # A gate that connects later gets it from the broker's retained store.
+    late = GateClient(broker, "g-late")
+    late.subscribe(f"{PREFIX}/policy")
+    wait_for(lambda: late.on("/policy"), what="the retained policy")
+    m = late.on("/policy")[0]
     assert m.retain
+    late.close()
     p = codec.decode(m.payload, "policy", ring)
     assert p["version"] == 3 and p["by"] == "central"
     conf = PolicyConfig.model_validate(p["policy"])
