@@ -78,6 +78,23 @@ def _voice_for(lang: str) -> str:
         raise ValueError(f"no voice for language {lang!r} (have {sorted(VOICES)})") from None
 
 
+def _check_espeak_voices(names: set[str]) -> None:
+    """Refuse, at start-up, a voice espeak-ng does not have (it would speak English)."""
+    try:
+        listing = subprocess.run(["espeak-ng", "--voices"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ValueError(f"cannot list espeak-ng voices: {exc}") from None
+    known = set()
+    for line in listing.splitlines()[1:]:
+        parts = line.split()
+        if len(parts) >= 5:
+            known.add(parts[1].lower())  # language name, e.g. en-us
+            known.add(parts[4].split("/")[-1].lower())  # file, e.g. en-US → en-us
+    missing = sorted(n for n in names if n.lower() not in known)
+    if missing:
+        raise ValueError(f"espeak-ng has no voice {', '.join(missing)} (see `espeak-ng --voices`)")
+
+
 def _check_prompt(text: str, lang: str) -> str:
     """Fail in the caller's thread, not later in a worker's log."""
     if not text.strip():
@@ -284,7 +301,14 @@ class PromptCache:
         volume: float = 1.0,
         engine: Engine = "pyttsx3",
         timeout_s: float = 5.0,
+        voices: Mapping[str, str] | None = None,
     ) -> None:
+        # A site may prefer another espeak-ng voice for a language (`voice.voices`);
+        # those are rendered by the CLI, which takes any voice name espeak-ng knows.
+        self.voices: dict[str, str] = {**VOICES, **(voices or {})}
+        self._custom = {lang for lang, v in self.voices.items() if VOICES.get(lang) != v}
+        if self._custom:
+            _check_espeak_voices({self.voices[lang] for lang in self._custom})
         if engine not in ("pyttsx3", "espeak"):
             raise ValueError(f"engine must be 'pyttsx3' or 'espeak', not {engine!r}")
         if not 0.0 <= volume <= 1.0:
@@ -329,7 +353,8 @@ class PromptCache:
     # rendering ----------------------------------------------------------------
     def path_for(self, text: str, lang: str) -> Path:
         """Where the WAV for this prompt lives (whether or not it is rendered yet)."""
-        voice = _voice_for(lang)
+        _voice_for(lang)
+        voice = self.voices[lang]
         key = json.dumps([text, voice, self.rate, self.amplitude], ensure_ascii=False)
         digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:24]
         return self.directory / f"{voice}-{digest}.wav"
@@ -397,8 +422,8 @@ class PromptCache:
 
     def _render_to_temp(self, text: str, lang: str) -> Path:
         """A complete, checked WAV in a fresh temp file of the cache directory."""
-        voice = VOICES[lang]
-        if self.engine == "pyttsx3" and not self._pyttsx3_broken:
+        voice = self.voices[lang]
+        if self.engine == "pyttsx3" and not self._pyttsx3_broken and lang not in self._custom:
             tmp = self._new_temp()
             try:
                 self._render_pyttsx3(text, lang, tmp)

@@ -139,7 +139,7 @@ class GateApp:
         finally:
             store.close()
         v = self.config.voice
-        self._prompt_cache = PromptCache(self.voice_cache, rate=v.rate, volume=v.volume, engine=v.engine)
+        self._prompt_cache = PromptCache(self.voice_cache, rate=v.rate, volume=v.volume, engine=v.engine, voices=v.voices)
         for lane_cfg in self.config.lanes:
             devices = LaneDevices()
             devices.speaker = self._speaker(lane_cfg)

@@ -320,6 +320,9 @@ class VoiceSection(Strict):
     rate: int = Field(160, ge=80, le=400)
     volume: float = Field(1.0, ge=0.0, le=1.0)
     cache_dir: Path | None = None  # default: beside the store
+    # Another espeak-ng voice for a language, e.g. {en = "en-us"}; defaults: zh
+    # cmn-latn-pinyin (Debian's cmn/zh voices read Chinese as English), en en.
+    voices: dict[Literal["zh", "en"], str] = {}
 
 
 class GpioSection(Strict):

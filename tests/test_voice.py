@@ -460,3 +460,20 @@ def test_wav_duration_reads_the_header(tmp_path: Path) -> None:
         w.setframerate(16000)
         w.writeframes(b"\0\0" * 24000)
     assert wav_duration(path) == 1.5
+
+
+def test_a_configured_voice_is_used_and_an_unknown_one_refused(tmp_path: Path) -> None:
+    default = PromptCache(tmp_path / "a", engine="espeak")
+    us = PromptCache(tmp_path / "b", engine="pyttsx3", voices={"en": "en-us"})
+    try:
+        a = default.render("Please show your pass.", "en")
+        b = us.render("Please show your pass.", "en")
+        assert a.name != b.name and "en-us" in b.name
+        assert a.read_bytes() != b.read_bytes()
+        # The Chinese voice keeps its default (and pyttsx3) where nothing was configured.
+        assert "cmn-latn-pinyin" in us.render("欢迎回家", "zh").name
+    finally:
+        default.close()
+        us.close()
+    with pytest.raises(ValueError, match="no voice"):
+        PromptCache(tmp_path / "c", voices={"en": "klingon-xx"})
