@@ -340,6 +340,49 @@ class VideoFileSource:
             self._cap.release()
 
 
+class LatestFrame:
+    """The hand-off between a camera's grab thread and its reader: only the newest
+    frame is kept, each is handed out once, and a failing camera wakes the reader
+    with the reason instead of leaving it to wait out its timeout."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._latest: np.ndarray | None = None
+        self._seq = 0  # frames put so far
+        self._taken = 0  # seq of the last frame handed out
+        self._failing: str | None = None
+        self._closed = False
+
+    def put(self, frame: np.ndarray) -> None:
+        with self._cond:
+            self._latest = frame
+            self._seq += 1
+            self._failing = None
+            self._cond.notify_all()
+
+    def fail(self, why: str) -> None:
+        with self._cond:
+            self._failing = why
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def take(self, timeout: float, what: str) -> np.ndarray | None:
+        """The next new frame; None on timeout or once closed; CameraError while failing."""
+        with self._cond:
+            fresh = self._cond.wait_for(
+                lambda: self._seq > self._taken or self._failing is not None or self._closed, timeout)
+            if not fresh or self._closed:
+                return None
+            if self._seq <= self._taken:
+                raise CameraError(self._failing or f"{what} failed")
+            self._taken = self._seq
+            return self._latest
+
+
 class V4L2Camera:
     """A USB camera through OpenCV's V4L2 backend.
 
@@ -362,11 +405,7 @@ class V4L2Camera:
         if not os.path.exists(device):
             raise CameraError(f"camera {device!r} not found (is it plugged in?)")
         self._cap = self._open()
-        self._cond = threading.Condition()
-        self._latest: np.ndarray | None = None
-        self._seq = 0  # frames grabbed so far
-        self._taken = 0  # seq of the last frame handed out
-        self._failing: str | None = None
+        self._frames = LatestFrame()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._grab, name=f"v4l2-{device}",
                                         daemon=True)
@@ -390,16 +429,10 @@ class V4L2Camera:
             ok, frame = self._cap.read()
             if ok and frame is not None:
                 failures = 0
-                with self._cond:
-                    self._latest = frame
-                    self._seq += 1
-                    self._failing = None
-                    self._cond.notify_all()
+                self._frames.put(frame)
                 continue
             failures += 1
-            with self._cond:
-                self._failing = f"camera {self.device!r} is not delivering frames"
-                self._cond.notify_all()
+            self._frames.fail(f"camera {self.device!r} is not delivering frames")
             if failures >= self._REOPEN_AFTER:
                 self._cap.release()
                 while not self._stop.wait(self._REOPEN_EVERY_S):
@@ -414,23 +447,13 @@ class V4L2Camera:
         self._cap.release()
 
     def read(self, timeout: float) -> np.ndarray | None:
-        with self._cond:
-            fresh = self._cond.wait_for(
-                lambda: self._seq > self._taken or self._failing is not None
-                or self._stop.is_set(), timeout)
-            if not fresh or self._stop.is_set():
-                return None
-            if self._seq <= self._taken:
-                raise CameraError(self._failing or f"camera {self.device!r} failed")
-            self._taken = self._seq
-            frame = self._latest
+        frame = self._frames.take(timeout, f"camera {self.device!r}")
         # Colour conversion only for frames actually consumed (~0.75 ms at 720p).
         return to_grey(frame) if frame is not None else None
 
     def close(self) -> None:
         self._stop.set()
-        with self._cond:
-            self._cond.notify_all()
+        self._frames.close()
         self._thread.join(timeout=5.0)  # a read may be inside its V4L2 select timeout
 
 
@@ -469,11 +492,7 @@ class Picamera2Camera:
         except Exception as exc:
             self._release()
             raise CameraError(f"cannot open Pi camera {camera_num} with picamera2: {exc}") from exc
-        self._cond = threading.Condition()
-        self._latest: np.ndarray | None = None
-        self._seq = 0
-        self._taken = 0
-        self._failing: str | None = None
+        self._frames = LatestFrame()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._grab, name=f"picamera2-{camera_num}",
                                         daemon=True)
@@ -496,33 +515,17 @@ class Picamera2Camera:
             except Exception as exc:
                 if self._stop.is_set():
                     break
-                with self._cond:
-                    self._failing = f"Pi camera {self.camera_num} is not delivering frames: {exc}"
-                    self._cond.notify_all()
+                self._frames.fail(f"Pi camera {self.camera_num} is not delivering frames: {exc}")
                 self._stop.wait(0.1)
                 continue
-            with self._cond:
-                self._latest = y
-                self._seq += 1
-                self._failing = None
-                self._cond.notify_all()
+            self._frames.put(y)
 
     def read(self, timeout: float) -> np.ndarray | None:
-        with self._cond:
-            fresh = self._cond.wait_for(
-                lambda: self._seq > self._taken or self._failing is not None
-                or self._stop.is_set(), timeout)
-            if not fresh or self._stop.is_set():
-                return None
-            if self._seq <= self._taken:
-                raise CameraError(self._failing or f"Pi camera {self.camera_num} failed")
-            self._taken = self._seq
-            return self._latest
+        return self._frames.take(timeout, f"Pi camera {self.camera_num}")
 
     def close(self) -> None:
         self._stop.set()
-        with self._cond:
-            self._cond.notify_all()
+        self._frames.close()
         self._thread.join(timeout=self._WAIT_S + 1.0)
         self._release()
 

@@ -472,3 +472,24 @@ def test_gate_with_its_usb_camera_missing_starts_and_raises_a_sensor_fault(tmp_p
         assert app.lanes["in"].health["camera"][0] is False
     finally:
         app.stop()
+
+
+def test_latest_frame_hands_out_each_newest_frame_once_and_reports_failure() -> None:
+    import numpy as np
+
+    from drivers.camera import CameraError, LatestFrame
+
+    lf = LatestFrame()
+    assert lf.take(0.01, "cam") is None  # nothing yet
+    a, b = np.zeros((2, 2), np.uint8), np.ones((2, 2), np.uint8)
+    lf.put(a)
+    lf.put(b)  # a was never read: only the newest counts
+    assert lf.take(0.01, "cam") is b
+    assert lf.take(0.01, "cam") is None  # not handed out twice
+    lf.fail("cam is not delivering frames")
+    with pytest.raises(CameraError, match="not delivering"):
+        lf.take(1.0, "cam")
+    lf.put(a)
+    assert lf.take(0.01, "cam") is a  # a new frame clears the failure
+    lf.close()
+    assert lf.take(1.0, "cam") is None
