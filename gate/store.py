@@ -31,6 +31,15 @@ def from_ts(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, timezone.utc)
 
 
+def _pass_tuple(r: dict[str, Any], now: float) -> tuple[Any, ...]:
+    """A pass row (times as datetimes) in Store.PASS_COLUMNS order."""
+    return (
+        r["id"], r.get("holder"), r.get("unit"), r["category"], r.get("phone_last4"),
+        to_ts(r.get("valid_from")), to_ts(r.get("valid_until")), to_ts(r.get("observation_until")),
+        to_ts(r.get("pcr_at")), r.get("health_code"), 1 if r.get("revoked") else 0, now,
+    )
+
+
 def _retry_locked(fn: Any, seconds: float = 10.0) -> Any:
     # Switching a fresh file to WAL takes a lock the busy timeout does not wait on.
     deadline = time.monotonic() + seconds
@@ -161,34 +170,14 @@ class Store:
 
     def upsert_passes(self, rows: list[dict[str, Any]], cards: dict[str, str] | None = None) -> int:
         """Insert or replace pass rows (times as datetimes) and their card bindings, atomically."""
-        now = time.time()
-        prepared = []
-        for r in rows:
-            prepared.append(
-                {
-                    "id": r["id"],
-                    "holder": r.get("holder"),
-                    "unit": r.get("unit"),
-                    "category": r["category"],
-                    "phone_last4": r.get("phone_last4"),
-                    "valid_from": to_ts(r.get("valid_from")),
-                    "valid_until": to_ts(r.get("valid_until")),
-                    "observation_until": to_ts(r.get("observation_until")),
-                    "pcr_at": to_ts(r.get("pcr_at")),
-                    "health_code": r.get("health_code"),
-                    "revoked": 1 if r.get("revoked") else 0,
-                    "updated_at": now,
-                }
+        with self.write() as c:
+            self._upsert_rows(c, rows, time.time())
+            c.executemany(
+                "INSERT INTO cards(number, pass_id) VALUES (?, ?) "
+                "ON CONFLICT(number) DO UPDATE SET pass_id = excluded.pass_id",
+                list((cards or {}).items()),
             )
-        with self.write():
-            self.db["passes"].upsert_all(prepared, pk="id")
-            for number, pass_id in (cards or {}).items():
-                self.conn.execute(
-                    "INSERT INTO cards(number, pass_id) VALUES (?, ?) "
-                    "ON CONFLICT(number) DO UPDATE SET pass_id = excluded.pass_id",
-                    (number, pass_id),
-                )
-        return len(prepared)
+        return len(rows)
 
     def get_pass(self, pass_id: str) -> PassRecord | None:
         row = self.conn.execute(
@@ -351,14 +340,7 @@ class Store:
             " phone_last4=excluded.phone_last4, valid_from=excluded.valid_from, valid_until=excluded.valid_until,"
             " observation_until=excluded.observation_until, pcr_at=excluded.pcr_at, health_code=excluded.health_code,"
             " revoked=excluded.revoked, updated_at=excluded.updated_at",
-            [
-                (
-                    r["id"], r.get("holder"), r.get("unit"), r["category"], r.get("phone_last4"),
-                    to_ts(r.get("valid_from")), to_ts(r.get("valid_until")), to_ts(r.get("observation_until")),
-                    to_ts(r.get("pcr_at")), r.get("health_code"), 1 if r.get("revoked") else 0, now,
-                )
-                for r in rows
-            ],
+            [_pass_tuple(r, now) for r in rows],
         )
 
     def _set_meta(self, c: sqlite3.Connection, key: str, value: str) -> None:
@@ -398,18 +380,7 @@ class Store:
     def replace_passes(self, rows: list[dict[str, Any]], cards: dict[str, str], version: int) -> None:
         """Swap in a whole table (times as datetimes); see replace_pass_rows."""
         now = time.time()
-        self.replace_pass_rows(
-            [
-                (
-                    r["id"], r.get("holder"), r.get("unit"), r["category"], r.get("phone_last4"),
-                    to_ts(r.get("valid_from")), to_ts(r.get("valid_until")), to_ts(r.get("observation_until")),
-                    to_ts(r.get("pcr_at")), r.get("health_code"), 1 if r.get("revoked") else 0, now,
-                )
-                for r in rows
-            ],
-            cards,
-            version,
-        )
+        self.replace_pass_rows([_pass_tuple(r, now) for r in rows], cards, version)
 
     def replace_pass_rows(self, rows: list[tuple[Any, ...]], cards: dict[str, str], version: int) -> None:
         """Swap in a whole table at once (see snapshot_begin for the staged form)."""
