@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         ap.error(f"unknown group(s): {', '.join(unknown)} (known: {', '.join(GROUPS)})")
 
-    ctx = Context(quick=args.quick, shared=args.shared)
+    ctx = Context(quick=args.quick, shared=args.shared, plot_dir=args.out.resolve().parent)
     info = machine()
     t0 = time.monotonic()
     figures: list[Figure] = []

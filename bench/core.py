@@ -60,6 +60,7 @@ class Context:
     shared: Path
     log: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)
     implications: list[str] = field(default_factory=list)
+    plot_dir: Path = Path(__file__).resolve().parent  # beside the results file
 
     def reps(self, quick: int, full: int) -> int:
         return quick if self.quick else full

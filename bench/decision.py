@@ -147,7 +147,7 @@ def run(ctx: Context) -> list[Figure]:
                 figures.append(Figure("decision.p50_ms", p50 * 1e3, "ms", s50 * 1e3, p50 / s50,
                                       note=f"median over {len(ds):,} decisions, {n:,} passes", pi4=True))
                 figures.append(Figure("decision.max_ms", mx * 1e3, "ms", note="worst decision", pi4=True))
-    _plot(curve)
+    _plot(curve, ctx.plot_dir)
     last = curve[-1]
     ctx.implications.append(
         f"decision p99 {last[2]:.2f} ms here with {sizes[-1]:,} passes: about {last[2] * 5:.0f}–{last[2] * 8:.0f} ms on a Pi 4 "
@@ -156,7 +156,7 @@ def run(ctx: Context) -> list[Figure]:
     return figures
 
 
-def _plot(curve: list[tuple[int, float, float]]) -> None:
+def _plot(curve: list[tuple[int, float, float]], directory: Path) -> None:
     try:
         import matplotlib
 
@@ -175,5 +175,5 @@ def _plot(curve: list[tuple[int, float, float]]) -> None:
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(Path(__file__).with_name("decision_scaling.png"), dpi=120)
+    fig.savefig(directory / "decision_scaling.png", dpi=120)
     plt.close(fig)

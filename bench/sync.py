@@ -179,7 +179,7 @@ def run(ctx: Context) -> list[Figure]:
             rate = drain_ours(broker.port, path, size)
             backlog_curve.append((size, rate))
             figures.append(Figure(f"outbox.drain@{size // 1000}k", rate, "msg/s", note=f"backlog of {size:,} events"))
-        _plot(backlog_curve)
+        _plot(backlog_curve, ctx.plot_dir)
         snap_n = ctx.reps(100_000, 1_000_000)
         s = snapshot_apply(Path(tmp) / "snap.db", snap_n)
         figures.append(Figure("snapshot.1m_s" if snap_n == 1_000_000 else "snapshot.100k_s", s, "s",
@@ -190,7 +190,7 @@ def run(ctx: Context) -> list[Figure]:
     return figures
 
 
-def _plot(curve: list[tuple[int, float]]) -> None:
+def _plot(curve: list[tuple[int, float]], directory: Path) -> None:
     try:
         import matplotlib
 
@@ -206,5 +206,5 @@ def _plot(curve: list[tuple[int, float]]) -> None:
     ax.set_title("Outbox drain (this machine)")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(Path(__file__).with_name("outbox_drain.png"), dpi=120)
+    fig.savefig(directory / "outbox_drain.png", dpi=120)
     plt.close(fig)
