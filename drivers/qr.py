@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Protocol
 import numpy as np
 
 from drivers.base import Counters, FaultCallback, Progress, no_fault
+from drivers.qr_flatten import flatten, holds, light_patches
 
 if TYPE_CHECKING:  # camera.py imports nothing from here at runtime; avoid a cycle
     from drivers.camera import FrameSource
@@ -367,8 +368,9 @@ class ThoroughDecoder:
 
     Runs zxing-cpp with rotation and inversion at several scales (0.5 to 2: a
     shrunk copy averages away print texture and JPEG noise, an enlarged one gives
-    tiny codes more pixels) with both of its binarisers, then pyzbar, and keeps each
-    symbol once (by position). Results come in reading order. A few to a few tens
+    tiny codes more pixels) with both of its binarisers, then pyzbar, then zxing-cpp
+    again on each large light patch flattened (a code printed on a T-shirt ripples;
+    ``qr_flatten``), and keeps each symbol once (by position). Results come in reading order. A few to a few tens
     of milliseconds per photo, about a second for a 300 dpi A4 page: never for the
     live camera. Without zxing-cpp it is pyzbar alone.
     """
@@ -416,7 +418,38 @@ class ThoroughDecoder:
                     _merge(found, self._zxing(img, binarizer, fx, fy))
         if self._pyzbar is not None:
             _merge(found, self._zbar(g))
+        if self._zx is not None:
+            _merge(found, self._flattened(g, found))
         return reading_order(found)
+
+    def _flattened(self, g: np.ndarray, already: list[Found]) -> list[Found]:
+        """Codes read after flattening each large light patch (a print on cloth or a
+        bent card; see ``qr_flatten``) that holds none of the codes ``already``
+        found, placed back where they are in ``g``."""
+        try:
+            outlines = light_patches(g)
+        except Exception:
+            self.errors += 1
+            return []
+        found: list[Found] = []
+        for outline in outlines:
+            # A patch holding a code read already is a flat card or page: skip the
+            # cost (about 10 ms a patch).
+            if any(holds(outline, f.center) for f in already):
+                continue
+            try:
+                patch = flatten(g, outline)
+            except Exception:
+                self.errors += 1
+                continue
+            if patch is None:
+                continue
+            for binarizer in (self._zx.Binarizer.LocalAverage,
+                              self._zx.Binarizer.GlobalHistogram):
+                on_patch = self._zxing(patch.image, binarizer, 1.0, 1.0)
+                _merge(found, [Found(f.text, tuple(patch.to_original(*p) for p in f.corners))
+                               for f in on_patch])
+        return found
 
     def _scaled(self, g: np.ndarray, scale: float) -> np.ndarray | None:
         if scale == 1.0:

@@ -169,7 +169,7 @@ def _photo_pairs() -> list[tuple[Path, Path]]:
     return [(img, txt) for img, txt in pairs if txt.exists()]
 
 
-def test_thorough_decoder_reads_95_percent_of_real_photos(record_property) -> None:  # type: ignore[no-untyped-def]
+def test_thorough_decoder_reads_over_95_percent_of_real_photos(record_property) -> None:  # type: ignore[no-untyped-def]
     pairs = _photo_pairs()
     if not pairs:
         pytest.skip(f"photo dataset not at {PHOTOS}")
@@ -185,12 +185,54 @@ def test_thorough_decoder_reads_95_percent_of_real_photos(record_property) -> No
             other[f"{img.parent.name}/{img.stem}"] = wrong
     record_property("thorough_decoded", len(ok))
     print(f"\nthorough decoder: {len(ok)}/{len(pairs)} real photos exactly")
-    assert len(ok) >= 170, f"only {len(ok)}/{len(pairs)} photos decoded (170 measured)"
+    # The issue's target is 95% (171/179); 174 measured, 170 before flattening.
+    assert len(ok) >= 171, f"only {len(ok)}/{len(pairs)} photos decoded (174 measured)"
+    # The flattening pass is what reads these four T-shirt prints.
+    tshirts = {PHOTOS / "qrcode-4" / f"{n}.png" for n in ("05", "06", "08", "13")}
+    assert tshirts <= set(ok)
     # No false positives. The one text that differs from its truth file is
     # qrcode-2/13, an image with the same module pattern as qrcode-2/12: it reads as
     # 12's text, which its truth file has without the 'y' of "photography".
     assert other == {"qrcode-2/13": [_read_exact(PHOTOS / "qrcode-2" / "12.txt")]}
 
+
+
+def _printed_on_a_shirt(text: str, angle: float) -> np.ndarray:
+    """A code on a light patch of dark cloth that ripples (3 px, 2.5 waves across),
+    turned by ``angle`` degrees: like qrcode-4's T-shirt photos."""
+    size, side = 640, 300
+    img = np.full((size, size), 30, np.uint8)
+    o = (size - side) // 2
+    img[o:o + side, o:o + side] = render(text, side, side, noise_sigma=0, blur_sigma=0)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    wave = lambda t: 3.0 * np.sin(2 * np.pi * 2.5 * (t - o) / side)  # noqa: E731
+    rippled = cv2.remap(img, xx + wave(yy), yy + wave(xx), cv2.INTER_LINEAR, borderValue=30)
+    turn = cv2.getRotationMatrix2D((size / 2, size / 2), angle, 1.0)
+    return cv2.warpAffine(rippled, turn, (size, size), borderValue=30)
+
+
+@pytest.mark.parametrize("angle", [0, 20, 45, 90, 160])
+def test_thorough_decoder_flattens_a_rippled_print(angle: float) -> None:
+    shirt = _printed_on_a_shirt(TOKEN, angle)
+    # Neither library reads it as it is, however hard it tries.
+    assert ZxingDecoder(try_rotate=True, try_invert=True).decode(shirt) == []
+    assert PyzbarDecoder().decode(shirt) == []
+    found = ThoroughDecoder().find(shirt)
+    assert [f.text for f in found] == [TOKEN]
+    # Its corners are placed back in the photo: the code sits in the middle, as
+    # large as the same code printed flat.
+    flat = ThoroughDecoder().find(render(TOKEN, 300, 300, noise_sigma=0, blur_sigma=0))
+    cx, cy = found[0].center
+    assert abs(cx - 320) < 15 and abs(cy - 320) < 15
+    assert abs(found[0].size / flat[0].size - 1) < 0.25 * (1 + abs(np.sin(np.radians(2 * angle))))
+
+
+def test_flattening_finds_nothing_where_there_is_no_patch() -> None:
+    from drivers.qr_flatten import light_patches
+
+    assert light_patches(np.zeros((480, 640), np.uint8)) == []
+    assert light_patches(np.full((20, 20), 255, np.uint8)) == []
+    assert ThoroughDecoder().decode(render_scene(640, 480)) == []
 
 # --- the live decoder ---------------------------------------------------------------
 
