@@ -104,9 +104,36 @@ def run(ctx: Context) -> list[Figure]:
                           "worst case over start phases and sizes before a far code is read"))
     figures.append(Figure("scan.false_positives", false_ours, "count", false_naive,
                           None, "codes reported on frames with no code (all timed runs)"))
+    figures += _camera_formats(ctx)
     figures += _photos(ctx, naive)
     ctx.implications += _implications(figures)
     return figures
+
+
+def _camera_formats(ctx: Context) -> list[Figure]:
+    """A USB camera's 720p frame to the grey frame the decoder takes: ours
+    (``V4L2Camera`` on raw buffers: MJPEG decoded straight to grey, YUYV's Y plane)
+    against OpenCV's default (converted to BGR by the backend, then to grey)."""
+    from drivers.camera import render_scene, v4l2_grey
+    from drivers.qr import to_grey
+
+    bgr = cv2.cvtColor(render_scene(1280, 720, seed=2), cv2.COLOR_GRAY2BGR)
+    bgr[:, :, 2] = cv2.add(bgr[:, :, 2], 30)  # a colour cast, as cameras have
+    jpeg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 80])[1].reshape(1, -1)
+    yuyv = cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_YUY2)
+    reps = ctx.reps(5, 30)
+    mj = interleaved(lambda: v4l2_grey(jpeg, "MJPG", 1280, 720),
+                     lambda: to_grey(cv2.imdecode(jpeg.reshape(-1), cv2.IMREAD_COLOR)), reps=reps)
+    yu = interleaved(lambda: to_grey(v4l2_grey(yuyv, "YUYV", 1280, 720)),
+                     lambda: to_grey(cv2.cvtColor(yuyv, cv2.COLOR_YUV2BGR_YUY2)), reps=reps)
+    return [
+        Figure("camera.mjpeg_to_grey.1280x720", mj.a_median * 1e3, "ms", mj.b_median * 1e3,
+               mj.ratio, "USB camera MJPEG frame -> grey: decoded straight to grey vs "
+               "OpenCV's BGR decode then grey", pi4=True),
+        Figure("camera.yuyv_to_grey.1280x720", yu.a_median * 1e3, "ms", yu.b_median * 1e3,
+               yu.ratio, "USB camera YUYV frame -> grey: its Y plane vs OpenCV's BGR "
+               "conversion then grey", pi4=True),
+    ]
 
 
 def _frames_to_read(dec, frame: np.ndarray, cycle: int) -> int:  # type: ignore[no-untyped-def]

@@ -431,7 +431,8 @@ class GateApp:
                 from drivers.camera import Picamera2Camera, SupervisedCamera, V4L2Camera
 
                 if cam.driver == "v4l2":
-                    opener: Callable[[], Any] = lambda c=cam: V4L2Camera(c.device, c.width, c.height, c.fps)
+                    opener: Callable[[], Any] = lambda c=cam: V4L2Camera(c.device, c.width, c.height, c.fps,
+                                                                           c.pixel_format)
                 else:
                     opener = lambda c=cam: Picamera2Camera(c.width, c.height, c.fps, camera_num=c.camera)
                 source = SupervisedCamera(opener, name="camera")

@@ -167,6 +167,10 @@ class V4L2CameraConfig(Strict):
     width: int = 1280
     height: int = 720
     fps: int = 30
+    # What the camera sends over USB: "mjpeg" is what most UVC cameras need for
+    # 720p at 30 fps; "yuyv" (uncompressed) suits small frames or a camera without
+    # MJPEG. Either way the decoder gets grey without a colour conversion.
+    pixel_format: Literal["mjpeg", "yuyv"] = "mjpeg"
     decoder: Literal["auto", "fast", "zxing", "pyzbar"] = "auto"
 
 
