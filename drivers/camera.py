@@ -535,6 +535,16 @@ class V4L2Camera:
         self._thread.join(timeout=5.0)  # a read may be inside its V4L2 select timeout
 
 
+def _parameters(fn: Any) -> tuple[str, ...]:
+    """The parameter names of a callable; () if it has none to show."""
+    import inspect
+
+    try:
+        return tuple(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return ()
+
+
 class Picamera2Camera:
     """A Raspberry Pi camera module (CSI) through picamera2 / libcamera, which
     OpenCV cannot open.
@@ -554,9 +564,15 @@ class Picamera2Camera:
             from picamera2 import Picamera2
         except ImportError as exc:
             raise CameraError(
-                "picamera2 is not installed: on Raspberry Pi OS `sudo apt install "
-                "python3-picamera2` (and a venv made with --system-site-packages), or "
-                "install the gate's `pi` extra") from exc
+                "picamera2 is not installed: on Raspberry Pi OS run `scripts/setup --pi` "
+                "(apt's python3-picamera2, seen through a venv made with "
+                "--system-site-packages)") from exc
+        except Exception as exc:
+            # Installed but broken, typically apt's picamera2 (simplejpeg, built for
+            # Debian's numpy 1.x) under a numpy 2 installed into the venv by pip.
+            raise CameraError(
+                f"picamera2 is installed but does not import ({exc!r}); run "
+                "`scripts/setup --pi` again, which keeps the venv on Debian's numpy") from exc
         self.width, self.height, self.fps, self.camera_num = width, height, fps, camera_num
         self._cam: Any = None
         try:
@@ -566,10 +582,17 @@ class Picamera2Camera:
                 main={"size": (width, height), "format": "YUV420"},
                 controls={"FrameRate": float(fps)}, buffer_count=2)
             cam.configure(config)
+            # libcamera may have adjusted the size to what the sensor and ISP can do.
+            configured = getattr(cam, "camera_config", None) or config
+            self.width, self.height = (int(v) for v in configured["main"]["size"])
             cam.start()
         except Exception as exc:
             self._release()
             raise CameraError(f"cannot open Pi camera {camera_num} with picamera2: {exc}") from exc
+        # A capture that can time out (the job API) lets close() and a stalled
+        # camera be noticed; a picamera2 without it blocks until the next frame, and
+        # only SupervisedCamera's frame-age watchdog sees a stall.
+        self._timed = "timeout" in _parameters(getattr(cam, "wait", None))
         self._frames = LatestFrame()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._grab, name=f"picamera2-{camera_num}",
@@ -577,10 +600,10 @@ class Picamera2Camera:
         self._thread.start()
 
     def _capture(self) -> np.ndarray:
-        try:
-            return self._cam.capture_array("main", wait=self._WAIT_S)
-        except TypeError:  # picamera2 before `wait=`: blocks until the next frame
-            return self._cam.capture_array("main")
+        if self._timed:
+            job = self._cam.capture_array("main", wait=False)
+            return self._cam.wait(job, timeout=self._WAIT_S)  # TimeoutError if stalled
+        return self._cam.capture_array("main")
 
     def _grab(self) -> None:
         while not self._stop.is_set():

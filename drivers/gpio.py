@@ -319,9 +319,13 @@ class RPiGPIOFactory:
                 p.close()
             except Exception:  # keep releasing the others
                 log.exception("releasing GPIO%d", p.number)
-        if pins:
+        inputs = [p.number for p in pins if not isinstance(p, RPiGPIOOutputPin)]
+        if inputs:
             # Only our channels: another part of the process may use RPi.GPIO too.
-            self._gpio.cleanup([p.number for p in pins])
+            # Outputs are left as they are: cleanup() would turn the relay's pin
+            # into a floating input, and a locked door must stay driven locked
+            # after the gate exits, not hang on the relay board's pull resistor.
+            self._gpio.cleanup(inputs)
 
 
 # ---------------------------------------------------------------------- lgpio
@@ -493,24 +497,30 @@ FACTORY_NAMES = ("mock", "rpigpio", "lgpio", "auto")
 
 
 def _auto_factory() -> PinFactory:
+    """lgpio wherever it works, RPi.GPIO otherwise.
+
+    lgpio first: it works on every Pi (the character device, kernel-stamped
+    edges), while RPi.GPIO 0.7.1 opens fine on a Pi 4 with Bookworm's kernel 6.6+
+    and only fails later, when asked to watch an edge (raspberrypi/linux#6037), and
+    cannot work on a Pi 5 at all. So RPi.GPIO is the choice only where lgpio is not
+    installed or cannot open a gpiochip (an old Raspberry Pi OS)."""
     reasons: list[str] = []
-    lgpio: Any = None
     try:
-        import lgpio
+        import lgpio  # noqa: F401  (LgpioFactory imports it again; this only probes)
     except Exception as exc:
         reasons.append(f"lgpio: {exc}")
-    if lgpio is not None:
-        chip = find_gpiochip(lgpio, RP1_LABEL)
-        if chip is not None:  # a Pi 5: RPi.GPIO proper cannot work there
-            return LgpioFactory(chip)
+    else:
+        if _gpiochip_numbers():
+            try:
+                return LgpioFactory()  # the Pi 5's chip by its label, else chip 0
+            except GpioUnavailable as exc:
+                reasons.append(f"lgpio: {exc.__cause__ or exc}")
+        else:
+            reasons.append("lgpio: no /dev/gpiochip*")
     try:
         return RPiGPIOFactory()
     except GpioUnavailable as exc:
         reasons.append(f"RPi.GPIO: {exc.__cause__ or exc}")
-    if lgpio is not None:
-        if _gpiochip_numbers():
-            return LgpioFactory(0)  # a Pi 1-4 with only lgpio installed
-        reasons.append("lgpio: no /dev/gpiochip*")
     raise GpioUnavailable(
         "no GPIO backend found: this gate does not appear to be running on a "
         "Raspberry Pi (" + "; ".join(reasons) + "). Use driver 'sim' to run "

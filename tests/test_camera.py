@@ -356,19 +356,30 @@ def test_supervised_camera_rejects_nonsense_settings() -> None:
 
 # --- Picamera2Camera, against a stand-in picamera2 module ------------------------------------
 
+class FakeJob:
+    def __init__(self, cam: FakePicamera2) -> None:
+        self.cam = cam
+
+
 class FakePicamera2:
-    """What the gate uses of picamera2.Picamera2: YUV420 arrays (Y rows first, rows
-    padded to a stride) at the configured size."""
+    """What the gate uses of picamera2.Picamera2, as picamera2 does it: YUV420
+    arrays (Y rows first, rows padded to a stride) at the size the camera settled on
+    (``align`` rounds the width up, as libcamera may), ~100 frames a second; with
+    ``wait=False`` a capture returns a job and ``wait(job, timeout)`` raises
+    TimeoutError when no frame comes (``stalled``)."""
 
     instances: list[FakePicamera2] = []
     fail_open = False
+    align = 1
 
     def __init__(self, camera_num: int = 0) -> None:
         if FakePicamera2.fail_open:
             raise RuntimeError("Camera __init__ sequence did not complete.")
         self.camera_num = camera_num
         self.started = self.closed = False
+        self.stalled = False
         self.config: dict | None = None
+        self.camera_config: dict | None = None
         self.y: np.ndarray | None = None
         FakePicamera2.instances.append(self)
 
@@ -377,24 +388,47 @@ class FakePicamera2:
 
     def configure(self, config: dict) -> None:
         self.config = config
+        w, h = config["main"]["size"]
+        w = (w + self.align - 1) // self.align * self.align
+        self.camera_config = {**config, "main": {**config["main"], "size": (w, h)}}
 
     def start(self) -> None:
         self.started = True
 
-    def capture_array(self, name: str = "main", wait: float | None = None) -> np.ndarray:
-        assert self.config is not None and self.started and name == "main"
-        w, h = self.config["main"]["size"]
+    def _frame(self, timeout: float | None) -> np.ndarray:
+        assert self.camera_config is not None and self.started
+        if self.stalled:
+            time.sleep(timeout if timeout is not None else 3600)
+            raise TimeoutError("timed out")
+        w, h = self.camera_config["main"]["size"]
         time.sleep(0.01)
         stride = (w + 63) // 64 * 64
         out = np.full((h * 3 // 2, stride), 128, np.uint8)  # chroma rows: neutral grey
         out[:h, :w] = self.y if self.y is not None else render_empty(w, h)
         return out
 
+    def capture_array(self, name: str = "main", wait: bool | float | None = None,
+                      signal_function: object = None) -> np.ndarray | FakeJob:
+        assert name == "main"
+        if wait is False:
+            return FakeJob(self)
+        return self._frame(None if wait in (None, True) else float(wait))
+
+    def wait(self, job: FakeJob, timeout: float | None = None) -> np.ndarray:
+        return self._frame(timeout)
+
     def stop(self) -> None:
         self.started = False
 
     def close(self) -> None:
         self.closed = True
+
+
+class OldFakePicamera2(FakePicamera2):
+    """A picamera2 whose wait() takes no timeout: captures block."""
+
+    def wait(self, job: FakeJob) -> np.ndarray:  # type: ignore[override]
+        return self._frame(None)
 
 
 @pytest.fixture
@@ -406,6 +440,7 @@ def fake_picamera2(monkeypatch: pytest.MonkeyPatch):
     module.Picamera2 = FakePicamera2  # type: ignore[attr-defined]
     FakePicamera2.instances = []
     FakePicamera2.fail_open = False
+    FakePicamera2.align = 1
     monkeypatch.setitem(sys.modules, "picamera2", module)
     return FakePicamera2
 
@@ -432,6 +467,81 @@ def test_picamera2_hands_out_the_y_plane(fake_picamera2) -> None:
     assert fake.closed and not fake.started
 
 
+def test_picamera2_takes_the_size_the_camera_settled_on(fake_picamera2) -> None:
+    from drivers.camera import Picamera2Camera
+
+    fake_picamera2.align = 32  # 300 wide comes back as 320
+    cam = Picamera2Camera(300, 200)
+    try:
+        fake_picamera2.instances[0].y = render("pi camera pass", 320, 200)
+        frame = None
+        deadline = time.monotonic() + 5
+        while frame is None and time.monotonic() < deadline:
+            frame = cam.read(timeout=1.0)
+        assert cam.width == 320 and frame is not None and frame.shape == (200, 320)
+        assert decode(frame) == ["pi camera pass"]
+    finally:
+        cam.close()
+
+
+def test_picamera2_stall_times_out_and_recovers(fake_picamera2, monkeypatch) -> None:
+    from drivers.camera import Picamera2Camera
+
+    monkeypatch.setattr(Picamera2Camera, "_WAIT_S", 0.2)
+    cam = Picamera2Camera(160, 120)
+    fake = fake_picamera2.instances[0]
+    try:
+        assert cam.read(timeout=2.0) is not None
+        fake.stalled = True
+        with pytest.raises(CameraError, match="not delivering frames.*timed out"):
+            for _ in range(10):
+                cam.read(timeout=1.0)
+        fake.stalled = False
+        deadline = time.monotonic() + 3
+        frame = None
+        while frame is None and time.monotonic() < deadline:
+            try:
+                frame = cam.read(timeout=0.5)
+            except CameraError:
+                pass
+        assert frame is not None
+    finally:
+        t0 = time.monotonic()
+        cam.close()
+    assert time.monotonic() - t0 < 1.0  # close does not wait out a blocked capture
+
+
+def test_picamera2_without_timeouts_still_delivers(fake_picamera2, monkeypatch) -> None:
+    import sys
+    import types
+
+    from drivers.camera import Picamera2Camera
+
+    module = types.ModuleType("picamera2")
+    module.Picamera2 = OldFakePicamera2  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "picamera2", module)
+    cam = Picamera2Camera(160, 120)
+    try:
+        assert not cam._timed and cam.read(timeout=2.0) is not None
+    finally:
+        cam.close()
+
+
+def test_picamera2_that_does_not_import_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    from drivers.camera import Picamera2Camera
+
+    class Broken(types.ModuleType):
+        def __getattr__(self, name: str) -> object:
+            raise ValueError("numpy.dtype size changed, may indicate binary incompatibility")
+
+    monkeypatch.setitem(sys.modules, "picamera2", Broken("picamera2"))
+    with pytest.raises(CameraError, match="does not import.*numpy.dtype size changed.*setup --pi"):
+        Picamera2Camera()
+
+
 def test_picamera2_open_failure_is_a_camera_error(fake_picamera2) -> None:
     from drivers.camera import Picamera2Camera
 
@@ -446,7 +556,7 @@ def test_picamera2_missing_says_how_to_install(monkeypatch: pytest.MonkeyPatch) 
     from drivers.camera import Picamera2Camera
 
     monkeypatch.setitem(sys.modules, "picamera2", None)  # import fails as if not installed
-    with pytest.raises(CameraError, match="python3-picamera2"):
+    with pytest.raises(CameraError, match="setup --pi.*python3-picamera2"):
         Picamera2Camera()
 
 

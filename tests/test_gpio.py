@@ -363,6 +363,35 @@ def test_rpigpio_reports_changes_and_recovers_pulses_shorter_than_its_latency(
     assert 6 not in fake_rpigpio.callbacks and fake_rpigpio.cleaned == [[6]]
 
 
+def test_rpigpio_leaves_the_relay_driven_at_exit(fake_rpigpio):
+    factory = RPiGPIOFactory()
+    relay = factory.output(17, initial=0)
+    button = factory.input(22, pull="up")
+    relay.write(0)  # locked
+    factory.close()
+    # The input is handed back; the relay's pin stays an output at its locked level.
+    assert fake_rpigpio.cleaned == [[button.number]] and fake_rpigpio.levels[17] == 0
+
+
+def test_auto_prefers_lgpio_on_a_pi_4_with_both_libraries(fake_lgpio, fake_rpigpio):
+    # RPi.GPIO would open here and then fail at the first edge watch on kernel 6.6+.
+    fake_lgpio({0: "pinctrl-bcm2711", 1: "raspberrypi-exp-gpio"})
+    factory = make_factory("auto")
+    assert isinstance(factory, LgpioFactory) and factory.chip == 0
+
+
+def test_auto_finds_the_pi_5_chip_with_both_libraries(fake_lgpio, fake_rpigpio):
+    fake_lgpio({0: "gpio-brcmstb@107d508500", 4: "pinctrl-rp1"})
+    factory = make_factory("auto")
+    assert isinstance(factory, LgpioFactory) and factory.chip == 4
+
+
+def test_auto_uses_rpigpio_where_lgpio_cannot_open_a_chip(fake_lgpio, fake_rpigpio, monkeypatch):
+    fake_lgpio({})  # lgpio installed, but opening gpiochip0 fails
+    monkeypatch.setattr(gpio, "_gpiochip_numbers", lambda: [0])
+    assert isinstance(make_factory("auto"), RPiGPIOFactory)
+
+
 def test_rpigpio_refuses_board_numbering(fake_rpigpio):
     fake_rpigpio.mode = fake_rpigpio.BOARD
     with pytest.raises(GpioUnavailable, match="BOARD"):
