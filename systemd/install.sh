@@ -49,10 +49,12 @@ mkdir -p "$STATE"
 chmod 0750 "$STATE"
 
 install -D -m 0644 "$SRC/systemd/gate.service" "$UNIT_DIR/gate.service"
+install -D -m 0644 "$SRC/systemd/99-gate-serial.rules" "$ROOT/etc/udev/rules.d/99-gate-serial.rules"
 
 if [ -z "$ROOT" ]; then
   chown -R root:gate "$ETC"
   chown gate:gate "$STATE"
+  udevadm control --reload-rules 2>/dev/null || true
   systemctl daemon-reload
   systemctl enable gate.service
   if "$PREFIX/.venv/bin/gate" config check /etc/gate/gate.toml; then

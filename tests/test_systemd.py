@@ -54,6 +54,11 @@ def test_install_is_idempotent_and_keeps_site_config(tmp_path: Path) -> None:
     assert (root / "etc" / "systemd" / "system" / "gate.service").read_text() == UNIT.read_text()
     assert cfg.stat().st_mode & 0o777 == 0o640
     assert (root / "opt" / "gate" / "gate" / "lane.py").exists()
+    # ModemManager is told to leave the thermometer's USB-serial adapter alone.
+    rules = (root / "etc" / "udev" / "rules.d" / "99-gate-serial.rules").read_text()
+    lines = [ln for ln in rules.splitlines() if ln and not ln.startswith("#")]
+    assert len(lines) >= 4 and all('ENV{ID_MM_DEVICE_IGNORE}="1"' in ln for ln in lines)
+    assert 'ATTRS{idVendor}=="1a86"' in rules  # CH340, the GY-MCU90614 boards' adapter
     cfg.write_text(cfg.read_text() + "\n# edited on site\n")
     second = subprocess.run(["bash", str(script), "--root", str(root)], capture_output=True, text=True, timeout=120)
     assert second.returncode == 0, second.stderr

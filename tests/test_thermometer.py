@@ -436,6 +436,16 @@ def test_present_without_reader_fails_clearly() -> None:
         sim.close()
 
 
+def test_port_is_held_exclusively_while_reading(rig) -> None:
+    # A second program (or a second gate by mistake) cannot open the sensor's port
+    # and steal its bytes while the reader has it.
+    r = rig()
+    r.wait_continuous()
+    with pytest.raises(serial.SerialException, match="exclusively lock"):
+        serial.Serial(r.sim.port, 9600, timeout=0.1, exclusive=True)
+    assert r.reader.healthy
+
+
 def test_close_releases_port_and_is_idempotent(rig) -> None:
     r = rig()
     r.wait_continuous()
