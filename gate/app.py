@@ -89,7 +89,11 @@ class GateApp:
         prerender: bool = True,
         broker: str | None = None,
         config_path: Path | None = None,
+        pins: PinFactory | None = None,
     ) -> None:
+        """``pins``: the pin factory for the lanes' 'gpio' devices; by default the
+        one ``[gpio] backend`` names, made on first use (``gate doctor`` passes
+        mock pins to check the other devices where no GPIO backend starts)."""
         self.config = config
         self.config_path = config_path
         self.broker = broker
@@ -107,7 +111,7 @@ class GateApp:
         self.seed = seed
         self.lanes: dict[str, Lane] = {}
         self.devices: dict[str, LaneDevices] = {}
-        self._gpio: PinFactory | None = None
+        self._gpio: PinFactory | None = pins
         self._sim_pins: dict[str, MockFactory] = {}
         self._prompt_cache: PromptCache | None = None
         self._prerender: threading.Thread | None = None

@@ -6,17 +6,23 @@ readings per second and the last value; the card reader's data lines, the relay
 and the inputs with their pin levels; a test prompt rendered and played through
 the lane's speaker (a simulated speaker only renders). For the gate: free disk
 where the store lives, whether the store's folder is writable, the clock's source
-(NTP synchronisation via timedatectl, or "unknown"), and the broker if sync is
-configured. Nothing touches the gate's store: the lanes run on a scratch one.
+(NTP synchronisation via timedatectl, or "unknown"), the key files, and the broker
+if sync is configured. Nothing touches the gate's store: the lanes run on a scratch one.
+
+Whatever fails is a row, never a traceback. A GPIO backend that cannot start is one
+row, and the other devices are still checked, with the pins in memory.
 
 Run it with the gate stopped: a running gate holds the camera and the serial port.
 """
 from __future__ import annotations
 
+import getpass
+import grp
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -44,31 +50,82 @@ class Check:
 def run(config: Config, *, seconds: float = 3.0, speak: bool = True,
         log: Callable[[str], None] = lambda line: None) -> list[Check]:
     """Check everything ``config`` names. Takes about ``seconds`` plus the prompts."""
-    checks = [*_store(config), _clock()]
+    checks = [*_store(config), _clock(), _keys(config)]
     if config.sync is not None:
         checks.append(_broker(config))
     # The lanes' devices, wired exactly as `gate run` wires them, on a scratch store,
-    # without sync (checked above) and without the demo.
-    from gate.app import GateApp
-
-    conf = config.model_copy(update={"sync": None, "demo": None})
+    # without sync (checked above), without the demo, and without the keys (checked
+    # above: a missing key must not keep the devices from being checked).
+    conf = config.model_copy(update={"sync": None, "demo": None,
+                                     "keys": config.keys.model_copy(update={"trusted": []})})
     with tempfile.TemporaryDirectory(prefix="gate-doctor-") as tmp:
-        app = GateApp(conf, store_path=Path(tmp) / "doctor.db", prerender=False)
         log(f"doctor: starting {len(conf.lanes)} lane(s) for {seconds:g} s ...")
-        try:
-            app.start()
-        except Exception as exc:  # a device that cannot even be set up
-            app.stop()
-            return [Check("gate", "start", "fail", "the lanes' devices could not be set up",
-                          _start_advice(exc, conf), f"{type(exc).__name__}: {exc}"), *checks]
+        app, problems = _start(conf, Path(tmp) / "doctor.db")
+        if app is None:
+            return problems + checks
+        gpio_ok = not any(c.device == "gpio" for c in problems)
         try:
             time.sleep(seconds)
             lane_checks = []
             for lane_cfg in conf.lanes:
-                lane_checks += _lane(app, lane_cfg, conf, speak=speak)
+                lane_checks += _lane(app, lane_cfg, conf, speak=speak, gpio_ok=gpio_ok)
         finally:
             app.stop()
-    return lane_checks + checks
+    return problems + lane_checks + checks
+
+
+def _start(conf: Config, store: Path) -> tuple[Any, list[Check]]:
+    """The started app and what went wrong on the way; no app if it cannot start at all.
+
+    A GPIO backend that cannot start (off a Pi, lgpio missing, no access) is one
+    row, and the gate is started again on mock pins so that the cameras,
+    thermometers and speakers are still checked for real."""
+    try:
+        return _started(conf, store), []
+    except Exception as exc:
+        first = exc
+    if not _gpio_devices(conf):
+        return None, [_start_failed(first, conf)]
+    try:
+        app = _started(conf, store, mock_pins=True)
+    except Exception as exc:
+        # Not (only) the GPIO: say what stops the gate, and the GPIO too if it failed.
+        rows = [_gpio_failed(first, conf)] if _is_gpio_error(first) else []
+        return None, [*rows, _start_failed(exc, conf)]
+    return app, [_gpio_failed(first, conf)]  # mock pins fixed it: the GPIO was the problem
+
+
+def _started(conf: Config, store: Path, *, mock_pins: bool = False) -> Any:
+    """A started GateApp; on any failure (construction or start) everything it
+    opened is closed again and the exception raised."""
+    from drivers.gpio import MockFactory
+    from gate.app import GateApp
+
+    app = GateApp(conf, store_path=store, prerender=False,
+                  pins=MockFactory() if mock_pins else None)
+    try:
+        app.start()
+    except BaseException:
+        app.stop()
+        raise
+    return app
+
+
+def _start_failed(exc: Exception, conf: Config) -> Check:
+    return Check("gate", "start", "fail", "the lanes' devices could not be set up",
+                 _start_advice(exc, conf), f"{type(exc).__name__}: {exc}")
+
+
+def _gpio_failed(exc: Exception, conf: Config) -> Check:
+    figures = (f"[gpio] backend = \"{conf.gpio.backend}\" did not start; "
+               "the pin devices are not checked, the others are")
+    return Check("gate", "gpio", "fail", figures, _gpio_advice(conf), f"{type(exc).__name__}: {exc}")
+
+
+def _is_gpio_error(exc: BaseException) -> bool:
+    from drivers.gpio import GpioUnavailable
+
+    return isinstance(exc, GpioUnavailable)
 
 
 def exit_code(checks: list[Check]) -> int:
@@ -106,7 +163,7 @@ def table(checks: list[Check]) -> str:
 # ------------------------------------------------------------------ lanes
 
 
-def _lane(app: Any, cfg: LaneConfig, conf: Config, *, speak: bool) -> list[Check]:
+def _lane(app: Any, cfg: LaneConfig, conf: Config, *, speak: bool, gpio_ok: bool = True) -> list[Check]:
     lane = app.lanes[cfg.name]
     dev = app.devices[cfg.name]
     health: dict[str, tuple[bool, str]] = dict(lane.health)
@@ -115,16 +172,21 @@ def _lane(app: Any, cfg: LaneConfig, conf: Config, *, speak: bool) -> list[Check
         out.append(_camera(cfg, dev, health.get("camera")))
     if cfg.thermometer is not None and dev.thermometer is not None:
         out.append(_thermometer(cfg, dev, health.get("thermometer")))
-    if cfg.card_reader is not None and dev.wiegand is not None:
+    # Without a GPIO backend the devices on real pins ran on mock ones: their
+    # levels say nothing about the wiring, so they are not shown as working.
+    unchecked = {} if gpio_ok else _lane_gpio_pins(cfg)
+    out += [Check(cfg.name, name, "fail", f"not checked: GPIO {pins} (no GPIO backend, see gate gpio)")
+            for name, pins in unchecked.items()]
+    if cfg.card_reader is not None and dev.wiegand is not None and "card_reader" not in unchecked:
         out.append(_card_reader(cfg, dev))
-    if cfg.relay is not None and dev.relay is not None:
+    if cfg.relay is not None and dev.relay is not None and "relay" not in unchecked:
         level = _level(getattr(dev.relay, "_pin", None))
         state = "unlocked" if dev.relay.unlocked else "locked"
         out.append(Check(cfg.name, "relay", "ok", f"{state} (GPIO {cfg.relay.pin} at {level})"))
     for name in ("door_contact", "exit_button", "pir"):
         icfg = getattr(cfg, name)
         inp = dev.inputs.get(name)
-        if icfg is None or inp is None:
+        if icfg is None or inp is None or name in unchecked:
             continue
         level = _level(getattr(inp, "_pin", None))
         figures = f"{'active' if inp.active else 'inactive'} (GPIO {icfg.pin} at {level}, active {'high' if icfg.active_high else 'low'})"
@@ -255,6 +317,28 @@ def _speaker(cfg: LaneConfig, dev: Any, conf: Config, *, speak: bool) -> Check:
     return Check(cfg.name, "speaker", "ok", figures)
 
 
+def _lane_gpio_pins(cfg: LaneConfig) -> dict[str, str]:
+    """device -> its pins, for the lane's devices with driver 'gpio'."""
+    out = {}
+    if cfg.card_reader is not None and cfg.card_reader.driver == "gpio":
+        out["card_reader"] = f"{cfg.card_reader.d0}/{cfg.card_reader.d1}"
+    if cfg.relay is not None and cfg.relay.driver == "gpio":
+        out["relay"] = str(cfg.relay.pin)
+    for name in ("door_contact", "exit_button", "pir"):
+        icfg = getattr(cfg, name)
+        if icfg is not None and icfg.driver == "gpio":
+            out[name] = str(icfg.pin)
+    return out
+
+
+def _gpio_devices(conf: Config) -> list[str]:
+    """The names of the devices on real GPIO, in the order the config has them."""
+    names: list[str] = []
+    for lane in conf.lanes:
+        names += [n for n in _lane_gpio_pins(lane) if n not in names]
+    return names
+
+
 def _level(pin: Any) -> str:
     try:
         return str(int(pin.read()))
@@ -334,12 +418,97 @@ def _broker(config: Config) -> Check:
     return Check("gate", "broker", "ok", f"{figures} reachable{' (TLS not checked)' if tls else ''}")
 
 
+def _keys(config: Config) -> Check:
+    """The key files the config names: a gate without central's key refuses every pass."""
+    from gate.passes import load_private, load_public
+
+    trusted = list(config.keys.trusted)
+    for path in trusted:
+        try:
+            load_public(path)
+        except (ValueError, OSError) as exc:  # OSError: an unreadable disk, say
+            return Check("gate", "keys", "fail", f"[keys] trusted: {path} unusable",
+                         f"copy central's public key (from whoever runs central) to {path}, or correct "
+                         "[keys] trusted in the config; for a test gate make a pair: "
+                         f"gate keys new --name {Path(path).stem} --dir {Path(path).parent}", str(exc))
+    signing = config.keys.signing
+    if signing is not None:
+        try:
+            load_private(signing)
+        except (ValueError, OSError) as exc:  # OSError: an unreadable disk, say
+            return Check("gate", "keys", "fail", f"[keys] signing: {signing} unusable",
+                         f"make the gate's key with `gate keys new --name {Path(signing).stem} --dir "
+                         f"{Path(signing).parent}` (readable by the gate's user only), or remove "
+                         "[keys] signing from the config", str(exc))
+    figures = f"{len(trusted)} trusted key(s)" + (", signing key" if signing is not None else "")
+    if not trusted:
+        return Check("gate", "keys", "warn", figures,
+                     "no trusted key: every pass from central is refused; set [keys] trusted")
+    return Check("gate", "keys", "ok", figures)
+
+
 def _start_advice(exc: Exception, conf: Config) -> str:
-    text = str(exc)
-    if "GPIO" in text or "gpio" in text or "SOC" in text:
-        return ("the GPIO backend cannot start here: on a Pi 5 set [gpio] backend = \"lgpio\"; "
-                "off a Pi, use driver = \"sim\" for the pins to test without hardware")
-    return "fix the device named above in the config (gate config check FILE), then run gate doctor again"
+    if isinstance(exc, OSError) and exc.filename:
+        if isinstance(exc, PermissionError):
+            return f"give the user running the gate access to {exc.filename}, then run gate doctor again"
+        return f"create {exc.filename} or correct its path in the config, then run gate doctor again"
+    return "fix what the line above names in the config (gate config check FILE), then run gate doctor again"
+
+
+def _gpio_advice(conf: Config) -> str:
+    """Concrete steps for the GPIO backend: lgpio on every Pi, the pins' access,
+    and off a Pi the simulated pins."""
+    sim = f"set driver = \"sim\" on {', '.join(_gpio_devices(conf))} to check the rest without hardware"
+    pi = f"install lgpio ({_lgpio_install()})"
+    group = _gpio_group_hint()
+    if group:
+        pi += f" and {group}"
+    if conf.gpio.backend != "auto":
+        # RPi.GPIO 0.7 cannot watch edges on Bookworm's kernel 6.6+, not even on a Pi 4.
+        pi = f"set [gpio] backend = \"auto\" (it picks lgpio), {pi}"
+    if _on_a_pi():
+        return pi
+    return f"this is not a Raspberry Pi: {sim}; on the gate's Pi: {pi}"
+
+
+def _lgpio_install() -> str:
+    """The command that puts lgpio where this Python finds it: a venv made without
+    the system's packages (scripts/setup) does not see apt's python3-lgpio."""
+    root = Path(__file__).resolve().parents[1]
+    setup = root / "scripts" / "setup"
+    if _isolated_venv() and setup.exists():
+        return f"cd {root} && scripts/setup --pi"
+    return "sudo apt install python3-lgpio"
+
+
+def _isolated_venv() -> bool:
+    if sys.prefix == sys.base_prefix:
+        return False
+    try:
+        cfg = (Path(sys.prefix) / "pyvenv.cfg").read_text()
+    except OSError:
+        return True
+    return "include-system-site-packages = true" not in cfg
+
+
+def _gpio_group_hint() -> str:
+    """/dev/gpiochip* belongs to the gpio group: name this user when it is not in
+    it; where there is no such group (not Raspberry Pi OS), the gate's user."""
+    try:
+        gid = grp.getgrnam("gpio").gr_gid
+    except KeyError:
+        return "check that the gate's user is in the gpio group (id gate)"
+    if os.geteuid() == 0 or gid in os.getgroups():
+        return ""
+    user = getpass.getuser()
+    return f"add {user} to the gpio group (sudo usermod -aG gpio {user}, then log in again)"
+
+
+def _on_a_pi() -> bool:
+    try:
+        return "Raspberry Pi" in Path("/proc/device-tree/model").read_text(errors="replace")
+    except OSError:
+        return False
 
 
 def _size(n: float) -> str:
