@@ -152,6 +152,7 @@ class Lane:
         self.opened_while_unlocked = False
         self.held_at: datetime | None = None
         self.reminder_at: datetime | None = None
+        self._last_pass: tuple[datetime, float] | None = None  # (wall, monotonic) of the last timer pass
         self.alive_at: float = 0.0
         self._unwritten: collections.deque[LaneRecord] = collections.deque()  # events a full disk could not take yet
         self._disk_full = False  # clock.monotonic() of the engine's last loop, for the watchdog
@@ -581,10 +582,42 @@ class Lane:
 
     # ------------------------------------------------------------ timers
 
+    def _follow_clock_steps(self, now: datetime) -> None:
+        """Move the pending deadlines with a step of the wall clock.
+
+        Deadlines are wall-clock times a number of real seconds after an event.
+        When the clock is stepped (NTP's first sync after boot, an operator fixing
+        the time), a deadline left where it was would fire early or late by the
+        step: a step back of an hour would keep an unlocked door open an hour. The
+        monotonic clock does not step, so the difference between how far each
+        moved since the last pass is the step."""
+        mono = self.clock.monotonic()
+        last, self._last_pass = self._last_pass, (now, mono)
+        if last is None:
+            return
+        step = (now - last[0]) - timedelta(seconds=mono - last[1])
+        if abs(step) < _CLOCK_STEP:
+            return  # drift and scheduling jitter, not a step
+        log.warning("%s: wall clock stepped by %+.1f s; pending deadlines moved with it",
+                    self.name, step.total_seconds())
+        shift = lambda t: None if t is None else t + step  # noqa: E731
+        self.relock_at = shift(self.relock_at)
+        self.held_at = shift(self.held_at)
+        self.reminder_at = shift(self.reminder_at)
+        if self.session is not None:
+            self.session.deadline = shift(self.session.deadline)
+            self.session.started += step
+        for ch in self.challenges:
+            ch.expires += step
+        if self.reading is not None:
+            self.reading.at += step
+
     def _timers(self, now: datetime) -> None:
         # Deadlines are kept in UTC; what happens at one is told in local time, which
         # the policy's hours and the records' day and hour are about.
         local = lambda t: t.astimezone(now.tzinfo)  # noqa: E731
+        if self.clock.realtime:
+            self._follow_clock_steps(now)
         # The relock first: whatever goes wrong below must not leave the door open.
         if self.relock_at is not None and now >= self.relock_at:
             self._lock(local(self.relock_at))
@@ -604,6 +637,11 @@ class Lane:
             at, self.reminder_at = local(self.reminder_at), None
             if self.session is None and pol.is_night(self.policy, at):
                 self._say("reminder", at)
+
+
+# A wall-clock jump between two timer passes (at most ~1 s apart) larger than this
+# is a step of the clock, not drift.
+_CLOCK_STEP = timedelta(seconds=2)
 
 
 def _after(at: datetime, seconds: float) -> datetime:
