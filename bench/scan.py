@@ -127,10 +127,10 @@ def _camera_formats(ctx: Context) -> list[Figure]:
     yu = interleaved(lambda: to_grey(v4l2_grey(yuyv, "YUYV", 1280, 720)),
                      lambda: to_grey(cv2.cvtColor(yuyv, cv2.COLOR_YUV2BGR_YUY2)), reps=reps)
     return [
-        Figure("camera.mjpeg_to_grey.1280x720", mj.a_median * 1e3, "ms", mj.b_median * 1e3,
+        Figure("scan.camera.mjpeg_to_grey.1280x720", mj.a_median * 1e3, "ms", mj.b_median * 1e3,
                mj.ratio, "USB camera MJPEG frame -> grey: decoded straight to grey vs "
                "OpenCV's BGR decode then grey", pi4=True),
-        Figure("camera.yuyv_to_grey.1280x720", yu.a_median * 1e3, "ms", yu.b_median * 1e3,
+        Figure("scan.camera.yuyv_to_grey.1280x720", yu.a_median * 1e3, "ms", yu.b_median * 1e3,
                yu.ratio, "USB camera YUYV frame -> grey: its Y plane vs OpenCV's BGR "
                "conversion then grey", pi4=True),
     ]

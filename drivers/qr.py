@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Protocol
 import numpy as np
 
 from drivers.base import Counters, FaultCallback, Progress, no_fault
-from drivers.qr_flatten import flatten, holds, light_patches
+from drivers.qr_flatten import FlatPatch, flatten, holds, light_patches
 
 if TYPE_CHECKING:  # camera.py imports nothing from here at runtime; avoid a cycle
     from drivers.camera import FrameSource
@@ -437,19 +437,30 @@ class ThoroughDecoder:
             # cost (about 10 ms a patch).
             if any(holds(outline, f.center) for f in already):
                 continue
-            try:
-                patch = flatten(g, outline)
-            except Exception:
-                self.errors += 1
-                continue
-            if patch is None:
-                continue
-            for binarizer in (self._zx.Binarizer.LocalAverage,
-                              self._zx.Binarizer.GlobalHistogram):
-                on_patch = self._zxing(patch.image, binarizer, 1.0, 1.0)
-                _merge(found, [Found(f.text, tuple(patch.to_original(*p) for p in f.corners))
-                               for f in on_patch])
+            # Bicubic first, bilinear if that reads nothing: a reading on the edge
+            # tips on a few grey levels, and OpenCV 4 and 5 resample differently
+            # (4 rounds map coordinates to 1/32 px).
+            for smooth in (True, False):
+                try:
+                    patch = flatten(g, outline, smooth=smooth)
+                except Exception:
+                    self.errors += 1
+                    break
+                if patch is None:
+                    break
+                read = self._patch_codes(patch)
+                if read:
+                    _merge(found, read)
+                    break
         return found
+
+    def _patch_codes(self, patch: FlatPatch) -> list[Found]:
+        out: list[Found] = []
+        for binarizer in (self._zx.Binarizer.LocalAverage, self._zx.Binarizer.GlobalHistogram):
+            on_patch = self._zxing(patch.image, binarizer, 1.0, 1.0)
+            _merge(out, [Found(f.text, tuple(patch.to_original(*p) for p in f.corners))
+                         for f in on_patch])
+        return out
 
     def _scaled(self, g: np.ndarray, scale: float) -> np.ndarray | None:
         if scale == 1.0:

@@ -70,11 +70,11 @@ def holds(outline: np.ndarray, pt: tuple[float, float]) -> bool:
     return cv2.pointPolygonTest(outline.astype(np.float32), pt, False) >= 0
 
 
-def flatten(grey: np.ndarray, outline: np.ndarray) -> FlatPatch | None:
+def flatten(grey: np.ndarray, outline: np.ndarray, *, smooth: bool = True) -> FlatPatch | None:
     """The patch inside ``outline`` mapped onto a square; None if the outline has
-    no four corners to map from."""
+    no four corners to map from. ``smooth``: bicubic resampling, else bilinear."""
     sides = _four_sides(outline)
-    return None if sides is None else _coons(grey, *sides)
+    return None if sides is None else _coons(grey, *sides, smooth=smooth)
 
 
 def _four_sides(outline: np.ndarray) -> tuple[np.ndarray, ...] | None:
@@ -116,7 +116,7 @@ def _resample(curve: np.ndarray, n: int) -> np.ndarray:
 
 
 def _coons(grey: np.ndarray, top: np.ndarray, right: np.ndarray, bottom: np.ndarray,
-           left: np.ndarray) -> FlatPatch:
+           left: np.ndarray, *, smooth: bool = True) -> FlatPatch:
     """Map the patch bounded by four curves onto a square (a bilinearly blended
     Coons patch): each side lands on the square's side, the inside is blended."""
     import cv2
@@ -131,8 +131,8 @@ def _coons(grey: np.ndarray, top: np.ndarray, right: np.ndarray, bottom: np.ndar
                   + (1 - u) * v * p01 + u * v * p11))
     map_x = np.ascontiguousarray(surface[:, :, 0], dtype=np.float32)
     map_y = np.ascontiguousarray(surface[:, :, 1], dtype=np.float32)
-    flat = cv2.remap(grey, map_x, map_y, cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT,
-                     borderValue=255)
+    flat = cv2.remap(grey, map_x, map_y, cv2.INTER_CUBIC if smooth else cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_CONSTANT, borderValue=255)
     image = cv2.copyMakeBorder(flat, BORDER, BORDER, BORDER, BORDER, cv2.BORDER_CONSTANT,
                                value=255)
     return FlatPatch(image, map_x, map_y)
