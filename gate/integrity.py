@@ -61,15 +61,23 @@ def ensure_sound(path: Path) -> CheckResult:
 
 
 def save_snapshot(conn: sqlite3.Connection, store: Path) -> Path:
-    """Copy passes, cards and the table's version into the snapshot file (atomically)."""
+    """Copy passes, card bindings and the table's version into the snapshot file
+    (atomically; one read transaction, so a snapshot swap cannot fall in between)."""
     target = snapshot_path(store)
     tmp = target.with_name(target.name + ".tmp")
     tmp.unlink(missing_ok=True)
     conn.execute("ATTACH DATABASE ? AS snap", (str(tmp),))
     try:
-        conn.execute("CREATE TABLE snap.passes AS SELECT * FROM main.passes")
-        conn.execute("CREATE TABLE snap.cards AS SELECT number, pass_id FROM main.cards WHERE pass_id IS NOT NULL")
-        conn.execute("CREATE TABLE snap.meta AS SELECT * FROM main.meta WHERE key IN ('passes_version', 'passes_synced_at')")
+        conn.execute("BEGIN")
+        try:
+            conn.execute("CREATE TABLE snap.passes AS SELECT * FROM main.passes")
+            # Still called cards in the file, so a snapshot written before schema m006 restores.
+            conn.execute("CREATE TABLE snap.cards AS SELECT number, pass_id FROM main.card_bindings")
+            conn.execute("CREATE TABLE snap.meta AS SELECT * FROM main.meta WHERE key IN ('passes_version', 'passes_synced_at')")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
     finally:
         conn.execute("DETACH DATABASE snap")
     os.replace(tmp, target)
@@ -91,7 +99,10 @@ def restore_passes(store: Path) -> int:
             with fresh.write():
                 cols = ", ".join(Store.PASS_COLUMNS)
                 c.execute(f"INSERT OR REPLACE INTO passes ({cols}) SELECT {cols} FROM snap.passes")
-                c.execute("INSERT OR REPLACE INTO cards(number, pass_id) SELECT number, pass_id FROM snap.cards")
+                c.execute(
+                    "INSERT OR REPLACE INTO card_bindings(number, pass_id)"
+                    " SELECT number, pass_id FROM snap.cards WHERE pass_id IS NOT NULL"
+                )
                 c.execute("INSERT OR REPLACE INTO meta(key, value) SELECT key, value FROM snap.meta")
         finally:
             c.execute("DETACH DATABASE snap")

@@ -34,6 +34,9 @@ class Maintenance:
             self._thread.join(timeout)
 
     def run_once(self, store: Store) -> None:
+        # Old pass tables a crash left between a snapshot swap and its cleanup (and a
+        # staging nobody holds any more), in short transactions.
+        store.clear_snapshot_leftovers(staging=None)
         purge(store, retention_days=self.retention_days)
         store.ensure_reserve()  # re-made once a full disk has room again
         snap = snapshot_path(store.path)

@@ -114,3 +114,28 @@ def m005_policy_audit(db: Database) -> None:
         not_null={"at", "by", "version", "policy_json"},
     )
 
+
+
+@migrations()
+def m006_card_bindings(db: Database) -> None:
+    # Which pass a card opens is central's data, replaced wholesale by snapshots;
+    # first_seen/last_seen/swipes are this gate's own history. Apart, a snapshot
+    # swaps the bindings in by renaming a table instead of rewriting every card row.
+    db.execute(
+        "CREATE TABLE card_bindings (number TEXT PRIMARY KEY, pass_id TEXT NOT NULL) WITHOUT ROWID"
+    )
+    db.execute("CREATE INDEX idx_card_bindings_pass_id ON card_bindings (pass_id)")
+    db.execute("INSERT INTO card_bindings(number, pass_id) SELECT number, pass_id FROM cards WHERE pass_id IS NOT NULL")
+    # cards keeps the history only (rebuilt: DROP COLUMN needs SQLite 3.35, Raspberry
+    # Pi OS bullseye has 3.34). A card bound but never swiped has no history to keep.
+    db.execute(
+        'CREATE TABLE cards_history ("number" TEXT PRIMARY KEY, "first_seen" REAL, "last_seen" REAL,'
+        ' "swipes" INTEGER DEFAULT 0)'
+    )
+    db.execute(
+        "INSERT INTO cards_history(number, first_seen, last_seen, swipes) SELECT number, first_seen, last_seen, swipes"
+        " FROM cards WHERE first_seen IS NOT NULL OR last_seen IS NOT NULL OR coalesce(swipes, 0) != 0"
+    )
+    db.execute("DROP INDEX IF EXISTS idx_cards_pass_id")
+    db.execute("DROP TABLE cards")
+    db.execute("ALTER TABLE cards_history RENAME TO cards")

@@ -45,7 +45,7 @@ def passes(
     """Pass rows (export columns, times local) sorted by unit, then name."""
     units, categories = tuple(units), tuple(categories)
     cards: dict[str, list[str]] = {}
-    for number, pass_id in conn.execute("SELECT number, pass_id FROM cards WHERE pass_id IS NOT NULL ORDER BY number"):
+    for number, pass_id in conn.execute("SELECT number, pass_id FROM card_bindings ORDER BY number"):
         cards.setdefault(pass_id, []).append(number)
     out = []
     for r in conn.execute(
@@ -94,7 +94,9 @@ def show(store: Any, pass_id: str, *, events: int = 10) -> dict[str, Any] | None
     cards = [
         {"number": n, "first_seen": _local(f, tz), "last_seen": _local(ls, tz), "swipes": s or 0}
         for n, f, ls, s in store.conn.execute(
-            "SELECT number, first_seen, last_seen, swipes FROM cards WHERE pass_id = ? ORDER BY number", (pass_id,)
+            "SELECT b.number, c.first_seen, c.last_seen, c.swipes FROM card_bindings b"
+            " LEFT JOIN cards c ON c.number = b.number WHERE b.pass_id = ? ORDER BY b.number",
+            (pass_id,),
         )
     ]
     inside = store.conn.execute("SELECT since, lane FROM inside WHERE pass_id = ?", (pass_id,)).fetchone()

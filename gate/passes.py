@@ -129,9 +129,15 @@ def _unb64(text: str, prefix: str) -> bytes:
     if not b64 or len(b64) > 1024 or any(c not in _B64_CHARS for c in b64):
         raise TokenError("malformed", "bad characters")
     try:
-        return base64.urlsafe_b64decode(b64 + "=" * (-len(b64) % 4))
+        blob = base64.urlsafe_b64decode(b64 + "=" * (-len(b64) % 4))
     except (ValueError, TypeError):
         raise TokenError("malformed", "bad base64") from None
+    # One pass, one text: a last character whose unused low bits differ decodes to the
+    # same bytes, and would be a second text (past the held-code and replay checks,
+    # which compare texts) for the same signed pass.
+    if _b64(blob) != b64:
+        raise TokenError("malformed", "not canonical base64")
+    return blob
 
 
 def parse(text: str) -> tuple[PassToken, bytes, bytes]:

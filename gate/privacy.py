@@ -44,7 +44,7 @@ def purge(store: Store, *, retention_days: int, now: float | None = None) -> Pur
                 "SELECT id FROM passes WHERE category = 'visitor' AND valid_until IS NOT NULL AND valid_until < ?", (now,)
             )
         ]
-        c.executemany("UPDATE cards SET pass_id = NULL WHERE pass_id = ?", [(v,) for v in visitors])
+        c.executemany("DELETE FROM card_bindings WHERE pass_id = ?", [(v,) for v in visitors])  # history stays
         c.executemany("DELETE FROM inside WHERE pass_id = ?", [(v,) for v in visitors])
         c.executemany("DELETE FROM passes WHERE id = ?", [(v,) for v in visitors])
     if old or visitors:
@@ -58,7 +58,11 @@ def export(store: Store, pass_id: str) -> dict[str, Any]:
     cols = [d[0] for d in store.conn.execute("SELECT * FROM passes LIMIT 0").description]
     cards = [
         dict(zip(("number", "first_seen", "last_seen", "swipes"), r))
-        for r in store.conn.execute("SELECT number, first_seen, last_seen, swipes FROM cards WHERE pass_id = ?", (pass_id,))
+        for r in store.conn.execute(
+            "SELECT b.number, c.first_seen, c.last_seen, coalesce(c.swipes, 0) FROM card_bindings b"
+            " LEFT JOIN cards c ON c.number = b.number WHERE b.pass_id = ? ORDER BY b.number",
+            (pass_id,),
+        )
     ]
     events = [json.loads(r[0]) for r in store.conn.execute("SELECT body FROM events WHERE pass_id = ? ORDER BY seq", (pass_id,))]
     inside = store.conn.execute("SELECT since, lane FROM inside WHERE pass_id = ?", (pass_id,)).fetchone()
@@ -75,8 +79,9 @@ def erase(store: Store, pass_id: str) -> dict[str, int]:
     daily reports, with no pass id, card or name left in them)."""
     with store.write() as c:
         n_pass = c.execute("DELETE FROM passes WHERE id = ?", (pass_id,)).rowcount
-        cards = [r[0] for r in c.execute("SELECT number FROM cards WHERE pass_id = ?", (pass_id,))]
-        c.executemany("DELETE FROM cards WHERE number = ?", [(n,) for n in cards])
+        cards = [r[0] for r in c.execute("SELECT number FROM card_bindings WHERE pass_id = ?", (pass_id,))]
+        c.execute("DELETE FROM card_bindings WHERE pass_id = ?", (pass_id,))
+        c.executemany("DELETE FROM cards WHERE number = ?", [(n,) for n in cards])  # their history too
         c.execute("DELETE FROM inside WHERE pass_id = ?", (pass_id,))
         where = "pass_id = ?" + (f" OR card IN ({','.join('?' * len(cards))})" if cards else "")
         rows = c.execute(f"SELECT seq, body FROM events WHERE {where}", (pass_id, *cards)).fetchall()

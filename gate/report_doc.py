@@ -124,7 +124,8 @@ def collect(store: Store, day: str, policy: PolicyConfig) -> DayDetails:
     new_cards = [
         {"number": n, "time": hhmm(first), "unit": unit_of(p) if p else None}
         for n, p, first in c.execute(
-            "SELECT number, pass_id, first_seen FROM cards WHERE first_seen >= ? AND first_seen < ? ORDER BY first_seen, number",
+            "SELECT c.number, b.pass_id, c.first_seen FROM cards c LEFT JOIN card_bindings b ON b.number = c.number"
+            " WHERE c.first_seen >= ? AND c.first_seen < ? ORDER BY c.first_seen, c.number",
             (start, end),
         )
     ]

@@ -357,7 +357,7 @@ def diff_roster(conn: Any, roster: Roster) -> RosterDiff:
     card_owner: dict[str, str] = {}
     if conn is not None:
         current = {r[0]: r[1:] for r in conn.execute(_SELECT)}
-        for number, pass_id in conn.execute("SELECT number, pass_id FROM cards WHERE pass_id IS NOT NULL"):
+        for number, pass_id in conn.execute("SELECT number, pass_id FROM card_bindings"):
             by_pass.setdefault(pass_id, set()).add(number)
             card_owner[number] = pass_id
     d = RosterDiff()
@@ -413,9 +413,10 @@ def _write(c: Any, d: RosterDiff) -> None:
         f"INSERT INTO passes({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) ON CONFLICT(id) DO UPDATE SET {sets}",
         d.writes,
     )
-    c.executemany("UPDATE cards SET pass_id = NULL WHERE number = ? AND pass_id = ?", d.cards_unbound)
+    c.executemany("DELETE FROM card_bindings WHERE number = ? AND pass_id = ?", d.cards_unbound)
     c.executemany(
-        "INSERT INTO cards(number, pass_id) VALUES (?, ?) ON CONFLICT(number) DO UPDATE SET pass_id = excluded.pass_id",
+        "INSERT INTO card_bindings(number, pass_id) VALUES (?, ?)"
+        " ON CONFLICT(number) DO UPDATE SET pass_id = excluded.pass_id",
         d.cards_bound,
     )
 

@@ -1,5 +1,9 @@
 """The gate's SQLite store: passes, cards, who is inside, events and the outbox.
 
+Card bindings (card number -> pass id: central's data, replaced by snapshots) are
+kept in card_bindings, apart from this gate's card history in cards (first_seen,
+last_seen, swipes), so a snapshot swaps both passes and bindings in by renaming.
+
 One Store object per thread (SQLite connections stay in the thread that opened
 them). WAL lets the lanes write while the guard page and sync read. Python's
 sqlite3 defaults to synchronous=FULL, which we set explicitly: an event that the
@@ -7,10 +11,13 @@ door acted on must survive a power cut.
 """
 from __future__ import annotations
 
+import fcntl
 import json
+import logging
 import os
 import sqlite3
 import time
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone, tzinfo
@@ -63,6 +70,15 @@ def _apply_in_transaction(db: Database) -> None:
 
 _OTHER_BASE = 1 << 53  # outbox seqs for non-event rows (reports)
 
+log = logging.getLogger(__name__)
+
+# Tables a snapshot leaves behind, with the key its chunked cleanup deletes by.
+# *_old: the tables swapped out (nobody reads them); *_new: a staging that never
+# got swapped in (snapshot_cards: the staging table of schema m005 and before).
+_OLD_TABLES = (("passes_old", "rowid"), ("card_bindings_old", "number"))
+_NEW_TABLES = (("passes_new", "rowid"), ("card_bindings_new", "number"), ("snapshot_cards", "number"))
+CLEANUP_CHUNK = 20_000  # rows a cleanup transaction deletes: ~tens of ms of write lock
+
 
 @dataclass(frozen=True)
 class StoredEvent:
@@ -89,6 +105,7 @@ class Store:
         conn.execute("PRAGMA journal_size_limit=1048576")
         self.conn = conn
         self.db = Database(conn)
+        self._staging_lock: int | None = None  # fd of the staging lock file while we stage
         if migrations.pending(self.db):
             # Under the write lock, so two processes starting at once do not both migrate.
             conn.execute("BEGIN IMMEDIATE")
@@ -99,8 +116,12 @@ class Store:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+        # What a crash between a swap and its cleanup left behind is cleared by the
+        # next snapshot or by maintenance, not here: a million rows take seconds on
+        # a Pi, and every lane, page and CLI command opens a store.
 
     def close(self) -> None:
+        self._release_staging()
         self.conn.close()
 
     # ------------------------------------------------------------ a full disk
@@ -172,12 +193,19 @@ class Store:
         """Insert or replace pass rows (times as datetimes) and their card bindings, atomically."""
         with self.write() as c:
             self._upsert_rows(c, rows, time.time())
-            c.executemany(
-                "INSERT INTO cards(number, pass_id) VALUES (?, ?) "
-                "ON CONFLICT(number) DO UPDATE SET pass_id = excluded.pass_id",
-                list((cards or {}).items()),
-            )
+            self._bind(c, list((cards or {}).items()))
         return len(rows)
+
+    @staticmethod
+    def _bind(c: sqlite3.Connection, pairs: list[tuple[str, str | None]]) -> None:
+        """Bind each card number to its pass (a card has one pass; a pass may have
+        several cards). A pass id of None unbinds the card."""
+        c.executemany("DELETE FROM card_bindings WHERE number = ?", [(n,) for n, p in pairs if not p])
+        c.executemany(
+            "INSERT INTO card_bindings(number, pass_id) VALUES (?, ?) "
+            "ON CONFLICT(number) DO UPDATE SET pass_id = excluded.pass_id",
+            [(n, p) for n, p in pairs if p],
+        )
 
     def get_pass(self, pass_id: str) -> PassRecord | None:
         row = self.conn.execute(
@@ -203,11 +231,13 @@ class Store:
         )
 
     def card_pass(self, number: str) -> str | None:
-        row = self.conn.execute("SELECT pass_id FROM cards WHERE number = ?", (number,)).fetchone()
+        row = self.conn.execute("SELECT pass_id FROM card_bindings WHERE number = ?", (number,)).fetchone()
         return row[0] if row else None
 
     def has_card(self, pass_id: str) -> bool:
-        return self.conn.execute("SELECT 1 FROM cards WHERE pass_id = ? LIMIT 1", (pass_id,)).fetchone() is not None
+        return self.conn.execute(
+            "SELECT 1 FROM card_bindings WHERE pass_id = ? LIMIT 1", (pass_id,)
+        ).fetchone() is not None
 
     def pass_count(self) -> int:
         return self.conn.execute("SELECT count(*) FROM passes").fetchone()[0]
@@ -300,7 +330,7 @@ class Store:
             c.execute("DELETE FROM dynamic_steps WHERE at < ?", (ts - 86400,))
         if rec.card:
             c.execute(
-                "INSERT INTO cards(number, pass_id, first_seen, last_seen, swipes) VALUES (?, NULL, ?, ?, 1) "
+                "INSERT INTO cards(number, first_seen, last_seen, swipes) VALUES (?, ?, ?, 1) "
                 "ON CONFLICT(number) DO UPDATE SET first_seen = coalesce(first_seen, excluded.first_seen),"
                 " last_seen = excluded.last_seen, swipes = swipes + 1",
                 (rec.card, ts, ts),
@@ -359,16 +389,12 @@ class Store:
         with self.write() as c:
             self._upsert_rows(c, upserts, now)
             for pass_id, number in cards.items():
-                c.execute("UPDATE cards SET pass_id = NULL WHERE pass_id = ?", (pass_id,))
+                c.execute("DELETE FROM card_bindings WHERE pass_id = ?", (pass_id,))
                 if number:
-                    c.execute(
-                        "INSERT INTO cards(number, pass_id) VALUES (?, ?) "
-                        "ON CONFLICT(number) DO UPDATE SET pass_id = excluded.pass_id",
-                        (number, pass_id),
-                    )
+                    self._bind(c, [(number, pass_id)])
             if deletes:
                 c.executemany("DELETE FROM passes WHERE id = ?", [(d,) for d in deletes])
-                c.executemany("UPDATE cards SET pass_id = NULL WHERE pass_id = ?", [(d,) for d in deletes])
+                c.executemany("DELETE FROM card_bindings WHERE pass_id = ?", [(d,) for d in deletes])
             self._set_meta(c, "passes_version", str(to_version))
             self._set_meta(c, "passes_synced_at", str(now))
 
@@ -388,19 +414,26 @@ class Store:
         self.snapshot_add(rows, list(cards.items()))
         self.snapshot_commit(version)
 
-    # A snapshot is staged chunk by chunk in short transactions, so the lanes' decisions
-    # never wait behind a million-row insert; only the final swap takes the write lock
-    # for long, and the lanes see the old table or the new one, never a mix.
+    # A snapshot is staged chunk by chunk in short transactions into passes_new and
+    # card_bindings_new, so the lanes' decisions never wait behind a million-row insert.
+    # The swap renames tables: its write lock is held for milliseconds whatever the
+    # size, and the lanes see the old passes and bindings or the new ones, never a mix.
+    # The tables swapped out are then emptied in chunks, each its own short transaction:
+    # a DROP of a million-row table would hold the lock for as long as writing it did.
 
     def snapshot_begin(self) -> None:
+        if not self._hold_staging(wait=30.0):
+            log.warning("store %s: another store holds the staging lock; staging a snapshot anyway", self.path)
+        self.clear_snapshot_leftovers(staging=True)
         schema = self.conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'passes'").fetchone()[0]
         # A roomier page cache while a million rows go in (back to the default at the swap).
         self.conn.execute("PRAGMA cache_size=-65536")
         with self.write() as c:
-            c.execute("DROP TABLE IF EXISTS passes_new")
-            c.execute("DROP TABLE IF EXISTS snapshot_cards")
             c.execute(schema.replace("passes", "passes_new", 1).replace('"passes"', '"passes_new"', 1))
-            c.execute("CREATE TABLE snapshot_cards (number TEXT PRIMARY KEY, pass_id TEXT) WITHOUT ROWID")
+            c.execute("CREATE TABLE card_bindings_new (number TEXT PRIMARY KEY, pass_id TEXT NOT NULL) WITHOUT ROWID")
+            # Index names are global and an index keeps its name through the swap's
+            # rename: a fresh one each time cannot collide with the table in force.
+            c.execute(f"CREATE INDEX idx_card_bindings_pass_id_{uuid.uuid4().hex[:12]} ON card_bindings_new (pass_id)")
 
     def snapshot_add(self, rows: list[tuple[Any, ...]], cards: list[tuple[str, str]]) -> None:
         cols = ", ".join(self.PASS_COLUMNS)
@@ -408,28 +441,120 @@ class Store:
         with self.write() as c:
             # Plain INSERT: a snapshot with one id twice is broken, and says so (IntegrityError).
             c.executemany(f"INSERT INTO passes_new ({cols}) VALUES ({marks})", rows)
-            c.executemany("INSERT OR REPLACE INTO snapshot_cards(number, pass_id) VALUES (?, ?)", cards)
+            # A card listed twice: the later binding wins; one without a pass binds nothing.
+            c.executemany(
+                "INSERT OR REPLACE INTO card_bindings_new(number, pass_id) VALUES (?, ?)", [(n, p) for n, p in cards if p]
+            )
 
     def snapshot_commit(self, version: int) -> None:
         now = time.time()
-        with self.write() as c:
-            c.execute("DROP TABLE passes")
-            c.execute("ALTER TABLE passes_new RENAME TO passes")
-            # Card history (first_seen) stays; only the bindings are replaced.
-            c.execute("UPDATE cards SET pass_id = NULL WHERE pass_id IS NOT NULL")
-            c.execute(
-                "INSERT INTO cards(number, pass_id) SELECT number, pass_id FROM snapshot_cards WHERE true"
-                " ON CONFLICT(number) DO UPDATE SET pass_id = excluded.pass_id"
-            )
-            c.execute("DROP TABLE snapshot_cards")
-            self._set_meta(c, "passes_version", str(version))
-            self._set_meta(c, "passes_synced_at", str(now))
-        self.conn.execute("PRAGMA cache_size=-2000")
+        try:
+            self.clear_snapshot_leftovers()  # a crash's *_old tables: the names the swap needs
+            with self.write() as c:
+                # Renames only: no row is read or written whatever the sizes, and the
+                # card history (cards) is not touched at all.
+                c.execute("ALTER TABLE passes RENAME TO passes_old")
+                c.execute("ALTER TABLE passes_new RENAME TO passes")
+                c.execute("ALTER TABLE card_bindings RENAME TO card_bindings_old")
+                c.execute("ALTER TABLE card_bindings_new RENAME TO card_bindings")
+                self._set_meta(c, "passes_version", str(version))
+                self._set_meta(c, "passes_synced_at", str(now))
+        finally:
+            self.conn.execute("PRAGMA cache_size=-2000")
+            self._release_staging()
+        try:
+            self.clear_snapshot_leftovers()
+        except sqlite3.OperationalError as exc:
+            # The new table is in force; maintenance or the next snapshot clears the old ones.
+            log.warning("store %s: old pass tables not cleared yet (%s)", self.path, exc)
 
     def snapshot_abort(self) -> None:
-        with self.write() as c:
-            c.execute("DROP TABLE IF EXISTS passes_new")
-            c.execute("DROP TABLE IF EXISTS snapshot_cards")
+        try:
+            self.clear_snapshot_leftovers(staging=True)
+        finally:
+            self.conn.execute("PRAGMA cache_size=-2000")
+            self._release_staging()
+
+    def snapshot_leftovers(self) -> list[str]:
+        """The snapshot tables present now (none between snapshots)."""
+        names = [t for t, _ in _OLD_TABLES + _NEW_TABLES]
+        marks = ",".join("?" * len(names))
+        return [
+            r[0]
+            for r in self.conn.execute(
+                f"SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ({marks}) ORDER BY name", names
+            )
+        ]
+
+    def clear_snapshot_leftovers(self, *, staging: bool | None = False) -> int:
+        """Empty and drop the tables a swap left behind (*_old). staging=True: a staged
+        snapshot too (*_new); None: that too if no one is staging one now. Returns
+        the rows deleted."""
+        present = set(self.snapshot_leftovers())
+        if not present:
+            return 0
+        deleted = self._drop_chunked([t for t in _OLD_TABLES if t[0] in present])
+        new = [t for t in _NEW_TABLES if t[0] in present]
+        if new and staging:
+            deleted += self._drop_chunked(new)
+        elif new and staging is None and self._staging_lock is None and self._hold_staging(wait=0):
+            # Holding the lock while we clear: a stager starting now waits for us.
+            try:
+                deleted += self._drop_chunked(new)
+            finally:
+                self._release_staging()
+        return deleted
+
+    def _drop_chunked(self, tables: list[tuple[str, str]]) -> int:
+        """Empty each table CLEANUP_CHUNK rows per write transaction, then drop it."""
+        deleted = 0
+        for table, key in tables:
+            while True:
+                with self.write() as c:
+                    # Looked up under the write lock: another store may have dropped it.
+                    if not c.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone():
+                        break
+                    n = c.execute(
+                        f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} LIMIT {CLEANUP_CHUNK})"
+                    ).rowcount
+                    deleted += n
+                    if n == 0:
+                        c.execute(f"DROP TABLE {table}")  # empty: dropping it frees a page or two
+                        break
+        return deleted
+
+    # Whether a snapshot is being staged, across threads and processes: the stager
+    # holds an flock on a file beside the store (the kernel releases it if the process
+    # dies), so a store opening meanwhile leaves the staged tables alone.
+
+    @property
+    def staging_lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".staging")
+
+    def _hold_staging(self, wait: float) -> bool:
+        """Take the staging lock, trying for up to ``wait`` seconds; True if held."""
+        if self._staging_lock is not None:
+            return True
+        try:
+            fd = os.open(self.staging_lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            return False
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self._staging_lock = fd
+                return True
+            except OSError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    return False
+                time.sleep(0.05)
+
+    def _release_staging(self) -> None:
+        if self._staging_lock is not None:
+            os.close(self._staging_lock)  # closing the file releases the flock
+            self._staging_lock = None
 
     def use_nonce(self, nonce: str, expires: float) -> bool:
         """Remember a command nonce; False if it was seen before (a replay)."""

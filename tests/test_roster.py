@@ -189,7 +189,7 @@ def snapshot(db: Path) -> tuple[list, list]:
     s = Store(db)
     try:
         passes = s.conn.execute("SELECT id, holder, unit, category, phone_last4, valid_until FROM passes ORDER BY id").fetchall()
-        cards = s.conn.execute("SELECT number, pass_id FROM cards ORDER BY number").fetchall()
+        cards = s.conn.execute("SELECT number, pass_id FROM card_bindings ORDER BY number").fetchall()
         return passes, cards
     finally:
         s.close()
@@ -302,7 +302,7 @@ def test_a_3000_household_chinese_roster_imports(tmp_path):
     try:
         assert s.pass_count() == len(rows)
         cards = sum(1 for r in rows if r[6])
-        assert s.conn.execute("SELECT count(*) FROM cards WHERE pass_id IS NOT NULL").fetchone()[0] == cards
+        assert s.conn.execute("SELECT count(*) FROM card_bindings").fetchone()[0] == cards
         first = rows[0]
         p = s.get_pass(f"{first[0]}-{first[1]}-{first[2]}-{first[3]}")
         assert p is not None and p.holder == first[3] and p.phone_last4 == first[5]

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from gate.records import AlarmRecord, DecisionRecord, DoorRecord, PromptRecord
+from gate.maintenance import Maintenance
 from gate.store import Store
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -330,9 +331,11 @@ def test_a_record_without_direction_changes_no_one(store):
 
 
 def card_row(store: Store, number: str):
-    return store.conn.execute(
-        "SELECT pass_id, first_seen, last_seen, swipes FROM cards WHERE number = ?", (number,)
-    ).fetchone()
+    """(pass it is bound to, first_seen, last_seen, swipes): the binding and the history."""
+    history = store.conn.execute(
+        "SELECT first_seen, last_seen, swipes FROM cards WHERE number = ?", (number,)
+    ).fetchone() or (None, None, 0)
+    return (store.card_pass(number), *history)
 
 
 def test_a_card_decision_sets_first_seen_once_and_counts_swipes(store):
@@ -413,7 +416,7 @@ def test_upsert_is_all_or_nothing(store):
 def test_a_failed_card_binding_leaves_the_passes_untouched(tmp_path, store):
     store.upsert_passes([{"id": "a", "category": "resident", "holder": "旧"}])
     other = sqlite3.connect(tmp_path / "gate.db")
-    other.execute("CREATE TRIGGER refuse BEFORE INSERT ON cards BEGIN SELECT RAISE(ABORT, 'disk trouble'); END")
+    other.execute("CREATE TRIGGER refuse BEFORE INSERT ON card_bindings BEGIN SELECT RAISE(ABORT, 'disk trouble'); END")
     other.commit()
     try:
         with pytest.raises(sqlite3.DatabaseError):
@@ -432,3 +435,230 @@ def test_meta_values_persist(tmp_path, store):
         assert other.get_meta("policy_version") == "4"
     finally:
         other.close()
+
+
+# ---------------------------------------------------------------- schema m006: bindings apart from history
+
+
+def old_schema_store(path) -> None:
+    """A store as gates had it before m006 (card bindings in cards.pass_id), with data."""
+    from sqlite_utils import Database
+
+    from gate.migrations import migrations
+
+    db = Database(path)
+    migrations.apply(db, stop_before="m006_card_bindings")
+    with db.conn:
+        db.conn.executemany(
+            "INSERT INTO passes(id, category, holder, revoked) VALUES (?, ?, ?, 0)",
+            [("r1", "resident", "王芳"), ("r2", "renter", "李雷"), ("r3", "resident", "张伟")],
+        )
+        db.conn.executemany(
+            "INSERT INTO cards(number, pass_id, first_seen, last_seen, swipes) VALUES (?, ?, ?, ?, ?)",
+            [
+                ("111", "r1", 1000.0, 2000.0, 5),  # bound and swiped
+                ("112", "r1", None, None, 0),  # r1's second card, never swiped
+                ("222", "r2", 1500.0, 1500.0, 1),
+                ("999", None, 1200.0, 1300.0, 2),  # an unknown card, swiped twice
+            ],
+        )
+        # A snapshot that was being staged when the old code crashed.
+        db.conn.execute("CREATE TABLE snapshot_cards (number TEXT PRIMARY KEY, pass_id TEXT) WITHOUT ROWID")
+        db.conn.execute("INSERT INTO snapshot_cards VALUES ('333', 'r3')")
+        db.conn.execute("CREATE TABLE passes_new AS SELECT * FROM passes")
+    db.conn.close()
+
+
+def test_m006_moves_bindings_out_of_cards_and_keeps_the_history(tmp_path):
+    from gate import pass_admin, privacy
+    from gate.report import daily
+
+    path = tmp_path / "gate.db"
+    old_schema_store(path)
+    s = Store(path, tz=TZ)
+    try:
+        assert "m006_card_bindings" in [r[0] for r in rows(s, "SELECT name FROM _sqlite_migrations")]
+        assert [r[1] for r in rows(s, "PRAGMA table_info(cards)")] == ["number", "first_seen", "last_seen", "swipes"]
+        assert rows(s, "SELECT name FROM sqlite_master WHERE name = 'idx_cards_pass_id'") == []
+        # The same lookups ...
+        assert [s.card_pass(n) for n in ("111", "112", "222", "333", "999")] == ["r1", "r1", "r2", None, None]
+        assert (s.has_card("r1"), s.has_card("r2"), s.has_card("r3")) == (True, True, False)
+        # ... and the same history.
+        assert card_row(s, "111") == ("r1", 1000.0, 2000.0, 5)
+        assert card_row(s, "112") == ("r1", None, None, 0)
+        assert card_row(s, "222") == ("r2", 1500.0, 1500.0, 1)
+        assert card_row(s, "999") == (None, 1200.0, 1300.0, 2)
+        assert rows(s, "SELECT number FROM cards ORDER BY number") == [("111",), ("222",), ("999",)]
+        assert [(c["number"], c["swipes"]) for c in pass_admin.show(s, "r1")["cards"]] == [("111", 5), ("112", 0)]
+        assert privacy.export(s, "r2")["cards"] == [{"number": "222", "first_seen": 1500.0, "last_seen": 1500.0, "swipes": 1}]
+        day = datetime.fromtimestamp(1000.0, TZ).date().isoformat()
+        assert daily(s, day)["new_cards"] == ["111", "999", "222"]
+        # The crashed staging of the old code is cleared by maintenance, and the store
+        # goes on working.
+        Maintenance(lambda: s, retention_days=90).run_once(s)
+        assert s.snapshot_leftovers() == []
+        s.record(decision(T0, card="112"), direction="in")
+        assert card_row(s, "112") == ("r1", T0.timestamp(), T0.timestamp(), 1)
+    finally:
+        s.close()
+
+
+# ---------------------------------------------------------------- snapshots
+
+
+def stage(store: Store, passes: list[str], cards: dict[str, str], version: int, *, commit: bool = True) -> None:
+    now = 1.7e9
+    store.snapshot_begin()
+    store.snapshot_add(
+        [(p, None, None, "resident", None, None, None, None, None, None, 0, now) for p in passes], list(cards.items())
+    )
+    if commit:
+        store.snapshot_commit(version)
+
+
+def test_a_snapshot_swaps_passes_and_bindings_in_and_leaves_no_table_behind(store):
+    store.upsert_passes(
+        [{"id": p, "category": "resident"} for p in ("a", "b", "c")], {"1": "a", "2": "b", "3": "c", "5": "a"}
+    )
+    store.record(decision(T0, pass_id="a", card="1"), direction="in")
+    store.record(decision(T0, pass_id=None, decision="deny", reason="unknown_card", card="9"))
+    # While the snapshot is staged the lanes still see the table in force.
+    stage(store, ["a", "b", "d"], {"1": "b", "4": "d", "9": "a", "5": "a"}, 7, commit=False)
+    assert store.card_pass("1") == "a" and store.card_pass("4") is None and store.pass_count() == 3
+    store.snapshot_commit(7)
+    assert store.snapshot_leftovers() == []
+    assert store.passes_version() == 7 and store.pass_count() == 3 and store.get_pass("c") is None
+    assert store.card_pass("1") == "b"  # moved to another pass
+    assert store.card_pass("2") is None  # unbound: not in the snapshot
+    assert store.card_pass("3") is None  # its pass is gone
+    assert store.card_pass("4") == "d"  # new
+    assert store.card_pass("9") == "a"  # an unknown card, bound now
+    assert store.card_pass("5") == "a"  # unchanged
+    assert [store.has_card(p) for p in ("a", "b", "c", "d")] == [True, True, False, True]
+    # The gate's own history is untouched by the swap.
+    assert card_row(store, "1") == ("b", T0.timestamp(), T0.timestamp(), 1)
+    assert card_row(store, "9") == ("a", T0.timestamp(), T0.timestamp(), 1)
+    # Another snapshot after it: the index names do not collide, the lookups still use one.
+    stage(store, ["d"], {"4": "d"}, 8)
+    assert store.snapshot_leftovers() == [] and store.pass_count() == 1
+    assert (store.card_pass("1"), store.card_pass("4")) == (None, "d")
+    plan = " ".join(r[-1] for r in rows(store, "EXPLAIN QUERY PLAN SELECT 1 FROM card_bindings WHERE pass_id = 'd'"))
+    assert "USING COVERING INDEX idx_card_bindings_pass_id_" in plan
+    # Deltas and swipes after a swap land in the swapped-in tables.
+    store.apply_pass_changes([{"id": "e", "category": "renter"}], {"e": "6", "d": None}, [], 9)
+    assert (store.card_pass("6"), store.card_pass("4"), store.has_card("d")) == ("e", None, False)
+
+
+def test_an_aborted_snapshot_changes_nothing(store):
+    store.upsert_passes([{"id": "a", "category": "resident"}], {"1": "a"})
+    stage(store, ["b"], {"1": "b"}, 3, commit=False)
+    store.snapshot_abort()
+    assert store.snapshot_leftovers() == []
+    assert store.pass_count() == 1 and store.card_pass("1") == "a" and store.passes_version() == 0
+
+
+def swap_writes(store: Store, n_cards: int) -> tuple[int, list[int]]:
+    """Rows the swap transaction of a snapshot changes (sqlite3 total_changes), and
+    those of each other write transaction of snapshot_commit (the cleanup)."""
+    from contextlib import contextmanager
+
+    ids = [f"p{i:06d}" for i in range(n_cards)]
+    store.upsert_passes([{"id": p, "category": "resident"} for p in ids], {f"{i:08d}": p for i, p in enumerate(ids)})
+    with store.write() as c:  # every card has history too
+        c.executemany("INSERT INTO cards(number, first_seen, last_seen, swipes) VALUES (?, 1.0, 2.0, 3)",
+                      [(f"{i:08d}",) for i in range(n_cards)])
+    # Every binding changes: each card moves to the next pass.
+    stage(store, ids, {f"{i:08d}": ids[(i + 1) % n_cards] for i in range(n_cards)}, 2, commit=False)
+    real_write, txns = store.write, []
+    statements: list[str] = []
+
+    @contextmanager
+    def counted():
+        before, statements[:] = store.conn.total_changes, []
+        with real_write() as c:
+            yield c
+        txns.append((" ".join(statements), store.conn.total_changes - before))
+
+    store.conn.set_trace_callback(statements.append)
+    store.write = counted  # type: ignore[method-assign]
+    try:
+        store.snapshot_commit(2)
+    finally:
+        store.conn.set_trace_callback(None)
+        del store.write
+    (swap,) = [n for sql, n in txns if "RENAME TO passes_old" in sql]
+    assert store.card_pass("00000000") == ids[1] and card_row(store, "00000001")[1:] == (1.0, 2.0, 3)
+    return swap, [n for sql, n in txns if "RENAME TO passes_old" not in sql]
+
+
+def test_the_swap_rewrites_no_card_row_whatever_the_number_of_cards(tmp_path, monkeypatch):
+    import gate.store
+
+    monkeypatch.setattr(gate.store, "CLEANUP_CHUNK", 1000)
+    swaps = []
+    for n in (1000, 10_000):
+        s = Store(tmp_path / f"{n}.db")
+        try:
+            swap, cleanup = swap_writes(s, n)
+            assert s.snapshot_leftovers() == []
+        finally:
+            s.close()
+        swaps.append(swap)
+        # The old tables went in chunks, each its own short transaction.
+        assert sum(cleanup) == 2 * n and max(cleanup) <= 1000 and len(cleanup) >= 2 * n // 1000
+    # The old swap (UPDATE cards SET pass_id = NULL, then upsert every binding) changed
+    # 2 rows a card; this one changes the two meta rows, for 1,000 cards as for 10,000.
+    assert swaps == [2, 2]
+
+
+def test_a_crash_between_the_swap_and_its_cleanup_is_cleared_by_maintenance(tmp_path, monkeypatch):
+    path = tmp_path / "gate.db"
+    s = Store(path)
+    s.upsert_passes([{"id": "a", "category": "resident"}], {"1": "a"})
+    stage(s, ["b"], {"1": "b"}, 5, commit=False)
+    monkeypatch.setattr(s, "clear_snapshot_leftovers", lambda **kw: 0)  # the power fails after the swap
+    s.snapshot_commit(5)
+    assert s.snapshot_leftovers() == ["card_bindings_old", "passes_old"]
+    s.conn.close()
+    s = Store(path)
+    try:
+        # Opening leaves them (a million rows take seconds: the gate starts first) ...
+        assert s.snapshot_leftovers() == ["card_bindings_old", "passes_old"]
+        assert (s.card_pass("1"), s.pass_count(), s.get_pass("b") is not None, s.passes_version()) == ("b", 1, True, 5)
+        # ... and maintenance's first pass clears them.
+        Maintenance(lambda: s, retention_days=90).run_once(s)
+        assert s.snapshot_leftovers() == []
+    finally:
+        s.close()
+
+
+def test_leftovers_are_cleared_at_the_next_snapshot(store, monkeypatch):
+    stage(store, ["a"], {"1": "a"}, 1)
+    with monkeypatch.context() as m:
+        m.setattr(store, "clear_snapshot_leftovers", lambda **kw: 0)
+        stage(store, ["b"], {"1": "b"}, 2)
+    assert store.snapshot_leftovers() == ["card_bindings_old", "passes_old"]
+    stage(store, ["c"], {"1": "c"}, 3)
+    assert store.snapshot_leftovers() == []
+    assert (store.card_pass("1"), store.pass_count(), store.passes_version()) == ("c", 1, 3)
+
+
+def test_a_staging_under_way_is_left_alone_by_maintenance_and_an_abandoned_one_is_cleared(tmp_path):
+    path = tmp_path / "gate.db"
+    stager = Store(path)
+    stage(stager, ["a"], {"1": "a"}, 1, commit=False)
+    other = Store(path)  # maintenance, in another thread or process, runs meanwhile
+    Maintenance(lambda: other, retention_days=90).run_once(other)
+    other.close()
+    assert stager.snapshot_leftovers() == ["card_bindings_new", "passes_new"]
+    stage(stager, ["a", "b"], {"1": "b"}, 2)  # a restarted staging replaces the first
+    assert stager.snapshot_leftovers() == [] and stager.card_pass("1") == "b"
+    stage(stager, ["c"], {"1": "c"}, 3, commit=False)
+    stager.close()  # died mid-staging: the lock goes with it
+    s = Store(path)
+    try:
+        Maintenance(lambda: s, retention_days=90).run_once(s)
+        assert s.snapshot_leftovers() == []
+        assert (s.card_pass("1"), s.pass_count(), s.passes_version()) == ("b", 2, 2)
+    finally:
+        s.close()
