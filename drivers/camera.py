@@ -399,11 +399,13 @@ _PLANAR_420 = ("YU12", "I420", "YV12", "NV12", "NV21")
 def v4l2_grey(raw: np.ndarray, fourcc: str, width: int, height: int) -> np.ndarray | None:
     """The greyscale frame in a raw V4L2 buffer, without colour conversion: the Y
     plane of YUV formats, an MJPEG frame decoded straight to grey (libjpeg skips the
-    chroma). None if the buffer is not laid out as ``fourcc`` at width x height (or
-    is a broken JPEG): the caller then asks OpenCV for converted frames instead."""
+    chroma). None if the buffer is not laid out as ``fourcc`` at width x height (an
+    MJPEG frame may be any size), or is a broken JPEG."""
     if fourcc in ("MJPG", "JPEG"):
-        grey = cv2.imdecode(raw.reshape(-1), cv2.IMREAD_GRAYSCALE) if raw.size else None
-        return grey if grey is not None and grey.shape == (height, width) else None
+        if raw.ndim > 2 or (raw.ndim == 2 and raw.shape[0] != 1) or not raw.size:
+            return None  # not a raw byte buffer
+        # Whatever size the JPEG says: some drivers report one size and send another.
+        return cv2.imdecode(raw.reshape(-1), cv2.IMREAD_GRAYSCALE)
     if fourcc in _PACKED_422 and raw.shape == (height, width, 2):
         return cv2.cvtColor(raw, _PACKED_422[fourcc])
     if fourcc in _PLANAR_420 and raw.shape == (height * 3 // 2, width):

@@ -202,6 +202,10 @@ class Lane:
                     self.alive_at = self.clock.monotonic()
                     self._guarded(self._timers, self.clock.now())
                     continue
+                if self.clock.realtime:
+                    # Before the event: a deadline it sets is in the clock as it is now,
+                    # and must not be moved again by a step seen only afterwards.
+                    self._guarded(self._follow_clock_steps, self.clock.now())
                 try:
                     if event is None:
                         return
@@ -371,7 +375,9 @@ class Lane:
                 known = PassRecord(id=token.pass_id, category=token.category, listed=False)
                 self._begin(Session("qr", known, "replayed", None, at, self._rng.random()), at)
                 return
-        rec = self.store.get_pass(token.pass_id)
+        with self.store.reading():  # the pass and its card from one snapshot
+            rec = self.store.get_pass(token.pass_id)
+            has_card = rec is not None and self.store.has_card(rec.id)
         if rec is None:
             rec = PassRecord(
                 id=token.pass_id,
@@ -385,20 +391,21 @@ class Lane:
             # The token's validity still binds: the table may only narrow it.
             rec = _narrow(rec, token.valid_from, token.valid_until)
         needs_card = (
-            self.policy.static_qr_needs_card and token.step is None and rec.listed and self.store.has_card(rec.id)
+            self.policy.static_qr_needs_card and token.step is None and rec.listed and has_card
         )
         self._begin(Session("qr", rec, None, None, at, self._rng.random(), step=token.step, needs_card=needs_card), at)
 
     def _credential_card(self, number: str, at: datetime) -> None:
         assert self.store is not None
-        pass_id = self.store.card_pass(number)
+        with self.store.reading():  # the binding and its pass from one snapshot
+            pass_id = self.store.card_pass(number)
+            rec = self.store.get_pass(pass_id) if pass_id else None
         s = self.session
         if s is not None and s.needs_card and not s.card_ok and s.pass_ and pass_id == s.pass_.id:
             # The second factor of the printed pass being checked.
             s.card_ok, s.card = True, number
             self._evaluate(s, at)
             return
-        rec = self.store.get_pass(pass_id) if pass_id else None
         problem = None if rec else "unknown_card"
         self._begin(Session("card", rec, problem, number, at, self._rng.random()), at)
 

@@ -72,6 +72,10 @@ _OTHER_BASE = 1 << 53  # outbox seqs for non-event rows (reports)
 
 log = logging.getLogger(__name__)
 
+
+class StagingBusy(RuntimeError):
+    """Another store (thread or process) is staging a pass snapshot right now."""
+
 # Tables a snapshot leaves behind, with the key its chunked cleanup deletes by.
 # *_old: the tables swapped out (nobody reads them); *_new: a staging that never
 # got swapped in (snapshot_cards: the staging table of schema m005 and before).
@@ -174,6 +178,19 @@ class Store:
         except sqlite3.OperationalError:
             pass
         return purged
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """Several reads that must see one state of the store: a snapshot swapped in
+        between them would mix the old card bindings with the new passes."""
+        if self.conn.in_transaction:  # already inside one (a write): it is consistent
+            yield self.conn
+            return
+        self.conn.execute("BEGIN")
+        try:
+            yield self.conn
+        finally:
+            self.conn.execute("COMMIT")
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
@@ -421,9 +438,13 @@ class Store:
     # The tables swapped out are then emptied in chunks, each its own short transaction:
     # a DROP of a million-row table would hold the lock for as long as writing it did.
 
+    STAGING_WAIT_S = 30.0  # how long snapshot_begin waits for another stager to finish
+
     def snapshot_begin(self) -> None:
-        if not self._hold_staging(wait=30.0):
-            log.warning("store %s: another store holds the staging lock; staging a snapshot anyway", self.path)
+        if not self._hold_staging(wait=self.STAGING_WAIT_S):
+            # Never stage beside another stager: clearing its half-built tables (or it
+            # ours) would swap a mixed table in.
+            raise StagingBusy(f"store {self.path}: another process is staging a pass snapshot; try again later")
         self.clear_snapshot_leftovers(staging=True)
         schema = self.conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'passes'").fetchone()[0]
         # A roomier page cache while a million rows go in (back to the default at the swap).
@@ -470,7 +491,8 @@ class Store:
 
     def snapshot_abort(self) -> None:
         try:
-            self.clear_snapshot_leftovers(staging=True)
+            if self._staging_lock is not None:  # only a staging of our own
+                self.clear_snapshot_leftovers(staging=True)
         finally:
             self.conn.execute("PRAGMA cache_size=-2000")
             self._release_staging()

@@ -27,7 +27,7 @@ from typing import Any, Callable
 from drivers.base import Counters
 from gate.config import PolicyConfig
 from gate.passes import KeyRing
-from gate.store import Store
+from gate.store import StagingBusy, Store
 from sync import codec
 from sync.link import Link
 from sync.topics import Topics
@@ -238,8 +238,16 @@ class Downstream:
             self.counters.inc("snapshot_stray")
             return
         if s.version is None:
+            try:
+                self.store.snapshot_begin()
+            except StagingBusy as exc:
+                # Someone else (a desk import) is swapping a table in: drop this one;
+                # the next batch's gap asks for a snapshot again.
+                self._snapshot = None
+                self.counters.inc("snapshot_busy")
+                log.warning("downstream: snapshot %s not staged: %s", s.request_id, exc)
+                return
             s.version, s.count, s.sha256 = msg["version"], msg["count"], msg["sha256"]
-            self.store.snapshot_begin()
         elif (msg["version"], msg["count"], msg["sha256"]) != (s.version, s.count, s.sha256):
             self._drop_snapshot("snapshot_inconsistent", "chunks disagree on version or hash")
             return

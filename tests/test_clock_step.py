@@ -74,3 +74,16 @@ def test_door_relocks_after_its_real_seconds_whatever_the_clock_does(gate, step)
     # unlock_s is 1 s: locked about a second after unlocking, not an hour (or a
     # week) later, and not at once either.
     assert 0.8 <= locked - unlocked <= 2.5
+
+
+@pytest.mark.parametrize("step", [timedelta(hours=1), timedelta(hours=-1)], ids=["ahead_1h", "back_1h"])
+def test_a_door_opened_just_after_a_step_relocks_on_time(gate, step) -> None:  # type: ignore[no-untyped-def]
+    # The step happens while the lane is idle, and the next thing it sees is an
+    # event: the deadline that event sets is in the stepped clock already.
+    app, clock, wait_for = gate
+    time.sleep(1.5)  # a timer pass or two before the step
+    clock.offset += step
+    app.open_door("in", "delivery", "guard")
+    unlocked = wait_for("unlock", 5)
+    locked = wait_for("lock", 5)
+    assert 0.8 <= locked - unlocked <= 2.5

@@ -662,3 +662,40 @@ def test_a_staging_under_way_is_left_alone_by_maintenance_and_an_abandoned_one_i
         assert (s.card_pass("1"), s.pass_count(), s.passes_version()) == ("b", 2, 2)
     finally:
         s.close()
+
+
+def test_a_second_stager_is_refused_and_the_first_goes_on(tmp_path, monkeypatch):
+    from gate.store import StagingBusy
+
+    path = tmp_path / "gate.db"
+    a, b = Store(path), Store(path)
+    try:
+        a.upsert_passes([{"id": "old", "category": "resident"}], {"1": "old"})
+        a.snapshot_begin()
+        a.snapshot_add([("a1", None, None, "resident", None, None, None, None, None, None, 0, 1.7e9)], [("1", "a1")])
+        monkeypatch.setattr(Store, "STAGING_WAIT_S", 0.0)
+        with pytest.raises(StagingBusy, match="another process is staging"):
+            b.snapshot_begin()
+        b.snapshot_abort()  # the loser's abort leaves the winner's staging alone
+        a.snapshot_add([("a2", None, None, "resident", None, None, None, None, None, None, 0, 1.7e9)], [])
+        a.snapshot_commit(9)
+        assert sorted(r[0] for r in a.conn.execute("SELECT id FROM passes")) == ["a1", "a2"]
+        assert (b.card_pass("1"), b.passes_version()) == ("a1", 9)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_reads_in_one_reading_see_one_snapshot(tmp_path):
+    path = tmp_path / "gate.db"
+    lane, sync = Store(path), Store(path)
+    try:
+        sync.upsert_passes([{"id": "a", "category": "resident"}], {"1": "a"})
+        with lane.reading():
+            assert lane.card_pass("1") == "a"
+            stage(sync, ["b"], {"1": "b"}, 2)  # swapped in between the lane's two reads
+            assert lane.get_pass("a") is not None  # still the table the binding came from
+        assert lane.card_pass("1") == "b" and lane.get_pass("a") is None
+    finally:
+        lane.close()
+        sync.close()

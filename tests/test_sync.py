@@ -349,3 +349,52 @@ def test_central_does_not_downgrade_a_newer_policy_applied_at_the_desk(broker: B
         assert Listener.wait_for(lambda: down.counters.get("policy_old") == 1, 10)
         assert r.app.policy_version() == 10 and r.app.policy.fever_c == 37.0
         c.close()
+
+
+def test_a_snapshot_that_cannot_stage_beside_a_desk_import_is_dropped_cleanly(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # A desk import swapping a table in holds the staging lock: the snapshot from
+    # central is dropped (and asked for again at the next gap), never staged beside it.
+    import base64
+    import hashlib
+    import zlib
+    from datetime import datetime, timezone
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from gate.passes import KeyRing
+    from gate.store import Store
+    from sync import codec
+    from sync.downstream import Downstream, Hooks
+    from sync.topics import Topics
+
+    class NoLink:
+        connected = True
+
+        def publish(self, *a, **k):  # type: ignore[no-untyped-def]
+            return 1
+
+    key = Ed25519PrivateKey.generate()
+    topics = Topics("gate/v1/test", "g1")
+    hooks = Hooks(apply_policy=lambda p, v, **kw: None, open_door=lambda *a: True, report_now=lambda d: None,
+                  reload=lambda: None, now=lambda: datetime.now(timezone.utc))
+    path = tmp_path / "gate.db"
+    desk = Store(path)
+    desk.snapshot_begin()  # the desk's import is staging
+    d = Downstream(NoLink(), lambda: Store(path), topics, KeyRing([key.public_key()]), hooks)  # type: ignore[arg-type]
+    d.store = Store(path)
+    monkeypatch.setattr(Store, "STAGING_WAIT_S", 0.0)
+    try:
+        d.request_snapshot()
+        data = b'{"id": "s1", "category": "resident"}\n'
+        raw = codec.encode(codec.sign({
+            "type": "snapshot_chunk", "request_id": d._snapshot.request_id, "version": 3, "index": 0, "count": 1,  # noqa: SLF001
+            "sha256": hashlib.sha256(data).hexdigest(), "data": base64.b64encode(zlib.compress(data)).decode(),
+            "ts": datetime.now(timezone.utc).isoformat()}, key))
+        d._handle(topics.snapshot, raw)  # noqa: SLF001
+        assert d.counters.get("snapshot_busy") == 1 and d._snapshot is None  # noqa: SLF001
+        assert desk.snapshot_leftovers() == ["card_bindings_new", "passes_new"]  # the desk's, untouched
+        assert d.store.passes_version() == 0
+    finally:
+        desk.snapshot_abort()
+        desk.close()
+        d.store.close()
