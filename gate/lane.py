@@ -199,13 +199,15 @@ class Lane:
                 try:
                     event, at = self._queue.get(timeout=timeout)
                 except queue.Empty:
+                    event = at = None
+                if self.clock.realtime:
+                    # Once a pass, before the event: a deadline the event sets is in the
+                    # clock as it is now, and no step seen later moves it again.
+                    self._guarded(self._follow_clock_steps, self.clock.now())
+                if at is None:  # woken for a deadline, not an event
                     self.alive_at = self.clock.monotonic()
                     self._guarded(self._timers, self.clock.now())
                     continue
-                if self.clock.realtime:
-                    # Before the event: a deadline it sets is in the clock as it is now,
-                    # and must not be moved again by a step seen only afterwards.
-                    self._guarded(self._follow_clock_steps, self.clock.now())
                 try:
                     if event is None:
                         return
@@ -613,7 +615,6 @@ class Lane:
         self.reminder_at = shift(self.reminder_at)
         if self.session is not None:
             self.session.deadline = shift(self.session.deadline)
-            self.session.started += step
         for ch in self.challenges:
             ch.expires += step
         if self.reading is not None:
@@ -623,8 +624,6 @@ class Lane:
         # Deadlines are kept in UTC; what happens at one is told in local time, which
         # the policy's hours and the records' day and hour are about.
         local = lambda t: t.astimezone(now.tzinfo)  # noqa: E731
-        if self.clock.realtime:
-            self._follow_clock_steps(now)
         # The relock first: whatever goes wrong below must not leave the door open.
         if self.relock_at is not None and now >= self.relock_at:
             self._lock(local(self.relock_at))

@@ -274,10 +274,7 @@ class Store:
     def _next_seq(self) -> int:
         row = self.conn.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()
         seq = int(row[0]) + 1 if row else 1
-        self.conn.execute(
-            "INSERT INTO meta(key, value) VALUES ('seq', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            (str(seq),),
-        )
+        self._set_meta(self.conn, "seq", str(seq))
         return seq
 
     def record(
@@ -296,13 +293,13 @@ class Store:
                 also(c)
             seq = self._next_seq()
             event_id = rec.id
-            body = {"id": event_id, "seq": seq, "gate": self.gate_id, "ts": rec.at.isoformat(), "clock": rec.clock, **rec.to_json()}
+            fields = rec.to_json()
+            body = {"id": event_id, "seq": seq, "gate": self.gate_id, "ts": rec.at.isoformat(), "clock": rec.clock, **fields}
             if isinstance(rec, DecisionRecord):
                 # Events name passes by id only: the holder's name stays in the pass table.
                 extra = {"card": rec.card, "challenge_id": rec.challenge_id, "who": rec.who}
                 body.update({k: v for k, v in extra.items() if v is not None})
             payload = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
-            fields = rec.to_json()
             situation = getattr(rec, "situation", None)
             c.execute(
                 "INSERT INTO events(seq, id, ts, day, hour, type, lane, pass_id, credential, category, decision,"
@@ -587,7 +584,9 @@ class Store:
             return cur.rowcount == 1
 
     def outbox_depth(self) -> int:
-        return self.conn.execute("SELECT count(*) FROM outbox WHERE state != 'sent'").fetchone()[0]
+        # 'pending' (the only other state) is answered from the (state, seq) index;
+        # != 'sent' would scan every delivered row kept until the retention purge.
+        return self.conn.execute("SELECT count(*) FROM outbox WHERE state = 'pending'").fetchone()[0]
 
     def enqueue(self, topic: str, payload: dict[str, Any]) -> None:
         """Something other than an event that must reach central (a daily report)."""
@@ -612,7 +611,4 @@ class Store:
 
     def set_meta(self, key: str, value: str) -> None:
         with self.write() as c:
-            c.execute(
-                "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                (key, value),
-            )
+            self._set_meta(c, key, value)

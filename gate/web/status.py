@@ -185,7 +185,7 @@ class Monitor:
             except Exception as exc:
                 upstream = {"configured": True, "connected": False, "detail": f"status unavailable: {exc}"}
 
-        backlog = self.store.conn.execute("SELECT count(*) FROM outbox WHERE state != 'sent'").fetchone()[0]
+        backlog = self.store.outbox_depth()
         try:
             du = shutil.disk_usage(self.app.store_path.parent)
             free_pct = round(100.0 * du.free / du.total, 1) if du.total else 0.0
