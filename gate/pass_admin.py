@@ -41,16 +41,20 @@ def passes(
     categories: Iterable[str] = (),
     revoked: bool | None = None,
     search: str | None = None,
+    pass_id: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Pass rows (export columns, times local) sorted by unit, then name."""
+    """Pass rows (export columns, times local) sorted by unit, then name; only
+    ``pass_id``'s if given (looked up by key, not by reading the table)."""
     units, categories = tuple(units), tuple(categories)
+    where, args = (" WHERE pass_id = ?", (pass_id,)) if pass_id is not None else ("", ())
     cards: dict[str, list[str]] = {}
-    for number, pass_id in conn.execute("SELECT number, pass_id FROM card_bindings ORDER BY number"):
-        cards.setdefault(pass_id, []).append(number)
+    for number, pid in conn.execute(f"SELECT number, pass_id FROM card_bindings{where} ORDER BY number", args):
+        cards.setdefault(pid, []).append(number)
     out = []
     for r in conn.execute(
         "SELECT id, holder, unit, category, phone_last4, valid_from, valid_until, observation_until, pcr_at,"
-        " health_code, revoked, updated_at FROM passes"
+        " health_code, revoked, updated_at FROM passes" + where.replace("pass_id", "id"),
+        args,
     ):
         pid, holder, unit, cat = r[0], r[1], r[2], r[3]
         if units and not unit_matches(unit, units):
@@ -87,8 +91,7 @@ def show(store: Any, pass_id: str, *, events: int = 10) -> dict[str, Any] | None
     """One pass with its cards, whether it is inside, its latest decisions and the
     desk's actions on it (revocations)."""
     tz = store.tz
-    rows = passes(store.conn, tz, search=None)
-    found = next((p for p in rows if p["id"] == pass_id), None)
+    found = next(iter(passes(store.conn, tz, pass_id=pass_id)), None)
     if found is None:
         return None
     cards = [

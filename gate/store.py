@@ -59,15 +59,6 @@ def _retry_locked(fn: Any, seconds: float = 10.0) -> Any:
             time.sleep(0.05)
 
 
-def _apply_in_transaction(db: Database) -> None:
-    """Apply pending migrations inside the caller's transaction (sqlite-utils'
-    apply() opens its own per migration, which cannot nest)."""
-    migrations.ensure_migrations_table(db)
-    for m in migrations.pending(db):
-        m.fn(db)
-        migrations._record_applied(db, m.name)
-
-
 _OTHER_BASE = 1 << 53  # outbox seqs for non-event rows (reports)
 
 log = logging.getLogger(__name__)
@@ -111,15 +102,11 @@ class Store:
         self.db = Database(conn)
         self._staging_lock: int | None = None  # fd of the staging lock file while we stage
         if migrations.pending(self.db):
-            # Under the write lock, so two processes starting at once do not both migrate.
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                if migrations.pending(self.db):
-                    _apply_in_transaction(self.db)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+            # Under the write lock, so two processes starting at once do not both
+            # migrate: apply() works out what is pending again, and its
+            # per-migration transactions nest inside ours as savepoints.
+            with self.write():
+                migrations.apply(self.db)
         # What a crash between a swap and its cleanup left behind is cleared by the
         # next snapshot or by maintenance, not here: a million rows take seconds on
         # a Pi, and every lane, page and CLI command opens a store.
@@ -610,5 +597,10 @@ class Store:
         return row[0] if row else None
 
     def set_meta(self, key: str, value: str) -> None:
+        self.set_metas({key: value})
+
+    def set_metas(self, values: dict[str, str]) -> None:
+        """Several keys in one transaction: they change together or not at all."""
         with self.write() as c:
-            self._set_meta(c, key, value)
+            for key, value in values.items():
+                self._set_meta(c, key, value)

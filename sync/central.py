@@ -464,12 +464,12 @@ class CentralStore:
                     raise ValueError(f"unknown op {op!r}")
             # order matters when one batch upserts and deletes the same id: replay in order
             if deletes and pass_rows:
+                by_version = {r[6]: r for r in pass_rows}
                 for (vv, pid, op, _c, _t) in change_rows:
                     if op == "delete":
                         self.db.execute("DELETE FROM passes WHERE id = ?", (pid,))
                     else:
-                        r = next(r for r in pass_rows if r[6] == vv)
-                        self._upsert_rows([r])
+                        self._upsert_rows([by_version[vv]])
             else:
                 if pass_rows:
                     self._upsert_rows(pass_rows)

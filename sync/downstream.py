@@ -78,6 +78,8 @@ class Downstream:
         self.link = link
         self._open_store = open_store
         self.topics = topics
+        self._kinds = {topics.passes: "passes", topics.policy: "policy", topics.cmd: "cmd",
+                       topics.snapshot: "snapshot_chunk"}  # topic -> message kind
         self.keyring = keyring
         self.hooks = hooks
         # Asked each time: a policy applied at the desk raises it behind our back.
@@ -143,12 +145,7 @@ class Downstream:
         if topic == "$connected":
             self._snapshot_timeout()
             return
-        kind = {
-            self.topics.passes: "passes",
-            self.topics.policy: "policy",
-            self.topics.cmd: "cmd",
-            self.topics.snapshot: "snapshot_chunk",
-        }.get(topic)
+        kind = self._kinds.get(topic)
         if kind is None:
             self.counters.inc("unexpected_topic")
             return
@@ -329,10 +326,9 @@ class Downstream:
             log.error("downstream: policy version %d is signed but invalid, not applied: %s", version, exc)
             return
         assert self.store is not None
-        self.store.set_meta("policy_json", json.dumps(msg["policy"], ensure_ascii=False))
-        self.store.set_meta("policy_version", str(version))
-        self.store.set_meta("policy_applied_at", str(time.time()))
-        self.store.set_meta("policy_by", str(msg.get("by", "")))
+        self.store.set_metas({  # together: a crash never leaves one version's text under another's number
+            "policy_json": json.dumps(msg["policy"], ensure_ascii=False), "policy_version": str(version),
+            "policy_applied_at": str(time.time()), "policy_by": str(msg.get("by", ""))})
         self.hooks.apply_policy(policy, version, who=f"central:{msg.get('by', '')}", why="signed policy from central")
         self.counters.inc("policies_applied")
 
