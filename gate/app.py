@@ -40,6 +40,7 @@ from gate.lane import Lane, Sink
 from gate.records import AdminRecord, AlarmRecord, LaneRecord
 from gate.passes import KeyRing
 from gate.prompts import PROMPTS
+from gate.site import SiteView
 from gate.store import Store
 
 log = logging.getLogger(__name__)
@@ -90,8 +91,12 @@ class GateApp:
         broker: str | None = None,
         config_path: Path | None = None,
         pins: PinFactory | None = None,
+        site: SiteView | None = None,
     ) -> None:
-        """``pins``: the pin factory for the lanes' 'gpio' devices; by default the
+        """``site``: this gate's view of its site (several gates sharing presence);
+        None for a gate on its own.
+
+        ``pins``: the pin factory for the lanes' 'gpio' devices; by default the
         one ``[gpio] backend`` names, made on first use (``gate doctor`` passes
         mock pins to check the other devices where no GPIO backend starts)."""
         self.config = config
@@ -99,6 +104,7 @@ class GateApp:
         self.broker = broker
         self.prerender = prerender
         self.policy = config.policy
+        self.site = site
         self.floor = TimeFloor()
         self.sync: Any = None  # sync.service.SyncService when the gate talks to central
         self.maintenance: Any = None
@@ -162,6 +168,8 @@ class GateApp:
                 sinks=self.sinks,
                 seed=self.seed,
                 floor=self.floor,
+                site=self.site,
+                gate=self.config.gate.id,
             )
             lane.start()
             self.lanes[lane_cfg.name] = lane
@@ -194,6 +202,7 @@ class GateApp:
         # of the day hears the prompt as fast as the thousandth.
         if self.prerender:
             items = [(p.text(lang), lang) for p in PROMPTS.values() for lang in v.languages]
+            items += [(getattr(r.prompt, lang), lang) for r in self.policy.rules for lang in v.languages]
             cache = self._prompt_cache
             self._prerender = threading.Thread(
                 target=lambda: _quiet(cache.prerender, items), name="prerender", daemon=True

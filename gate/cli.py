@@ -111,13 +111,23 @@ def drill_cmd(file: str, as_json: bool, with_report: bool, config_path: str | No
         result = drill.run(d, base=base, with_report=with_report, on_line=show, broker=broker)
     except (ConfigError, drill.DrillError) as exc:
         _fail(f"{file}: {exc}")
-    if result.report is not None:
-        click.echo(json.dumps(result.report, ensure_ascii=False) if as_json else json.dumps(result.report, ensure_ascii=False, indent=2))
-    if d.expect:
-        if result.unmet is not None:
-            click.echo(f"{file}: FAILED: expected {json.dumps(result.unmet, ensure_ascii=False)} was not seen", err=True)
-            sys.exit(1)
-        click.echo(f"{file}: ok, {len(d.expect)} expectations met", err=True)
+    for report in result.reports:
+        click.echo(json.dumps(report, ensure_ascii=False) if as_json else json.dumps(report, ensure_ascii=False, indent=2))
+    if result.unmet is not None:
+        click.echo(f"{file}: FAILED: expected {json.dumps(result.unmet, ensure_ascii=False)} was not seen", err=True)
+        sys.exit(1)
+    if result.forbidden is not None:
+        bad, line = result.forbidden
+        click.echo(
+            f"{file}: FAILED: forbidden {json.dumps(bad, ensure_ascii=False)} happened:"
+            f" {json.dumps(line, ensure_ascii=False)}",
+            err=True,
+        )
+        sys.exit(1)
+    if d.expect or d.forbid:
+        said = [f"{len(d.expect)} expectations met"] if d.expect else []
+        said += [f"nothing of {len(d.forbid)} forbidden seen"] if d.forbid else []
+        click.echo(f"{file}: ok, {', '.join(said)}", err=True)
 
 
 # ---------------------------------------------------------------- report

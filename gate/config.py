@@ -54,6 +54,44 @@ def check_timezone(v: str) -> str:
 # ---------------------------------------------------------------- policy
 
 
+class RulePrompt(Strict):
+    zh: str = Field(min_length=1, max_length=200)
+    en: str = Field(min_length=1, max_length=300)
+
+
+class RuleConfig(Strict):
+    """A check the community writes itself (DRILLS.md, Rules): CEL expressions over
+    the pass, the lane and the time; compiled when the policy loads."""
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+    when: str | None = Field(None, max_length=2000)  # omitted: every pass
+    require: str = Field(min_length=1, max_length=2000)
+    prompt: RulePrompt
+    # Which way it applies: a rule is about letting people in unless it says otherwise
+    # (leaving is lenient on purpose: free egress).
+    direction: Literal["in", "out", "both"] = "in"
+
+    @field_validator("when", "require")
+    @classmethod
+    def _compiles(cls, v: str | None) -> str | None:
+        from gate.rules import RuleError, compile_expression
+
+        if v is not None:
+            try:
+                compile_expression(v)
+            except RuleError as exc:
+                raise ValueError(str(exc)) from None
+        return v
+
+
+class CardSweepPolicy(Strict):
+    """A burst of unknown cards or forged passes on one lane (someone trying numbers)."""
+
+    count: int = Field(5, ge=2)
+    window_s: float = Field(60.0, gt=0)
+    throttle_s: float = Field(2.0, ge=0)  # one credential answered per this, until the guard acknowledges
+
+
 class CategoryPolicy(Strict):
     colour: str = "#9e9e9e"
     label_zh: str = ""
@@ -97,7 +135,24 @@ class PolicyConfig(Strict):
     dynamic_skew_steps: int = Field(1, ge=0, le=10)  # 30-s steps a phone's clock may be off
     # A printed (static) QR pass of a holder who has a door card needs the card swiped too.
     static_qr_needs_card: bool = False
+    # A pass refused for fever stays refused (fever_hold) until the guard acknowledges
+    # the alarm or this many minutes pass: a lower reading a minute later is no cure.
+    fever_hold_min: float = Field(60.0, ge=0)
+    # A gate of a site that has heard nothing from it for this long still decides on
+    # what it knows, and marks its entry decisions `presence: stale`.
+    presence_stale_s: float = Field(60.0, gt=0)
+    card_sweep: CardSweepPolicy = CardSweepPolicy()
+    rules: list[RuleConfig] = Field(default_factory=list)
     categories: dict[str, CategoryPolicy] = Field(default_factory=dict)
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_rules(cls, v: list[RuleConfig]) -> list[RuleConfig]:
+        names = [r.name for r in v]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"rule names repeat: {', '.join(dupes)}")
+        return v
 
     @field_validator("night")
     @classmethod
@@ -316,6 +371,9 @@ class KeysSection(Strict):
 class DoorSection(Strict):
     unlock_s: float = Field(5.0, gt=0)
     held_s: float = Field(30.0, gt=0)
+    # Lock as soon as the door closes behind the person (one person through); false
+    # keeps it unlocked for the whole unlock_s (a second push is then no intrusion).
+    relock_on_close: bool = True
 
 
 class VoiceSection(Strict):

@@ -9,7 +9,7 @@ _COLOURS = {"allow": "32", "deny": "31", "retest": "33", "challenge": "35"}
 
 def line(rec: dict[str, Any], *, clock: str | None = None) -> str:
     when = clock if clock is not None else f"t={rec.get('t', 0):>8.2f}s"
-    lane = rec.get("lane", "")
+    lane = f"{rec['gate']}/{rec.get('lane', '')}" if rec.get("gate") else rec.get("lane", "")
     kind = rec.get("type")
     if kind == "decision":
         temp = rec.get("temperature_c")
@@ -20,6 +20,8 @@ def line(rec: dict[str, Any], *, clock: str | None = None) -> str:
             f"via={rec.get('credential') or '-'}",
             f"{rec.get('category') or ''}",
             f"{temp:.1f}°C" if temp is not None else "",
+            f"rule={rec['rule']}" if rec.get("rule") else "",
+            "(presence stale)" if rec.get("presence") == "stale" else "",
         ]
         return f"{when} {lane:<4} " + " ".join(p for p in parts if p)
     if kind == "prompt":

@@ -21,9 +21,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives import serialization
 
 from gate import config as cfgmod
+from gate import site as sitemod
 from gate.app import GateApp, LaneDevices
 from gate.clock import DrillClock
 from gate.drill_file import Drill, DrillPass, Step
+from gate.drill_site import DrillSite
 from gate.events import GuardAnswer, Tick
 from gate.lane import Lane
 from gate.passes import PassToken, sign
@@ -86,12 +88,14 @@ def simulated(data: dict[str, Any]) -> dict[str, Any]:
 class DrillResult:
     lines: list[dict[str, Any]]
     unmet: dict[str, Any] | None = None
-    report: dict[str, Any] | None = None
+    report: dict[str, Any] | None = None  # the first gate's; `reports` has every gate's
     counters: dict[str, dict[str, int]] = field(default_factory=dict)
+    forbidden: tuple[dict[str, Any], dict[str, Any]] | None = None  # (the forbid object, the line that matched it)
+    reports: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return self.unmet is None
+        return self.unmet is None and self.forbidden is None
 
 
 def match_expectations(lines: list[dict[str, Any]], expect: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -103,6 +107,17 @@ def match_expectations(lines: list[dict[str, Any]], expect: list[dict[str, Any]]
         if i == len(lines):
             return want
         i += 1
+    return None
+
+
+def match_forbidden(
+    lines: list[dict[str, Any]], forbid: list[dict[str, Any]]
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The first forbidden object that some line matches, with that line, or None."""
+    for line in lines:
+        for bad in forbid:
+            if all(line.get(k) == v for k, v in bad.items()):
+                return bad, line
     return None
 
 
@@ -127,12 +142,25 @@ class Keys:
 def pass_rows(passes: list[DrillPass]) -> tuple[list[dict[str, Any]], dict[str, str]]:
     rows, cards = [], {}
     for p in passes:
-        if not p.in_table:
+        if not p.in_table or p.removed:
             continue
-        rows.append(p.model_dump(exclude={"in_table", "signed_by", "card"}))
+        rows.append(p.model_dump(exclude={"in_table", "signed_by", "card", "removed"}))
         if p.card:
             cards[p.card] = p.id
     return rows, cards
+
+
+def seed_store(app: GateApp, passes: list[DrillPass]) -> None:
+    """The drill's pass table; a removed pass leaves the tombstone central would send."""
+    store = app.open_store()
+    try:
+        rows, cards = pass_rows(passes)
+        store.upsert_passes(rows, cards)
+        removed = [p.id for p in passes if p.removed]
+        if removed:
+            store.remove_passes(removed)
+    finally:
+        store.close()
 
 
 def apply_step(app: GateApp, step: Step, tokens: dict[str, str], *, settle: bool = True) -> None:
@@ -147,6 +175,8 @@ def apply_step(app: GateApp, step: Step, tokens: dict[str, str], *, settle: bool
         if obj is None:
             raise DrillError(f"step at {step.at}: lane {step.lane!r} has no simulated {what}")
         return obj
+
+    assert step.lane is not None  # link steps are the site's, not a lane's
 
     def wait(ok: bool, what: str) -> None:
         if settle and not ok:
@@ -186,25 +216,32 @@ def _set_input(dev: LaneDevices, name: str, active: bool, settle: bool, wait: Ca
         wait(sim.settle(dev.inputs[name], SETTLE_S), name.replace("_", " "))
 
 
-def _fire_timers(app: GateApp, clock: DrillClock, until: datetime) -> None:
-    """Fire every lane timer due up to `until`, each at its own moment, in time order."""
+def _fire_timers(
+    apps: list[GateApp], clock: DrillClock, until: datetime, after: Callable[[], None] = lambda: None
+) -> None:
+    """Fire every lane timer due up to `until`, each at its own moment, in time order;
+    `after` runs after each (the site's news travels)."""
+    lanes = [lane for app in apps for lane in app.lanes.values()]
     for _ in range(100_000):
-        due = [(d, lane) for lane in app.lanes.values() if (d := lane.next_deadline()) is not None and d <= until]
+        due = [d for lane in lanes if (d := lane.next_deadline()) is not None and d <= until]
         if not due:
             return
-        moment = min(d for d, _ in due)
+        moment = min(due)
         if moment > clock.now():
             clock.set_time(moment)
-        for lane in app.lanes.values():
+        for lane in lanes:
             lane.post(Tick())
-        app.join()
+        for app in apps:
+            app.join()
+        after()
     raise DrillError("lane timers keep firing without end")
 
 
 class Rehearsal:
-    """A drill in progress: the app on a drill clock, a fresh store, the drill's passes
-    and tokens. `run()` plays a whole drill; tests use it to add what a drill file
-    cannot say (garbage on the serial line, a broken Wiegand train)."""
+    """A drill in progress: the app (one per gate of a `gates:` drill) on a drill
+    clock, fresh stores, the drill's passes and tokens. `run()` plays a whole drill;
+    tests use it to add what a drill file cannot say (garbage on the serial line, a
+    broken Wiegand train)."""
 
     def __init__(
         self,
@@ -215,81 +252,146 @@ class Rehearsal:
         broker: str | None = None,
         store_path: Path | None = None,
     ) -> None:
+        if drill.gates and (broker or store_path):
+            raise DrillError("a drill with several gates runs in-process only (no --broker, no store path)")
         self.drill = drill
         self._tmp = tempfile.TemporaryDirectory(prefix="gate-drill-")
         tmpdir = Path(self._tmp.name)
         self.keys = Keys(tmpdir)
-        data = simulated(cfgmod.deep_merge(base if base is not None else DEFAULT_CONFIG, drill.config))
-        data = cfgmod.deep_merge(
-            data,
-            {"keys": {"trusted": [str(self.keys.central_pub)]}, "store": {"path": str(store_path or tmpdir / "gate.db")}},
-        )
-        self.config = cfgmod.from_dict(data, "drill config")
-        self.tz = ZoneInfo(self.config.gate.timezone)
-        self.clock = DrillClock(drill.start, self.tz)
+        merged = simulated(cfgmod.deep_merge(base if base is not None else DEFAULT_CONFIG, drill.config))
+        self.site = DrillSite(drill.gates) if drill.gates else None
         self.lines: list[dict[str, Any]] = []
         self.records: list[LaneRecord] = []
         self._on_line = on_line
-        self.app = GateApp(self.config, clock=self.clock, sinks=[self._sink], seed=0, prerender=False, broker=broker)
+        configs = {
+            gate: cfgmod.from_dict(
+                cfgmod.deep_merge(
+                    merged,
+                    {
+                        "keys": {"trusted": [str(self.keys.central_pub)]},
+                        "store": {"path": str(store_path or tmpdir / f"{gate or 'gate'}.db")},
+                        **({"gate": {"id": gate}} if gate else {}),
+                    },
+                ),
+                "drill config",
+            )
+            for gate in drill.gates or [None]
+        }
+        self.config = next(iter(configs.values()))
+        self.tz = ZoneInfo(self.config.gate.timezone)
+        self.clock = DrillClock(drill.start, self.tz)
+        self.apps: dict[str | None, GateApp] = {
+            gate: GateApp(
+                config, clock=self.clock, sinks=[self._sink_for(gate)], seed=0, prerender=False, broker=broker,
+                site=self.site.views[gate] if self.site and gate else None,
+            )
+            for gate, config in configs.items()
+        }
+        self.app = next(iter(self.apps.values()))
         self.tokens = {p.id: self.keys.token(p) for p in drill.passes}
 
-    def _sink(self, rec: LaneRecord) -> None:
-        self.records.append(rec)
-        if rec.type in PRINTED:
-            line = rec.to_json(t=self.clock.since_start(rec.at))
-            self.lines.append(line)
-            if self._on_line:
-                self._on_line(line)
+    def _sink_for(self, gate: str | None) -> Callable[[LaneRecord], None]:
+        def sink(rec: LaneRecord) -> None:
+            self.records.append(rec)
+            if self.site is not None and gate is not None:
+                lane = self.apps[gate].lanes.get(rec.lane)
+                news = sitemod.news_of(rec, lane.direction if lane else "", gate)
+                if news is not None:
+                    self.site.post(gate, news)
+            if rec.type in PRINTED:
+                line = rec.to_json(t=self.clock.since_start(rec.at))
+                if gate is not None:
+                    line = {"t": line.pop("t"), "gate": gate, **line}
+                self.lines.append(line)
+                if self._on_line:
+                    self._on_line(line)
+
+        return sink
 
     def __enter__(self) -> "Rehearsal":
+        started: list[GateApp] = []
         try:
-            self.app.start()  # checks the store first: seeding comes after
-            store = self.app.open_store()
-            try:
-                rows, cards = pass_rows(self.drill.passes)
-                store.upsert_passes(rows, cards)
-            finally:
-                store.close()
+            for gate, app in self.apps.items():
+                app.start()  # checks the store first: seeding comes after
+                started.append(app)
+                seed_store(app, self.drill.passes)
+                if self.site is not None and gate is not None:
+                    self.site.attach(gate, app.open_store())
+            self._pump()
         except BaseException:
-            self.app.stop()
+            for app in started:
+                app.stop()
+            if self.site is not None:
+                self.site.close()
             self._tmp.cleanup()
             raise
         return self
 
     def __exit__(self, *exc: object) -> None:
         try:
-            self.app.stop()
+            for app in self.apps.values():
+                app.stop()
+            if self.site is not None:
+                self.site.close()
         finally:
             self._tmp.cleanup()
 
+    def _pump(self) -> None:
+        if self.site is not None:
+            self.site.pump(self.clock.now())
+
     def advance(self, at: float) -> None:
         """Fire the timers due before `at` seconds, then set the clock to it."""
-        _fire_timers(self.app, self.clock, self.clock.at(at))
+        _fire_timers(list(self.apps.values()), self.clock, self.clock.at(at), self._pump)
         self.clock.set(max(at, self.clock.elapsed))
+        self._pump()
 
     def step(self, step: Step) -> None:
         self.advance(step.at)
-        apply_step(self.app, step, self.tokens)
+        if step.link is not None:
+            assert self.site is not None and step.gate is not None
+            self.site.set_link(step.gate, step.link == "up", self.clock.now())
+            return
+        apply_step(self.apps[step.gate], step, self.tokens)
+        self._pump()
 
     def finish(self) -> None:
         """Let what the last steps set in motion finish (door relock, waits, retests)."""
-        _fire_timers(self.app, self.clock, self.clock.now() + timedelta(days=1))
+        _fire_timers(list(self.apps.values()), self.clock, self.clock.now() + timedelta(days=1), self._pump)
+
+    def reports(self) -> list[dict[str, Any]]:
+        """The daily report of the drill's first day, one per gate."""
+        day = self.clock.start.astimezone(self.tz).date().isoformat()
+        out = []
+        for gate, app in self.apps.items():
+            store = app.open_store()
+            try:
+                out.append({"type": "report", **({"gate": gate} if gate else {}), **daily(store, day)})
+            finally:
+                store.close()
+        return out
 
     def report(self) -> dict[str, Any]:
-        store = self.app.open_store()
-        try:
-            return {"type": "report", **daily(store, self.clock.start.astimezone(self.tz).date().isoformat())}
-        finally:
-            store.close()
+        return self.reports()[0]
 
     def run(self, *, with_report: bool = False) -> DrillResult:
         for step in self.drill.steps:
             self.step(step)
         self.finish()
-        counters = {name: lane.counters.snapshot() for name, lane in self.app.lanes.items()}
-        report = self.report() if with_report else None
-        return DrillResult(self.lines, match_expectations(self.lines, self.drill.expect), report, counters)
-
+        counters = {
+            (f"{gate}/{name}" if gate else name): lane.counters.snapshot()
+            for gate, app in self.apps.items()
+            for name, lane in app.lanes.items()
+        }
+        reports = self.reports() if with_report else []
+        return DrillResult(
+            self.lines,
+            match_expectations(self.lines, self.drill.expect),
+            reports[0] if reports else None,
+            counters,
+            match_forbidden(self.lines, self.drill.forbid),
+            reports,
+        )
 
     def drain(self, timeout: float) -> bool:
         """With a broker: wait until every event is acknowledged upstream."""

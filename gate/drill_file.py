@@ -30,6 +30,8 @@ class DrillPass(_Strict):
     revoked: bool = False
     in_table: bool = True
     signed_by: Literal["central", "unknown"] = "central"
+    removed: bool = False  # central deleted it from the roster after signing it
+    attributes: dict[str, Any] = {}  # free attributes that policy rules read
 
     @field_validator("valid_from", "valid_until", "observation_until", "pcr_at")
     @classmethod
@@ -39,12 +41,13 @@ class DrillPass(_Strict):
         return v
 
 
-STIMULI = ("qr", "qr_text", "temperature", "card", "presence", "exit_button", "guard", "door")
+STIMULI = ("qr", "qr_text", "temperature", "card", "presence", "exit_button", "guard", "door", "link")
 
 
 class Step(_Strict):
     at: float = Field(ge=0)
-    lane: str
+    gate: str | None = None  # with `gates:`, every step names its gate
+    lane: str | None = None  # every step but `link` names its lane
     qr: str | None = None
     qr_text: str | None = None
     temperature: float | None = Field(None, ge=-40, le=120)
@@ -53,12 +56,17 @@ class Step(_Strict):
     exit_button: bool | None = None
     guard: Literal["confirm", "reject"] | None = None
     door: Literal["open", "closed"] | None = None
+    link: Literal["up", "down"] | None = None  # the gate's connection to the rest of its site
 
     @model_validator(mode="after")
     def _one(self) -> "Step":
         given = [k for k in STIMULI if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError(f"a step has exactly one of {', '.join(STIMULI)}; got {', '.join(given) or 'none'}")
+        if self.link is not None and self.lane is not None:
+            raise ValueError("a link step is about a whole gate: it names no lane")
+        if self.link is None and self.lane is None:
+            raise ValueError("a step needs a lane (in or out)")
         return self
 
     @property
@@ -75,8 +83,20 @@ class Drill(_Strict):
     start: datetime
     config: dict[str, Any] = {}
     passes: list[DrillPass] = []
+    gates: list[str] = []  # several gates of one site (default: one gate)
     steps: list[Step] = []
     expect: list[dict[str, Any]] = []
+    forbid: list[dict[str, Any]] = []  # objects that no output line may match
+
+    @field_validator("gates")
+    @classmethod
+    def _gate_names(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if not name or len(name) > 64 or not all(ch.isalnum() or ch in "-_" for ch in name):
+                raise ValueError(f"gate name {name!r}: letters, digits, - and _ only")
+        if len(set(v)) != len(v):
+            raise ValueError("gate names repeat")
+        return v
 
     @field_validator("start")
     @classmethod
@@ -92,6 +112,14 @@ class Drill(_Strict):
         if dupes:
             raise ValueError(f"pass ids repeat: {', '.join(dupes)}")
         for i, step in enumerate(self.steps):
+            if self.gates and step.gate is None:
+                raise ValueError(f"steps[{i}]: with gates: every step names its gate (one of {', '.join(self.gates)})")
+            if self.gates and step.gate not in self.gates:
+                raise ValueError(f"steps[{i}]: gate {step.gate!r} is not one of gates: {', '.join(self.gates)}")
+            if not self.gates and step.gate is not None:
+                raise ValueError(f"steps[{i}]: names gate {step.gate!r} but the drill has no gates: list")
+            if not self.gates and step.link is not None:
+                raise ValueError(f"steps[{i}]: link steps need several gates (gates:)")
             if step.qr is not None and step.qr not in ids:
                 raise ValueError(f"steps[{i}]: qr {step.qr!r} is not a pass of this drill")
             if i and step.at < self.steps[i - 1].at:

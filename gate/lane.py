@@ -39,7 +39,7 @@ from gate.events import (
     Tick,
 )
 from gate.passes import KeyRing, TokenError, time_step
-from gate.prompts import for_decision, spoken
+from gate.prompts import Prompt, for_decision, spoken
 from gate.records import (
     AckRecord,
     AlarmRecord,
@@ -52,7 +52,9 @@ from gate.records import (
     PromptRecord,
     Verdict,
 )
+from gate.site import SiteView
 from gate.store import Store
+from gate.sweep import SweepWatch
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +121,8 @@ class Lane:
         sinks: list[Sink] | None = None,
         seed: int | None = None,
         floor: TimeFloor | None = None,
+        site: SiteView | None = None,
+        gate: str = "",
     ) -> None:
         self.cfg = cfg
         self.name = cfg.name
@@ -133,6 +137,9 @@ class Lane:
         self.speaker = speaker
         self.sinks: list[Sink] = list(sinks or [])
         self.floor = floor or TimeFloor()
+        self.site = site  # None: a gate on its own, whose knowledge is never stale
+        self.gate = gate
+        self.sweep = SweepWatch()
         self.needs_temperature = cfg.direction == "in" and cfg.thermometer is not None
         self.counters = Counters()
         self._rng = random.Random(seed)
@@ -292,14 +299,22 @@ class Lane:
             log.warning("lane %s: the store has room again", self.name)
 
     def _say(self, key: str, at: datetime) -> None:
-        parts = spoken(key, self.languages)
+        self._speak(key, spoken(key, self.languages), at)
+
+    def _say_prompt(self, key: str, prompt: Prompt, at: datetime) -> None:
+        """Words of the policy's own (a community rule's prompt) rather than a built-in key."""
+        self._speak(key, [(lang, prompt.text(lang)) for lang in self.languages], at)
+
+    def _speak(self, key: str, parts: list[tuple[str, str]], at: datetime) -> None:
         self._emit(PromptRecord(at=at, lane=self.name, key=key, text=" ".join(t for _, t in parts)))
         if self.speaker is not None:
             for lang, text in parts:
                 self.speaker.say(key, text, lang)
 
-    def _alarm(self, kind: str, at: datetime, detail: str = "", pass_id: str | None = None) -> None:
-        self._emit(AlarmRecord(at=at, lane=self.name, kind=kind, detail=detail, pass_id=pass_id))
+    def _alarm(self, kind: str, at: datetime, detail: str = "", pass_id: str | None = None) -> AlarmRecord:
+        rec = AlarmRecord(at=at, lane=self.name, kind=kind, detail=detail, pass_id=pass_id)
+        self._emit(rec)
+        return rec
 
     def _unlock(self, at: datetime) -> DoorRecord | None:
         """Tell the relay now; return the door event for the caller to record once the
@@ -328,9 +343,11 @@ class Lane:
     def _handle(self, event: Event, at: datetime) -> None:
         match event:
             case QrSeen(text=text):
-                self._credential_qr(text, at)
+                if self._answering(at):
+                    self._credential_qr(text, at)
             case CardRead(number=number):
-                self._credential_card(number, at)
+                if self._answering(at):
+                    self._credential_card(number, at)
             case TemperatureRead():
                 self._temperature(event, at)
             case PresenceChanged(present=present):
@@ -348,6 +365,8 @@ class Lane:
                     self._emit(door)
             case AckAlarm(alarm_id=alarm_id, kind=kind, who=who):
                 self._emit(AckRecord(at=at, lane=self.name, alarm_id=alarm_id, kind=kind, who=who))
+                if self.sweep.active and (kind == "card_sweep" or alarm_id == self.sweep.alarm_id):
+                    self.sweep.acknowledge()  # the guard has seen it: full speed again
             case DeviceHealth():
                 self._health(event, at)
             case ApplyPolicy(policy=new):
@@ -358,6 +377,14 @@ class Lane:
             case _:
                 self.counters.inc("unknown_events")
                 log.warning("lane %s: ignored unknown event %r", self.name, event)
+
+    def _answering(self, at: datetime) -> bool:
+        """May a credential be answered now? During a card sweep, one every throttle_s."""
+        if self.sweep.throttled(at, self.policy.card_sweep):
+            self.counters.inc("sweep_throttled")
+            return False
+        self.sweep.answering(at)
+        return True
 
     def _credential_qr(self, text: str, at: datetime) -> None:
         try:
@@ -422,7 +449,12 @@ class Lane:
         if old is not None:
             same = old.pass_ and new.pass_ and old.pass_.id == new.pass_.id and not new.problem
             if same:
-                return  # the same person presenting again while we wait: nothing new
+                # The same person showing it again (nothing seemed to happen): the wait
+                # starts again from now, and they are told again what to do.
+                if old.deadline is not None:
+                    old.deadline = _after(at, self.policy.retest_window_s if old.retesting else self.policy.temperature_wait_s)
+                    self._say("retest" if old.retesting else "swipe_card" if old.waiting_for == "second_factor" else "measure", at)
+                return
             # Someone else stepped up: the person we waited for left without measuring.
             self.session = None
             self._evaluate(old, at, timed_out=True)
@@ -441,9 +473,12 @@ class Lane:
     def _situation(self, s: Session, at: datetime, timed_out: bool) -> pol.Situation:
         at, _ = self.floor.apply(at)  # never judge validity by a clock set back
         inside = None
+        held = False
         if s.pass_ is not None and self.direction == "in":
             assert self.store is not None
             inside = self.store.inside_since(s.pass_.id)
+            since = self.store.fever_held_since(s.pass_.id)
+            held = since is not None and at - since < timedelta(minutes=self.policy.fever_hold_min)
         return pol.Situation(
             direction=self.direction,
             now=at,
@@ -456,6 +491,9 @@ class Lane:
             draw=s.draw,
             needs_second_factor=s.needs_card,
             has_second_factor=s.card_ok,
+            fever_held=held,
+            lane=self.name,
+            gate=self.gate,
         )
 
     def _evaluate(self, s: Session, at: datetime, timed_out: bool = False) -> None:
@@ -498,6 +536,10 @@ class Lane:
         situation: pol.Situation | None = None,
     ) -> None:
         p = s.pass_ if s else None
+        stale = (
+            self.site is not None and p is not None and self.direction == "in"
+            and self.site.stale(at, self.policy.presence_stale_s)
+        )
         rec = DecisionRecord(
             at=at,
             lane=self.name,
@@ -514,19 +556,31 @@ class Lane:
             who=who,
             step=s.step if s else None,
             situation=pol.situation_to_json(situation) if situation is not None else None,
+            rule=verdict.rule,
+            presence="stale" if stale else None,
+            policy_version=self.policy.version,
         )
         self.counters.inc(f"{verdict.decision}")
         self._emit(rec)
         door = self._unlock(at) if verdict.decision == "allow" else None
-        key = for_decision(verdict.decision, verdict.reason, self.direction, rec.category)
-        if key:
-            self._say(key, at)
+        rule = next((r for r in self.policy.rules if r.name == verdict.rule), None) if verdict.rule else None
+        if rule is not None:
+            self._say_prompt("rule_refused", Prompt(rule.prompt.zh, rule.prompt.en), at)
+        else:
+            key = for_decision(verdict.decision, verdict.reason, self.direction, rec.category)
+            if key:
+                self._say(key, at)
         if door is not None:
             self._emit(door)
         if verdict.decision == "deny" and verdict.reason == "fever":
             self._alarm("fever", at, f"{temperature:.1f} °C" if temperature else "", pass_id=rec.pass_id)
         if verdict.decision == "challenge" and verdict.reason == "passback":
             self._alarm("passback", at, "pass already inside", pass_id=rec.pass_id)
+        if verdict.decision == "deny" and who is None and self.sweep.refused(at, verdict.reason, self.policy.card_sweep):
+            sweep = self.policy.card_sweep
+            self.sweep.alarm_id = self._alarm(
+                "card_sweep", at, f"{sweep.count} unknown cards or forged passes within {sweep.window_s:g} s"
+            ).id
 
     def _temperature(self, ev: TemperatureRead, at: datetime) -> None:
         if not (self.policy.human_min_c <= ev.body_c <= self.policy.human_max_c):
@@ -559,7 +613,7 @@ class Lane:
             self.held_at = _after(at, self.door_cfg.held_s)
         else:
             self.held_at = None
-            if self.unlocked and self.opened_while_unlocked:
+            if self.unlocked and self.opened_while_unlocked and self.door_cfg.relock_on_close:
                 self._lock(at)  # one person through: lock behind them
 
     def _guard(self, ev: GuardAnswer, at: datetime) -> None:
@@ -642,7 +696,9 @@ class Lane:
         if self.reminder_at is not None and now >= self.reminder_at:
             at, self.reminder_at = local(self.reminder_at), None
             if self.session is None and pol.is_night(self.policy, at):
+                # The street hears the reminder; the guard on duty is woken by the alarm.
                 self._say("reminder", at)
+                self._alarm("night_presence", at, "someone at the gate at night without a pass")
 
 
 # A wall-clock jump between two timer passes (at most ~1 s apart) larger than this

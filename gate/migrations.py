@@ -139,3 +139,15 @@ def m006_card_bindings(db: Database) -> None:
     db.execute("DROP INDEX IF EXISTS idx_cards_pass_id")
     db.execute("DROP TABLE cards")
     db.execute("ALTER TABLE cards_history RENAME TO cards")
+
+
+@migrations()
+def m011_site(db: Database) -> None:
+    # Free pass attributes (JSON) that the community's rules read.
+    db["passes"].add_column("attributes", str)
+    # A pass refused for fever is held until the guard acknowledges that alarm.
+    db["fever_holds"].create({"pass_id": str, "alarm_id": str, "since": float, "gate": str}, pk="pass_id")
+    db["fever_holds"].create_index(["alarm_id"])
+    # The latest movement of each pass known here, at this gate or (news) at another
+    # gate of the site: which one is newer decides whether the pass is inside.
+    db["last_move"].create({"pass_id": str, "at": float, "direction": str, "gate": str}, pk="pass_id")

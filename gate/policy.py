@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any
 
+from gate import rules
 from gate.config import PolicyConfig
 from gate.records import PassRecord, Verdict
 
@@ -31,6 +32,9 @@ class Situation:
     draw: float = 1.0  # uniform in [0, 1): chooses entries for a holder check
     needs_second_factor: bool = False  # a printed (static) QR where the policy wants the door card too
     has_second_factor: bool = False  # the pass's own card was swiped for this entry
+    fever_held: bool = False  # refused for fever earlier, and the guard has not acknowledged it yet
+    lane: str = ""  # the lane's name and its gate, for the community's rules
+    gate: str = ""
 
 
 def situation_to_json(s: Situation) -> dict[str, Any]:
@@ -47,12 +51,15 @@ def situation_to_json(s: Situation) -> dict[str, Any]:
         "draw": s.draw,
         "needs_second_factor": s.needs_second_factor,
         "has_second_factor": s.has_second_factor,
+        "fever_held": s.fever_held,
+        "lane": s.lane,
+        "gate": s.gate,
         "pass": None
         if p is None
         else {
             "id": p.id, "category": p.category, "valid_from": iso(p.valid_from), "valid_until": iso(p.valid_until),
             "observation_until": iso(p.observation_until), "pcr_at": iso(p.pcr_at), "health_code": p.health_code,
-            "revoked": p.revoked, "listed": p.listed,
+            "revoked": p.revoked, "listed": p.listed, "unit": p.unit, "attributes": p.attributes,
         },
     }
 
@@ -65,13 +72,14 @@ def situation_from_json(d: dict[str, Any]) -> Situation:
         rec = PassRecord(
             id=p["id"], category=p["category"], valid_from=dt(p["valid_from"]), valid_until=dt(p["valid_until"]),
             observation_until=dt(p["observation_until"]), pcr_at=dt(p["pcr_at"]), health_code=p["health_code"],
-            revoked=p["revoked"], listed=p["listed"],
+            revoked=p["revoked"], listed=p["listed"], unit=p.get("unit"), attributes=p.get("attributes"),
         )
     return Situation(
         direction=d["direction"], now=datetime.fromisoformat(d["now"]), pass_=rec, problem=d["problem"],
         temperatures=tuple(d["temperatures"]), needs_temperature=d["needs_temperature"], timed_out=d["timed_out"],
         inside_since=dt(d["inside_since"]), draw=d["draw"],
         needs_second_factor=d.get("needs_second_factor", False), has_second_factor=d.get("has_second_factor", False),
+        fever_held=d.get("fever_held", False), lane=d.get("lane", ""), gate=d.get("gate", ""),
     )
 
 
@@ -104,16 +112,34 @@ def decide(s: Situation, policy: PolicyConfig) -> Verdict:
     if not p.listed and not policy.admit_unlisted:
         return Verdict("deny", "unknown_pass")
     if s.direction == "out":
-        return _exit(s, p)
+        return _exit(s, p, policy)
     return _entry(s, p, policy)
 
 
-def _exit(s: Situation, p: PassRecord) -> Verdict:
+def _exit(s: Situation, p: PassRecord, policy: PolicyConfig) -> Verdict:
     # Leaving is lenient on purpose (an expired pass may still go home); the one
-    # rule is home observation, which forbids going out before it ends.
+    # built-in rule is home observation, which forbids going out before it ends.
     if p.observation_until is not None and s.now < p.observation_until:
         return Verdict("deny", "observation")
-    return Verdict("allow", "ok")
+    return _community_rules(s, p, policy) or Verdict("allow", "ok")
+
+
+def _community_rules(s: Situation, p: PassRecord, policy: PolicyConfig) -> Verdict | None:
+    """The first of the community's rules (policy.rules) that this pass does not meet."""
+    if not policy.rules:
+        return None
+    ctx = None
+    for rule in policy.rules:
+        if rule.direction != "both" and rule.direction != s.direction:
+            continue
+        if ctx is None:
+            ctx = rules.context(rules.Facts(p, s.lane, s.direction, s.gate, s.now))
+        # A `when` that cannot be evaluated counts as applying: fail closed.
+        if rule.when is not None and rules.holds(rule.when, ctx, rule.name) is False:
+            continue
+        if not rules.holds(rule.require, ctx, rule.name):
+            return Verdict("deny", "rule", rule=rule.name)
+    return None
 
 
 def _entry(s: Situation, p: PassRecord, policy: PolicyConfig) -> Verdict:
@@ -133,6 +159,9 @@ def _entry(s: Situation, p: PassRecord, policy: PolicyConfig) -> Verdict:
             return Verdict("deny", "pcr_required")
     if p.health_code is not None and p.health_code not in policy.health_codes:
         return Verdict("deny", "health_code")
+    if s.fever_held:
+        # Refused for fever and not yet seen by the guard: whatever it measures now.
+        return Verdict("deny", "fever_hold")
     inside = s.inside_since is not None and s.now - s.inside_since < timedelta(hours=policy.passback_reset_h)
     if inside and policy.passback == "hard":
         return Verdict("deny", "passback")
@@ -143,6 +172,9 @@ def _entry(s: Situation, p: PassRecord, policy: PolicyConfig) -> Verdict:
         verdict = _temperature(s, policy)
         if verdict is not None:
             return verdict
+    refused = _community_rules(s, p, policy)
+    if refused is not None:
+        return refused
     if inside and policy.passback == "soft":
         return Verdict("challenge", "passback")
     if s.draw < policy.challenge_rate:

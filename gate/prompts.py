@@ -15,6 +15,9 @@ class Prompt:
 
 PROMPTS: dict[str, Prompt] = {
     "welcome": Prompt("欢迎回家", "Welcome home."),
+    "welcome_visitor": Prompt("欢迎来访，请通行", "Welcome. Please go ahead."),
+    "welcome_staff": Prompt("您好，请通行", "Hello. Please go ahead."),
+    "go_ahead": Prompt("请通行", "Please go ahead."),
     "goodbye": Prompt("请通行，注意安全", "Please go ahead. Take care."),
     "measure": Prompt("请测量体温", "Please measure your temperature."),
     "swipe_card": Prompt("请刷门禁卡", "Please swipe your door card."),
@@ -35,6 +38,9 @@ PROMPTS: dict[str, Prompt] = {
     "health_code": Prompt("健康码异常，请联系工作人员", "Your health code does not allow entry. Please see the guard."),
     "guard_check": Prompt("请稍候，工作人员核验身份", "Please wait. The guard will check your pass."),
     "guard_rejected": Prompt("核验未通过，不能进入", "The guard has refused entry."),
+    "passback_refused": Prompt("此通行证已在小区内，不能重复进入", "This pass is already inside. It cannot enter again."),
+    "fever_hold": Prompt("体温异常尚未处理，请联系工作人员", "Your high temperature has not been cleared yet. Please see the guard."),
+    "rule_refused": Prompt("不符合本小区的通行规定", "This pass does not meet the community's entry rules."),
     "reminder": Prompt("请出示通行证并测量体温", "Please show your pass and measure your temperature."),
     "close_door": Prompt("请随手关门", "Please close the door."),
 }
@@ -55,15 +61,29 @@ _DENY_PROMPT = {
     "outside_hours": "outside_hours",
     "pcr_required": "pcr_required",
     "health_code": "health_code",
-    "passback": "guard_check",
+    # A hard refusal: no guard is coming, so the prompt must not promise one.
+    "passback": "passback_refused",
     "guard_rejected": "guard_rejected",
+    "fever_hold": "fever_hold",
+    "rule": "rule_refused",  # the lane speaks the rule's own text when it has one
+}
+
+# "Welcome home" is for people who live here; the rest are greeted as what they are.
+_WELCOME = {
+    "resident": "welcome",
+    "renter": "welcome",
+    "returnee": "welcome",
+    "visitor": "welcome_visitor",
+    "staff": "welcome_staff",
 }
 
 
 def for_decision(decision: str, reason: str, direction: str, category: str | None) -> str | None:
     """The prompt key to speak for a decision."""
     if decision == "allow":
-        return "goodbye" if direction == "out" or reason == "exit_button" else "welcome"
+        if direction == "out" or reason == "exit_button":
+            return "goodbye"
+        return _WELCOME.get(category or "", "go_ahead")
     if decision == "retest":
         return "retest"
     if decision == "challenge":

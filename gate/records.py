@@ -25,12 +25,14 @@ class PassRecord:
     health_code: str | None = None
     revoked: bool = False
     listed: bool = True  # False: known only from its signature, not in the local table
+    attributes: dict[str, Any] | None = field(default=None, compare=False)  # free fields that rules read
 
 
 @dataclass(frozen=True)
 class Verdict:
     decision: str  # allow | deny | retest | challenge | wait (internal: not decided yet)
     reason: str
+    rule: str | None = None  # the community rule that refused (reason "rule")
 
 
 def _round(v: float | None) -> float | None:
@@ -83,11 +85,14 @@ class DecisionRecord(LaneRecord):
     who: str | None = None  # the guard, for guard decisions
     step: int | None = None  # the time step of a dynamic QR code
     situation: dict[str, Any] | None = None  # the policy's inputs (for replay); stays on the gate
+    rule: str | None = None  # the community rule that refused (reason "rule")
+    presence: str | None = None  # "stale": decided without fresh news of the site
+    policy_version: int | None = None  # the policy in force when it was decided
 
     type = "decision"
 
     def fields(self) -> dict[str, Any]:
-        return {
+        out = {
             "lane": self.lane,
             "pass": self.pass_id,
             "credential": self.credential,
@@ -96,11 +101,17 @@ class DecisionRecord(LaneRecord):
             "reason": self.reason,
             "temperature_c": _round(self.temperature_c),
         }
+        # Present only when they say something (DRILLS.md: absent otherwise).
+        if self.rule is not None:
+            out["rule"] = self.rule
+        if self.presence is not None:
+            out["presence"] = self.presence
+        return out
 
 
 @dataclass(frozen=True)
 class AlarmRecord(LaneRecord):
-    kind: str  # fever | door_forced | door_held | sensor_fault | passback
+    kind: str  # fever | door_forced | door_held | sensor_fault | passback | night_presence | card_sweep | disk_full
     detail: str = ""
     pass_id: str | None = None
 

@@ -27,7 +27,7 @@ from typing import Any, Iterator
 from sqlite_utils import Database
 
 from gate.migrations import migrations
-from gate.records import DecisionRecord, LaneRecord, PassRecord
+from gate.records import AckRecord, AlarmRecord, DecisionRecord, LaneRecord, PassRecord
 
 
 def to_ts(value: datetime | None) -> float | None:
@@ -214,7 +214,7 @@ class Store:
     def get_pass(self, pass_id: str) -> PassRecord | None:
         row = self.conn.execute(
             "SELECT id, category, holder, unit, phone_last4, valid_from, valid_until, observation_until,"
-            " pcr_at, health_code, revoked FROM passes WHERE id = ?",
+            " pcr_at, health_code, revoked, attributes FROM passes WHERE id = ?",
             (pass_id,),
         ).fetchone()
         if row is None:
@@ -232,6 +232,7 @@ class Store:
             health_code=row[9],
             revoked=bool(row[10]),
             listed=True,
+            attributes=json.loads(row[11]) if row[11] else None,
         )
 
     def card_pass(self, number: str) -> str | None:
@@ -254,6 +255,11 @@ class Store:
 
     def inside_since(self, pass_id: str) -> datetime | None:
         row = self.conn.execute("SELECT since FROM inside WHERE pass_id = ?", (pass_id,)).fetchone()
+        return from_ts(row[0]) if row else None
+
+    def fever_held_since(self, pass_id: str) -> datetime | None:
+        """When the pass was refused for a fever the guard has not acknowledged yet."""
+        row = self.conn.execute("SELECT since FROM fever_holds WHERE pass_id = ?", (pass_id,)).fetchone()
         return from_ts(row[0]) if row else None
 
     # ------------------------------------------------------------ events
@@ -284,7 +290,7 @@ class Store:
             body = {"id": event_id, "seq": seq, "gate": self.gate_id, "ts": rec.at.isoformat(), "clock": rec.clock, **fields}
             if isinstance(rec, DecisionRecord):
                 # Events name passes by id only: the holder's name stays in the pass table.
-                extra = {"card": rec.card, "challenge_id": rec.challenge_id, "who": rec.who}
+                extra = {"card": rec.card, "challenge_id": rec.challenge_id, "who": rec.who, "policy_version": rec.policy_version}
                 body.update({k: v for k, v in extra.items() if v is not None})
             payload = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
             situation = getattr(rec, "situation", None)
@@ -318,6 +324,14 @@ class Store:
             )
             if isinstance(rec, DecisionRecord):
                 self._after_decision(c, rec, ts, direction)
+            elif isinstance(rec, AlarmRecord) and rec.kind == "fever" and rec.pass_id:
+                c.execute(
+                    "INSERT INTO fever_holds(pass_id, alarm_id, since, gate) VALUES (?,?,?,?) ON CONFLICT(pass_id)"
+                    " DO UPDATE SET alarm_id = excluded.alarm_id, since = excluded.since, gate = excluded.gate",
+                    (rec.pass_id, rec.id, ts, self.gate_id),
+                )
+            elif isinstance(rec, AckRecord):
+                c.execute("DELETE FROM fever_holds WHERE alarm_id = ?", (rec.alarm_id,))
         return StoredEvent(seq, event_id, body)
 
     def step_used(self, pass_id: str, step: int) -> bool:
@@ -336,7 +350,12 @@ class Store:
                 " last_seen = excluded.last_seen, swipes = swipes + 1",
                 (rec.card, ts, ts),
             )
-        if rec.decision == "allow" and rec.pass_id:
+        if rec.decision == "allow" and rec.pass_id and direction in ("in", "out"):
+            c.execute(
+                "INSERT INTO last_move(pass_id, at, direction, gate) VALUES (?,?,?,?) ON CONFLICT(pass_id)"
+                " DO UPDATE SET at = excluded.at, direction = excluded.direction, gate = excluded.gate",
+                (rec.pass_id, ts, direction, self.gate_id),
+            )
             if direction == "in":
                 c.execute(
                     "INSERT INTO inside(pass_id, since, lane) VALUES (?,?,?) "
@@ -373,6 +392,9 @@ class Store:
             " revoked=excluded.revoked, updated_at=excluded.updated_at",
             [_pass_tuple(r, now) for r in rows],
         )
+        with_attributes = [(json.dumps(r["attributes"], ensure_ascii=False), r["id"]) for r in rows if r.get("attributes")]
+        if with_attributes:
+            c.executemany("UPDATE passes SET attributes = ? WHERE id = ?", with_attributes)
 
     def _set_meta(self, c: sqlite3.Connection, key: str, value: str) -> None:
         c.execute(
