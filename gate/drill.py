@@ -229,6 +229,7 @@ def _fire_timers(
         moment = min(due)
         if moment > clock.now():
             clock.set_time(moment)
+        after()  # a live link is live at this moment too
         for lane in lanes:
             lane.post(Tick())
         for app in apps:

@@ -138,9 +138,20 @@ def load(path: str | Path) -> Drill:
     return parse(text, str(path))
 
 
+class _Loader(yaml.SafeLoader):
+    """Safe YAML that leaves dates and times as text: pydantic parses them and names
+    the key of a bad one (YAML's own parser dies on 2026-02-30 with a traceback)."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 def parse(text: str, source: str = "<drill>") -> Drill:
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):

@@ -107,6 +107,8 @@ def _toml_value(v: Any) -> str:
         return json.dumps(v, ensure_ascii=False)
     if isinstance(v, list):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items() if x is not None) + "}"
     raise TypeError(f"cannot write {type(v).__name__} as TOML")
 
 
@@ -116,11 +118,19 @@ def to_toml(policy: PolicyConfig) -> str:
     cats = data.pop("categories")
     out = ["# gate policy document: edit, then `gate policy check FILE`, `gate policy replay FILE --since ...`,",
            "# and `gate policy apply FILE --by NAME`.", "[policy]"]
+    # Plain keys first: in TOML, whatever follows a [table] header belongs to it.
+    tables = {k: data.pop(k) for k in list(data) if isinstance(data[k], dict)}
+    arrays = {k: data.pop(k) for k in list(data) if isinstance(data[k], list) and data[k] and isinstance(data[k][0], dict)}
     for key, value in data.items():
         if value is None:
             out.append(f"# {key} = ...  (off)")
         else:
             out.append(f"{key} = {_toml_value(value)}")
+    for key, fields in tables.items():
+        out += ["", f"[policy.{key}]"] + [f"{k} = {_toml_value(v)}" for k, v in fields.items() if v is not None]
+    for key, items in arrays.items():
+        for item in items:
+            out += ["", f"[[policy.{key}]]"] + [f"{k} = {_toml_value(v)}" for k, v in item.items() if v is not None]
     for name, fields in cats.items():
         out.append("")
         out.append(f"[policy.categories.{name}]")

@@ -27,6 +27,7 @@ def test_drill_passes(path: Path) -> None:
     assert d.expect, "a drill in the suite must say what it expects"
     result = drill.run(d)
     assert result.unmet is None, f"unmet: {result.unmet}\nlines:\n" + "\n".join(map(str, result.lines))
+    assert result.forbidden is None, f"forbidden: {result.forbidden}\nlines:\n" + "\n".join(map(str, result.lines))
 
 
 def test_drill_cli_json_and_exit_codes(tmp_path: Path) -> None:
