@@ -54,7 +54,12 @@ class Facts:
     now: datetime  # local, aware
 
 
-def context(f: Facts) -> dict[str, Any]:
+def context(f: Facts) -> Any:
+    """The facts as a CEL context, converted once for every rule of a decision."""
+    return cel.Context(variables=_variables(f))
+
+
+def _variables(f: Facts) -> dict[str, Any]:
     p = f.pass_
     iso = lambda v: None if v is None else v.isoformat()  # noqa: E731
     return {
@@ -85,7 +90,7 @@ def context(f: Facts) -> dict[str, Any]:
     }
 
 
-def holds(expression: str, ctx: dict[str, Any], rule: str) -> bool | None:
+def holds(expression: str, ctx: Any, rule: str) -> bool | None:
     """Does the expression hold? A field or attribute the pass does not have is no;
     any other error (a type mismatch, a division by zero) is None: the caller fails
     closed, so a broken rule refuses rather than admits."""

@@ -38,6 +38,10 @@ REASONS: dict[str, tuple[str, str]] = {
     "health_code": ("健康码异常", "health code not green"),
     "unknown_card": ("未登记的门卡", "unknown card"),
     "guard_rejected": ("保安已拒绝", "refused by the guard"),
+    "fever_hold": ("发热未解除", "fever not cleared"),
+    "rule": ("不符合小区规定", "community rule"),
+    "replayed": ("过期的动态码", "replayed code"),
+    "second_factor": ("缺门禁卡", "door card needed"),
 }
 
 ALARMS: dict[str, tuple[str, str]] = {
@@ -47,6 +51,9 @@ ALARMS: dict[str, tuple[str, str]] = {
     "sensor_fault": ("设备故障", "Device fault"),
     "passback": ("一证多人？", "Pass already inside"),
     "sync_backlog": ("事件上传积压", "Events not uploading"),
+    "night_presence": ("夜间有人未扫码", "Someone at the gate at night"),
+    "card_sweep": ("有人在试卡号", "Card numbers being tried"),
+    "disk_full": ("存储已满", "Storage full"),
 }
 
 # What the guard should do, under the alarm's name.
@@ -57,6 +64,10 @@ ALARM_ADVICE: dict[str, tuple[str, str]] = {
     "sensor_fault": ("设备故障：请人工核验每一位，并报修", "A device failed: check each person by hand and report it"),
     "passback": ("这张通行证已在小区内，请核对本人", "This pass is already inside: check the person"),
     "sync_backlog": ("与上级平台的连接可能断了，闸机照常工作，请报修", "The link to central may be down; the gate still works. Report it"),
+    "night_presence": ("门口有人停留但没有扫码，请查看", "Someone is at the gate without showing a pass: go and look"),
+    "card_sweep": ("短时间内多张未登记门卡或伪造码，请查看门口；确认后恢复正常速度",
+                   "Many unknown cards or forged codes in a minute: go and look; acknowledge to restore normal speed"),
+    "disk_full": ("存储空间已满，事件暂存内存，请报修", "The storage is full; events are held in memory. Report it"),
 }
 
 DEVICES: dict[str, tuple[str, str]] = {
