@@ -77,7 +77,7 @@ def passes_import(file: str, dry_run: bool, as_json: bool, by: str | None, confi
     conf = _h().load_config(config_path, store_path)
     t0 = time.perf_counter()
     try:
-        roster = read_roster(Path(file), tz=conf.gate.timezone)
+        roster = read_roster(Path(file), tz=conf.gate.timezone, attributes=conf.roster.attributes)
     except RosterError as exc:
         _fail(str(exc))
     if dry_run:

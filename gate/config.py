@@ -456,6 +456,14 @@ class SyncSection(Strict):
         return host, int(port) if port else (8883 if tls else 1883), tls
 
 
+class RosterSection(Strict):
+    """Roster columns that become pass attributes for the community's rules:
+    header text -> attribute name, e.g. {"疫苗剂次" = "vaccine_doses"}. Other
+    unknown columns (an ID number, notes) are never kept."""
+
+    attributes: dict[str, Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]] = {}
+
+
 class RetentionSection(Strict):
     days: int = Field(30, ge=1, le=3650)  # events older than this, once delivered upstream, are purged daily
 
@@ -477,6 +485,7 @@ class Config(Strict):
     guard: GuardSection = GuardSection()
     sync: SyncSection | None = None
     retention: RetentionSection = RetentionSection()
+    roster: RosterSection = RosterSection()
     lanes: list[LaneConfig] = Field(min_length=1)
     demo: DemoSection | None = None
 

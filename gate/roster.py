@@ -9,6 +9,7 @@ Headers (any order; columns not listed here, such as 备注 or an ID number, are
     手机号后四位 phone_last4 (or 手机号 phone: only its last four digits are kept)
     门禁卡号 card | 隔离截止 observation_until | 核酸时间 pcr_at
     有效期自 valid_from | 有效期至 valid_until | 健康码 health_code | 编号 id
+    and the columns the config maps to attributes ([roster] attributes), which rules read
 
 A title row or two above the header is skipped. A bad row is reported by its row
 number (as the spreadsheet numbers it) and why; one bad row and nothing is
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 from zoneinfo import ZoneInfo
 
+from gate import roster_attributes
 from gate.config import CATEGORIES
 
 HEADERS = {
@@ -61,7 +63,8 @@ CATEGORY_NAMES = {
 HEALTH = {"绿": "green", "绿码": "green", "黄": "yellow", "黄码": "yellow", "红": "red", "红码": "red", "green": "green", "yellow": "yellow", "red": "red"}
 
 # The pass-table fields a roster sets (besides the id), in the order they are shown.
-FIELDS = ("holder", "unit", "category", "phone_last4", "valid_from", "valid_until", "observation_until", "pcr_at", "health_code")
+FIELDS = ("holder", "unit", "category", "phone_last4", "valid_from", "valid_until", "observation_until", "pcr_at", "health_code",
+          "attributes")
 _TIME_FIELDS = ("valid_from", "valid_until", "observation_until", "pcr_at")
 HEADER_SEARCH_ROWS = 10  # a title row or two may stand above the header
 
@@ -131,8 +134,9 @@ def is_xlsx(path: Path, head: bytes) -> bool:
     return path.suffix.lower() in (".xlsx", ".xlsm") or (head[:4] == b"PK\x03\x04" and path.suffix.lower() != ".csv")
 
 
-def read_roster(path: Path, *, tz: str = "Asia/Shanghai") -> Roster:
-    """A roster file (CSV in UTF-8 or GBK, or XLSX) as validated pass rows."""
+def read_roster(path: Path, *, tz: str = "Asia/Shanghai", attributes: dict[str, str] | None = None) -> Roster:
+    """A roster file (CSV in UTF-8 or GBK, or XLSX) as validated pass rows;
+    `attributes` maps column headers to the attribute names rules read."""
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -141,7 +145,7 @@ def read_roster(path: Path, *, tz: str = "Asia/Shanghai") -> Roster:
     if path.suffix.lower() == ".xls" and raw[:4] != b"PK\x03\x04":
         raise RosterError(f"{path}: the old Excel .xls format is not read; save the sheet as .xlsx (or CSV UTF-8) and import that")
     if is_xlsx(path, raw):
-        return parse_rows(_xlsx_rows(raw, str(path)), str(path), ZoneInfo(tz))
+        return parse_rows(_xlsx_rows(raw, str(path)), str(path), ZoneInfo(tz), attributes)
     for enc in ("utf-8-sig", "gb18030"):  # Excel in China often saves CSV as GBK
         try:
             text = raw.decode(enc)
@@ -150,7 +154,7 @@ def read_roster(path: Path, *, tz: str = "Asia/Shanghai") -> Roster:
             continue
     else:
         raise RosterError(f"{path}: not UTF-8 or GBK text")
-    return parse_roster(text, str(path), ZoneInfo(tz))
+    return parse_roster(text, str(path), ZoneInfo(tz), attributes)
 
 
 def _xlsx_rows(raw: bytes, source: str) -> Iterator[tuple[int, list[Any]]]:
@@ -169,9 +173,9 @@ def _xlsx_rows(raw: bytes, source: str) -> Iterator[tuple[int, list[Any]]]:
         book.close()
 
 
-def parse_roster(text: str, source: str, tz: ZoneInfo) -> Roster:
+def parse_roster(text: str, source: str, tz: ZoneInfo, attributes: dict[str, str] | None = None) -> Roster:
     """A CSV roster's text."""
-    return parse_rows(enumerate(csv.reader(io.StringIO(text)), start=1), source, tz)
+    return parse_rows(enumerate(csv.reader(io.StringIO(text)), start=1), source, tz, attributes)
 
 
 def _cell(f: str, value: Any) -> str:
@@ -192,7 +196,9 @@ def _cell(f: str, value: Any) -> str:
     return str(value).strip()
 
 
-def parse_rows(rows: Iterable[tuple[int, list[Any]]], source: str, tz: ZoneInfo) -> Roster:
+def parse_rows(
+    rows: Iterable[tuple[int, list[Any]]], source: str, tz: ZoneInfo, attributes: dict[str, str] | None = None
+) -> Roster:
     """Rows of cells (from CSV or a sheet) with their row numbers: the header first
     (after at most a few title rows), then one pass a row."""
     it = iter(rows)
@@ -212,8 +218,16 @@ def parse_rows(rows: Iterable[tuple[int, list[Any]]], source: str, tz: ZoneInfo)
                 break
     if cols is None:
         raise first_error or RosterError(f"{source}: empty file")
+    # Columns the config names as attributes (the rest of the unknown ones stay ignored).
+    wanted = {h.strip().lower(): name for h, name in (attributes or {}).items()}
+    attr_cols = {
+        wanted[key]: i for i, c in enumerate(header) if (key := _plain(c).lstrip("\ufeff").lower()) in wanted
+    }
+    ignored = [h for h in ignored if h.lstrip("\ufeff").lower() not in wanted]
     roster = Roster(ignored=ignored)
     present = {f for f in cols if f in FIELDS or f == "card"}
+    if attr_cols:
+        present.add("attributes")
     if "building" in cols or "entrance" in cols:
         present.add("unit")
     if "phone" in cols:
@@ -226,6 +240,10 @@ def parse_rows(rows: Iterable[tuple[int, list[Any]]], source: str, tz: ZoneInfo)
         get = lambda f: _cell(f, row[cols[f]]) if f in cols and cols[f] < len(row) else ""  # noqa: E731
         try:
             rec = _row(get, tz)
+            rec["attributes"] = roster_attributes.encode({
+                name: roster_attributes.value(_cell(name, row[i]))
+                for name, i in attr_cols.items() if i < len(row) and _cell(name, row[i])
+            })
         except ValueError as exc:
             errors.append(f"{source}: row {rowno}: {exc}")
             continue

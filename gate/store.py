@@ -392,7 +392,10 @@ class Store:
             " revoked=excluded.revoked, updated_at=excluded.updated_at",
             [_pass_tuple(r, now) for r in rows],
         )
-        with_attributes = [(json.dumps(r["attributes"], ensure_ascii=False), r["id"]) for r in rows if r.get("attributes")]
+        with_attributes = [
+            (a if isinstance(a, str) else json.dumps(a, ensure_ascii=False, sort_keys=True), r["id"])
+            for r in rows if (a := r.get("attributes"))
+        ]
         if with_attributes:
             c.executemany("UPDATE passes SET attributes = ? WHERE id = ?", with_attributes)
 

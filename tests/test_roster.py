@@ -390,3 +390,37 @@ def test_columns_the_file_does_not_have_are_left_alone(tmp_path):
         assert s.card_pass("1234567") == "3-2-501-王芳"
     finally:
         s.close()
+
+
+def test_columns_the_config_names_become_attributes_that_rules_read(tmp_path):
+    (tmp_path / "gate.toml").write_text(CONFIG + '[roster]\nattributes = {"疫苗剂次" = "vaccine_doses", "安全培训" = "safety_course"}\n')
+    header = ["姓名", "房号", "类别", "身份证号", "疫苗剂次", "安全培训"]
+    rows = [["何静", "2-2-202", "常住", "110101199001011234", "2", "是"],
+            ["吕刚", "2-2-201", "租住", "110101199001015678", "1", "否"],
+            ["施洁", "2-2-203", "常住", "110101199001019012", "", ""]]
+    done = gate_import(tmp_path, csv_file(tmp_path, [",".join(r) for r in (header, *rows)]), "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["ignored_columns"] == ["身份证号"]
+    s = Store(tmp_path / "gate.db")
+    try:
+        he, lv, shi = (s.get_pass(p) for p in ("2-2-202-何静", "2-2-201-吕刚", "2-2-203-施洁"))
+        dump = "\n".join(s.conn.iterdump())
+    finally:
+        s.close()
+    assert he.attributes == {"vaccine_doses": 2, "safety_course": True}
+    assert lv.attributes == {"vaccine_doses": 1, "safety_course": False}
+    assert shi.attributes is None
+    assert "110101199001011234" not in dump  # an unmapped column is never kept
+    from gate.config import PolicyConfig
+    from gate.policy import Situation, decide
+
+    policy = PolicyConfig.model_validate({"rules": [{"name": "vaccinated", "require": "pass.attributes.vaccine_doses >= 2",
+                                                     "prompt": {"zh": "请先接种", "en": "Vaccinate first."}}]})
+    now = datetime(2026, 11, 22, 10, tzinfo=SHANGHAI)
+    verdicts = [decide(Situation("in", now, p, temperatures=(36.5,)), policy) for p in (he, lv, shi)]
+    assert [(v.reason, v.rule) for v in verdicts] == [("ok", None), ("rule", "vaccinated"), ("rule", "vaccinated")]
+    # Importing again changes nothing; a changed dose count is an update.
+    assert "0 new, 0 updated" in gate_import(tmp_path, tmp_path / "roster.csv").stdout
+    rows[1][4] = "2"
+    changed = gate_import(tmp_path, csv_file(tmp_path, [",".join(r) for r in (header, *rows)]))
+    assert "1 updated" in changed.stdout, changed.stdout

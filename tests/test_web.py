@@ -270,6 +270,23 @@ def test_an_alarm_sounds_until_acknowledged_and_the_ack_is_an_event(browser: Any
         assert [a["kind"] for a in env.events("ack")] == ["fever", "door_forced"]
 
 
+def test_someone_lingering_at_night_wakes_the_guard(browser: Any, tmp_path: Path) -> None:
+    # The seed's infrared reminder is there above all for the night guard: the page
+    # sounds it as an alarm to acknowledge, not only a voice to the street.
+    night = DRILL.replace("2026-11-22T08:00:00+08:00", "2026-11-22T23:30:00+08:00")
+    with guard_env(tmp_path, drill=night) as env, open_page(browser, env) as page:
+        env.step(lane="in", presence=True)
+        env.r.advance(env.t + 6)
+        env.settle()
+        page.wait_for_selector("#btn-ack", timeout=3000)
+        assert "夜间有人未扫码" in page.inner_text("#needs-card")
+        page.wait_for_function("() => window.gateTone.active && window.gateTone.beeps > 0", timeout=2000)
+        page.click("#btn-ack")
+        page.wait_for_selector("#needs", state="hidden", timeout=3000)
+        env.settle()
+        assert [(a["kind"], a["who"]) for a in env.events("ack")] == [("night_presence", "guard")]
+
+
 def test_manual_open_needs_a_reason_and_is_logged_as_an_override(browser: Any, tmp_path: Path) -> None:
     with guard_env(tmp_path) as env, open_page(browser, env) as page:
         page.click("button[data-view=open]")

@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
 
 RECENT = 20
 SUBSCRIBER_BACKLOG = 500  # messages a slow page may fall behind before it is dropped (it reconnects)
-TONE_ALARMS = frozenset({"fever", "door_forced", "door_held", "sensor_fault"})
+# Alarms that sound on the page: what a dozing night guard must be woken for.
+TONE_ALARMS = frozenset({"fever", "door_forced", "door_held", "sensor_fault", "night_presence", "card_sweep"})
 
 
 def mask_phone(last4: str | None) -> str | None:
