@@ -555,7 +555,7 @@ class Lane:
             challenge_id=challenge_id,
             who=who,
             step=s.step if s else None,
-            situation=pol.situation_to_json(situation) if situation is not None else None,
+            situation=self._situation_record(situation),
             rule=verdict.rule,
             presence="stale" if stale else None,
             policy_version=self.policy.version,
@@ -581,6 +581,13 @@ class Lane:
             self.sweep.alarm_id = self._alarm(
                 "card_sweep", at, f"{sweep.count} unknown cards or forged passes within {sweep.window_s:g} s"
             ).id
+
+    def _situation_record(self, situation: pol.Situation | None) -> dict | None:
+        """The policy's inputs as stored with the decision, with the policy it was
+        judged by (reports show each reading against the line in force then)."""
+        if situation is None:
+            return None
+        return {**pol.situation_to_json(situation), "policy": {"version": self.policy.version, "fever_c": self.policy.fever_c}}
 
     def _temperature(self, ev: TemperatureRead, at: datetime) -> None:
         if not (self.policy.human_min_c <= ev.body_c <= self.policy.human_max_c):

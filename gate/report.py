@@ -46,6 +46,14 @@ def daily(store: Store, day: str) -> dict[str, Any]:
             (day,),
         )
     ]
+    # Refusals by the community's rules, by rule name (present only when there were any).
+    rules = dict(
+        c.execute(
+            "SELECT json_extract(body, '$.rule'), count(*) FROM events WHERE day = ? AND type = 'decision'"
+            " AND decision = 'deny' AND reason = 'rule' GROUP BY 1 ORDER BY 1",
+            (day,),
+        ).fetchall()
+    )
     by_hour = [0] * 24
     for hour, n in c.execute(
         "SELECT hour, count(*) FROM events WHERE day = ? AND type = 'decision' GROUP BY hour", (day,)
@@ -62,6 +70,7 @@ def daily(store: Store, day: str) -> dict[str, Any]:
         "new_cards": new_cards,
         "unknown_cards": unknown_cards,
         "by_hour": by_hour,
+        **({"rules": rules} if rules else {}),
     }
 
 

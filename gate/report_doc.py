@@ -45,13 +45,21 @@ class DayDetails:
     report: dict[str, Any]
     hours: dict[str, list[int]]  # allow / deny / other (retest, challenge), 24 each
     temperatures: list[float]
-    fever_line: float
+    fever_line: float  # the line in force at the end of the day (or now)
     incidents: list[dict[str, Any]]  # fevers, alarms, hand openings: time, lane, what, detail
     new_cards: list[dict[str, Any]]  # number, time, unit (or None)
     unknown_cards: list[dict[str, Any]]  # number, swipes, first
     generated: str = ""
     colours: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
+    # Each reading judged by the policy in force when it was taken: at or over its line.
+    high: list[bool] = field(default_factory=list)
+    # The policies the day's decisions were made under, in order: (from HH:MM:SS, version, fever line).
+    policies: list[tuple[str, int, float]] = field(default_factory=list)
+
+    @property
+    def policy_changed(self) -> bool:
+        return len(self.policies) > 1
 
 
 def collect(store: Store, day: str, policy: PolicyConfig) -> DayDetails:
@@ -69,14 +77,25 @@ def collect(store: Store, day: str, policy: PolicyConfig) -> DayDetails:
         hours[decision if decision in ("allow", "deny") else "other"][hour] += n
     # One count a reading: a decision made because the wait ran out (a person who left
     # after a high first reading) repeats the reading its retest already counted.
-    temps = [
-        t for t, sit in c.execute(
-            "SELECT temperature_c, situation FROM events WHERE day = ? AND type = 'decision'"
-            " AND temperature_c IS NOT NULL ORDER BY seq",
-            (day,),
-        )
-        if not (sit and json.loads(sit).get("timed_out"))
-    ]
+    # Each reading is judged by the line of the policy it was decided under (recorded
+    # with the decision), not by today's: raising the line must not rewrite the morning.
+    temps: list[float] = []
+    high: list[bool] = []
+    policies: list[tuple[str, int, float]] = []
+    for ts, t, reason, sit_text in c.execute(
+        "SELECT ts, temperature_c, reason, situation FROM events WHERE day = ? AND type = 'decision' ORDER BY seq",
+        (day,),
+    ):
+        sit = json.loads(sit_text) if sit_text else {}
+        used = sit.get("policy") or {}
+        line = used.get("fever_c", policy.fever_c)
+        version = used.get("version", policy.version)
+        if not policies or policies[-1][1:] != (version, line):
+            policies.append((hhmm(ts), version, line))
+        if t is None or sit.get("timed_out"):
+            continue
+        temps.append(t)
+        high.append(reason in ("high_temperature", "fever") or t >= line)
     units = {}
 
     def unit_of(pass_id: str | None) -> str | None:
@@ -140,11 +159,20 @@ def collect(store: Store, day: str, policy: PolicyConfig) -> DayDetails:
     colours = {name: policy.category(name).colour for name in CATEGORIES}
     labels = {name: f"{policy.category(name).label_zh} {name}".strip() for name in CATEGORIES}
     return DayDetails(
-        report=rep, hours=hours, temperatures=temps, fever_line=policy.fever_c, incidents=incidents,
-        new_cards=new_cards, unknown_cards=unknown_cards,
+        report=rep, hours=hours, temperatures=temps, fever_line=policies[-1][2] if policies else policy.fever_c,
+        incidents=incidents, new_cards=new_cards, unknown_cards=unknown_cards,
         generated=datetime.now(timezone.utc).astimezone(tz).strftime("%Y-%m-%d %H:%M"),
-        colours=colours, labels=labels,
+        colours=colours, labels=labels, high=high, policies=policies,
     )
+
+
+def policy_note(d: DayDetails) -> str:
+    """The fever line(s) of the day, and when the policy changed."""
+    if not d.policy_changed:
+        return f"发热线 fever line {d.fever_line:g} °C"
+    lines = " → ".join(f"{line:g}" for _, _, line in d.policies)
+    when = ", ".join(f"v{v} {t[:5]}" for t, v, _ in d.policies)
+    return f"政策当天有变更 policy changed during the day ({when}); 发热线 fever line {lines} °C, each reading judged by its own"
 
 
 # ---------------------------------------------------------------- charts
@@ -222,12 +250,15 @@ def _histogram(ax: Any, d: DayDetails) -> None:
     lo = min(35.0, min(t)) - 0.05
     hi = max(38.5, max(t)) + 0.15
     bins = [round(lo + 0.1 * i, 2) for i in range(int((hi - lo) / 0.1) + 2)]
-    normal = [x for x in t if x < d.fever_line]
-    high = [x for x in t if x >= d.fever_line]
+    flags = d.high if len(d.high) == len(t) else [x >= d.fever_line for x in t]
+    normal = [x for x, h in zip(t, flags) if not h]
+    high = [x for x, h in zip(t, flags) if h]
     ax.hist([normal, high], bins=bins, stacked=True, color=["#1565c0", "#c62828"], label=["正常 normal", "发热线以上 at or over the line"])
-    ax.axvline(d.fever_line, color="#c62828", linestyle="--", linewidth=1)
     ax.set_ylim(0, ax.get_ylim()[1] * 1.35)
-    ax.text(d.fever_line, ax.get_ylim()[1] * 0.98, f" 发热线 {d.fever_line:g} °C", color="#c62828", fontsize=7, va="top")
+    lines = sorted({line for _, _, line in d.policies} or {d.fever_line})
+    for i, line in enumerate(lines):
+        ax.axvline(line, color="#c62828", linestyle="--" if line == d.fever_line else ":", linewidth=1)
+        ax.text(line, ax.get_ylim()[1] * (0.98 - 0.1 * i), f" 发热线 {line:g} °C", color="#c62828", fontsize=7, va="top")
     ax.yaxis.set_major_locator(_int_locator())
     ax.set_xlabel("°C", fontsize=7)
     ax.legend(fontsize=6.5, frameon=False, loc="upper left")
@@ -279,7 +310,7 @@ def figure(d: DayDetails, policy: PolicyConfig) -> Any:
               f"发热 fevers {rep['fevers']}    核验 checks {rep['challenges']}    事件 events {rep['events']}",
               fontsize=9.5, va="top")
     zero = "" if rep["events"] else "零报告：今天没有任何事件 (zero report: nothing happened today)    "
-    head.text(0, 0.05, f"{zero}发热线 fever line {policy.fever_c:g} °C    生成 generated {d.generated}",
+    head.text(0, 0.05, f"{zero}{policy_note(d)}    生成 generated {d.generated}",
               fontsize=8, va="top", color="#555555")
     _bars(
         fig.add_subplot(gs[1, 0]),
@@ -372,7 +403,7 @@ img {{ max-width: 100%; }} .cols {{ display: flex; flex-wrap: wrap; gap: 2em; }}
 <p class="sum"><span>门岗 gate <b>{e(rep['gate'])}</b></span><span>通过 allowed <b>{sum(rep['allowed'].values())}</b></span>
 <span>拒绝 denied <b>{sum(rep['denied'].values())}</b></span><span>发热 fevers <b>{rep['fevers']}</b></span>
 <span>核验 checks <b>{rep['challenges']}</b></span><span>事件 events <b>{rep['events']}</b></span></p>
-{zero}<p class="none">发热线 fever line {policy.fever_c:g} °C · 生成 generated {e(d.generated)}</p>
+{zero}<p class="none">{e(policy_note(d))} · 生成 generated {e(d.generated)}</p>
 <div class="cols"><div><h2>通过（按类别）Allowed by category</h2>{table(['类别 category', '人次 count'], allowed, '无 none')}</div>
 <div><h2>拒绝（按原因）Denied by reason</h2>{table(['原因 reason', '人次 count'], denied, '无 none')}</div></div>
 <h2>每小时通行 Decisions by hour</h2><img id="hourly" alt="decisions by hour" src="{hourly}">

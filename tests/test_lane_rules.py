@@ -267,3 +267,53 @@ def test_several_gates_print_their_gate_and_report_each(tmp_path: Path) -> None:
     reports = [line for line in lines if line["type"] == "report"]
     assert [r["gate"] for r in reports] == ["east", "west"]
     assert reports[1]["denied"] == {"passback": 1}
+
+
+# ---------------------------------------------------------------- reports and the policy in force
+
+
+def test_the_report_judges_each_reading_by_the_policy_it_was_decided_under(tmp_path: Path) -> None:
+    from gate.events import ApplyPolicy
+    from gate.report import daily
+    from gate.report_doc import collect, policy_note, write_html
+
+    d = drill_file.parse(textwrap.dedent("""
+        name: the fever line is raised at noon
+        start: "2026-11-22T09:00:00+08:00"
+        config:
+          policy:
+            version: 3
+            rules:
+              - {name: vaccinated, require: "pass.attributes.vaccine_doses >= 2", prompt: {zh: 请接种, en: Vaccinate.}}
+        passes:
+          - {id: a, holder: 甲, unit: 1-1-101, category: resident, attributes: {vaccine_doses: 2}}
+          - {id: b, holder: 乙, unit: 1-1-102, category: resident, attributes: {vaccine_doses: 2}}
+          - {id: c, holder: 丙, unit: 1-1-103, category: resident, attributes: {vaccine_doses: 2}}
+          - {id: u, holder: 丁, unit: 1-1-104, category: resident}
+        steps: []
+    """))
+    with drill.Rehearsal(d) as r:
+        for s in (Step(at=0, lane="in", qr="a"), Step(at=0.5, lane="in", temperature=37.6),
+                  Step(at=5, lane="in", temperature=37.7), Step(at=60, lane="in", qr="u"),
+                  Step(at=60.5, lane="in", temperature=36.5)):
+            r.step(s)
+        raised = r.config.policy.model_copy(update={"version": 4, "fever_c": 37.8})
+        for lane in r.app.lanes.values():
+            lane.post(ApplyPolicy(raised))
+        r.app.join()
+        for s in (Step(at=3 * 3600, lane="in", qr="b"), Step(at=3 * 3600 + 0.5, lane="in", temperature=37.6),
+                  Step(at=3 * 3600 + 60, lane="in", qr="c"), Step(at=3 * 3600 + 60.5, lane="in", temperature=36.4)):
+            r.step(s)
+        store = r.app.open_store()
+        try:
+            details = collect(store, "2026-11-22", raised)
+            report = daily(store, "2026-11-22")
+            write_html(details, raised, tmp_path / "day.html")
+        finally:
+            store.close()
+    # The morning's 37.6 and 37.7 were over the 37.3 line then; the afternoon's 37.6 is under 37.8.
+    assert list(zip(details.temperatures, details.high)) == [(37.6, True), (37.7, True), (36.5, False), (37.6, False), (36.4, False)]
+    assert [(v, line) for _, v, line in details.policies] == [(3, 37.3), (4, 37.8)]
+    assert "policy changed during the day" in policy_note(details) and "37.3 → 37.8" in policy_note(details)
+    assert "policy changed during the day" in (tmp_path / "day.html").read_text(encoding="utf-8")
+    assert report["rules"] == {"vaccinated": 1} and report["denied"]["rule"] == 1
