@@ -12,6 +12,9 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from gate.schedules import BUILT_IN as BUILT_IN_SCHEDULES
+from gate.schedules import Holidays, ScheduleEntry
+
 CATEGORIES = ("resident", "renter", "returnee", "visitor", "staff", "courier")
 
 
@@ -98,6 +101,7 @@ class CategoryPolicy(Strict):
     label_en: str = ""
     refused: bool = False
     hours: str | None = None  # "08:00-20:00": entry allowed only then
+    schedule: str | None = None  # a named weekly schedule (policy.schedules) entries must fall in
 
     @field_validator("hours")
     @classmethod
@@ -143,7 +147,29 @@ class PolicyConfig(Strict):
     presence_stale_s: float = Field(60.0, gt=0)
     card_sweep: CardSweepPolicy = CardSweepPolicy()
     rules: list[RuleConfig] = Field(default_factory=list)
+    # Named weekly schedules (gate/schedules.py) for categories, passes and lanes,
+    # and the dates on which another schedule applies.
+    schedules: dict[str, list[ScheduleEntry]] = Field(default_factory=dict)
+    holidays: Holidays = Holidays()
     categories: dict[str, CategoryPolicy] = Field(default_factory=dict)
+
+    @field_validator("schedules")
+    @classmethod
+    def _schedule_names(cls, v: dict[str, list[ScheduleEntry]]) -> dict[str, list[ScheduleEntry]]:
+        for name in v:
+            if name in BUILT_IN_SCHEDULES:
+                raise ValueError(f"schedule name {name!r} is built in (closed: nobody, open: all day); choose another")
+        return v
+
+    @model_validator(mode="after")
+    def _schedules_exist(self) -> "PolicyConfig":
+        known = set(self.schedules) | set(BUILT_IN_SCHEDULES)
+        wanted = [(f"categories.{n}.schedule", c.schedule) for n, c in self.categories.items() if c.schedule]
+        wanted.append(("holidays.use", self.holidays.use))
+        for where, name in wanted:
+            if name not in known:
+                raise ValueError(f"{where}: no schedule named {name!r} (known: {', '.join(sorted(known))})")
+        return self
 
     @field_validator("rules")
     @classmethod
@@ -339,6 +365,7 @@ class LaneConfig(Strict):
     exit_button: InputConfig | None = None
     pir: InputConfig | None = None
     speaker: SpeakerConfig = SpeakerConfig()
+    schedule: str | None = None  # a named schedule (policy.schedules) this lane admits entries in
 
     def devices(self) -> dict[str, Any]:
         names = ("camera", "thermometer", "card_reader", "relay", "door_contact", "exit_button", "pir")
@@ -497,6 +524,14 @@ class Config(Strict):
         if dupes:
             raise ValueError(f"lane names must be unique, repeated: {', '.join(dupes)}")
         return lanes
+
+    @model_validator(mode="after")
+    def _lane_schedules_exist(self) -> "Config":
+        known = set(self.policy.schedules) | set(BUILT_IN_SCHEDULES)
+        for lane in self.lanes:
+            if lane.schedule is not None and lane.schedule not in known:
+                raise ValueError(f"lanes.{lane.name}.schedule: no schedule named {lane.schedule!r} in policy.schedules")
+        return self
 
     def lane(self, name: str) -> LaneConfig:
         for lane in self.lanes:

@@ -494,6 +494,7 @@ class Lane:
             fever_held=held,
             lane=self.name,
             gate=self.gate,
+            lane_schedule=self.cfg.schedule,
         )
 
     def _evaluate(self, s: Session, at: datetime, timed_out: bool = False) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any
 
-from gate import rules
+from gate import rules, schedules
 from gate.config import PolicyConfig
 from gate.records import PassRecord, Verdict
 
@@ -35,6 +35,7 @@ class Situation:
     fever_held: bool = False  # refused for fever earlier, and the guard has not acknowledged it yet
     lane: str = ""  # the lane's name and its gate, for the community's rules
     gate: str = ""
+    lane_schedule: str | None = None  # the lane's own schedule (lanes[].schedule)
 
 
 def situation_to_json(s: Situation) -> dict[str, Any]:
@@ -54,6 +55,7 @@ def situation_to_json(s: Situation) -> dict[str, Any]:
         "fever_held": s.fever_held,
         "lane": s.lane,
         "gate": s.gate,
+        "lane_schedule": s.lane_schedule,
         "pass": None
         if p is None
         else {
@@ -80,6 +82,7 @@ def situation_from_json(d: dict[str, Any]) -> Situation:
         inside_since=dt(d["inside_since"]), draw=d["draw"],
         needs_second_factor=d.get("needs_second_factor", False), has_second_factor=d.get("has_second_factor", False),
         fever_held=d.get("fever_held", False), lane=d.get("lane", ""), gate=d.get("gate", ""),
+        lane_schedule=d.get("lane_schedule"),
     )
 
 
@@ -154,6 +157,10 @@ def _entry(s: Situation, p: PassRecord, policy: PolicyConfig) -> Verdict:
         return Verdict("deny", "category_refused")
     if cat.hours and not in_span(cat.hours, s.now):
         return Verdict("deny", "outside_hours")
+    own = (p.attributes or {}).get("schedule")
+    for name in (cat.schedule, own if isinstance(own, str) else None, s.lane_schedule):
+        if name is not None and not schedules.allows(policy.schedules, policy.holidays, name, s.now):
+            return Verdict("deny", "outside_hours")
     if policy.pcr_within_h is not None:
         if p.pcr_at is None or s.now - p.pcr_at > timedelta(hours=policy.pcr_within_h) or p.pcr_at > s.now:
             return Verdict("deny", "pcr_required")
