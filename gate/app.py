@@ -31,6 +31,7 @@ from gate.events import (
     DeviceHealth,
     DoorContactChanged,
     ExitPressed,
+    FireAlarmChanged,
     ManualOpen,
     PresenceChanged,
     QrSeen,
@@ -535,6 +536,12 @@ class GateApp:
         add_input("door_contact", cfg.door_contact, lambda active: post(DoorContactChanged(active)))
         add_input("exit_button", cfg.exit_button, lambda active: post(ExitPressed()) if active else None)
         add_input("pir", cfg.pir, lambda active: post(PresenceChanged(active)))
+        # The fire alarm is the whole gate's: every lane is held open while it is active.
+        add_input("fire_alarm", cfg.fire_alarm, lambda active: self.post_all(FireAlarmChanged(active)))
+
+    def post_all(self, event: Any) -> None:
+        for lane in list(self.lanes.values()):
+            lane.post(event)
 
 
 def _quiet(fn: Callable[..., Any], *args: Any) -> None:

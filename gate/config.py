@@ -366,9 +366,11 @@ class LaneConfig(Strict):
     pir: InputConfig | None = None
     speaker: SpeakerConfig = SpeakerConfig()
     schedule: str | None = None  # a named schedule (policy.schedules) this lane admits entries in
+    # A fire-alarm contact: while active, every lane of the gate is held open (and it is an alarm).
+    fire_alarm: InputConfig | None = None
 
     def devices(self) -> dict[str, Any]:
-        names = ("camera", "thermometer", "card_reader", "relay", "door_contact", "exit_button", "pir")
+        names = ("camera", "thermometer", "card_reader", "relay", "door_contact", "exit_button", "pir", "fire_alarm")
         return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
 
 
@@ -395,7 +397,17 @@ class KeysSection(Strict):
     signing: Path | None = None  # private key for passes issued here (visitor registration, `passes issue`)
 
 
+class DoorModeSchedule(Strict):
+    """A door mode in force while a schedule (policy.schedules) allows, e.g. the
+    morning rush held open. The first entry whose schedule allows wins; else normal."""
+
+    mode: Literal["open", "locked"]
+    schedule: str
+    lanes: list[str] = []  # empty: every lane
+
+
 class DoorSection(Strict):
+    modes: list[DoorModeSchedule] = []
     unlock_s: float = Field(5.0, gt=0)
     held_s: float = Field(30.0, gt=0)
     # Lock as soon as the door closes behind the person (one person through); false
@@ -531,6 +543,13 @@ class Config(Strict):
         for lane in self.lanes:
             if lane.schedule is not None and lane.schedule not in known:
                 raise ValueError(f"lanes.{lane.name}.schedule: no schedule named {lane.schedule!r} in policy.schedules")
+        names = {lane.name for lane in self.lanes}
+        for i, m in enumerate(self.door.modes):
+            if m.schedule not in known:
+                raise ValueError(f"door.modes[{i}].schedule: no schedule named {m.schedule!r} in policy.schedules")
+            for name in m.lanes:
+                if name not in names:
+                    raise ValueError(f"door.modes[{i}].lanes: no lane named {name!r}")
         return self
 
     def lane(self, name: str) -> LaneConfig:

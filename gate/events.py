@@ -65,6 +65,22 @@ class AckAlarm:
 
 
 @dataclass(frozen=True)
+class SetDoorMode:
+    """The guard or central sets the lane's door mode: normal | open | locked."""
+
+    mode: str
+    who: str
+    why: str
+
+
+@dataclass(frozen=True)
+class FireAlarmChanged:
+    """The fire-alarm contact of the gate went active or cleared (every lane hears it)."""
+
+    active: bool
+
+
+@dataclass(frozen=True)
 class DeviceHealth:
     device: str
     ok: bool
@@ -85,5 +101,5 @@ class Tick:
 
 Event = (
     QrSeen | CardRead | TemperatureRead | PresenceChanged | DoorContactChanged | ExitPressed
-    | GuardAnswer | ManualOpen | AckAlarm | DeviceHealth | ApplyPolicy | Tick
+    | GuardAnswer | ManualOpen | AckAlarm | DeviceHealth | ApplyPolicy | Tick | SetDoorMode | FireAlarmChanged
 )

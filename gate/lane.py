@@ -22,6 +22,7 @@ from typing import Callable, Protocol
 from drivers.base import Counters
 from gate import policy as pol
 from gate.clock import Clock, TimeFloor
+from gate.door_control import DoorControl, RelayLike, after as _after
 from gate.config import DoorSection, LaneConfig, PolicyConfig
 from gate.events import (
     AckAlarm,
@@ -31,10 +32,12 @@ from gate.events import (
     DoorContactChanged,
     Event,
     ExitPressed,
+    FireAlarmChanged,
     GuardAnswer,
     ManualOpen,
     PresenceChanged,
     QrSeen,
+    SetDoorMode,
     TemperatureRead,
     Tick,
 )
@@ -59,11 +62,6 @@ from gate.sweep import SweepWatch
 log = logging.getLogger(__name__)
 
 Sink = Callable[[LaneRecord], None]
-
-
-class RelayLike(Protocol):
-    def unlock(self) -> None: ...
-    def lock(self) -> None: ...
 
 
 class SpeakerLike(Protocol):
@@ -153,11 +151,7 @@ class Lane:
         self.session: Session | None = None
         self.challenges: list[Challenge] = []
         self.reading: Reading | None = None
-        self.unlocked = False
-        self.relock_at: datetime | None = None
-        self.door_open = False
-        self.opened_while_unlocked = False
-        self.held_at: datetime | None = None
+        self.door = DoorControl(self.name, relay, door, self._emit, self._alarm, self._say)
         self.reminder_at: datetime | None = None
         self._last_pass: tuple[datetime, float] | None = None  # (wall, monotonic) of the last timer pass
         self.alive_at: float = 0.0
@@ -189,13 +183,27 @@ class Lane:
     def alive(self) -> bool:
         return bool(self._thread and self._thread.is_alive())
 
+    @property
+    def unlocked(self) -> bool:
+        return self.door.s.unlocked
+
+    @property
+    def door_open(self) -> bool:
+        return self.door.s.door_open
+
+    @property
+    def door_mode(self) -> str:
+        return self.door.s.mode
+
     def next_deadline(self) -> datetime | None:
-        times = [t for t in (self.session.deadline if self.session else None, self.relock_at, self.held_at, self.reminder_at) if t]
+        times = [t for t in (self.session.deadline if self.session else None, self.reminder_at) if t]
+        times += self.door.deadlines()
         times += [c.expires for c in self.challenges[:1]]
         return min(times) if times else None
 
     def _run(self) -> None:
         self.store = self._open_store()
+        self._guarded(self.door.follow_schedule, self.clock.now(), self.policy)  # a scheduled mode in force at start
         self._ready.set()
         try:
             while True:
@@ -316,28 +324,6 @@ class Lane:
         self._emit(rec)
         return rec
 
-    def _unlock(self, at: datetime) -> DoorRecord | None:
-        """Tell the relay now; return the door event for the caller to record once the
-        prompt has started (the decision itself is already committed)."""
-        if self.relay is None:
-            return None
-        self.relay.unlock()
-        self.relock_at = _after(at, self.door_cfg.unlock_s)
-        if self.unlocked:
-            return None
-        self.unlocked = True
-        self.opened_while_unlocked = False
-        return DoorRecord(at=at, lane=self.name, action="unlock")
-
-    def _lock(self, at: datetime) -> None:
-        if self.relay is None or not self.unlocked:
-            self.relock_at = None
-            return
-        self.relay.lock()  # if this raises, relock_at stays set and the next timer pass tries again
-        self.relock_at = None
-        self.unlocked = False
-        self._emit(DoorRecord(at=at, lane=self.name, action="lock"))
-
     # ------------------------------------------------------------ events
 
     def _handle(self, event: Event, at: datetime) -> None:
@@ -360,7 +346,7 @@ class Lane:
                 self._guard(event, at)
             case ManualOpen(reason=reason, who=who):
                 self._emit(OverrideRecord(at=at, lane=self.name, action="open_door", reason=reason, who=who))
-                door = self._unlock(at)
+                door = self.door.unlock(at)
                 if door is not None:
                     self._emit(door)
             case AckAlarm(alarm_id=alarm_id, kind=kind, who=who):
@@ -371,7 +357,15 @@ class Lane:
                 self._health(event, at)
             case ApplyPolicy(policy=new):
                 self.policy = new
+                self.door.s.mode_check_at = None  # its schedules may say otherwise now
                 log.info("lane %s: policy version %s applied", self.name, new.version)
+            case SetDoorMode(mode=mode, who=who, why=why):
+                if not self.door.manual(mode, at, who, why):
+                    self.counters.inc("door_mode_refused")
+                    log.warning("lane %s: door mode %s from %s not taken (already so, or the fire alarm holds it open)",
+                                self.name, mode, who)
+            case FireAlarmChanged(active=active):
+                self.door.fire(active, at, self.policy)
             case Tick():
                 pass
             case _:
@@ -495,6 +489,7 @@ class Lane:
             lane=self.name,
             gate=self.gate,
             lane_schedule=self.cfg.schedule,
+            door_mode=self.door.s.mode,
         )
 
     def _evaluate(self, s: Session, at: datetime, timed_out: bool = False) -> None:
@@ -563,7 +558,7 @@ class Lane:
         )
         self.counters.inc(f"{verdict.decision}")
         self._emit(rec)
-        door = self._unlock(at) if verdict.decision == "allow" else None
+        door = self.door.unlock(at) if verdict.decision == "allow" else None
         rule = next((r for r in self.policy.rules if r.name == verdict.rule), None) if verdict.rule else None
         if rule is not None:
             self._say_prompt("rule_refused", Prompt(rule.prompt.zh, rule.prompt.en), at)
@@ -610,19 +605,7 @@ class Lane:
             self.reminder_at = None
 
     def _door_contact(self, is_open: bool, at: datetime) -> None:
-        if is_open == self.door_open:
-            return
-        self.door_open = is_open
-        if is_open:
-            if self.unlocked:
-                self.opened_while_unlocked = True
-            elif self.relay is not None:
-                self._alarm("door_forced", at, "door opened while locked")
-            self.held_at = _after(at, self.door_cfg.held_s)
-        else:
-            self.held_at = None
-            if self.unlocked and self.opened_while_unlocked and self.door_cfg.relock_on_close:
-                self._lock(at)  # one person through: lock behind them
+        self.door.contact(is_open, at)
 
     def _guard(self, ev: GuardAnswer, at: datetime) -> None:
         ch = None
@@ -672,8 +655,7 @@ class Lane:
         log.warning("%s: wall clock stepped by %+.1f s; pending deadlines moved with it",
                     self.name, step.total_seconds())
         shift = lambda t: None if t is None else t + step  # noqa: E731
-        self.relock_at = shift(self.relock_at)
-        self.held_at = shift(self.held_at)
+        self.door.shift(step)
         self.reminder_at = shift(self.reminder_at)
         if self.session is not None:
             self.session.deadline = shift(self.session.deadline)
@@ -687,15 +669,12 @@ class Lane:
         # the policy's hours and the records' day and hour are about.
         local = lambda t: t.astimezone(now.tzinfo)  # noqa: E731
         # The relock first: whatever goes wrong below must not leave the door open.
-        if self.relock_at is not None and now >= self.relock_at:
-            self._lock(local(self.relock_at))
+        self.door.relock_due(now, local)
+        self.door.follow_schedule(now, self.policy)
         s = self.session
         if s is not None and s.deadline is not None and now >= s.deadline:
             self._evaluate(s, local(s.deadline), timed_out=True)
-        if self.held_at is not None and now >= self.held_at:
-            at, self.held_at = local(self.held_at), None
-            self._alarm("door_held", at, f"door open longer than {self.door_cfg.held_s:g} s")
-            self._say("close_door", at)
+        self.door.held_due(now, local)
         while self.challenges and now >= self.challenges[0].expires:
             # Nobody answered: the person has long gone; refuse, and say so.
             ch = self.challenges.pop(0)
@@ -712,12 +691,6 @@ class Lane:
 # A wall-clock jump between two timer passes (at most ~1 s apart) larger than this
 # is a step of the clock, not drift.
 _CLOCK_STEP = timedelta(seconds=2)
-
-
-def _after(at: datetime, seconds: float) -> datetime:
-    """A deadline `seconds` of real time after `at`. In UTC: local-time arithmetic
-    would keep a door unlocked an extra hour across a daylight-saving change."""
-    return at.astimezone(timezone.utc) + timedelta(seconds=seconds)
 
 
 def _narrow(rec: PassRecord, vfrom: datetime | None, vuntil: datetime | None) -> PassRecord:

@@ -36,6 +36,7 @@ class Situation:
     lane: str = ""  # the lane's name and its gate, for the community's rules
     gate: str = ""
     lane_schedule: str | None = None  # the lane's own schedule (lanes[].schedule)
+    door_mode: str = "normal"  # locked: nobody in on a credential alone (the guard opens)
 
 
 def situation_to_json(s: Situation) -> dict[str, Any]:
@@ -56,6 +57,7 @@ def situation_to_json(s: Situation) -> dict[str, Any]:
         "lane": s.lane,
         "gate": s.gate,
         "lane_schedule": s.lane_schedule,
+        "door_mode": s.door_mode,
         "pass": None
         if p is None
         else {
@@ -82,7 +84,7 @@ def situation_from_json(d: dict[str, Any]) -> Situation:
         inside_since=dt(d["inside_since"]), draw=d["draw"],
         needs_second_factor=d.get("needs_second_factor", False), has_second_factor=d.get("has_second_factor", False),
         fever_held=d.get("fever_held", False), lane=d.get("lane", ""), gate=d.get("gate", ""),
-        lane_schedule=d.get("lane_schedule"),
+        lane_schedule=d.get("lane_schedule"), door_mode=d.get("door_mode", "normal"),
     )
 
 
@@ -184,6 +186,9 @@ def _entry(s: Situation, p: PassRecord, policy: PolicyConfig) -> Verdict:
         return refused
     if inside and policy.passback == "soft":
         return Verdict("challenge", "passback")
+    if s.door_mode == "locked":
+        # Locked (a lockdown, the night): the credential is good, the guard opens.
+        return Verdict("challenge", "door_locked")
     if s.draw < policy.challenge_rate:
         return Verdict("challenge", "holder_check")
     return Verdict("allow", "ok")

@@ -129,6 +129,18 @@ class DoorRecord(LaneRecord):
 
 
 @dataclass(frozen=True)
+class ModeRecord(LaneRecord):
+    """The lane's door mode changed (normal | open | locked): who, and why."""
+
+    mode: str
+    previous: str
+    who: str
+    why: str
+
+    type = "mode"
+
+
+@dataclass(frozen=True)
 class PromptRecord(LaneRecord):
     key: str
     text: str

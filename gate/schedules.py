@@ -17,7 +17,7 @@ use = "closed"                         # a schedule's name; "closed" (nobody) or
 """
 from __future__ import annotations
 
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -100,3 +100,23 @@ def allows(schedules: Schedules, holidays: Holidays, name: str, now: datetime) -
             elif (day in entry.days and t >= start) or (yesterday in entry.days and t < end):
                 return True
     return False
+
+
+def next_change(schedules: Schedules, holidays: Holidays, names: list[str], now: datetime) -> datetime | None:
+    """The next moment after `now` at which any of these schedules may start or stop
+    allowing (a span's start or end, or midnight, when the day and holidays change),
+    within the coming week; None when none of them has a span."""
+    spans = {span for n in names for e in schedules.get(n, []) for span in e.hours}
+    spans |= {span for e in schedules.get(holidays.use, []) for span in e.hours}
+    if not spans:
+        return None
+    tz = now.tzinfo
+    candidates = []
+    for d in range(-1, 8):
+        day = now.date() + timedelta(days=d)
+        candidates.append(datetime.combine(day, time(0), tz))
+        for span in spans:
+            for t in parse_span(span):
+                candidates.append(datetime.combine(day, t, tz))
+    later = [c for c in candidates if c > now]
+    return min(later) if later else None

@@ -39,6 +39,7 @@ REASONS: dict[str, tuple[str, str]] = {
     "unknown_card": ("未登记的门卡", "unknown card"),
     "guard_rejected": ("保安已拒绝", "refused by the guard"),
     "fever_hold": ("发热未解除", "fever not cleared"),
+    "door_locked": ("门已锁定，需保安放行", "door locked: the guard opens"),
     "rule": ("不符合小区规定", "community rule"),
     "replayed": ("过期的动态码", "replayed code"),
     "second_factor": ("缺门禁卡", "door card needed"),
@@ -54,6 +55,7 @@ ALARMS: dict[str, tuple[str, str]] = {
     "night_presence": ("夜间有人未扫码", "Someone at the gate at night"),
     "card_sweep": ("有人在试卡号", "Card numbers being tried"),
     "disk_full": ("存储已满", "Storage full"),
+    "fire": ("火警：所有门已打开", "Fire alarm: every door open"),
 }
 
 # What the guard should do, under the alarm's name.

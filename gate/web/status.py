@@ -155,6 +155,7 @@ class Monitor:
                     "unlocked": bool(lane.unlocked),
                     "contact": cfg.door_contact is not None,
                     "open": bool(lane.door_open),
+                    "mode": lane.door_mode,  # normal | open | locked
                 }
             lanes.append({"name": cfg.name, "direction": cfg.direction, "alive": alive, "devices": devices, "door": door})
 
