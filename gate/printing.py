@@ -115,16 +115,32 @@ def validity_text(p: CardPass, tz: tzinfo) -> str:
     return "长期有效 no end date"
 
 
-def _draw_qr(c: Any, token: str, x: float, y: float, size: float) -> None:
-    import segno
+def qr_matrix(token: str) -> list[list[bool]]:
+    """The QR's modules (True = dark), error correction M. zxing-cpp encodes a token in
+    ~0.4 ms here; segno, the fallback for a zxing-cpp without an encoder (< 2.3),
+    spends ~9 ms choosing the mask in pure Python: 1,000 cards took 24 s."""
+    try:
+        import numpy as np
+        import zxingcpp
 
-    qr = segno.make(token, error="m")
-    matrix = qr.matrix
+        barcode = zxingcpp.create_barcode(token, zxingcpp.BarcodeFormat.QRCode, ec_level="M")
+        return (np.asarray(barcode.to_image(scale=1, add_quiet_zones=False)) < 128).tolist()
+    except (ImportError, AttributeError):
+        import segno
+
+        return [[bool(v) for v in row] for row in segno.make(token, error="m").matrix]
+
+
+def _draw_qr(c: Any, token: str, x: float, y: float, size: float) -> None:
+    matrix = qr_matrix(token)
     n = len(matrix) + 2 * QR_BORDER
     m = size / n
     c.setFillColorRGB(1, 1, 1)
     c.rect(x, y, size, size, fill=1, stroke=0)
-    path = c.beginPath()
+    # Vector modules, one rectangle per run of dark modules in a row, written as PDF
+    # operators in one literal: reportlab's path.rect formats each number in Python
+    # (~60 % of printing time for 1,000 cards).
+    ops = []
     for r, row in enumerate(matrix):
         top = y + size - (r + QR_BORDER) * m
         col = 0
@@ -133,11 +149,12 @@ def _draw_qr(c: Any, token: str, x: float, y: float, size: float) -> None:
                 start = col
                 while col < len(row) and row[col]:
                     col += 1
-                path.rect(x + (start + QR_BORDER) * m, top - m, (col - start) * m, m)
+                ops.append(f"{x + (start + QR_BORDER) * m:.3f} {top - m:.3f} {(col - start) * m:.3f} {m:.3f} re")
             else:
                 col += 1
     c.setFillColorRGB(0, 0, 0)
-    c.drawPath(path, fill=1, stroke=0)
+    if ops:
+        c.addLiteral("\n".join(ops) + "\nf")
 
 
 def _draw_card(c: Any, p: CardPass, x: float, y: float, policy: PolicyConfig, tz: tzinfo) -> None:
