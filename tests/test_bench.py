@@ -70,10 +70,13 @@ def test_the_whole_quick_suite_runs_every_group(tmp_path: Path) -> None:
     doc = json.loads(out.read_text(encoding="utf-8"))
     names = {f["name"] for f in doc["figures"]}
     for wanted in ("scan.empty.1280x720", "scan.photos.decode_rate", "decision.p99_ms", "voice.first_sample_ms",
-                   "outbox.drain_vs_paho", "delta.10k_s", "fleet.lost", "fleet.duplicated", "rss_mb", "ready_s"):
+                   "outbox.drain_vs_paho", "delta.10k_s", "fleet.lost", "fleet.duplicated", "rss_mb", "ready_s",
+                   "decision.p99_ms_20rules", "print.1000_cards_s"):
         assert wanted in names, f"{wanted} missing from a --quick run"
     figures = {f["name"]: f for f in doc["figures"]}
     assert figures["fleet.lost"]["value"] == 0 and figures["fleet.duplicated"]["value"] == 0
-    assert set(doc["groups"]) == {"scan", "decision", "voice", "sync", "fleet", "footprint"}
+    assert set(doc["groups"]) == {"scan", "decision", "voice", "sync", "fleet", "footprint", "desk"}
+    # Rules are cheap next to the rest of a decision (the bound: p99 <= 5 ms with 20).
+    assert figures["decision.p99_ms_20rules"]["value"] < 5 * max(1.0, figures["decision.p99_ms"]["value"])
     # The plots go beside the results file, not into the repository.
     assert (tmp_path / "decision_scaling.png").stat().st_size > 0 and (tmp_path / "outbox_drain.png").exists()
