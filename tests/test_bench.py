@@ -76,7 +76,5 @@ def test_the_whole_quick_suite_runs_every_group(tmp_path: Path) -> None:
     figures = {f["name"]: f for f in doc["figures"]}
     assert figures["fleet.lost"]["value"] == 0 and figures["fleet.duplicated"]["value"] == 0
     assert set(doc["groups"]) == {"scan", "decision", "voice", "sync", "fleet", "footprint", "desk"}
-    # Rules are cheap next to the rest of a decision (the bound: p99 <= 5 ms with 20).
-    assert figures["decision.p99_ms_20rules"]["value"] < 5 * max(1.0, figures["decision.p99_ms"]["value"])
     # The plots go beside the results file, not into the repository.
     assert (tmp_path / "decision_scaling.png").stat().st_size > 0 and (tmp_path / "outbox_drain.png").exists()
