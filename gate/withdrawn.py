@@ -1,0 +1,34 @@
+"""The pass-signing keys central has withdrawn, as this gate last heard (kept in the
+store's meta table, so a restart refuses them before the broker is even reached).
+
+Written only by sync/keylist.py after the list's signature and version check; read
+at start by the app and by the downstream worker. Nothing here verifies anything.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from gate.store import Store
+
+VERSION = "keylist_version"
+WITHDRAWN = "keylist_withdrawn"  # JSON list of key ids
+PAYLOAD = "keylist_json"  # the signed list as received, for `gate doctor` and audits
+
+
+@dataclass(frozen=True)
+class Withdrawn:
+    version: int
+    kids: frozenset[str]
+
+
+def load(store: Store) -> Withdrawn:
+    version = int(store.get_meta(VERSION) or 0)
+    raw = store.get_meta(WITHDRAWN)
+    kids = frozenset(json.loads(raw)) if raw else frozenset()
+    return Withdrawn(version, kids)
+
+
+def save(store: Store, version: int, kids: frozenset[str], payload: str) -> None:
+    # One transaction: a crash never leaves one version's number over another's keys.
+    store.set_metas({VERSION: str(version), WITHDRAWN: json.dumps(sorted(kids)), PAYLOAD: payload})
