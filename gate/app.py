@@ -41,7 +41,7 @@ from gate.records import AdminRecord, AlarmRecord, LaneRecord
 from gate.passes import KeyRing
 from gate.prompts import PROMPTS
 from gate.store import Store
-from gate import withdrawn
+from gate import secret_files, withdrawn
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +136,8 @@ class GateApp:
         from gate.integrity import ensure_sound
 
         self.integrity = ensure_sound(self.store_path)  # a corrupt store is moved aside, never used
+        for found in secret_files.loose(self.config):
+            log.warning("%s", found)  # a warning only: a file mode never keeps the door shut
         store = self.open_store()  # migrate once, before any lane opens its own connection
         try:
             store.ensure_reserve()
