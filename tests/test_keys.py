@@ -45,10 +45,6 @@ def versions(r: Rehearsal) -> tuple[int, str | None, int]:
         s.close()
 
 
-def relay_opens(r: Rehearsal) -> int:
-    return sum(1 for rec in r.records if rec.type == "door" and getattr(rec, "action", "") in ("unlock", "open"))
-
-
 # ---------------------------------------------------------------- config
 
 
@@ -223,3 +219,37 @@ def test_a_key_list_may_not_cut_a_gate_off_from_central(broker: Broker, tmp_path
     assert res.returncode == 2 and "the key this central signs with" in res.stderr
     res = _cli(conf, "withdraw", "nonsense")
     assert res.returncode == 2 and "neither a key id" in res.stderr
+
+
+def test_a_withdrawn_key_pins_no_version_even_when_listed_as_central(broker: Broker, tmp_path: Path) -> None:
+    # An operator listed the desk key in central_keys too; central withdraws it: from
+    # then on its policy and batches move nothing, whatever version they claim.
+    _, desk_pub = new_keypair(tmp_path / "keys", "desk")
+    desk = load_private(tmp_path / "keys" / "desk.key")
+    r = trust_central(Rehearsal(DRILL, broker=broker.url))
+    assert r.config.sync is not None
+    r.config = r.config.model_copy(update={"sync": r.config.sync.model_copy(
+        update={"central_keys": [r.keys.central_pub, desk_pub]})})
+    r.app.config = r.config
+    with r:
+        assert r.app.sync.link.wait_connected(10)
+        down = r.app.sync.downstream
+        c = Listener(broker.port, topic="none", client_id="central-test")
+        c.publish(f"{PREFIX}/keys", signed({"type": "keylist", "version": 1, "ts": now_iso(), "by": "central",
+                                            "withdrawn": [key_id(desk.public_key())]}, r.keys.central), retain=True)
+        assert wait_for(lambda: down.counters.get("keylist_applied") == 1, 10), down.counters
+        c.publish(f"{PREFIX}/policy", signed({"type": "policy", "version": 77, "ts": now_iso(), "by": "desk",
+                                              "policy": {"fever_c": 42.0}}, desk), retain=True)
+        c.publish(f"{PREFIX}/passes", signed({"type": "passes", "from_version": 0, "to_version": 9, "ts": now_iso(),
+                                              "changes": [{"op": "delete", "id": "r1"}]}, desk))
+        # A key list from the withdrawn key cannot give it back either.
+        c.publish(f"{PREFIX}/keys", signed({"type": "keylist", "version": 2, "ts": now_iso(), "by": "desk",
+                                            "withdrawn": []}, desk))
+        assert wait_for(lambda: (down.counters.get("policy_forged"), down.counters.get("passes_forged"),
+                                 down.counters.get("keylist_forged")) == (1, 1, 1), 10), down.counters
+        assert r.app.policy_version() == 0 and versions(r) == (0, None, 2)
+        c.publish(f"{PREFIX}/policy", signed({"type": "policy", "version": 2, "ts": now_iso(), "by": "central",
+                                              "policy": {"passback": "off"}}, r.keys.central), retain=True)
+        assert wait_for(lambda: down.counters.get("policies_applied") == 1, 10), down.counters
+        assert r.app.policy_version() == 2
+        c.close()
