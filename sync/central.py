@@ -1090,6 +1090,7 @@ class Central:
                 if self._republish_head.is_set():
                     self._republish_head.clear()
                     self._publish_head(store)
+                    self._keylist.poll(store, self._publish_keylist, again=True)
                 # another instance (or the CLI) may have published further
                 published = max(published, int(store.get_meta("published_version") or 0))
                 head = store.passes_version
@@ -1139,7 +1140,6 @@ class Central:
         if latest:
             self.peer.publish(self.topics.policy, latest, retain=True)
             self._published_policy = max(self._published_policy, latest["version"])
-        self._keylist.poll(store, self._publish_keylist, again=True)
 
     def _publish_keylist(self, payload: dict[str, Any]) -> bool:
         return self.peer.publish_wait(self.topics.keys, payload, retain=True, timeout=10)

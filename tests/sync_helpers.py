@@ -64,13 +64,14 @@ def central_pub(directory: Path) -> str:
     return str(new_keypair(directory, f"central-{n}")[1])
 
 
-def trust_central(r: Any) -> Any:
-    """A Rehearsal (not yet entered) whose gate also takes its drill key as central's
-    key ([sync] central_keys): the drill key then signs passes and what central sends."""
+def trust_central(r: Any, keys: list[Path] | None = None) -> Any:
+    """A Rehearsal (not yet entered) whose gate takes ``keys`` (default: its drill key)
+    as central's keys ([sync] central_keys); the drill key then signs passes and what
+    central sends."""
     from gate.config import SyncSection
 
-    sync = (r.config.sync or SyncSection(central_keys=[r.keys.central_pub])).model_copy(
-        update={"central_keys": [r.keys.central_pub]})
+    keys = keys or [r.keys.central_pub]
+    sync = (r.config.sync or SyncSection(central_keys=keys)).model_copy(update={"central_keys": keys})
     r.config = r.config.model_copy(update={"sync": sync})
     r.app.config = r.config
     return r

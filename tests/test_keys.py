@@ -181,6 +181,19 @@ def test_central_withdraws_a_desk_key_at_the_gate_for_good(broker: Broker, tmp_p
             replay.close()
             listed = _cli(conf, "list")
             assert f"{key_id(desk.public_key())}  withdrawn  desk PC stolen" in listed.stdout
+            # A broker restart without persistence loses the retained list: the running
+            # central sends it again, so a gate set up later still learns it.
+            central_pub = tmp_path / "central.pub"
+            central_pub.write_bytes(r.keys.central_pub.read_bytes())
+            broker.restart()
+            late = Rehearsal(DRILL, broker=broker.url, store_path=tmp_path / "late.db")
+            with trust_central(late, [central_pub]):
+                late.app.keyring.add(desk.public_key())
+                late.tokens["d1"] = desk_token
+                assert wait_for(lambda: late.app.sync.downstream.counters.get("keylist_applied") == 1, 20), \
+                    late.app.sync.downstream.counters
+                enter(late, 0, "d1")
+                assert [d[1:] for d in decisions(late)] == [("deny", "forged")]
         finally:
             c.stop()
         admin = [e for e in Store(store).events() if e["type"] == "admin" and e["action"] == "keys_withdrawn"]
@@ -226,12 +239,8 @@ def test_a_withdrawn_key_pins_no_version_even_when_listed_as_central(broker: Bro
     # then on its policy and batches move nothing, whatever version they claim.
     _, desk_pub = new_keypair(tmp_path / "keys", "desk")
     desk = load_private(tmp_path / "keys" / "desk.key")
-    r = trust_central(Rehearsal(DRILL, broker=broker.url))
-    assert r.config.sync is not None
-    r.config = r.config.model_copy(update={"sync": r.config.sync.model_copy(
-        update={"central_keys": [r.keys.central_pub, desk_pub]})})
-    r.app.config = r.config
-    with r:
+    r = Rehearsal(DRILL, broker=broker.url)
+    with trust_central(r, [r.keys.central_pub, desk_pub]):
         assert r.app.sync.link.wait_connected(10)
         down = r.app.sync.downstream
         c = Listener(broker.port, topic="none", client_id="central-test")
