@@ -420,7 +420,7 @@ def _broker(config: Config) -> Check:
 
 def _keys(config: Config) -> Check:
     """The key files the config names: a gate without central's key refuses every pass."""
-    from gate.passes import load_private, load_public
+    from gate.passes import key_id, load_private, load_public
 
     trusted = list(config.keys.trusted)
     central = list(config.sync.central_keys) if config.sync is not None else []
@@ -443,10 +443,38 @@ def _keys(config: Config) -> Check:
                          "[keys] signing from the config", str(exc))
     figures = (f"{len(trusted)} pass-signing key(s)" + (f", {len(central)} central key(s)" if config.sync is not None else "")
                + (", signing key" if signing is not None else ""))
+    mine = [(Path(p), key_id(load_public(p))) for p in trusted]
+    if signing is not None:
+        mine.append((Path(signing), key_id(load_private(signing).public_key())))
+    gone = _withdrawn(config, mine)
+    if gone:
+        return Check("gate", "keys", "warn", figures + f"; withdrawn by central: {', '.join(gone)}",
+                     "central's key list withdrew these keys: passes they signed are refused as forged; "
+                     "remove them from the config and sign new passes with another key")
     if not trusted:
         return Check("gate", "keys", "warn", figures,
                      "no trusted key: every pass from central is refused; set [keys] trusted")
     return Check("gate", "keys", "ok", figures)
+
+
+def _withdrawn(config: Config, keys: list[tuple[Path, str]]) -> list[str]:
+    """Configured keys (path, key id) central has withdrawn, as the store last heard
+    (read-only; none when there is no store yet)."""
+    import json
+    import sqlite3
+
+    from gate.withdrawn import WITHDRAWN
+
+    try:
+        con = sqlite3.connect(f"file:{Path(config.store.path)}?mode=ro", uri=True, timeout=1.0)
+        try:
+            row = con.execute("SELECT value FROM meta WHERE key = ?", (WITHDRAWN,)).fetchone()
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return []
+    kids = set(json.loads(row[0])) if row else set()
+    return [f"{path} ({kid})" for path, kid in keys if kid in kids]
 
 
 def _secrets(config: Config) -> Check:

@@ -254,6 +254,20 @@ def test_central_keys_are_checked_apart_from_pass_keys(tmp_path: Path) -> None:
     assert f"gate keys new hq --dir {tmp_path / 'keys'}" in bad.advice
     ok = doctor._keys(conf.model_copy(update={"sync": conf.sync.model_copy(update={"central_keys": [pub]})}))  # type: ignore[union-attr]
     assert ok.status == "ok" and ok.figures == "1 pass-signing key(s), 1 central key(s)"
+    # Central withdrew the configured pass key: the row says so.
+    from gate import withdrawn
+    from gate.passes import key_id, load_public
+    from gate.store import Store
+
+    kid = key_id(load_public(pub))
+    conf = conf.model_copy(update={"store": cfgmod.StoreSection(path=tmp_path / "gate.db"), "sync": None})
+    s = Store(tmp_path / "gate.db")
+    try:
+        withdrawn.save(s, 2, frozenset({kid}), "{}")
+    finally:
+        s.close()
+    row = doctor._keys(conf)
+    assert row.status == "warn" and row.figures == f"1 pass-signing key(s); withdrawn by central: {pub} ({kid})"
 
 
 def test_secret_files_readable_by_others_are_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
