@@ -446,7 +446,10 @@ def _keys(config: Config) -> Check:
     mine = [(Path(p), key_id(load_public(p))) for p in trusted]
     if signing is not None:
         mine.append((Path(signing), key_id(load_private(signing).public_key())))
-    gone = _withdrawn(config, mine)
+    from gate.withdrawn import peek
+
+    held = peek(Path(config.store.path))
+    gone = [f"{path} ({kid})" for path, kid in mine if kid in held]
     if gone:
         return Check("gate", "keys", "warn", figures + f"; withdrawn by central: {', '.join(gone)}",
                      "central's key list withdrew these keys: passes they signed are refused as forged; "
@@ -455,26 +458,6 @@ def _keys(config: Config) -> Check:
         return Check("gate", "keys", "warn", figures,
                      "no trusted key: every pass from central is refused; set [keys] trusted")
     return Check("gate", "keys", "ok", figures)
-
-
-def _withdrawn(config: Config, keys: list[tuple[Path, str]]) -> list[str]:
-    """Configured keys (path, key id) central has withdrawn, as the store last heard
-    (read-only; none when there is no store yet)."""
-    import json
-    import sqlite3
-
-    from gate.withdrawn import WITHDRAWN
-
-    try:
-        con = sqlite3.connect(f"file:{Path(config.store.path)}?mode=ro", uri=True, timeout=1.0)
-        try:
-            row = con.execute("SELECT value FROM meta WHERE key = ?", (WITHDRAWN,)).fetchone()
-        finally:
-            con.close()
-    except sqlite3.Error:
-        return []
-    kids = set(json.loads(row[0])) if row else set()
-    return [f"{path} ({kid})" for path, kid in keys if kid in kids]
 
 
 def _secrets(config: Config) -> Check:

@@ -7,7 +7,9 @@ at start by the app and by the downstream worker. Nothing here verifies anything
 from __future__ import annotations
 
 import json
+import sqlite3
 from dataclasses import dataclass
+from pathlib import Path
 
 from gate.store import Store
 
@@ -32,3 +34,17 @@ def load(store: Store) -> Withdrawn:
 def save(store: Store, version: int, kids: frozenset[str], payload: str) -> None:
     # One transaction: a crash never leaves one version's number over another's keys.
     store.set_metas({VERSION: str(version), WITHDRAWN: json.dumps(sorted(kids)), PAYLOAD: payload})
+
+
+def peek(path: Path) -> frozenset[str]:
+    """The withdrawn key ids in the store at ``path``, read-only and without migrating
+    (for `gate doctor`, run beside a stopped gate); none when there is no store yet."""
+    try:
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=1.0)
+        try:
+            row = con.execute("SELECT value FROM meta WHERE key = ?", (WITHDRAWN,)).fetchone()
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return frozenset()
+    return frozenset(json.loads(row[0])) if row else frozenset()
