@@ -342,9 +342,9 @@ class Downstream:
     def _on_keylist(self, msg: dict[str, Any]) -> None:
         assert self.store is not None
         outcome = keylist.accept(self.store, msg, self.keyring)
-        self.counters.inc(f"keylist_{outcome.result}")
         if outcome.result == "applied":
             self.hooks.withdraw_keys(outcome.kids, f"central:{msg.get('by', '')}")
+        self.counters.inc(f"keylist_{outcome.result}")  # counted once in force at the lanes too
 
     # ------------------------------------------------------------ commands
 

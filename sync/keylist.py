@@ -62,6 +62,8 @@ def change(store: Any, key: Ed25519PrivateKey, *, withdraw: Iterable[str] = (), 
     if own in withdraw:
         raise ValueError(f"key {own} is the key this central signs with; switch signing_key to another central key first")
     cur = latest(store) or {"version": 0, "withdrawn": [], "notes": {}}
+    if restore - set(cur["withdrawn"]):
+        raise ValueError(f"not withdrawn, nothing to give back: {', '.join(sorted(restore - set(cur['withdrawn'])))}")
     kids = (set(cur["withdrawn"]) | withdraw) - restore
     notes = {**cur.get("notes", {}), **{k: note for k in withdraw if note}}
     payload = signed_list(key, int(cur["version"]) + 1, kids, notes, by, ts)

@@ -186,7 +186,8 @@ def test_central_withdraws_a_desk_key_at_the_gate_for_good(broker: Broker, tmp_p
             central_pub = tmp_path / "central.pub"
             central_pub.write_bytes(r.keys.central_pub.read_bytes())
             broker.restart()
-            late = Rehearsal(DRILL, broker=broker.url, store_path=tmp_path / "late.db")
+            other = DRILL.model_copy(update={"config": {**DRILL.config, "gate": {"id": "late", "site": "drill"}}})
+            late = Rehearsal(other, broker=broker.url, store_path=tmp_path / "late.db")
             with trust_central(late, [central_pub]):
                 late.app.keyring.add(desk.public_key())
                 late.tokens["d1"] = desk_token
@@ -194,16 +195,25 @@ def test_central_withdraws_a_desk_key_at_the_gate_for_good(broker: Broker, tmp_p
                     late.app.sync.downstream.counters
                 enter(late, 0, "d1")
                 assert [d[1:] for d in decisions(late)] == [("deny", "forged")]
+            # That gate restarted with no broker at all: the withdrawal comes from its store.
+            with Rehearsal(other, store_path=tmp_path / "late.db") as again:
+                again.app.keyring.add(desk.public_key())
+                again.tokens["d1"] = desk_token
+                enter(again, 0, "d1")
+                assert [d[1:] for d in decisions(again)] == [("deny", "forged")]
+            # Only a newer list gives a key back.
+            assert r.app.sync.link.wait_connected(20)
+            back = _cli(conf, "restore", str(desk_pub))
+            assert back.returncode == 0 and "key list version 3 published" in back.stdout, back.stderr
+            assert wait_for(lambda: down.counters.get("keylist_applied") == 3, 10), down.counters
+            enter(r, 120, "d1")
+            assert decisions(r)[-1] == ("d1", "allow", "ok")
         finally:
             c.stop()
         admin = [e for e in Store(store).events() if e["type"] == "admin" and e["action"] == "keys_withdrawn"]
-        assert len(admin) == 2 and key_id(desk.public_key()) in admin[1]["detail"]
-    # A restart with no broker at all: the withdrawal came from the store.
-    with Rehearsal(DRILL, store_path=store) as r2:
-        r2.app.keyring.add(desk.public_key())
-        r2.tokens["d1"] = desk_token
-        enter(r2, 0, "d1")
-        assert [d[1:] for d in decisions(r2)] == [("deny", "forged")]
+        assert [e["who"] for e in admin] == ["central:central"] * 3  # withdrew 0badc0de, the desk key, gave it back
+        assert f"withdrawn: 0badc0de, {key_id(desk.public_key())};" in admin[1]["detail"]
+        assert admin[2]["detail"].endswith(f"given back: {key_id(desk.public_key())}")
 
 
 def test_a_key_list_may_not_cut_a_gate_off_from_central(broker: Broker, tmp_path: Path) -> None:
@@ -232,6 +242,8 @@ def test_a_key_list_may_not_cut_a_gate_off_from_central(broker: Broker, tmp_path
     assert res.returncode == 2 and "the key this central signs with" in res.stderr
     res = _cli(conf, "withdraw", "nonsense")
     assert res.returncode == 2 and "neither a key id" in res.stderr
+    res = _cli(conf, "restore", "0badc0de")
+    assert res.returncode == 2 and "not withdrawn, nothing to give back: 0badc0de" in res.stderr
 
 
 def test_a_withdrawn_key_pins_no_version_even_when_listed_as_central(broker: Broker, tmp_path: Path) -> None:
