@@ -50,7 +50,7 @@ def _change(ctx: click.Context, conf: Any, what: str, **kw: Any) -> None:
     store = _store(conf)
     try:
         payload = keylist.change(store, key, by=conf.name, ts=now_iso(), **kw)
-    except ValueError as exc:
+    except (ValueError, RuntimeError) as exc:
         _fail(str(exc))
     finally:
         store.close()

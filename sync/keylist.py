@@ -38,9 +38,9 @@ CENTRAL_META = "keylist"  # central's meta table: the latest signed list (JSON)
 
 
 def signed_list(key: Ed25519PrivateKey, version: int, kids: Iterable[str], notes: dict[str, str], by: str, ts: str) -> dict[str, Any]:
-    kids = sorted(set(kids))
-    body: dict[str, Any] = {"type": "keylist", "version": version, "ts": ts, "by": by, "withdrawn": kids}
-    kept = {k: v for k, v in notes.items() if k in kids}
+    ids = sorted(set(kids))
+    body: dict[str, Any] = {"type": "keylist", "version": version, "ts": ts, "by": by, "withdrawn": ids}
+    kept = {k: v for k, v in notes.items() if k in ids}
     if kept:
         body["notes"] = kept
     out = codec.sign(body, key)
@@ -58,17 +58,32 @@ def change(store: Any, key: Ed25519PrivateKey, *, withdraw: Iterable[str] = (), 
     """The next list: the current one with keys withdrawn or given back; stored, returned
     for publishing. The signing key itself cannot be withdrawn (gates would refuse the list)."""
     own = key_id(key.public_key())
-    withdraw, restore = set(withdraw), set(restore)
-    if own in withdraw:
+    out, back = set(withdraw), set(restore)
+    if own in out:
         raise ValueError(f"key {own} is the key this central signs with; switch signing_key to another central key first")
-    cur = latest(store) or {"version": 0, "withdrawn": [], "notes": {}}
-    if restore - set(cur["withdrawn"]):
-        raise ValueError(f"not withdrawn, nothing to give back: {', '.join(sorted(restore - set(cur['withdrawn'])))}")
-    kids = (set(cur["withdrawn"]) | withdraw) - restore
-    notes = {**cur.get("notes", {}), **{k: note for k in withdraw if note}}
-    payload = signed_list(key, int(cur["version"]) + 1, kids, notes, by, ts)
-    store.set_meta(CENTRAL_META, json.dumps(payload, ensure_ascii=False))
-    return payload
+    for _ in range(50):  # each miss means another change went in: this ends
+        raw = store.get_meta(CENTRAL_META)
+        cur = json.loads(raw) if raw else {"version": 0, "withdrawn": [], "notes": {}}
+        if back - set(cur["withdrawn"]):
+            raise ValueError(f"not withdrawn, nothing to give back: {', '.join(sorted(back - set(cur['withdrawn'])))}")
+        kids = (set(cur["withdrawn"]) | out) - back
+        notes = {**cur.get("notes", {}), **{k: note for k in out if note}}
+        payload = signed_list(key, int(cur["version"]) + 1, kids, notes, by, ts)
+        if _swap(store, raw, json.dumps(payload, ensure_ascii=False)):
+            return payload
+        # Another operator changed the list meanwhile: build on theirs, never over it
+        # (two lists with one version would leave gates holding whichever came first).
+    raise RuntimeError("the key list kept changing while this change was made; run the command again")
+
+
+def _swap(store: Any, old: str | None, new: str) -> bool:
+    """Store ``new`` only if the list is still ``old`` (SQLite and PostgreSQL alike)."""
+    with store.db.tx():
+        if old is None:
+            cur = store.db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING", (CENTRAL_META, new))
+        else:
+            cur = store.db.execute("UPDATE meta SET value = ? WHERE key = ? AND value = ?", (new, CENTRAL_META, old))
+        return bool(cur.rowcount == 1)
 
 
 class Republisher:

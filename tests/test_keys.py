@@ -274,3 +274,37 @@ def test_a_withdrawn_key_pins_no_version_even_when_listed_as_central(broker: Bro
         assert wait_for(lambda: down.counters.get("policies_applied") == 1, 10), down.counters
         assert r.app.policy_version() == 2
         c.close()
+
+
+def test_two_operators_withdrawing_at_once_both_count(tmp_path: Path) -> None:
+    import threading
+
+    from sync import keylist
+    from sync.central import CentralStore
+
+    key = Ed25519PrivateKey.generate()
+    CentralStore(str(tmp_path / "central.db")).close()  # schema made once
+    kids = [f"{i:08x}" for i in range(1, 9)]
+    errors: list[BaseException] = []
+
+    def operator(kid: str) -> None:
+        store = CentralStore(str(tmp_path / "central.db"))
+        try:
+            keylist.change(store, key, withdraw=[kid], by="op", ts=now_iso())
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            store.close()
+
+    threads = [threading.Thread(target=operator, args=(k,)) for k in kids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    store = CentralStore(str(tmp_path / "central.db"))
+    try:
+        final = keylist.latest(store)
+    finally:
+        store.close()
+    assert not errors and final is not None
+    assert final["version"] == len(kids) and final["withdrawn"] == kids  # none written over another
