@@ -456,7 +456,8 @@ def _keys(config: Config) -> Check:
                      "remove them from the config and sign new passes with another key")
     if not trusted:
         return Check("gate", "keys", "warn", figures,
-                     "no trusted key: every pass from central is refused; set [keys] trusted")
+                     "no pass-signing key: every QR pass is refused (cards only); list the key passes are "
+                     "signed with in [keys] trusted")
     return Check("gate", "keys", "ok", figures)
 
 
