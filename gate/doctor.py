@@ -443,7 +443,7 @@ def _keys(config: Config) -> Check:
                          "[keys] signing from the config", str(exc))
     figures = (f"{len(trusted)} pass-signing key(s)" + (f", {len(central)} central key(s)" if config.sync is not None else "")
                + (", signing key" if signing is not None else ""))
-    mine = [(Path(p), key_id(load_public(p))) for p in trusted]
+    mine = [(Path(p), key_id(load_public(p))) for p in trusted + central]
     if signing is not None:
         mine.append((Path(signing), key_id(load_private(signing).public_key())))
     from gate.withdrawn import peek
@@ -452,8 +452,8 @@ def _keys(config: Config) -> Check:
     gone = [f"{path} ({kid})" for path, kid in mine if kid in held]
     if gone:
         return Check("gate", "keys", "warn", figures + f"; withdrawn by central: {', '.join(gone)}",
-                     "central's key list withdrew these keys: passes they signed are refused as forged; "
-                     "remove them from the config and sign new passes with another key")
+                     "central's key list withdrew these keys: whatever they sign (passes, or what central "
+                     "sends) is refused as forged; remove them from the config and use another key")
     if not trusted:
         return Check("gate", "keys", "warn", figures,
                      "no pass-signing key: every QR pass is refused (cards only); list the key passes are "
