@@ -8,6 +8,7 @@ send commands and policy. Register with ``main.add_command(central)``.
     gate central -c CENTRAL.toml events --json [--gate east-1]
     gate central -c CENTRAL.toml cmd open-door --gate east-1 --lane in --reason "ambulance"
     gate central -c CENTRAL.toml policy publish policy.toml
+    gate central -c CENTRAL.toml keys withdraw desk.pub --note "stolen"   # sync/central_keys_cli.py
 
 -c (or $GATE_CENTRAL_CONFIG), --broker and --db may be given before or after the
 sub-command. Roster changes go to the database; the running central publishes
