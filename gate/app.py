@@ -43,6 +43,7 @@ from gate.passes import KeyRing
 from gate.prompts import PROMPTS
 from gate.site import SiteView
 from gate.store import Store
+from gate import secret_files, withdrawn
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +143,8 @@ class GateApp:
         from gate.integrity import ensure_sound
 
         self.integrity = ensure_sound(self.store_path)  # a corrupt store is moved aside, never used
+        for found in secret_files.loose(self.config):
+            log.warning("%s", found)  # a warning only: a file mode never keeps the door shut
         store = self.open_store()  # migrate once, before any lane opens its own connection
         try:
             store.ensure_reserve()
@@ -249,6 +252,8 @@ class GateApp:
         saved = store.get_meta("time_floor")
         if saved:
             self.floor.raise_to(datetime.fromisoformat(saved))
+        # Pass-signing keys central withdrew stay refused from the first scan on.
+        self.keyring.withdraw(withdrawn.load(store).kids)
         version = int(store.get_meta("policy_version") or 0)
         body = store.get_meta("policy_json")
         if body and version > self.config.policy.version:
@@ -326,6 +331,14 @@ class GateApp:
             )
         )
 
+    def withdraw_keys(self, kids: frozenset[str], who: str) -> None:
+        """Central's key list: QR passes signed by these keys are refused (forged) from now on."""
+        before = self.keyring.withdrawn
+        self.keyring.withdraw(kids)
+        self.record_gate_event(AdminRecord(
+            at=self.clock.now(), lane="", action="keys_withdrawn", who=who, reason="signed key list from central",
+            detail=f"withdrawn: {', '.join(sorted(kids)) or '-'}; given back: {', '.join(sorted(before - kids)) or '-'}"))
+
     def open_door(self, lane: str, reason: str, who: str) -> bool:
         target = self.lanes.get(lane)
         if target is None:
@@ -383,6 +396,7 @@ class GateApp:
             reload=self.reload,
             now=lambda: self.floor.apply(self.clock.now())[0],  # expiry is never judged by a clock set back
             raise_floor=self.floor.raise_to,
+            withdraw_keys=self.withdraw_keys,
         )
         self.sync = SyncService.build(
             self.config,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -189,12 +190,20 @@ def keys_group() -> None:
 
 
 @keys_group.command("new")
-@click.option("--name", default="central", show_default=True)
+@click.argument("name_arg", metavar="[NAME]", required=False)
+@click.option("--name", default=None, help="the same as NAME (default: central)")
 @click.option("--dir", "directory", default="keys", show_default=True, type=click.Path(file_okay=False))
-def keys_new(name: str, directory: str) -> None:
-    """Make an Ed25519 key pair: NAME.key (private, mode 0600) and NAME.pub."""
+def keys_new(name_arg: str | None, name: str | None, directory: str) -> None:
+    """Make an Ed25519 key pair: NAME.key (private, mode 0600) and NAME.pub.
+
+    `gate keys new central` and `gate keys new --name central` are the same."""
     from gate.passes import key_id, load_public, new_keypair
 
+    if name_arg and name and name_arg != name:
+        _fail(f"two names given ({name_arg} and --name {name}): give one")
+    name = name_arg or name or "central"
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name) or name.startswith("."):
+        _fail(f"key name {name!r}: use letters, digits, '.', '_' and '-' (it becomes NAME.key and NAME.pub)")
     try:
         priv, pub = new_keypair(Path(directory), name)
     except FileExistsError as exc:

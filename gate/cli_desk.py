@@ -140,6 +140,7 @@ def _print_cmd(units: tuple[str, ...], ids: tuple[str, ...], categories: tuple[s
                include_expired: bool, out: str, key_path: str | None, config_path: str | None, store_path: str | None) -> None:
     """Print pass cards (85.6 x 54 mm, ten to an A4 page, with cut marks) as a PDF."""
     from gate.fonts import FontMissing
+    from gate import withdrawn
     from gate.passes import KeyRing, key_id, load_private, load_public
     from gate.policy_admin import in_force
     from gate.printing import render, select
@@ -156,6 +157,10 @@ def _print_cmd(units: tuple[str, ...], ids: tuple[str, ...], categories: tuple[s
         _fail(str(exc))
     store = _h().open_store(conf)
     try:
+        gone = withdrawn.load(store)
+        if key_id(signer.public_key()) in gone.kids:
+            _fail(f"key {key_id(signer.public_key())} ({key_file}) was withdrawn by central (key list version "
+                  f"{gone.version}): every gate refuses its passes as forged; sign with another key (--key)")
         policy = in_force(conf.policy, store.get_meta).policy
         sel = select(store, units=units, ids=ids, categories=categories, everything=everything, signer=signer,
                      now=datetime.now(timezone.utc), include_expired=include_expired)

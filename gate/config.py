@@ -472,7 +472,9 @@ class SyncSection(Strict):
     ca_file: Path | None = None  # mqtts: the CA that signed the broker's certificate
     cert_file: Path | None = None  # mqtts: this gate's client certificate and key
     key_file: Path | None = None
-    central_keys: list[Path] = []  # keys central signs passes/policy/commands with; default: keys.trusted
+    # Central's public keys: what may sign pass batches, snapshots, policy, commands and
+    # the key list. REQUIRED with [sync]; [keys] trusted (QR passes) never stands in for it.
+    central_keys: list[Path] = []
     window: int = Field(20, ge=1, le=1000)  # QoS 1 messages handed to paho at a time
     keepalive_s: int = Field(30, ge=5, le=3600)
     heartbeat_s: float = Field(30.0, gt=0)
@@ -527,6 +529,22 @@ class Config(Strict):
     roster: RosterSection = RosterSection()
     lanes: list[LaneConfig] = Field(min_length=1)
     demo: DemoSection | None = None
+
+    @field_validator("sync")
+    @classmethod
+    def _central_keys(cls, sync: SyncSection | None) -> SyncSection | None:
+        # Separate roles: a key trusted for printed passes must never be able to open a
+        # door or pin a policy version, so the gate takes no default here.
+        if sync is not None and not sync.central_keys:
+            from pydantic_core import InitErrorDetails, PydanticCustomError
+
+            raise ValidationError.from_exception_data("sync", [InitErrorDetails(
+                type=PydanticCustomError(
+                    "central_keys", "required with [sync]: the public key(s) central signs pass batches, policy, "
+                    "commands and key lists with, e.g. [\"/etc/gate/keys/central.pub\"] ([keys] trusted is for QR "
+                    "passes only; list a key in both if it does both)"),
+                loc=("central_keys",), input=[])])
+        return sync
 
     @field_validator("lanes")
     @classmethod

@@ -50,7 +50,7 @@ class Check:
 def run(config: Config, *, seconds: float = 3.0, speak: bool = True,
         log: Callable[[str], None] = lambda line: None) -> list[Check]:
     """Check everything ``config`` names. Takes about ``seconds`` plus the prompts."""
-    checks = [*_store(config), _clock(), _keys(config)]
+    checks = [*_store(config), _clock(), _keys(config), _secrets(config)]
     if config.sync is not None:
         checks.append(_broker(config))
     # The lanes' devices, wired exactly as `gate run` wires them, on a scratch store,
@@ -420,31 +420,56 @@ def _broker(config: Config) -> Check:
 
 def _keys(config: Config) -> Check:
     """The key files the config names: a gate without central's key refuses every pass."""
-    from gate.passes import load_private, load_public
+    from gate.passes import key_id, load_private, load_public
 
     trusted = list(config.keys.trusted)
-    for path in trusted:
+    central = list(config.sync.central_keys) if config.sync is not None else []
+    for where, path in [("[keys] trusted", p) for p in trusted] + [("[sync] central_keys", p) for p in central]:
         try:
             load_public(path)
         except (ValueError, OSError) as exc:  # OSError: an unreadable disk, say
-            return Check("gate", "keys", "fail", f"[keys] trusted: {path} unusable",
+            return Check("gate", "keys", "fail", f"{where}: {path} unusable",
                          f"copy central's public key (from whoever runs central) to {path}, or correct "
-                         "[keys] trusted in the config; for a test gate make a pair: "
-                         f"gate keys new --name {Path(path).stem} --dir {Path(path).parent}", str(exc))
+                         f"{where} in the config; for a test gate make a pair: "
+                         f"gate keys new {Path(path).stem} --dir {Path(path).parent}", str(exc))
     signing = config.keys.signing
     if signing is not None:
         try:
             load_private(signing)
         except (ValueError, OSError) as exc:  # OSError: an unreadable disk, say
             return Check("gate", "keys", "fail", f"[keys] signing: {signing} unusable",
-                         f"make the gate's key with `gate keys new --name {Path(signing).stem} --dir "
+                         f"make the gate's key with `gate keys new {Path(signing).stem} --dir "
                          f"{Path(signing).parent}` (readable by the gate's user only), or remove "
                          "[keys] signing from the config", str(exc))
-    figures = f"{len(trusted)} trusted key(s)" + (", signing key" if signing is not None else "")
+    figures = (f"{len(trusted)} pass-signing key(s)" + (f", {len(central)} central key(s)" if config.sync is not None else "")
+               + (", signing key" if signing is not None else ""))
+    mine = [(Path(p), key_id(load_public(p))) for p in trusted + central]
+    if signing is not None:
+        mine.append((Path(signing), key_id(load_private(signing).public_key())))
+    from gate.withdrawn import peek
+
+    held = peek(Path(config.store.path))
+    gone = [f"{path} ({kid})" for path, kid in mine if kid in held]
+    if gone:
+        return Check("gate", "keys", "warn", figures + f"; withdrawn by central: {', '.join(gone)}",
+                     "central's key list withdrew these keys: whatever they sign (passes, or what central "
+                     "sends) is refused as forged; remove them from the config and use another key")
     if not trusted:
         return Check("gate", "keys", "warn", figures,
-                     "no trusted key: every pass from central is refused; set [keys] trusted")
+                     "no pass-signing key: every QR pass is refused (cards only); list the key passes are "
+                     "signed with in [keys] trusted")
     return Check("gate", "keys", "ok", figures)
+
+
+def _secrets(config: Config) -> Check:
+    """Private key, PIN and password files: readable by the gate's user only."""
+    from gate.secret_files import loose, named
+
+    found = loose(config)
+    if found:
+        return Check("gate", "secrets", "warn", f"{len(found)} of {len(named(config))} secret file(s) readable by others",
+                     "; ".join(str(f) for f in found))
+    return Check("gate", "secrets", "ok", f"{len(named(config))} secret file(s), readable by their owner only")
 
 
 def _start_advice(exc: Exception, conf: Config) -> str:

@@ -24,6 +24,7 @@ import struct
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterable
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -213,12 +214,28 @@ _B64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123
 
 
 class KeyRing:
-    """The public keys this gate trusts, by key id."""
+    """The public keys this gate trusts for one role, by key id, less those central
+    has withdrawn (sync/keylist.py): a withdrawn key is as good as unknown."""
 
     def __init__(self, keys: list[Ed25519PublicKey] | None = None) -> None:
         self._keys: dict[str, Ed25519PublicKey] = {}
+        # Replaced whole, never mutated: lanes read it on their threads without a lock.
+        self._withdrawn: frozenset[str] = frozenset()
         for key in keys or []:
             self.add(key)
+
+    def withdraw(self, kids: Iterable[str]) -> None:
+        """From now on refuse anything signed by these key ids (the whole set: a newer
+        list from central may also give a key back)."""
+        self._withdrawn = frozenset(kids)
+
+    @property
+    def withdrawn(self) -> frozenset[str]:
+        return self._withdrawn
+
+    def ids(self) -> list[str]:
+        """Every key id held, withdrawn or not."""
+        return list(self._keys)
 
     def add(self, key: Ed25519PublicKey) -> str:
         kid = key_id(key)
@@ -226,10 +243,10 @@ class KeyRing:
         return kid
 
     def key(self, kid: str) -> Ed25519PublicKey | None:
-        return self._keys.get(kid)
+        return None if kid in self._withdrawn else self._keys.get(kid)
 
     def __contains__(self, kid: str) -> bool:
-        return kid in self._keys
+        return kid in self._keys and kid not in self._withdrawn
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -243,6 +260,8 @@ class KeyRing:
             token, body, sig, device_signed, device_sig = parse_dynamic(text)
         else:
             token, body, sig = parse(text)
+        if token.key_id in self._withdrawn:
+            raise TokenError("forged", f"signed by withdrawn key {token.key_id}")
         key = self._keys.get(token.key_id)
         if key is None:
             raise TokenError("forged", f"signed by unknown key {token.key_id}")

@@ -22,7 +22,7 @@ from typing import Callable
 import segno
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gate.passes import KeyRing, PassToken, load_private, sign
+from gate.passes import KeyRing, PassToken, key_id, load_private, sign
 from gate.records import RegistrationRecord
 from gate.store import Store
 
@@ -121,6 +121,7 @@ class VisitorDesk:
         self.valid_until = valid_until
         self.no_key_reason = no_key_reason
         self.note = ""  # shown on the page beside the form (e.g. "demo key")
+        self.keyring = keyring  # also says which keys central has withdrawn
         if signer is not None and keyring is not None:
             keyring.add(signer.public_key())  # the gate admits the passes it issues itself
 
@@ -149,6 +150,11 @@ class VisitorDesk:
         name, id_last4, phone_last4, unit = validate(name, id_last4, phone_last4, unit)
         if self.signer is None:
             raise NoSigningKey(f"本机没有签名密钥，不能登记访客 / {self.no_key_reason}")
+        kid = key_id(self.signer.public_key())
+        if self.keyring is not None and kid in self.keyring.withdrawn:
+            # Its passes would be refused as forged at every gate, this one included.
+            raise NoSigningKey(f"本机签名密钥已被中心撤销，不能登记访客 / signing key {kid} was withdrawn by central; "
+                               "ask for a new keys.signing")
         now = self.now()
         until = valid_until_today(now, self.valid_until, self.tz)
         if until <= now:

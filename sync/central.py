@@ -57,6 +57,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from gate.config import CATEGORIES, ConfigError, PolicyConfig, format_errors, load_policy
 from gate.passes import load_private
 from sync import codec
+from sync import keylist
 from sync.codec import PayloadError
 from sync.topics import DEFAULT_PREFIX, CentralTopics
 
@@ -843,6 +844,7 @@ class Central:
         self._published_policy = 0
         self._policy_mtime: float | None = None
         self._republish_head = threading.Event()
+        self._keylist = keylist.Republisher()  # withdrawn keys (sync/keylist.py)
         self._log_budget = Counter[str]()
         # the caller's thread (tests, CLI) gets its own store; threads open theirs
         self.store = CentralStore(self.db_url)
@@ -1084,9 +1086,11 @@ class Central:
                     if self.config.policy_file:
                         self._load_policy_file(store=store)
                     self._publish_policy(store)
+                    self._keylist.poll(store, self._publish_keylist)
                 if self._republish_head.is_set():
                     self._republish_head.clear()
                     self._publish_head(store)
+                    self._keylist.poll(store, self._publish_keylist, again=True)
                 # another instance (or the CLI) may have published further
                 published = max(published, int(store.get_meta("published_version") or 0))
                 head = store.passes_version
@@ -1136,6 +1140,9 @@ class Central:
         if latest:
             self.peer.publish(self.topics.policy, latest, retain=True)
             self._published_policy = max(self._published_policy, latest["version"])
+
+    def _publish_keylist(self, payload: dict[str, Any]) -> bool:
+        return self.peer.publish_wait(self.topics.keys, payload, retain=True, timeout=10)
 
     def _load_policy_file(self, force: bool = False, store: CentralStore | None = None) -> None:
         path = self.config.policy_file

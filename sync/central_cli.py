@@ -8,6 +8,7 @@ send commands and policy. Register with ``main.add_command(central)``.
     gate central -c CENTRAL.toml events --json [--gate east-1]
     gate central -c CENTRAL.toml cmd open-door --gate east-1 --lane in --reason "ambulance"
     gate central -c CENTRAL.toml policy publish policy.toml
+    gate central -c CENTRAL.toml keys withdraw desk.pub --note "stolen"   # sync/central_keys_cli.py
 
 -c (or $GATE_CENTRAL_CONFIG), --broker and --db may be given before or after the
 sub-command. Roster changes go to the database; the running central publishes
@@ -408,3 +409,10 @@ def policy_publish(ctx: click.Context, file: str, no_send: bool, config_path: st
     if not ok:
         _fail(f"policy version {payload['version']} stored; the broker refused it", 1)
     click.echo(f"policy version {payload['version']} published")
+
+
+# ---------------------------------------------------------------- keys
+
+from sync.central_keys_cli import keys_group  # noqa: E402 - it uses the helpers above
+
+central.add_command(keys_group)

@@ -28,7 +28,8 @@ from drivers.base import Counters
 from gate.config import PolicyConfig
 from gate.passes import KeyRing
 from gate.store import StagingBusy, Store
-from sync import codec
+from gate import withdrawn
+from sync import codec, keylist
 from sync.link import Link
 from sync.topics import Topics
 
@@ -45,6 +46,8 @@ class Hooks:
     reload: Callable[[], None]
     now: Callable[[], datetime]
     raise_floor: Callable[[datetime], None] = lambda ts: None
+    # Central's key list withdrew these pass-signing key ids (the whole set) and says who by.
+    withdraw_keys: Callable[[frozenset[str], str], None] = lambda kids, who: None
 
 
 @dataclass
@@ -79,7 +82,7 @@ class Downstream:
         self._open_store = open_store
         self.topics = topics
         self._kinds = {topics.passes: "passes", topics.policy: "policy", topics.cmd: "cmd",
-                       topics.snapshot: "snapshot_chunk"}  # topic -> message kind
+                       topics.snapshot: "snapshot_chunk", topics.keys: "keylist"}  # topic -> message kind
         self.keyring = keyring
         self.hooks = hooks
         # Asked each time: a policy applied at the desk raises it behind our back.
@@ -92,7 +95,7 @@ class Downstream:
 
     @staticmethod
     def subscriptions(topics: Topics) -> list[tuple[str, int]]:
-        return [(topics.passes, 1), (topics.policy, 1), (topics.cmd, 1), (topics.snapshot, 1)]
+        return [(topics.passes, 1), (topics.policy, 1), (topics.cmd, 1), (topics.snapshot, 1), (topics.keys, 1)]
 
     # from paho's thread
     def on_message(self, topic: str, payload: bytes) -> None:
@@ -122,6 +125,8 @@ class Downstream:
 
     def _run(self) -> None:
         self.store = self._open_store()
+        # Keys central withdrew before a restart stay withdrawn before the first message.
+        self.keyring.withdraw(withdrawn.load(self.store).kids)
         try:
             while True:
                 try:
@@ -149,7 +154,7 @@ class Downstream:
         if kind is None:
             self.counters.inc("unexpected_topic")
             return
-        if kind == "policy" and not payload:
+        if kind in ("policy", "keylist") and not payload:
             return  # a cleared retained message
         try:
             msg = codec.decode(payload, kind, self.keyring)
@@ -331,6 +336,15 @@ class Downstream:
             "policy_applied_at": str(time.time()), "policy_by": str(msg.get("by", ""))})
         self.hooks.apply_policy(policy, version, who=f"central:{msg.get('by', '')}", why="signed policy from central")
         self.counters.inc("policies_applied")
+
+    # ------------------------------------------------------------ withdrawn keys
+
+    def _on_keylist(self, msg: dict[str, Any]) -> None:
+        assert self.store is not None
+        outcome = keylist.accept(self.store, msg, self.keyring)
+        if outcome.result == "applied":
+            self.hooks.withdraw_keys(outcome.kids, f"central:{msg.get('by', '')}")
+        self.counters.inc(f"keylist_{outcome.result}")  # counted once in force at the lanes too
 
     # ------------------------------------------------------------ commands
 

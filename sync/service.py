@@ -62,7 +62,13 @@ class SyncService:
     ) -> "SyncService":
         sync = config.sync or SyncSection()
         topics = Topics.for_gate(config.gate.site, config.gate.id, sync.prefix)
-        keyring = KeyRing.from_files(list(sync.central_keys or config.keys.trusted))
+        # Central's keys only: a key trusted for QR passes ([keys] trusted) signs no batch,
+        # policy or command. None at all (`--broker` on a config without [sync]): the gate
+        # sends its events and takes nothing from central.
+        keyring = KeyRing.from_files(list(sync.central_keys))
+        if not upstream_only and hooks is not None and not len(keyring):
+            log.warning("no [sync] central_keys: events go up, but no pass batch, policy, key list "
+                        "or command from central is taken")
         client_id = sync.client_id or config.gate.id
         if upstream_only:
             client_id += "-drain"  # may run beside a live daemon without kicking it off
@@ -97,7 +103,7 @@ class SyncService:
 
         link = Link(
             lcfg,
-            subscriptions=[] if upstream_only else Downstream.subscriptions(topics),
+            subscriptions=[] if upstream_only or not len(keyring) else Downstream.subscriptions(topics),
             on_state=on_state,
             on_message=on_message,
             on_ack=on_ack,
@@ -113,8 +119,9 @@ class SyncService:
         publisher_ref.append(publisher)
         downstream = heartbeat = None
         if not upstream_only and hooks is not None:
-            downstream = Downstream(link, open_store, topics, keyring, hooks, policy_version=policy_version)
-            downstream_ref.append(downstream)
+            if len(keyring):
+                downstream = Downstream(link, open_store, topics, keyring, hooks, policy_version=policy_version)
+                downstream_ref.append(downstream)
             heartbeat = Heartbeat(
                 link,
                 open_store,

@@ -1,7 +1,7 @@
 """Every MQTT topic the gate and central use, in one place.
 
 Default prefix: gate/v1/{site}. A gate publishes only under {prefix}/{gate}/ and
-reads only its own commands and snapshots, plus the site-wide passes and policy;
+reads only its own commands and snapshots, plus the site-wide passes, policy and key list;
 the example ACL (docs/mosquitto.acl) enforces that.
 """
 from __future__ import annotations
@@ -47,6 +47,10 @@ class Topics:
         return f"{self.prefix}/policy"
 
     @property
+    def keys(self) -> str:
+        return f"{self.prefix}/keys"
+
+    @property
     def cmd(self) -> str:
         return f"{self.prefix}/{self.gate}/cmd"
 
@@ -86,6 +90,10 @@ class CentralTopics:
     @property
     def policy(self) -> str:
         return f"{self.prefix}/policy"
+
+    @property
+    def keys(self) -> str:
+        return f"{self.prefix}/keys"
 
     def gate(self, gate: str) -> Topics:
         return Topics(self.prefix, gate)

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from tests.conftest import ROOT
+from tests.sync_helpers import central_pub
 
 
 def write_fast_demo(directory: Path, *, people: int, interval_s: float) -> Path:
@@ -30,7 +31,7 @@ def write_fast_demo(directory: Path, *, people: int, interval_s: float) -> Path:
 
 
 def write_config(directory: Path, *, store: Path, script: Path, broker: str | None) -> Path:
-    sync = f'[sync]\nbroker = "{broker}"\nheartbeat_s = 2\n' if broker else ""
+    sync = f'[sync]\nbroker = "{broker}"\nheartbeat_s = 2\ncentral_keys = ["{central_pub(directory / "keys")}"]\n' if broker else ""
     cfg = directory / "gate.toml"
     cfg.write_text(
         textwrap_dedent(

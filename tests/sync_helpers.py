@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -51,3 +52,26 @@ class Listener:
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
+
+
+def central_pub(directory: Path) -> str:
+    """A central public key file for a config with [sync] (sync.central_keys is required
+    there); for tests that only send events up, any key does."""
+    from gate.passes import new_keypair
+
+    directory.mkdir(parents=True, exist_ok=True)
+    n = len(list(directory.glob("central-*.pub")))
+    return str(new_keypair(directory, f"central-{n}")[1])
+
+
+def trust_central(r: Any, keys: list[Path] | None = None) -> Any:
+    """A Rehearsal (not yet entered) whose gate takes ``keys`` (default: its drill key)
+    as central's keys ([sync] central_keys); the drill key then signs passes and what
+    central sends."""
+    from gate.config import SyncSection
+
+    keys = keys or [r.keys.central_pub]
+    sync = (r.config.sync or SyncSection(central_keys=keys)).model_copy(update={"central_keys": keys})
+    r.config = r.config.model_copy(update={"sync": sync})
+    r.app.config = r.config
+    return r

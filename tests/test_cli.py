@@ -106,3 +106,25 @@ def test_demo_admits_and_refuses_visibly_and_stops_on_sigterm(tmp_path: Path) ->
     assert "ALLOW" in out and "ok" in out and "pass=r1" in out
     assert "DENY" in out and "category_refused" in out
     assert "door     unlock" in out
+
+
+def test_key_commands_work_as_the_example_configs_write_them(tmp_path: Path) -> None:
+    """Issue 16: config/central.example.toml said `gate keys new central`, which failed."""
+    import re
+    import shlex
+
+    docs = "".join((ROOT / "config" / name).read_text(encoding="utf-8") for name in ("central.example.toml", "gate.example.toml"))
+    written = re.findall(r"`(gate keys new [^`]*)`", docs)
+    assert "gate keys new central --dir /etc/gate/keys" in written
+    for i, cmd in enumerate(written):
+        args = shlex.split(cmd.replace("/etc/gate/keys", str(tmp_path / f"k{i}")))[1:]
+        args = [a if a != "NAME" else "desk" for a in args]
+        if "--dir" not in args:
+            args += ["--dir", str(tmp_path / f"k{i}")]
+        res = gate(*args)
+        assert res.returncode == 0, (cmd, res.stderr)
+    assert (tmp_path / "k0" / "central.key").stat().st_mode & 0o777 == 0o600
+    same = gate("keys", "new", "desk", "--name", "other", "--dir", str(tmp_path))
+    assert same.returncode == 2 and "two names given" in same.stderr
+    for sub in re.findall(r"`gate central keys (\w+)", docs):
+        assert gate("central", "keys", sub, "--help").returncode == 0, sub

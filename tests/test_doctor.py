@@ -240,4 +240,54 @@ def test_keys(tmp_path: Path) -> None:
     assert keys().status == "warn"  # no trusted key: central's passes are all refused
     bad = keys(trusted=[str(pub)], signing=str(tmp_path / "keys" / "gate.key"))
     assert bad.status == "fail" and "signing key not found" in bad.detail
-    assert f"gate keys new --name gate --dir {tmp_path / 'keys'}" in bad.advice
+    assert f"gate keys new gate --dir {tmp_path / 'keys'}" in bad.advice
+
+
+def test_central_keys_are_checked_apart_from_pass_keys(tmp_path: Path) -> None:
+    from gate.passes import new_keypair
+
+    _, pub = new_keypair(tmp_path / "keys", "central")
+    conf = cfgmod.Config.model_validate({"keys": {"trusted": [str(pub)]}, "lanes": [{"name": "in", "direction": "in"}],
+                                         "sync": {"central_keys": [str(tmp_path / "keys" / "hq.pub")]}})
+    bad = doctor._keys(conf)
+    assert bad.status == "fail" and bad.figures == f"[sync] central_keys: {tmp_path / 'keys' / 'hq.pub'} unusable"
+    assert f"gate keys new hq --dir {tmp_path / 'keys'}" in bad.advice
+    ok = doctor._keys(conf.model_copy(update={"sync": conf.sync.model_copy(update={"central_keys": [pub]})}))  # type: ignore[union-attr]
+    assert ok.status == "ok" and ok.figures == "1 pass-signing key(s), 1 central key(s)"
+    # Central withdrew the configured pass key: the row says so.
+    from gate import withdrawn
+    from gate.passes import key_id, load_public
+    from gate.store import Store
+
+    kid = key_id(load_public(pub))
+    conf = conf.model_copy(update={"store": cfgmod.StoreSection(path=tmp_path / "gate.db"), "sync": None})
+    s = Store(tmp_path / "gate.db")
+    try:
+        withdrawn.save(s, 2, frozenset({kid}), "{}")
+    finally:
+        s.close()
+    row = doctor._keys(conf)
+    assert row.status == "warn" and row.figures == f"1 pass-signing key(s); withdrawn by central: {pub} ({kid})"
+
+
+def test_secret_files_readable_by_others_are_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from gate.drill import Rehearsal
+    from gate.drill_file import parse
+    from gate.passes import new_keypair
+
+    priv, _ = new_keypair(tmp_path / "keys", "gate")  # 0600
+    pin = tmp_path / "pin"
+    pin.write_text("4711\n")
+    pin.chmod(0o644)
+    conf = cfgmod.Config.model_validate({"keys": {"signing": str(priv)}, "guard": {"pin_file": str(pin)},
+                                         "lanes": [{"name": "in", "direction": "in"}]})
+    row = doctor._secrets(conf)
+    assert row.status == "warn" and row.figures == "1 of 2 secret file(s) readable by others"
+    assert f"guard.pin_file {pin} is readable by its group and everyone (mode -rw-r--r--): chmod 600 {pin}" in row.advice
+    # At start: logged, and the gate starts all the same.
+    drill = parse(f'name: modes\nstart: "2026-11-22T10:00:00+08:00"\nconfig: {{guard: {{pin_file: "{pin}"}}}}\n')
+    with caplog.at_level("WARNING"), Rehearsal(drill) as r:
+        assert r.app.lanes
+    assert f"guard.pin_file {pin} is readable by its group and everyone" in caplog.text
+    pin.chmod(0o600)
+    assert doctor._secrets(conf).status == "ok"

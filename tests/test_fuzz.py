@@ -125,7 +125,7 @@ def test_fuzz_wiegand_bits(bits: list[int]) -> None:
         assert len(bits) in (26, 34) and n >= 0
 
 
-PAYLOAD_KINDS = ("passes", "policy", "cmd", "snapshot_chunk", "event", "status", "report", "snapshot_request")
+PAYLOAD_KINDS = ("passes", "policy", "cmd", "snapshot_chunk", "event", "status", "report", "snapshot_request", "keylist")
 
 
 @fuzz
@@ -142,7 +142,7 @@ json_values = st.recursive(
 
 
 @fuzz
-@given(st.dictionaries(st.sampled_from(["type", "from_version", "to_version", "ts", "changes", "kid", "sig", "cmd", "gate", "nonce", "expires", "by", "policy", "version"]) | st.text(max_size=8), json_values, max_size=10), st.sampled_from(PAYLOAD_KINDS))
+@given(st.dictionaries(st.sampled_from(["type", "from_version", "to_version", "ts", "changes", "kid", "sig", "cmd", "gate", "nonce", "expires", "by", "policy", "version", "withdrawn", "notes"]) | st.text(max_size=8), json_values, max_size=10), st.sampled_from(PAYLOAD_KINDS))
 def test_fuzz_mqtt_payload_json(obj: dict, kind: str) -> None:  # type: ignore[type-arg]
     check_payload(json.dumps(obj).encode(), kind)
 

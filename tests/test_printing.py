@@ -174,6 +174,19 @@ def test_refusals_are_plain_messages(desk):
     nofont = gate("passes", "print", "--id", "3-2-501-王芳", "--out", str(tmp / "f.pdf"), "-c", conf,
                   env={"GATE_CJK_FONT": str(tmp / "missing.ttc")})
     assert nofont.returncode == 2 and "GATE_CJK_FONT" in nofont.stderr and "Traceback" not in nofont.stderr
+    # A key central has withdrawn (the gate's store holds the list): no cards that every gate refuses.
+    from gate import withdrawn
+    from gate.passes import key_id, load_public
+
+    kid = key_id(load_public(desk["pub"]))
+    s = Store(tmp / "gate.db", gate_id="east", tz=SHANGHAI)
+    try:
+        withdrawn.save(s, 4, frozenset({kid}), "{}")
+    finally:
+        s.close()
+    gone = gate("passes", "print", "--id", "3-2-501-王芳", "--out", str(tmp / "w.pdf"), "-c", conf)
+    assert gone.returncode == 2 and f"key {kid}" in gone.stderr and "withdrawn by central (key list version 4)" in gone.stderr
+    assert not (tmp / "w.pdf").exists()
 
 
 @pytest.mark.parametrize("unit, prefixes, selected", [

@@ -13,6 +13,7 @@ from gate.drill import Rehearsal
 from gate.drill_file import Step
 from gate.passes import new_keypair
 from tests.mqtt_broker import Broker, make_password_file
+from tests.sync_helpers import central_pub
 
 
 def test_no_secret_in_logs_events_or_status(tmp_path: Path, broker_factory, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
@@ -32,7 +33,7 @@ def test_no_secret_in_logs_events_or_status(tmp_path: Path, broker_factory, capl
         start: "2026-11-22T10:00:00+08:00"
         config:
           keys: {{signing: "{priv}"}}
-          sync: {{broker: "{b.url}", username: drill, password_file: "{pwfile}"}}
+          sync: {{broker: "{b.url}", username: drill, password_file: "{pwfile}", central_keys: ["{central_pub(tmp_path / 'central')}"]}}
         passes: [{{id: r1, holder: 王芳, unit: 3-2-501, category: resident}}]
         """))
     with Rehearsal(d, store_path=store) as r:

@@ -22,7 +22,7 @@ from sync import codec
 from sync.topics import Topics
 from tests.conftest import ROOT
 from tests.mqtt_broker import Broker, make_password_file
-from tests.sync_helpers import Listener
+from tests.sync_helpers import Listener, central_pub, trust_central
 
 DRILL = drill_file.parse(
     textwrap.dedent(
@@ -108,7 +108,8 @@ def test_acl_denied_publish_is_never_marked_sent(broker_factory) -> None:  # typ
     b0.close() if hasattr(b0, "close") else None
     b = broker_factory(extra=[f"password_file {pw}", f"acl_file {acl}", "allow_anonymous false"])
     store_dir = Path(b.dir) / "gate"
-    cfg_over = {"sync": {"broker": b.url, "username": "drill", "password_file": str(_write(store_dir / "pw", "secret"))}}
+    cfg_over = {"sync": {"broker": b.url, "username": "drill", "password_file": str(_write(store_dir / "pw", "secret")),
+                         "central_keys": [central_pub(store_dir)]}}
     drill = drill_file.parse(DRILL.model_dump_json())
     drill = drill.model_copy(update={"config": {**DRILL.config, **cfg_over}})
     with Rehearsal(drill) as r:
@@ -176,7 +177,7 @@ def pass_wire(pid: str, **kw: object) -> dict:  # type: ignore[type-arg]
 
 
 def test_signed_batches_apply_gaps_ask_for_a_snapshot_forgeries_are_refused(broker: Broker) -> None:
-    with Rehearsal(DRILL, broker=broker.url) as r:
+    with trust_central(Rehearsal(DRILL, broker=broker.url)) as r:
         assert r.app.sync.link.wait_connected(10)
         central = r.keys.central
         pub = Listener(broker.port, topic=f"{PREFIX}/drill/snapshot/request", client_id="central-test")
@@ -228,7 +229,7 @@ def test_signed_batches_apply_gaps_ask_for_a_snapshot_forgeries_are_refused(brok
 
 
 def test_policy_and_commands_from_central(broker: Broker) -> None:
-    with Rehearsal(DRILL, broker=broker.url) as r:
+    with trust_central(Rehearsal(DRILL, broker=broker.url)) as r:
         assert r.app.sync.link.wait_connected(10)
         central = r.keys.central
         c = Listener(broker.port, topic=f"{PREFIX}/drill/events", client_id="central-test")
@@ -297,7 +298,8 @@ def test_publisher_survives_a_store_error_and_link_survives_missing_tls_files(br
         assert r.drain(30), "the publisher did not recover from one store error"
         assert failed and r.app.sync.publisher.alive and r.app.sync.publisher.counters.get("errors") == 1
     # A CA file that is not there: the link keeps trying (and says why) instead of dying.
-    d = DRILL.model_copy(update={"config": {**DRILL.config, "sync": {"broker": f"mqtts://127.0.0.1:{broker.port}", "ca_file": str(tmp_path / "missing-ca.crt")}}})
+    d = DRILL.model_copy(update={"config": {**DRILL.config, "sync": {"broker": f"mqtts://127.0.0.1:{broker.port}", "ca_file": str(tmp_path / "missing-ca.crt"),
+                                                                     "central_keys": [central_pub(tmp_path)]}}})
     with Rehearsal(d) as r:
         link = r.app.sync.link
         assert Listener.wait_for(lambda: "missing-ca.crt" in link.last_error or "No such file" in link.last_error, 10), link.last_error
@@ -333,7 +335,7 @@ def test_the_daily_report_goes_up_once_the_day_is_over(tmp_path: Path) -> None:
 
 
 def test_central_does_not_downgrade_a_newer_policy_applied_at_the_desk(broker: Broker) -> None:
-    with Rehearsal(DRILL, broker=broker.url) as r:
+    with trust_central(Rehearsal(DRILL, broker=broker.url)) as r:
         assert r.app.sync.link.wait_connected(10)
         s = r.app.open_store()
         try:

@@ -22,6 +22,7 @@ from gate.drill import Rehearsal
 from gate.drill_file import Step
 from tests.crash_harness import Daemon, wait_until, write_config, write_fast_demo
 from tests.mqtt_broker import Broker
+from tests.sync_helpers import central_pub
 
 
 def _name(cn: str) -> x509.Name:
@@ -74,7 +75,7 @@ def test_events_over_tls_with_client_certificates(broker_factory, tmp_path: Path
         name: tls
         start: "2026-11-22T10:00:00+08:00"
         config:
-          sync: {{broker: "{url}", ca_file: "{tmp_path / 'ca.crt'}", cert_file: "{tmp_path / 'drill.crt'}", key_file: "{tmp_path / 'drill.key'}"}}
+          sync: {{broker: "{url}", ca_file: "{tmp_path / 'ca.crt'}", cert_file: "{tmp_path / 'drill.crt'}", key_file: "{tmp_path / 'drill.key'}", central_keys: ["{central_pub(tmp_path)}"]}}
         passes: [{{id: r1, holder: 王芳, unit: 3-2-501, category: resident}}]
         """))
     with Rehearsal(d) as r:
@@ -84,7 +85,7 @@ def test_events_over_tls_with_client_certificates(broker_factory, tmp_path: Path
     assert wait_until(lambda: any(e.get("decision") == "allow" for e in got), 10)
     sub.loop_stop()
     # Without a client certificate the broker refuses the gate: nothing is marked sent.
-    d2 = d.model_copy(update={"config": {"sync": {"broker": url, "ca_file": str(tmp_path / "ca.crt")}}})
+    d2 = d.model_copy(update={"config": {"sync": {"broker": url, "ca_file": str(tmp_path / "ca.crt"), "central_keys": [central_pub(tmp_path)]}}})
     with Rehearsal(d2) as r:
         r.step(Step(at=0, lane="in", qr="r1"))
         assert not r.drain(3)

@@ -106,3 +106,21 @@ def test_after_the_day_s_end_time_no_pass_is_issued(tmp_path: Path) -> None:
     utc_evening = datetime(2026, 11, 22, 17, 0, tzinfo=ZoneInfo("UTC"))  # 01:00 on the 23rd in Shanghai
     assert valid_until_today(utc_evening, "24:00", TZ) == datetime(2026, 11, 23, 23, 59, 59, tzinfo=TZ)
     assert valid_until_today(utc_evening, "24:00", TZ) - utc_evening < timedelta(days=1)
+
+
+def test_a_signing_key_central_withdrew_issues_no_visitor_pass(tmp_path: Path) -> None:
+    from gate.passes import key_id
+
+    d, ring = desk(tmp_path, datetime(2026, 11, 22, 9, 30, tzinfo=TZ))
+    assert d.signer is not None
+    kid = key_id(d.signer.public_key())
+    ring.withdraw({kid})  # central's key list, as the gate applies it
+    with pytest.raises(NoSigningKey, match=f"signing key {kid} was withdrawn by central"):
+        d.register("刘洋", "1234", "3300", "3-2-501")
+    store = Store(tmp_path / "gate.db", gate_id="g1", tz=TZ)
+    try:
+        assert store.events() == [] and store.pass_count() == 0  # nothing issued that every gate would refuse
+    finally:
+        store.close()
+    ring.withdraw(set())  # a newer list gives it back
+    assert d.register("刘洋", "1234", "3300", "3-2-501").pass_id
