@@ -99,11 +99,16 @@ class GateApp:
         self.broker = broker
         self.prerender = prerender
         self.policy = config.policy
-        self.floor = TimeFloor()
         self.sync: Any = None  # sync.service.SyncService when the gate talks to central
         self.maintenance: Any = None
         self.tz = ZoneInfo(config.gate.timezone)
         self.clock: Clock = clock or SystemClock(self.tz)
+        # Judged time: never below the floor, which only trusted time moves (gate/floor.py).
+        self.floor = TimeFloor(
+            monotonic=self.clock.monotonic,
+            synchronized=getattr(self.clock, "synchronized", lambda: False),
+            boot=getattr(self.clock, "boot_id", ""),
+        )
         self.store_path = Path(store_path or config.store.path)
         self.sinks = list(sinks or [])
         self.keyring = KeyRing.from_files(list(config.keys.trusted))
@@ -139,6 +144,7 @@ class GateApp:
         try:
             store.ensure_reserve()
             self._restore(store)
+            self.save_floor(force=True)  # this boot's continuation of the floor, saved at once
             config_change = self._config_changed(store)
         finally:
             store.close()
@@ -209,6 +215,8 @@ class GateApp:
             self.sync.stop()
         if self.maintenance is not None:
             self.maintenance.stop()
+        if self.lanes:
+            self.save_floor(force=True)
         if self._gpio is not None:
             self._gpio.close()
         if self._prerender is not None:
@@ -233,12 +241,10 @@ class GateApp:
 
     def _restore(self, store: Store) -> None:
         """The time floor, and a policy central sent that is newer than the config's."""
-        last = store.last_event_time()
-        if last is not None:
-            self.floor.raise_to(last)
-        saved = store.get_meta("time_floor")
-        if saved:
-            self.floor.raise_to(datetime.fromisoformat(saved))
+        from gate import floor_admin
+
+        # Not the last event's time: a clock that read 2030 once must not pin the floor there.
+        floor_admin.load(self.floor, store)
         version = int(store.get_meta("policy_version") or 0)
         body = store.get_meta("policy_json")
         if body and version > self.config.policy.version:
@@ -246,6 +252,13 @@ class GateApp:
                 self.policy = PolicyConfig.model_validate({**json.loads(body), "version": version})
             except Exception:
                 log.exception("the stored policy version %d is unusable; using the config's", version)
+
+    def save_floor(self, force: bool = False) -> None:
+        """Checkpoint the time floor (at most once a minute unless it moved), and take
+        up a reset made at the desk (`gate clock floor --reset`). Called by `gate run`."""
+        from gate import floor_admin
+
+        self.floor.checkpoint(floor_admin.saver(self.open_store), force=force)
 
     def pick_up_stored_policy(self) -> bool:
         """A policy applied at the desk (`gate policy apply`) while the daemon runs: take
@@ -372,7 +385,7 @@ class GateApp:
             report_now=lambda day: self.sync.heartbeat.report_now(day) if self.sync and self.sync.heartbeat else None,
             reload=self.reload,
             now=lambda: self.floor.apply(self.clock.now())[0],  # expiry is never judged by a clock set back
-            raise_floor=self.floor.raise_to,
+            raise_floor=self.floor.from_central,
         )
         self.sync = SyncService.build(
             self.config,

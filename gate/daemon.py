@@ -85,6 +85,7 @@ def run(conf: Config, *, broker: str | None = None, config_path: Path | None = N
                     app.pick_up_stored_policy()  # `gate policy apply` at the desk takes effect here
                 except Exception as exc:  # a busy or failing store must not stop the gate
                     print(f"gate: could not read the stored policy: {exc}", file=sys.stderr)
+                app.save_floor()  # the floor's checkpoint; a desk reset taken up (never raises)
             if not all(lane.alive for lane in app.lanes.values()):
                 print("gate: a lane stopped unexpectedly", file=sys.stderr)
                 return 1
