@@ -136,25 +136,30 @@ class GateApp:
 
     # ------------------------------------------------------------ lifecycle
 
-    def start(self) -> None:
-        from gate.integrity import ensure_sound
+    def start(self, *, waiting: Callable[[str], bool] | None = None) -> None:
+        """``waiting(why)`` is called every few seconds while the store cannot be used
+        (a full disk, an I/O or permission error): the relays are held locked meanwhile;
+        it returns False to give up. Without it, such a store raises StoreUnavailable."""
+        from gate.store_wait import open_when_usable
 
-        self.integrity = ensure_sound(self.store_path)  # a corrupt store is moved aside, never used
-        store = self.open_store()  # migrate once, before any lane opens its own connection
+        early: dict[str, LaneDevices] = {}
         try:
-            store.ensure_reserve()
-            self._restore(store)
-            self.save_floor(force=True)  # this boot's continuation of the floor, saved at once
-            config_change = self._config_changed(store)
-        finally:
-            store.close()
+            for lane_cfg in self.config.lanes:
+                early[lane_cfg.name] = devices = LaneDevices()
+                self._relay(lane_cfg, devices)  # locked from here on, also while the store is waited for
+            opened = open_when_usable(self.store_path, self._first_open, waiting)
+        except BaseException:
+            for devices in early.values():
+                devices.close()
+            raise
+        self.integrity, config_change, store_waited = opened.integrity, opened.value, opened.waited
         v = self.config.voice
         self._prompt_cache = PromptCache(self.voice_cache, rate=v.rate, volume=v.volume, engine=v.engine, voices=v.voices)
         for lane_cfg in self.config.lanes:
-            devices = LaneDevices()
+            devices = early[lane_cfg.name]
             devices.speaker = self._speaker(lane_cfg)
             devices.closers.append(devices.speaker.close)
-            relay = self._relay(lane_cfg, devices)
+            relay = devices.relay
             lane = Lane(
                 lane_cfg,
                 policy=self.policy,
@@ -189,6 +194,9 @@ class GateApp:
                     f"{self.integrity.moved_to}; {self.integrity.restored_passes} passes restored from the last snapshot",
                 )
             )
+        if store_waited is not None:
+            self.record_gate_event(AlarmRecord(at=self.clock.now(), lane="gate", kind="store_unavailable",
+                                               detail=store_waited))
         if self.clock.realtime:
             from gate.maintenance import Maintenance
 
@@ -205,6 +213,16 @@ class GateApp:
                 target=lambda: _quiet(cache.prerender, items), name="prerender", daemon=True
             )
             self._prerender.start()
+
+    def _first_open(self) -> AdminRecord | None:
+        store = self.open_store()  # migrate once, before any lane opens its own connection
+        try:
+            store.ensure_reserve()
+            self._restore(store)
+            self.save_floor(force=True)  # this boot's continuation of the floor, saved at once
+            return self._config_changed(store)
+        finally:
+            store.close()
 
     def stop(self) -> None:
         for devices in self.devices.values():

@@ -37,10 +37,24 @@ def run(conf: Config, *, broker: str | None = None, config_path: Path | None = N
         signal.signal(sig, lambda *_: stop.set())
     player = None
     lcd = None
+    notify = Notifier()
+    said: list[str] = []
+
+    def waiting(why: str) -> bool:
+        # The store is kept, the relays held locked: systemd's status and the journal say why.
+        if not said or said[-1] != why:
+            print(f"gate: waiting for the store: {why}", file=sys.stderr, flush=True)
+            said.append(why)
+        notify.send(f"READY=1\nSTATUS=door locked, waiting for the store: {why[:300]}")
+        notify.watchdog()
+        return not stop.wait(5.0)
+
     try:
-        app.start()
+        app.start(waiting=waiting)
     except Exception as exc:  # a device that will not open: say which, do not trace
         app.stop()
+        if stop.is_set():
+            return 0  # asked to stop while waiting for the store
         print(f"gate: could not start: {exc}", file=sys.stderr)
         return 1
     print(
@@ -48,7 +62,6 @@ def run(conf: Config, *, broker: str | None = None, config_path: Path | None = N
         " Ctrl-C stops.",
         flush=True,
     )
-    notify = Notifier()
     notify.ready(f"{len(app.lanes)} lanes running")
     ping_every = Notifier.watchdog_interval()
     keydir = None

@@ -1,0 +1,172 @@
+"""Only corruption is corruption: a store that cannot be used at start-up (a full
+disk, an I/O error, no permission) is kept, never moved aside; the gate says why and
+waits with the door locked, and starts on its own store, events intact, once it can."""
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+
+from gate import drill_file
+from gate.drill import Rehearsal
+from gate.drill_file import Step
+from gate.integrity import StoreUnavailable
+from tests.conftest import ROOT
+from tests.disk_helpers import Ext2Image, fill, tmpfs
+
+DRILL = drill_file.parse(textwrap.dedent("""
+    name: store unavailable
+    start: "2026-11-22T08:00:00+08:00"
+    config: {policy: {passback: "off"}}
+    passes:
+      - {id: r1, holder: 王芳, unit: 3-2-501, category: resident}
+    """))
+
+
+def make_store(store: Path, people: int = 5) -> int:
+    with Rehearsal(DRILL, store_path=store) as r:
+        for i in range(people):
+            r.step(Step(at=i * 10, lane="in", qr="r1"))
+            r.step(Step(at=i * 10 + 1, lane="in", temperature=36.5))
+    return events(store)
+
+
+def events(store: Path) -> int:
+    c = sqlite3.connect(store)
+    try:
+        return c.execute("SELECT count(*) FROM events").fetchone()[0]
+    finally:
+        c.close()
+
+
+def set_aside(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if ".corrupt-" in p.name)
+
+
+def test_a_full_disk_at_start_up_keeps_the_store_and_waits_with_the_door_locked(tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "disk", "1m") as disk:
+        store = disk / "gate.db"
+        before = make_store(store)
+        filler = fill(disk)
+        r = Rehearsal(DRILL, store_path=store)
+        with pytest.raises(StoreUnavailable, match="the disk is full"):
+            r.app.start()  # no one to wait: says why at once
+        r.app.stop()
+        assert set_aside(disk) == [] and store.exists()
+
+        # As `gate run` starts it: waits, relay held locked, until there is room.
+        r = Rehearsal(DRILL, store_path=store)
+        said: list[str] = []
+        relay_levels: list[int] = []
+        waiting = threading.Event()
+
+        def wait(why: str) -> bool:
+            said.append(why)
+            relay_levels.append(r.app._sim_pins["in"].pin(22).read())
+            waiting.set()
+            return len(said) < 500
+
+        starter = threading.Thread(target=lambda: r.app.start(waiting=lambda why: wait(why) and not _pause()))
+        starter.start()
+        assert waiting.wait(30)
+        filler.unlink()  # the operator frees space
+        starter.join(60)
+        try:
+            assert not starter.is_alive() and r.app.lanes, said[-1:]
+            r.step(Step(at=100, lane="in", qr="r1"))
+            r.step(Step(at=101, lane="in", temperature=36.5))
+        finally:
+            r.app.stop()
+            r._tmp.cleanup()
+        assert "disk is full" in said[0]
+        assert relay_levels and set(relay_levels) == {0}  # locked (active high: 0) all along
+        assert set_aside(disk) == []
+        c = sqlite3.connect(store)
+        kinds = [row[0] for row in c.execute("SELECT kind FROM events WHERE type = 'alarm'")]
+        decisions = c.execute("SELECT count(*) FROM events WHERE type = 'decision'").fetchone()[0]
+        c.close()
+        assert "store_unavailable" in kinds
+        assert events(store) > before and decisions == 6  # the 5 before the restart kept, one more
+
+
+def _pause() -> bool:
+    threading.Event().wait(0.05)
+    return False
+
+
+def test_an_io_error_reading_the_store_keeps_it(tmp_path: Path) -> None:
+    img = Ext2Image(tmp_path / "card.img", tmp_path / "card")
+    img.mount()
+    try:
+        store = img.mnt / "gate.db"
+        make_store(store, people=20)
+        assert store.stat().st_size > 64 * 1024 and not Path(str(store) + "-wal").exists()
+    finally:
+        img.umount()
+    img.break_block("gate.db")
+    img.mount()
+    try:
+        with open(store, "rb") as f:  # the card now fails to read part of the file
+            with pytest.raises(OSError) as err:
+                f.read()
+            assert err.value.errno == 5
+        r = Rehearsal(DRILL, store_path=store)
+        try:
+            with pytest.raises(StoreUnavailable, match="I/O error"):
+                r.app.start()
+        finally:
+            r.app.stop()
+            r._tmp.cleanup()
+        assert set_aside(img.mnt) == [] and store.exists()
+    finally:
+        img.umount()
+
+
+EACCES_PROBE = """
+import sys
+from pathlib import Path
+from gate.drill import Rehearsal
+from tests.test_store_unavailable import DRILL
+r = Rehearsal(DRILL, store_path=Path(sys.argv[1]))
+try:
+    r.app.start()
+    print("started")
+except Exception as exc:
+    print(type(exc).__name__, exc)
+finally:
+    r.app.stop()
+"""
+
+
+def test_a_store_the_gate_may_not_read_is_kept(tmp_path: Path) -> None:
+    """Someone ran a desk command as another user: the gate may not open its store."""
+    store = tmp_path / "gate.db"
+    before = make_store(store)
+    os.chown(store, 65534, 65534)
+    os.chmod(store, 0o600)
+    # Root without the capability to override file permissions: as the `gate` user would be.
+    res = subprocess.run(
+        ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", sys.executable, "-c", EACCES_PROBE, str(store)],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("StoreUnavailable") and "no permission" in res.stdout, res.stdout + res.stderr
+    assert "owned by nobody, mode 600" in res.stdout
+    assert set_aside(tmp_path) == [] and events(store) == before
+
+
+def test_a_corrupt_store_is_still_set_aside(tmp_path: Path) -> None:
+    store = tmp_path / "gate.db"
+    make_store(store)
+    with open(store, "r+b") as f:
+        f.seek(4096)
+        f.write(b"\xde\xad\xbe\xef" * 2048)
+    with Rehearsal(DRILL, store_path=store) as r:
+        assert not r.app.integrity.ok
+    assert [n for n in set_aside(tmp_path) if not n.endswith(("-wal", "-shm"))] != []
