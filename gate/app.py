@@ -147,7 +147,8 @@ class GateApp:
             for lane_cfg in self.config.lanes:
                 early[lane_cfg.name] = devices = LaneDevices()
                 self._relay(lane_cfg, devices)  # locked from here on, also while the store is waited for
-            opened = open_when_usable(self.store_path, self._first_open, waiting)
+            opened = open_when_usable(self.store_path, self._first_open, waiting,
+                                      reserve=self.store_path.with_name(self.store_path.name + ".reserve"))
         except BaseException:
             for devices in early.values():
                 devices.close()

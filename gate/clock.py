@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import threading
 import time
 import uuid
@@ -27,9 +28,14 @@ class SystemClock:
     def __init__(self, tz: tzinfo) -> None:
         self.tz = tz
         self.boot_id = boot_id()
+        self._sync_at, self._synced = float("-inf"), False
 
     def synchronized(self) -> bool:
-        return system_clock_synchronized()
+        # Asked for every event: the kernel's answer is kept for a second.
+        now = time.monotonic()
+        if now - self._sync_at >= 1.0:
+            self._sync_at, self._synced = now, system_clock_synchronized()
+        return self._synced
 
     def now(self) -> datetime:
         return datetime.now(self.tz)
@@ -114,12 +120,17 @@ def system_clock_synchronized() -> bool:
     if _TIMESYNCD_FLAG.exists():
         return True
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         buf = ctypes.create_string_buffer(512)  # struct timex; modes = 0: only read
-        state = libc.adjtimex(buf)
+        state = _libc().adjtimex(buf)
     except (OSError, AttributeError):
         return False
     return state >= 0 and state != _TIME_ERROR
+
+
+@functools.lru_cache(maxsize=1)
+def _libc() -> ctypes.CDLL:
+    # Looked up once: find_library runs ldconfig, far too slow for every event.
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
 
 from gate.floor import TimeFloor  # noqa: E402,F401  (where the lane imports it from)

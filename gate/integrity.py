@@ -30,6 +30,16 @@ _CORRUPT_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
 class StoreUnavailable(RuntimeError):
     """The store cannot be read or written now (full, I/O, permissions): kept, retried."""
 
+    def __init__(self, why: str, kind: str = "io") -> None:
+        super().__init__(why)
+        self.kind = kind  # full | permission | locked | io
+
+
+def unavailable(exc: BaseException, path: Path) -> StoreUnavailable:
+    kind, what = _cause(exc, path)
+    name = getattr(exc, "sqlite_errorname", "") or type(exc).__name__
+    return StoreUnavailable(f"store {path}: {what}: {exc} [{name}]; the store is kept as it is", kind)
+
 
 def is_corruption(exc: BaseException) -> bool:
     # Extended codes (SQLITE_CORRUPT_INDEX ...) carry the primary code in the low byte.
@@ -37,19 +47,18 @@ def is_corruption(exc: BaseException) -> bool:
     return code is not None and (code & 0xFF) in _CORRUPT_CODES
 
 
-def unavailable_reason(exc: BaseException, path: Path) -> str:
-    """What an operator reads: the cause in words, SQLite's code, and the path."""
+def _cause(exc: BaseException, path: Path) -> tuple[str, str]:
+    """(kind, what an operator reads) for an error that is not corruption."""
     name = getattr(exc, "sqlite_errorname", "") or type(exc).__name__
     errno_ = getattr(exc, "errno", None)
+    # SHMSIZE: the WAL index could not be sized, which on a full disk is ENOSPC.
     if name.startswith("SQLITE_FULL") or errno_ == 28 or "full" in str(exc) or "SHMSIZE" in name:
-        what = "the disk is full"
-    elif name.startswith(("SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_READONLY", "SQLITE_AUTH")) or errno_ in (1, 13):
-        what = f"no permission to use it ({_owner(path)})"
-    elif name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
-        what = "another process holds it locked"
-    else:
-        what = "an I/O error (a failing card or disk?)"
-    return f"store {path}: {what}: {exc} [{name}]; the store is kept as it is"
+        return "full", "the disk is full"
+    if name.startswith(("SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_READONLY", "SQLITE_AUTH")) or errno_ in (1, 13):
+        return "permission", f"no permission to use it ({_owner(path)})"
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return "locked", "another process holds it locked"
+    return "io", "an I/O error (a failing card or disk?)"
 
 
 def _owner(path: Path) -> str:
@@ -102,7 +111,7 @@ def check(path: Path) -> tuple[bool, str]:
         if not path.exists():
             return True, "new store"
     except OSError as exc:  # a directory we may not search
-        raise StoreUnavailable(unavailable_reason(exc, path)) from exc
+        raise unavailable(exc, path) from exc
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
         try:
@@ -111,7 +120,7 @@ def check(path: Path) -> tuple[bool, str]:
             conn.close()
     except sqlite3.DatabaseError as exc:
         if not is_corruption(exc):
-            raise StoreUnavailable(unavailable_reason(exc, path)) from exc
+            raise unavailable(exc, path) from exc
         return _corrupt_unless_unreadable(path, str(exc))
     if rows == ["ok"]:
         return True, "ok"
@@ -121,7 +130,7 @@ def check(path: Path) -> tuple[bool, str]:
 def _corrupt_unless_unreadable(path: Path, detail: str) -> tuple[bool, str]:
     err = _readable(path)
     if err is not None:
-        raise StoreUnavailable(unavailable_reason(err, path))
+        raise unavailable(err, path)
     return False, detail
 
 

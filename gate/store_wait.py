@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Generic, TypeVar
 
-from gate.integrity import CheckResult, StoreUnavailable, ensure_sound, is_corruption, unavailable_reason
+from gate.integrity import CheckResult, StoreUnavailable, ensure_sound, is_corruption, unavailable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -24,33 +24,43 @@ class Opened(Generic[T]):
 
 
 def open_when_usable(
-    path: Path, first_open: Callable[[], T], waiting: Callable[[str], bool] | None
+    path: Path, first_open: Callable[[], T], waiting: Callable[[str], bool] | None, reserve: Path | None = None
 ) -> Opened[T]:
     """Check the store, then ``first_open()`` it (migrations, restore). While either
     fails for a reason other than corruption, call ``waiting(why)`` and try again;
-    without ``waiting``, or when it returns False, raise StoreUnavailable."""
+    without ``waiting``, or when it returns False, raise StoreUnavailable. A full disk
+    first gets the ``reserve`` file (Store.reserve_path): it is there for this."""
     first: str | None = None
+    released = False
     t0 = time.monotonic()
     while True:
         try:
             result = ensure_sound(path)  # a corrupt store is moved aside, never used
             value = first_open()
         except StoreUnavailable as exc:
-            why = str(exc)
+            err = exc
         except sqlite3.DatabaseError as exc:
             if is_corruption(exc):
                 raise
-            why = unavailable_reason(exc, path)
+            err = unavailable(exc, path)
         except OSError as exc:  # the store's directory cannot be made or entered
-            why = unavailable_reason(exc, path)
+            err = unavailable(exc, path)
         else:
             waited = None
             if first is not None:
-                waited = f"the store could not be used for {time.monotonic() - t0:.0f} s: {first}"
+                how = "the disk reserve was released to start" if released else \
+                    f"the store could not be used for {time.monotonic() - t0:.0f} s"
+                waited = f"{how}: {first}"
                 log.warning("store %s usable again; %s", path, waited)
             return Opened(result, value, waited)
+        why = str(err)
         if why != first:
             log.error("%s", why)
         first = first or why
+        if err.kind == "full" and reserve is not None and not released and reserve.exists():
+            reserve.unlink()
+            released = True
+            log.warning("store %s: the disk is full at start: released the reserve %s", path, reserve)
+            continue
         if waiting is None or not waiting(why):
-            raise StoreUnavailable(why)
+            raise err

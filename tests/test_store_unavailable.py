@@ -70,9 +70,10 @@ def test_a_full_disk_at_start_up_keeps_the_store_and_waits_with_the_door_locked(
             said.append(why)
             relay_levels.append(r.app._sim_pins["in"].pin(22).read())
             waiting.set()
+            threading.Event().wait(0.05)  # gate run waits 5 s between tries
             return len(said) < 500
 
-        starter = threading.Thread(target=lambda: r.app.start(waiting=lambda why: wait(why) and not _pause()))
+        starter = threading.Thread(target=lambda: r.app.start(waiting=wait))
         starter.start()
         assert waiting.wait(30)
         filler.unlink()  # the operator frees space
@@ -93,11 +94,6 @@ def test_a_full_disk_at_start_up_keeps_the_store_and_waits_with_the_door_locked(
         c.close()
         assert "store_unavailable" in kinds
         assert events(store) > before and decisions == 6  # the 5 before the restart kept, one more
-
-
-def _pause() -> bool:
-    threading.Event().wait(0.05)
-    return False
 
 
 def test_an_io_error_reading_the_store_keeps_it(tmp_path: Path) -> None:
@@ -170,3 +166,59 @@ def test_a_corrupt_store_is_still_set_aside(tmp_path: Path) -> None:
     with Rehearsal(DRILL, store_path=store) as r:
         assert not r.app.integrity.ok
     assert [n for n in set_aside(tmp_path) if not n.endswith(("-wal", "-shm"))] != []
+
+
+def test_a_full_disk_at_start_up_gets_the_reserve(tmp_path: Path) -> None:
+    """The reserve beside the store is for exactly this: the gate starts on it."""
+    with tmpfs(tmp_path / "disk", "4m") as disk:
+        store = disk / "gate.db"
+        before = make_store(store)
+        assert (disk / "gate.db.reserve").stat().st_size >= 2 << 20
+        fill(disk)
+        with Rehearsal(DRILL, store_path=store) as r:
+            r.step(Step(at=100, lane="in", qr="r1"))
+            r.step(Step(at=101, lane="in", temperature=36.5))
+        assert [l["decision"] for l in r.lines if l["type"] == "decision"] == ["allow"]
+        alarms = [l["detail"] for l in r.lines if l["type"] == "alarm" and l["kind"] == "store_unavailable"]
+        assert alarms and "reserve was released" in alarms[0] and "disk is full" in alarms[0]
+        assert set_aside(disk) == [] and events(store) > before
+
+
+def test_gate_run_says_why_it_waits_and_starts_when_there_is_room(tmp_path: Path) -> None:
+    import socket
+    import signal
+
+    sock_path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(sock_path))
+    sock.settimeout(30)
+    with tmpfs(tmp_path / "disk", "1m") as disk:
+        store = disk / "gate.db"
+        before = make_store(store)
+        filler = fill(disk)
+        cfg = tmp_path / "gate.toml"
+        cfg.write_text(f'[store]\npath = "{store}"\n[guard]\nenabled = false\n[[lanes]]\nname = "in"\n'
+                       'direction = "in"\nrelay = { driver = "sim", pin = 22 }\n', encoding="utf-8")
+        env = {**os.environ, "NOTIFY_SOCKET": str(sock_path)}
+        proc = subprocess.Popen([sys.executable, "-m", "gate.cli", "run", "-c", str(cfg)], env=env, cwd=ROOT,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            messages = [sock.recv(4096).decode()]
+            assert "STATUS=door locked, waiting for the store" in messages[0] and "disk is full" in messages[0]
+            filler.unlink()
+            while "lanes running" not in messages[-1]:
+                messages.append(sock.recv(4096).decode())
+            proc.send_signal(signal.SIGTERM)
+            rc = proc.wait(30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            sock.close()
+        err = proc.stderr.read() if proc.stderr else ""
+        assert rc == 0, err
+        assert "gate: waiting for the store:" in err and "the disk is full" in err
+        assert set_aside(disk) == []
+        c = sqlite3.connect(store)
+        kinds = [row[0] for row in c.execute("SELECT kind FROM events WHERE type = 'alarm'")]
+        c.close()
+        assert "store_unavailable" in kinds and events(store) > before
