@@ -277,7 +277,20 @@ class GateApp:
         up a reset made at the desk (`gate clock floor --reset`). Called by `gate run`."""
         from gate import floor_admin
 
-        self.floor.checkpoint(floor_admin.saver(self.open_store), force=force)
+        if force or self.floor.save_due():
+            self.floor.checkpoint(floor_admin.saver(self.open_store), force=True)
+            return
+        try:  # nothing to save: still look for a reset from the desk
+            store = self.open_store()
+            try:
+                stored = floor_admin.stored_state(store)
+            finally:
+                store.close()
+        except Exception as exc:  # a full or failing store must not stop the gate
+            log.warning("time floor: could not read the stored state: %s", exc)
+            return
+        if stored is not None:
+            self.floor.adopt(stored)
 
     def pick_up_stored_policy(self) -> bool:
         """A policy applied at the desk (`gate policy apply`) while the daemon runs: take

@@ -216,3 +216,17 @@ def test_the_floor_never_goes_down_but_a_reset_at_the_desk_is_taken_up(tmp_path:
         s.close()
     floor.checkpoint(save, force=True)  # what `gate run` does every few seconds
     assert floor.value is not None and floor.value < T0
+
+
+def test_a_running_gate_takes_up_a_reset_from_the_desk(tmp_path: Path) -> None:
+    store = tmp_path / "g.db"
+    with rehearsal("2030-01-01T08:00:00+08:00", store) as r:
+        visit(r, 0, "res")  # the first trusted time this gate sees: taken
+        assert r.app.floor.value is not None and r.app.floor.value.year == 2030
+        desk = Store(store)
+        try:
+            floor_admin.reset(desk, "王师傅", datetime(2026, 11, 22, 1, 0, tzinfo=timezone.utc), "wrong NTP server")
+        finally:
+            desk.close()
+        r.app.save_floor()  # what `gate run` does every 5 s
+        assert r.app.floor.value is not None and r.app.floor.value.year == 2026
