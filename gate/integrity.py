@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -52,7 +53,7 @@ def _cause(exc: BaseException, path: Path) -> tuple[str, str]:
     name = getattr(exc, "sqlite_errorname", "") or type(exc).__name__
     errno_ = getattr(exc, "errno", None)
     # SHMSIZE: the WAL index could not be sized, which on a full disk is ENOSPC.
-    if name.startswith("SQLITE_FULL") or errno_ == 28 or "full" in str(exc) or "SHMSIZE" in name:
+    if name.startswith("SQLITE_FULL") or errno_ == 28 or ("SHMSIZE" in name and _disk_full(path)):
         return "full", "the disk is full"
     if name.startswith(("SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_READONLY", "SQLITE_AUTH")) or errno_ in (1, 13):
         return "permission", f"no permission to use it ({_owner(path)})"
@@ -62,20 +63,29 @@ def _cause(exc: BaseException, path: Path) -> tuple[str, str]:
 
 
 def _owner(path: Path) -> str:
+    """Who owns the store (or, before it exists, its directory), against who we are."""
     import pwd
 
     for p in (path, path.parent):
         try:
             st = p.stat()
+        except FileNotFoundError:
+            continue
         except OSError as exc:
             return f"{p}: {exc.strerror}"
         try:
             owner = pwd.getpwuid(st.st_uid).pw_name
         except KeyError:
             owner = str(st.st_uid)
-        if p == path or not path.exists():
-            return f"{p} owned by {owner}, mode {st.st_mode & 0o777:o}; the gate runs as uid {os.getuid()}"
-    return str(path)
+        return f"{p} owned by {owner}, mode {st.st_mode & 0o777:o}; the gate runs as uid {os.getuid()}"
+    return f"{path.parent} does not exist"
+
+
+def _disk_full(path: Path) -> bool:
+    try:
+        return shutil.disk_usage(path.parent).free < (1 << 20)
+    except OSError:
+        return False
 
 
 def _readable(path: Path) -> OSError | None:
