@@ -136,8 +136,8 @@ class GateApp:
 
     # ------------------------------------------------------------ lifecycle
 
-    def start(self, *, waiting: Callable[[str], bool] | None = None) -> None:
-        """``waiting(why)`` is called every few seconds while the store cannot be used
+    def start(self, *, waiting: Callable[[Any], bool] | None = None) -> None:
+        """``waiting(error)`` (a StoreUnavailable: its text and ``kind``) is called every few seconds while the store cannot be used
         (a full disk, an I/O or permission error): the relays are held locked meanwhile;
         it returns False to give up. Without it, such a store raises StoreUnavailable."""
         from gate.store_wait import open_when_usable

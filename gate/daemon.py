@@ -7,6 +7,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from gate import console, drill_file
 from gate.app import GateApp
@@ -39,18 +40,36 @@ def run(conf: Config, *, broker: str | None = None, config_path: Path | None = N
     lcd = None
     notify = Notifier()
     said: list[str] = []
+    waiting_page: list[Any] = []
 
-    def waiting(why: str) -> bool:
-        # The store is kept, the relays held locked: systemd's status and the journal say why.
+    def waiting(err: Any) -> bool:
+        # The store is kept, the relays held locked: the journal, systemd's status and
+        # (on the guard page's address) a plain page say why.
+        why = str(err)
         if not said or said[-1] != why:
             print(f"gate: waiting for the store: {why}", file=sys.stderr, flush=True)
             said.append(why)
+        if page is not None and not waiting_page:
+            from gate.web.waiting import WaitingPage
+
+            try:
+                waiting_page.append(WaitingPage(page.host, page.port))
+                waiting_page[0].start()
+            except OSError as exc:
+                print(f"gate: the waiting page could not start: {exc}", file=sys.stderr)
+                waiting_page.append(None)
+        if waiting_page and waiting_page[0] is not None:
+            waiting_page[0].kind = getattr(err, "kind", "io")
         notify.send(f"READY=1\nSTATUS=door locked, waiting for the store: {why[:300]}")
         notify.watchdog()
         return not stop.wait(5.0)
 
     try:
-        app.start(waiting=waiting)
+        try:
+            app.start(waiting=waiting)
+        finally:
+            if waiting_page and waiting_page[0] is not None:
+                waiting_page[0].stop()  # the guard page takes its port over
     except Exception as exc:  # a device that will not open: say which, do not trace
         app.stop()
         if stop.is_set():

@@ -24,10 +24,11 @@ class Opened(Generic[T]):
 
 
 def open_when_usable(
-    path: Path, first_open: Callable[[], T], waiting: Callable[[str], bool] | None, reserve: Path | None = None
+    path: Path, first_open: Callable[[], T], waiting: Callable[[StoreUnavailable], bool] | None,
+    reserve: Path | None = None,
 ) -> Opened[T]:
     """Check the store, then ``first_open()`` it (migrations, restore). While either
-    fails for a reason other than corruption, call ``waiting(why)`` and try again;
+    fails for a reason other than corruption, call ``waiting(error)`` and try again;
     without ``waiting``, or when it returns False, raise StoreUnavailable. A full disk
     first gets the ``reserve`` file (Store.reserve_path): it is there for this."""
     first: str | None = None
@@ -62,5 +63,5 @@ def open_when_usable(
             released = True
             log.warning("store %s: the disk is full at start: released the reserve %s", path, reserve)
             continue
-        if waiting is None or not waiting(why):
+        if waiting is None or not waiting(err):
             raise err

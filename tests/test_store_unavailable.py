@@ -66,8 +66,8 @@ def test_a_full_disk_at_start_up_keeps_the_store_and_waits_with_the_door_locked(
         relay_levels: list[int] = []
         waiting = threading.Event()
 
-        def wait(why: str) -> bool:
-            said.append(why)
+        def wait(err: StoreUnavailable) -> bool:
+            said.append(str(err))
             relay_levels.append(r.app._sim_pins["in"].pin(22).read())
             waiting.set()
             threading.Event().wait(0.05)  # gate run waits 5 s between tries
@@ -185,8 +185,15 @@ def test_a_full_disk_at_start_up_gets_the_reserve(tmp_path: Path) -> None:
 
 
 def test_gate_run_says_why_it_waits_and_starts_when_there_is_room(tmp_path: Path) -> None:
-    import socket
     import signal
+    import socket
+    import urllib.error
+    import urllib.request
+
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
 
     sock_path = tmp_path / "notify.sock"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -197,7 +204,7 @@ def test_gate_run_says_why_it_waits_and_starts_when_there_is_room(tmp_path: Path
         before = make_store(store)
         filler = fill(disk)
         cfg = tmp_path / "gate.toml"
-        cfg.write_text(f'[store]\npath = "{store}"\n[guard]\nenabled = false\n[[lanes]]\nname = "in"\n'
+        cfg.write_text(f'[store]\npath = "{store}"\n[guard]\nlisten = "127.0.0.1:{port}"\n[[lanes]]\nname = "in"\n'
                        'direction = "in"\nrelay = { driver = "sim", pin = 22 }\n', encoding="utf-8")
         env = {**os.environ, "NOTIFY_SOCKET": str(sock_path)}
         proc = subprocess.Popen([sys.executable, "-m", "gate.cli", "run", "-c", str(cfg)], env=env, cwd=ROOT,
@@ -205,9 +212,21 @@ def test_gate_run_says_why_it_waits_and_starts_when_there_is_room(tmp_path: Path
         try:
             messages = [sock.recv(4096).decode()]
             assert "STATUS=door locked, waiting for the store" in messages[0] and "disk is full" in messages[0]
+            # The guard's screen says so too, on the guard page's own address.
+            with pytest.raises(urllib.error.HTTPError) as shown:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10)
+            page = shown.value.read().decode()
+            assert shown.value.code == 503 and "门已锁" in page and "the disk is full" in page
             filler.unlink()
             while "lanes running" not in messages[-1]:
                 messages.append(sock.recv(4096).decode())
+            for _ in range(100):  # then the real guard page, on the same port
+                try:
+                    real = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10)
+                    break
+                except (urllib.error.URLError, ConnectionError):
+                    threading.Event().wait(0.1)
+            assert real.status == 200 and "门已锁 · Door locked" not in real.read().decode()
             proc.send_signal(signal.SIGTERM)
             rc = proc.wait(30)
         finally:
