@@ -107,11 +107,16 @@ class GateApp:
         self.prerender = prerender
         self.policy = config.policy
         self.site = site
-        self.floor = TimeFloor()
         self.sync: Any = None  # sync.service.SyncService when the gate talks to central
         self.maintenance: Any = None
         self.tz = ZoneInfo(config.gate.timezone)
         self.clock: Clock = clock or SystemClock(self.tz)
+        # Judged time: never below the floor, which only trusted time moves (gate/floor.py).
+        self.floor = TimeFloor(
+            monotonic=self.clock.monotonic,
+            synchronized=getattr(self.clock, "synchronized", lambda: False),
+            boot=getattr(self.clock, "boot_id", ""),
+        )
         self.store_path = Path(store_path or config.store.path)
         self.sinks = list(sinks or [])
         self.keyring = KeyRing.from_files(list(config.keys.trusted))
@@ -139,26 +144,33 @@ class GateApp:
 
     # ------------------------------------------------------------ lifecycle
 
-    def start(self) -> None:
-        from gate.integrity import ensure_sound
+    def start(self, *, waiting: Callable[[Any], bool] | None = None) -> None:
+        """``waiting(error)`` (a StoreUnavailable: its text and ``kind``) is called every few seconds while the store cannot be used
+        (a full disk, an I/O or permission error): the relays are held locked meanwhile;
+        it returns False to give up. Without it, such a store raises StoreUnavailable."""
+        from gate.store_wait import open_when_usable
 
-        self.integrity = ensure_sound(self.store_path)  # a corrupt store is moved aside, never used
         for found in secret_files.loose(self.config):
             log.warning("%s", found)  # a warning only: a file mode never keeps the door shut
-        store = self.open_store()  # migrate once, before any lane opens its own connection
+        early: dict[str, LaneDevices] = {}
         try:
-            store.ensure_reserve()
-            self._restore(store)
-            config_change = self._config_changed(store)
-        finally:
-            store.close()
+            for lane_cfg in self.config.lanes:
+                early[lane_cfg.name] = devices = LaneDevices()
+                self._relay(lane_cfg, devices)  # locked from here on, also while the store is waited for
+            opened = open_when_usable(self.store_path, self._first_open, waiting,
+                                      reserve=self.store_path.with_name(self.store_path.name + ".reserve"))
+        except BaseException:
+            for devices in early.values():
+                devices.close()
+            raise
+        self.integrity, config_change, store_waited = opened.integrity, opened.value, opened.waited
         v = self.config.voice
         self._prompt_cache = PromptCache(self.voice_cache, rate=v.rate, volume=v.volume, engine=v.engine, voices=v.voices)
         for lane_cfg in self.config.lanes:
-            devices = LaneDevices()
+            devices = early[lane_cfg.name]
             devices.speaker = self._speaker(lane_cfg)
             devices.closers.append(devices.speaker.close)
-            relay = self._relay(lane_cfg, devices)
+            relay = devices.relay
             lane = Lane(
                 lane_cfg,
                 policy=self.policy,
@@ -195,6 +207,9 @@ class GateApp:
                     f"{self.integrity.moved_to}; {self.integrity.restored_passes} passes restored from the last snapshot",
                 )
             )
+        if store_waited is not None:
+            self.record_gate_event(AlarmRecord(at=self.clock.now(), lane="gate", kind="store_unavailable",
+                                               detail=store_waited))
         if self.clock.realtime:
             from gate.maintenance import Maintenance
 
@@ -213,6 +228,16 @@ class GateApp:
             )
             self._prerender.start()
 
+    def _first_open(self) -> AdminRecord | None:
+        store = self.open_store()  # migrate once, before any lane opens its own connection
+        try:
+            store.ensure_reserve()
+            self._restore(store)
+            self.save_floor(force=True)  # this boot's continuation of the floor, saved at once
+            return self._config_changed(store)
+        finally:
+            store.close()
+
     def stop(self) -> None:
         for devices in self.devices.values():
             devices.close()
@@ -222,6 +247,8 @@ class GateApp:
             self.sync.stop()
         if self.maintenance is not None:
             self.maintenance.stop()
+        if self.lanes:
+            self.save_floor(force=True)
         if self._gpio is not None:
             self._gpio.close()
         if self._prerender is not None:
@@ -246,12 +273,10 @@ class GateApp:
 
     def _restore(self, store: Store) -> None:
         """The time floor, and a policy central sent that is newer than the config's."""
-        last = store.last_event_time()
-        if last is not None:
-            self.floor.raise_to(last)
-        saved = store.get_meta("time_floor")
-        if saved:
-            self.floor.raise_to(datetime.fromisoformat(saved))
+        from gate import floor_admin
+
+        # Not the last event's time: a clock that read 2030 once must not pin the floor there.
+        floor_admin.load(self.floor, store)
         # Pass-signing keys central withdrew stay refused from the first scan on.
         self.keyring.withdraw(withdrawn.load(store).kids)
         version = int(store.get_meta("policy_version") or 0)
@@ -261,6 +286,26 @@ class GateApp:
                 self.policy = PolicyConfig.model_validate({**json.loads(body), "version": version})
             except Exception:
                 log.exception("the stored policy version %d is unusable; using the config's", version)
+
+    def save_floor(self, force: bool = False) -> None:
+        """Checkpoint the time floor (at most once a minute unless it moved), and take
+        up a reset made at the desk (`gate clock floor --reset`). Called by `gate run`."""
+        from gate import floor_admin
+
+        if force or self.floor.save_due():
+            self.floor.checkpoint(floor_admin.saver(self.open_store), force=True)
+            return
+        try:  # nothing to save: still look for a reset from the desk
+            store = self.open_store()
+            try:
+                stored = floor_admin.stored_state(store)
+            finally:
+                store.close()
+        except Exception as exc:  # a full or failing store must not stop the gate
+            log.warning("time floor: could not read the stored state: %s", exc)
+            return
+        if stored is not None:
+            self.floor.adopt(stored)
 
     def pick_up_stored_policy(self) -> bool:
         """A policy applied at the desk (`gate policy apply`) while the daemon runs: take
@@ -395,7 +440,7 @@ class GateApp:
             report_now=lambda day: self.sync.heartbeat.report_now(day) if self.sync and self.sync.heartbeat else None,
             reload=self.reload,
             now=lambda: self.floor.apply(self.clock.now())[0],  # expiry is never judged by a clock set back
-            raise_floor=self.floor.raise_to,
+            raise_floor=self.floor.from_central,
             withdraw_keys=self.withdraw_keys,
         )
         self.sync = SyncService.build(

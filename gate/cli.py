@@ -414,6 +414,16 @@ def _register_desk() -> None:
 
 _register_desk()
 
+
+def _register_clock() -> None:
+    """gate clock floor [--reset --by NAME] (gate/cli_clock.py)."""
+    from gate.cli_clock import register
+
+    register(main, fail=_fail, load_config=_load_config, open_store=_open_store)
+
+
+_register_clock()
+
 # ---------------------------------------------------------------- devices: doctor, thermometer calibration
 
 

@@ -7,6 +7,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from gate import console, drill_file
 from gate.app import GateApp
@@ -37,10 +38,42 @@ def run(conf: Config, *, broker: str | None = None, config_path: Path | None = N
         signal.signal(sig, lambda *_: stop.set())
     player = None
     lcd = None
+    notify = Notifier()
+    said: list[str] = []
+    waiting_page: list[Any] = []
+
+    def waiting(err: Any) -> bool:
+        # The store is kept, the relays held locked: the journal, systemd's status and
+        # (on the guard page's address) a plain page say why.
+        why = str(err)
+        if not said or said[-1] != why:
+            print(f"gate: waiting for the store: {why}", file=sys.stderr, flush=True)
+            said.append(why)
+        if page is not None and not waiting_page:
+            from gate.web.waiting import WaitingPage
+
+            try:
+                waiting_page.append(WaitingPage(page.host, page.port))
+                waiting_page[0].start()
+            except OSError as exc:
+                print(f"gate: the waiting page could not start: {exc}", file=sys.stderr)
+                waiting_page.append(None)
+        if waiting_page and waiting_page[0] is not None:
+            waiting_page[0].kind = getattr(err, "kind", "io")
+        notify.send(f"READY=1\nSTATUS=door locked, waiting for the store: {why[:300]}")
+        notify.watchdog()
+        return not stop.wait(5.0)
+
     try:
-        app.start()
+        try:
+            app.start(waiting=waiting)
+        finally:
+            if waiting_page and waiting_page[0] is not None:
+                waiting_page[0].stop()  # the guard page takes its port over
     except Exception as exc:  # a device that will not open: say which, do not trace
         app.stop()
+        if stop.is_set():
+            return 0  # asked to stop while waiting for the store
         print(f"gate: could not start: {exc}", file=sys.stderr)
         return 1
     print(
@@ -48,7 +81,6 @@ def run(conf: Config, *, broker: str | None = None, config_path: Path | None = N
         " Ctrl-C stops.",
         flush=True,
     )
-    notify = Notifier()
     notify.ready(f"{len(app.lanes)} lanes running")
     ping_every = Notifier.watchdog_interval()
     keydir = None
@@ -85,6 +117,7 @@ def run(conf: Config, *, broker: str | None = None, config_path: Path | None = N
                     app.pick_up_stored_policy()  # `gate policy apply` at the desk takes effect here
                 except Exception as exc:  # a busy or failing store must not stop the gate
                     print(f"gate: could not read the stored policy: {exc}", file=sys.stderr)
+                app.save_floor()  # the floor's checkpoint; a desk reset taken up (never raises)
             if not all(lane.alive for lane in app.lanes.values()):
                 print("gate: a lane stopped unexpectedly", file=sys.stderr)
                 return 1

@@ -4,17 +4,103 @@ A store that fails `PRAGMA integrity_check` (or is not a database at all) is mov
 aside with its WAL, never used; a fresh one is built, the pass table restored from
 the last local snapshot (kept beside the store, refreshed hourly), and an alarm
 says so. Central then brings the table up to date as usual.
+
+Only corruption is corruption: a full disk, an I/O error or a permission problem
+raises StoreUnavailable and the store is kept (moving a healthy store aside strands
+its unsent events and its time floor). SQLite itself reports an EIO on read as
+SQLITE_CORRUPT, so before a store is moved aside every byte of it is read once: if
+the operating system cannot read it, that is an I/O error, not corruption.
 """
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+
+
+# SQLite's primary result codes that mean the file's content is damaged.
+_CORRUPT_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
+
+
+class StoreUnavailable(RuntimeError):
+    """The store cannot be read or written now (full, I/O, permissions): kept, retried."""
+
+    def __init__(self, why: str, kind: str = "io") -> None:
+        super().__init__(why)
+        self.kind = kind  # full | permission | locked | io
+
+
+def unavailable(exc: BaseException, path: Path) -> StoreUnavailable:
+    kind, what = _cause(exc, path)
+    name = getattr(exc, "sqlite_errorname", "") or type(exc).__name__
+    return StoreUnavailable(f"store {path}: {what}: {exc} [{name}]; the store is kept as it is", kind)
+
+
+def is_corruption(exc: BaseException) -> bool:
+    # Extended codes (SQLITE_CORRUPT_INDEX ...) carry the primary code in the low byte.
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and (code & 0xFF) in _CORRUPT_CODES
+
+
+def _cause(exc: BaseException, path: Path) -> tuple[str, str]:
+    """(kind, what an operator reads) for an error that is not corruption."""
+    name = getattr(exc, "sqlite_errorname", "") or type(exc).__name__
+    errno_ = getattr(exc, "errno", None)
+    # SHMSIZE: the WAL index could not be sized, which on a full disk is ENOSPC.
+    if name.startswith("SQLITE_FULL") or errno_ == 28 or ("SHMSIZE" in name and _disk_full(path)):
+        return "full", "the disk is full"
+    if name.startswith(("SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_READONLY", "SQLITE_AUTH")) or errno_ in (1, 13):
+        return "permission", f"no permission to use it ({_owner(path)})"
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return "locked", "another process holds it locked"
+    return "io", "an I/O error (a failing card or disk?)"
+
+
+def _owner(path: Path) -> str:
+    """Who owns the store (or, before it exists, its directory), against who we are."""
+    import pwd
+
+    for p in (path, path.parent):
+        try:
+            st = p.stat()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            return f"{p}: {exc.strerror}"
+        try:
+            owner = pwd.getpwuid(st.st_uid).pw_name
+        except KeyError:
+            owner = str(st.st_uid)
+        return f"{p} owned by {owner}, mode {st.st_mode & 0o777:o}; the gate runs as uid {os.getuid()}"
+    return f"{path.parent} does not exist"
+
+
+def _disk_full(path: Path) -> bool:
+    try:
+        return shutil.disk_usage(path.parent).free < (1 << 20)
+    except OSError:
+        return False
+
+
+def _readable(path: Path) -> OSError | None:
+    """Read the store and its WAL through once: the OS's own I/O error, if any."""
+    for suffix in ("", "-wal"):
+        p = Path(str(path) + suffix)
+        try:
+            with open(p, "rb", buffering=0) as f:
+                while f.read(1 << 20):
+                    pass
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            return exc
+    return None
 
 
 @dataclass(frozen=True)
@@ -30,8 +116,12 @@ def snapshot_path(store: Path) -> Path:
 
 
 def check(path: Path) -> tuple[bool, str]:
-    if not path.exists():
-        return True, "new store"
+    """(sound, detail). Raises StoreUnavailable when it cannot tell (full, I/O, permissions)."""
+    try:
+        if not path.exists():
+            return True, "new store"
+    except OSError as exc:  # a directory we may not search
+        raise unavailable(exc, path) from exc
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
         try:
@@ -39,13 +129,23 @@ def check(path: Path) -> tuple[bool, str]:
         finally:
             conn.close()
     except sqlite3.DatabaseError as exc:
-        return False, str(exc)
+        if not is_corruption(exc):
+            raise unavailable(exc, path) from exc
+        return _corrupt_unless_unreadable(path, str(exc))
     if rows == ["ok"]:
         return True, "ok"
-    return False, "; ".join(rows[:5])
+    return _corrupt_unless_unreadable(path, "; ".join(rows[:5]))
+
+
+def _corrupt_unless_unreadable(path: Path, detail: str) -> tuple[bool, str]:
+    err = _readable(path)
+    if err is not None:
+        raise unavailable(err, path)
+    return False, detail
 
 
 def ensure_sound(path: Path) -> CheckResult:
+    """Raises StoreUnavailable (store kept) unless the store is sound or corrupt."""
     ok, detail = check(path)
     if ok:
         return CheckResult(True, detail)

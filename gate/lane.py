@@ -268,34 +268,40 @@ class Lane:
                 log.exception("lane %s: display sink failed", self.name)
 
     def _store_record(self, rec: LaneRecord) -> None:
-        """Write the event; on a full disk keep it in memory, make room, and write it
-        as soon as there is space: the gate goes on deciding either way."""
+        """Write the event before anything acts on it. On a full disk, free the reserve
+        and purge delivered events (room for hundreds of decisions: Store.make_room)
+        and write it there; past that, keep it in memory (lost on a power cut), alarm
+        with how many are held, and write them as soon as there is room."""
+        from gate.spill import disk_full, held_in_memory, should_tell, show
+
         assert self.store is not None
         try:
             self._write_unwritten()
             self.store.record(rec, direction=self.direction)
             return
         except sqlite3.OperationalError as exc:
-            if "full" not in str(exc):
+            if not disk_full(exc):
                 raise
         self._unwritten.append(rec)
         self.counters.inc("disk_full")
         if not self._disk_full:
             self._disk_full = True
-            log.error("lane %s: the disk is full; events kept in memory while old delivered events are purged", self.name)
-            for sink in self.sinks:  # the alarm must be seen now, even if it cannot be stored yet
-                try:
-                    sink(AlarmRecord(at=rec.at, lane=self.name, kind="disk_full", detail="storage full: purging delivered events"))
-                except Exception:
-                    log.exception("lane %s: display sink failed", self.name)
-            self._unwritten.append(AlarmRecord(at=rec.at, lane=self.name, kind="disk_full", detail="storage full: purging delivered events"))
-        purged = self.store.make_room()
+            log.error("lane %s: the disk is full; the reserve is released and delivered events purged", self.name)
+            alarm = AlarmRecord(at=rec.at, lane=self.name, kind="disk_full",
+                                detail="storage full: reserve in use, purging delivered events")
+            self._unwritten.append(alarm)
+            show(self.sinks, alarm)  # seen now, even if it cannot be stored yet
+        self.store.make_room()
         try:
             self._write_unwritten()
-        except sqlite3.OperationalError:
-            n = len(self._unwritten)
-            if not purged and (n & (n - 1)) == 0:  # say so at 1, 2, 4, 8 ... waiting events, not each time
-                log.error("lane %s: nothing left to purge; %d events wait in memory", self.name, n)
+            return  # stored in the room just made: durable before the door acts
+        except sqlite3.OperationalError as exc:
+            if not disk_full(exc):
+                raise
+        n = len(self._unwritten)
+        if should_tell(n):
+            log.error("lane %s: disk full past the reserve; %d events held in memory only", self.name, n)
+            show(self.sinks, AlarmRecord(at=rec.at, lane=self.name, kind="disk_full", detail=held_in_memory(n)))
 
     def _write_unwritten(self) -> None:
         assert self.store is not None
@@ -304,7 +310,7 @@ class Lane:
             self._unwritten.popleft()
         if self._disk_full:
             self._disk_full = False
-            log.warning("lane %s: the store has room again", self.name)
+            log.warning("lane %s: the store has room again; every held event is written", self.name)
 
     def _say(self, key: str, at: datetime) -> None:
         self._speak(key, spoken(key, self.languages), at)

@@ -117,7 +117,8 @@ class Store:
 
     # ------------------------------------------------------------ a full disk
 
-    RESERVE_BYTES = 1 << 20
+    RESERVE_BYTES = 2 << 20  # ~700 decisions once released (measured: tests/test_disk_full.py)
+    FULL_DISK_WAL_PAGES = 16
 
     @property
     def reserve_path(self) -> Path:
@@ -143,6 +144,9 @@ class Store:
         """The disk is full: free the reserve, then delete the oldest events that
         central already has. Returns how many events were purged."""
         self.reserve_path.unlink(missing_ok=True)
+        # A short WAL from here on: at the usual 256 pages the log alone would take
+        # a megabyte of the reserve before a checkpoint could give any of it back.
+        self.conn.execute(f"PRAGMA wal_autocheckpoint={self.FULL_DISK_WAL_PAGES}")
         purged = 0
         try:
             self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
