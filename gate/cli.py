@@ -56,6 +56,27 @@ def main(verbose: bool) -> None:
     )
 
 
+def _log_in_timezone(tz_name: str) -> None:
+    """Log lines in the gate's local time with its offset, like the console's lines
+    beside them (the machine's own zone is often UTC)."""
+    from zoneinfo import ZoneInfo
+
+    tz = ZoneInfo(tz_name)
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(_LocalFormatter(tz, "%(asctime)s %(levelname)s %(name)s: %(message)s"))
+
+
+class _LocalFormatter(logging.Formatter):
+    def __init__(self, tz: Any, fmt: str) -> None:
+        super().__init__(fmt)
+        self.tz = tz
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802 - logging's name
+        from datetime import datetime
+
+        return datetime.fromtimestamp(record.created, self.tz).isoformat(timespec="milliseconds")
+
+
 # ---------------------------------------------------------------- config
 
 
@@ -140,7 +161,7 @@ def report_group() -> None:
 
 
 @report_group.command("daily")
-@click.option("--date", "day", required=True, help="YYYY-MM-DD (local date)")
+@click.option("--date", "day", default=None, help="YYYY-MM-DD (local date); default: yesterday, the last whole day")
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--pdf", type=click.Path(dir_okay=False), help="also write the report as a one-page PDF")
 @click.option("--html", type=click.Path(dir_okay=False), help="also write the report as a self-contained HTML page")
@@ -148,19 +169,22 @@ def report_group() -> None:
 @config_option
 @store_option
 def report_daily(
-    day: str, as_json: bool, config_path: str | None, store_path: str | None,
+    day: str | None, as_json: bool, config_path: str | None, store_path: str | None,
     pdf: str | None = None, html: str | None = None, png: str | None = None,
 ) -> None:
-    """The daily report, also for a day with no events."""
-    from datetime import date
+    """The daily report, also for a day with no events (default: yesterday's)."""
+    from datetime import date, datetime, timedelta
+    from zoneinfo import ZoneInfo
 
     from gate.report import daily
 
+    conf = _load_config(config_path, store_path)
+    if day is None:
+        day = (datetime.now(ZoneInfo(conf.gate.timezone)).date() - timedelta(days=1)).isoformat()
     try:
         date.fromisoformat(day)
     except ValueError:
         _fail(f"--date: expected YYYY-MM-DD, got {day!r}")
-    conf = _load_config(config_path, store_path)
     store = _open_store(conf)
     try:
         rep = daily(store, day)
@@ -355,6 +379,7 @@ def run_cmd(config_path: str | None, store_path: str | None, broker: str | None)
 
     _check_broker(broker)
     conf = _load_config(config_path, store_path)
+    _log_in_timezone(conf.gate.timezone)
     sys.exit(run(conf, broker=broker, config_path=Path(config_path) if config_path else None))
 
 

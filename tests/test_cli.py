@@ -75,6 +75,30 @@ def test_report_daily_on_a_day_with_nothing(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "YYYY-MM-DD" in bad.stderr
 
 
+def test_report_daily_defaults_to_yesterday_in_the_gates_time_zone(tmp_path: Path) -> None:
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    cfg = minimal_config(tmp_path)
+    before = (datetime.now(ZoneInfo("Asia/Shanghai")) - timedelta(days=1)).date().isoformat()
+    res = gate("report", "daily", "--json", "-c", str(cfg))
+    after = (datetime.now(ZoneInfo("Asia/Shanghai")) - timedelta(days=1)).date().isoformat()
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["date"] in {before, after}
+
+
+def test_log_lines_carry_the_gates_local_time() -> None:
+    import logging
+    from zoneinfo import ZoneInfo
+
+    from gate.cli import _LocalFormatter
+
+    rec = logging.LogRecord("gate.lane", logging.WARNING, __file__, 1, "door forced", None, None)
+    rec.created = 1_795_000_000.0  # 2026-11-18T11:06:40Z
+    line = _LocalFormatter(ZoneInfo("Asia/Shanghai"), "%(asctime)s %(message)s").format(rec)
+    assert line == "2026-11-18T19:06:40.000+08:00 door forced"
+
+
 def test_demo_admits_and_refuses_visibly_and_stops_on_sigterm(tmp_path: Path) -> None:
     cfg = tmp_path / "demo.toml"
     text = (ROOT / "config" / "demo.toml").read_text(encoding="utf-8")
