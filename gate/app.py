@@ -35,6 +35,7 @@ from gate.events import (
     ManualOpen,
     PresenceChanged,
     QrSeen,
+    SetDoorMode,
     TemperatureRead,
 )
 from gate.lane import Lane, Sink
@@ -392,6 +393,16 @@ class GateApp:
         target.post(ManualOpen(reason, who))
         return True
 
+    def set_door_mode(self, lane: str, mode: str, why: str, who: str) -> bool:
+        """The guard or central sets a lane's door mode ("all": every lane)."""
+        targets = list(self.lanes.values()) if lane == "all" else [self.lanes[lane]] if lane in self.lanes else []
+        if not targets:
+            log.warning("door mode for unknown lane %r", lane)
+            return False
+        for target in targets:
+            target.post(SetDoorMode(mode, who, why))
+        return True
+
     def reload(self) -> None:
         """Re-read the config file's policy (what `reload` from central asks for)."""
         if self.config_path is None:
@@ -442,6 +453,7 @@ class GateApp:
             now=lambda: self.floor.apply(self.clock.now())[0],  # expiry is never judged by a clock set back
             raise_floor=self.floor.from_central,
             withdraw_keys=self.withdraw_keys,
+            set_door_mode=self.set_door_mode,
         )
         self.sync = SyncService.build(
             self.config,

@@ -63,7 +63,7 @@ from sync.topics import DEFAULT_PREFIX, CentralTopics
 
 log = logging.getLogger("sync.central")
 
-COMMANDS = ("open_door", "resync", "report_now", "reload")
+COMMANDS = ("open_door", "resync", "report_now", "reload", "door_mode")
 _NAME = r"^[A-Za-z0-9_-]{1,64}$"
 
 
@@ -591,12 +591,14 @@ class Signer:
 
     def command(
         self, gate: str, cmd: str, *, lane: str | None = None, reason: str | None = None, day: str | None = None,
-        ttl_s: float = 300.0, by: str | None = None, now: float | None = None,
+        ttl_s: float = 300.0, by: str | None = None, now: float | None = None, mode: str | None = None,
     ) -> dict[str, Any]:
         if cmd not in COMMANDS:
             raise ValueError(f"unknown command {cmd!r}; expected one of {', '.join(COMMANDS)}")
         if cmd == "open_door" and (not lane or not reason):
             raise ValueError("open_door needs a lane and a reason")
+        if cmd == "door_mode" and (not lane or not reason or mode not in ("normal", "open", "locked")):
+            raise ValueError("door_mode needs a lane (or 'all'), a mode (normal, open or locked) and a reason")
         t = time.time() if now is None else now
         body: dict[str, Any] = {
             "type": "cmd", "cmd": cmd, "gate": gate, "nonce": secrets.token_hex(16),
@@ -608,6 +610,8 @@ class Signer:
             body["reason"] = reason[:200]
         if day:
             body["date"] = day
+        if mode:
+            body["mode"] = mode
         out = codec.sign(body, self.key)
         codec.decode(codec.encode(out), "cmd", _self_ring(self.key))  # our own output must pass our schema
         return out

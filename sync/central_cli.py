@@ -343,6 +343,18 @@ def cmd_open_door(ctx: click.Context, lane: str, reason: str, gate: str, ttl: fl
     _send(ctx, _conf(ctx, config_path, broker, db), gate, "open_door", ttl, lane=lane, reason=reason)
 
 
+@cmd_group.command("door-mode")
+@click.option("--lane", required=True, help="a lane's name, or 'all'")
+@click.option("--mode", type=click.Choice(["normal", "open", "locked"]), required=True)
+@click.option("--reason", required=True)
+@_cmd_opts
+@click.pass_context
+def cmd_door_mode(ctx: click.Context, lane: str, mode: str, reason: str, gate: str, ttl: float | None,
+                  config_path: str | None, broker: str | None, db: str | None) -> None:
+    """Set a lane's door mode (normal, open: held unlocked, locked: the guard opens), with a reason."""
+    _send(ctx, _conf(ctx, config_path, broker, db), gate, "door_mode", ttl, lane=lane, mode=mode, reason=reason)
+
+
 @cmd_group.command("resync")
 @_cmd_opts
 @click.pass_context

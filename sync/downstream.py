@@ -48,6 +48,7 @@ class Hooks:
     raise_floor: Callable[[datetime], None] = lambda ts: None
     # Central's key list withdrew these pass-signing key ids (the whole set) and says who by.
     withdraw_keys: Callable[[frozenset[str], str], None] = lambda kids, who: None
+    set_door_mode: Callable[[str, str, str, str], bool] = lambda lane, mode, why, who: False  # lane or "all"
 
 
 @dataclass
@@ -378,4 +379,8 @@ class Downstream:
             self.hooks.report_now(msg.get("date"))
         elif cmd == "reload":
             self.hooks.reload()
+        elif cmd == "door_mode":
+            if not self.hooks.set_door_mode(msg["lane"], msg["mode"], msg["reason"], who):
+                self.counters.inc("cmd_bad_lane")
+                return
         self.counters.inc(f"cmd_{cmd}")

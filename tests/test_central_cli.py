@@ -91,9 +91,11 @@ def test_cmd_and_policy_publish(setup, broker: Broker, tmp_path: Path) -> None: 
     run("-c", str(conf), "cmd", "resync", "--gate", "g1")
     run("-c", str(conf), "cmd", "report-now", "--gate", "g1", "--date", "2026-03-01")
     run("-c", str(conf), "cmd", "reload", "--gate", "g1")
-    wait_for(lambda: len(g.on("/cmd")) == 4, what="4 commands")
+    run("-c", str(conf), "cmd", "door-mode", "--gate", "g1", "--lane", "all", "--mode", "open", "--reason", "evacuation drill")
+    wait_for(lambda: len(g.on("/cmd")) == 5, what="5 commands")
     cmds = [codec.decode(m.payload, "cmd", ring) for m in g.on("/cmd")]
-    assert [c["cmd"] for c in cmds] == ["open_door", "resync", "report_now", "reload"]
+    assert [c["cmd"] for c in cmds] == ["open_door", "resync", "report_now", "reload", "door_mode"]
+    assert (cmds[4]["lane"], cmds[4]["mode"], cmds[4]["reason"]) == ("all", "open", "evacuation drill")
     assert cmds[0]["reason"] == "ambulance" and cmds[2]["date"] == "2026-03-01"
     assert CliRunner().invoke(central, ["-c", str(conf), "cmd", "open-door", "--gate", "g1", "--lane", "in"]).exit_code == 2
     pol = tmp_path / "policy.toml"

@@ -277,6 +277,34 @@ def test_policy_and_commands_from_central(broker: Broker) -> None:
         c.close()
 
 
+def test_central_sets_a_door_mode_with_a_signed_command(broker: Broker) -> None:
+    with trust_central(Rehearsal(DRILL, broker=broker.url)) as r:
+        assert r.app.sync.link.wait_connected(10)
+        c = Listener(broker.port, topic=f"{PREFIX}/drill/events", client_id="central-test")
+        down = r.app.sync.downstream
+        exp = (datetime.now().astimezone() + timedelta(minutes=5)).isoformat()
+        cmd = {"type": "cmd", "cmd": "door_mode", "gate": "drill", "lane": "all", "mode": "locked",
+               "reason": "lockdown ordered by the district", "nonce": secrets.token_hex(16), "ts": now_iso(),
+               "expires": exp, "by": "duty-officer"}
+        c.publish(f"{PREFIX}/drill/cmd", signed(cmd, r.keys.central))
+        assert Listener.wait_for(lambda: down.counters.get("cmd_door_mode") == 1, 10)
+        r.app.join()
+        assert {lane.door_mode for lane in r.app.lanes.values()} == {"locked"}
+        # A mode central does not know, or a forged one, changes nothing.
+        c.publish(f"{PREFIX}/drill/cmd", signed({**cmd, "mode": "party", "nonce": secrets.token_hex(16)}, r.keys.central))
+        c.publish(f"{PREFIX}/drill/cmd", signed({**cmd, "mode": "open", "nonce": secrets.token_hex(16)}, Ed25519PrivateKey.generate()))
+        assert Listener.wait_for(lambda: down.counters.get("cmd_forged") == 1, 10)
+        r.app.join()
+        assert {lane.door_mode for lane in r.app.lanes.values()} == {"locked"}
+        assert r.drain(30)
+        assert Listener.wait_for(lambda: len([e for e in c.on("/events") if e.get("type") == "mode"]) == 2, 10)
+        modes = [e for e in c.on("/events") if e.get("type") == "mode"]
+        assert {(m["lane"], m["mode"], m["who"], m["why"]) for m in modes} == {
+            (lane, "locked", "central:duty-officer", "lockdown ordered by the district") for lane in ("in", "out")
+        }
+        c.close()
+
+
 def test_publisher_survives_a_store_error_and_link_survives_missing_tls_files(broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import threading as _t
 
