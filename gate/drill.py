@@ -27,7 +27,6 @@ from gate.clock import DrillClock
 from gate.drill_file import Drill, DrillPass, Step
 from gate.drill_site import DrillSite
 from gate.events import GuardAnswer, Tick
-from gate.lane import Lane
 from gate.passes import PassToken, sign
 from gate.records import LaneRecord
 from gate.report import daily

@@ -8,7 +8,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from gate.config import CATEGORIES, ConfigError, format_errors
+from gate.config import ConfigError, format_errors
 
 
 class _Strict(BaseModel):

@@ -16,7 +16,7 @@ import queue
 import random
 import threading
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Callable, Protocol
 
 from drivers.base import Counters
@@ -47,7 +47,6 @@ from gate.records import (
     AckRecord,
     AlarmRecord,
     DecisionRecord,
-    DoorRecord,
     HealthRecord,
     LaneRecord,
     OverrideRecord,

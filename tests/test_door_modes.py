@@ -7,7 +7,6 @@ import textwrap
 from gate import drill, drill_file
 from gate.drill_file import Step
 from gate.events import GuardAnswer, SetDoorMode
-from gate.store import Store
 
 BASE = """
     name: door modes
