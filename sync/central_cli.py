@@ -297,6 +297,44 @@ def status_cmd(ctx: click.Context, as_json: bool, config_path: str | None, broke
                        f"  policy v{st.get('policy_version', '?')}  outbox {st.get('outbox_depth', '?')}")
 
 
+@central.group("report")
+def report_group() -> None:
+    """The site's reports, built from every gate's."""
+
+
+@report_group.command("daily")
+@click.option("--date", "day", default=None, help="YYYY-MM-DD (local date); default: yesterday")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--pdf", type=click.Path(dir_okay=False), help="also write the report as a one-page PDF")
+@click.option("--png", type=click.Path(dir_okay=False), help="also write the report page as a PNG")
+@_opts
+@click.pass_context
+def report_daily_cmd(ctx: click.Context, day: str | None, as_json: bool, pdf: str | None, png: str | None,
+                     config_path: str | None, broker: str | None, db: str | None) -> None:
+    """The community's day: every gate's report summed, and the gates that sent none (零报告)."""
+    from datetime import date, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from sync.site_report import site_daily, text, write_figure
+
+    conf = _conf(ctx, config_path, broker, db)
+    if day is None:
+        day = (datetime.now(ZoneInfo(conf.timezone)).date() - timedelta(days=1)).isoformat()
+    try:
+        date.fromisoformat(day)
+    except ValueError:
+        _fail(f"--date: expected YYYY-MM-DD, got {day!r}")
+    store = _store(conf)
+    try:
+        rep = site_daily(store, day, conf.site)
+    finally:
+        store.close()
+    click.echo(json.dumps(rep, ensure_ascii=False) if as_json else text(rep))
+    for out in (pdf, png):
+        if out:
+            write_figure(rep, Path(out))
+
+
 # ---------------------------------------------------------------- commands
 
 

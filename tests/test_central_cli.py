@@ -137,3 +137,31 @@ def test_run_stores_events_until_sigterm(setup, broker: Broker) -> None:  # type
         out, err = proc.communicate(timeout=15)
     assert proc.returncode == 0, err
     assert "central central-s1-1 for site s1" in err and '"events": 1' in err
+
+
+def test_the_site_day_sums_every_gates_report_and_names_the_silent_gate(setup, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    conf, _, db = setup
+    day = "2026-11-22"
+
+    def report(gate: str, allowed: dict, denied: dict, fevers: int, cards: list[str]) -> dict:
+        hours = [0] * 24
+        hours[8] = sum(allowed.values()) + sum(denied.values())
+        return {"date": day, "gate": gate, "events": hours[8] * 2, "allowed": allowed, "denied": denied, "fevers": fevers,
+                "challenges": 0, "new_cards": cards, "unknown_cards": [], "by_hour": hours}
+
+    s = CentralStore(str(db))
+    with s.db.tx():
+        s.upsert_report(report("east", {"resident": 40, "visitor": 3}, {"fever": 1}, 1, ["900001"]), 0.0)
+        s.upsert_report(report("west", {"resident": 12}, {"unknown_card": 2}, 0, ["900002", "900001"]), 0.0)
+        s.upsert_report(report("north", {"staff": 1}, {}, 0, []) | {"date": "2026-11-21"}, 0.0)  # the day before only
+        s.insert_event(event("north", 7, ts="2026-11-22T09:15:00+08:00"), 0.0)
+    s.close()
+    rep = json.loads(run("-c", str(conf), "report", "daily", "--date", day, "--json").output)
+    assert rep["gates"] == ["east", "north", "west"] and rep["missing"] == ["north"]
+    assert rep["allowed"] == {"resident": 52, "visitor": 3} and rep["denied"] == {"fever": 1, "unknown_card": 2}
+    assert rep["fevers"] == 1 and rep["new_cards"] == ["900001", "900002"] and rep["by_hour"][8] == 58
+    assert rep["by_gate"]["north"] == {"reported": False, "events_held": 1}
+    assert rep["by_gate"]["east"]["allowed"] == 43
+    out = run("-c", str(conf), "report", "daily", "--date", day, "--png", str(tmp_path / "site.png")).output
+    assert "north" in out and "NO REPORT" in out
+    assert (tmp_path / "site.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,131 @@
+"""The site's day (日报告、零报告 for a whole community): central's daily report
+built from every gate's own daily report, and the list of gates that sent none.
+
+A gate that sent no report is named, with the events central holds from it that
+day, so the office sees both the silence and what little is known.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from sync.central import CentralStore
+
+_SUMMED = ("events", "fevers", "challenges")
+
+
+def site_daily(store: CentralStore, day: str, site: str) -> dict[str, Any]:
+    reports = {
+        r[0]: json.loads(r[1])
+        for r in store.db.all("SELECT gate, body FROM reports WHERE date = ? ORDER BY gate", (day,))
+    }
+    known = {r[0] for r in store.db.all("SELECT gate FROM status")}
+    known |= {r[0] for r in store.db.all("SELECT DISTINCT gate FROM reports")}
+    known |= {r[0] for r in store.db.all("SELECT DISTINCT gate FROM events")}
+    gates = sorted(known | set(reports))
+    totals: dict[str, Any] = {k: 0 for k in _SUMMED}
+    allowed: Counter[str] = Counter()
+    denied: Counter[str] = Counter()
+    rules: Counter[str] = Counter()
+    by_hour = [0] * 24
+    new_cards: set[str] = set()
+    unknown_cards: set[str] = set()
+    by_gate: dict[str, dict[str, Any]] = {}
+    for gate, rep in reports.items():
+        for k in _SUMMED:
+            totals[k] += int(rep.get(k, 0))
+        allowed.update(rep.get("allowed", {}))
+        denied.update(rep.get("denied", {}))
+        rules.update(rep.get("rules", {}))
+        by_hour = [a + int(b) for a, b in zip(by_hour, rep.get("by_hour", [0] * 24))]
+        new_cards.update(rep.get("new_cards", []))
+        unknown_cards.update(rep.get("unknown_cards", []))
+        by_gate[gate] = {
+            "reported": True,
+            "events": int(rep.get("events", 0)),
+            "allowed": sum(rep.get("allowed", {}).values()),
+            "denied": sum(rep.get("denied", {}).values()),
+            "fevers": int(rep.get("fevers", 0)),
+        }
+    missing = [g for g in gates if g not in reports]
+    for gate in missing:
+        # What central holds from a silent gate that day (events carry the gate's local
+        # time with its offset, so the date is the first ten characters).
+        held = store.db.one("SELECT count(*) FROM events WHERE gate = ? AND substr(ts, 1, 10) = ?", (gate, day))
+        by_gate[gate] = {"reported": False, "events_held": int(held[0]) if held else 0}
+    return {
+        "date": day,
+        "site": site,
+        "gates": gates,
+        "missing": missing,
+        **totals,
+        "allowed": dict(sorted(allowed.items())),
+        "denied": dict(sorted(denied.items())),
+        **({"rules": dict(sorted(rules.items()))} if rules else {}),
+        "new_cards": sorted(new_cards),
+        "unknown_cards": sorted(unknown_cards),
+        "by_hour": by_hour,
+        "by_gate": by_gate,
+    }
+
+
+def text(rep: dict[str, Any]) -> str:
+    lines = [f"site {rep['site']} — {rep['date']}: {len(rep['gates'])} gates, {rep['events']} events, "
+             f"{sum(rep['allowed'].values())} allowed, {sum(rep['denied'].values())} denied, {rep['fevers']} fevers"]
+    for gate in rep["gates"]:
+        g = rep["by_gate"][gate]
+        if g["reported"]:
+            lines.append(f"  {gate:<20} {g['events']:>6} events  {g['allowed']:>5} allowed  {g['denied']:>5} denied  "
+                         f"{g['fevers']:>3} fevers")
+        else:
+            lines.append(f"  {gate:<20} NO REPORT 未报告 ({g['events_held']} events held at central)")
+    if rep["missing"]:
+        lines.append(f"gates that sent no report: {', '.join(rep['missing'])}")
+    return "\n".join(lines)
+
+
+def write_figure(rep: dict[str, Any], out: Path) -> None:
+    """The site's day as a one-page PDF or PNG (by the file's suffix): totals, a bar
+    per gate, categories, reasons and hours, and the gates that sent nothing."""
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    from gate.report_doc import _rc  # the gate report's fonts (Chinese embedded)
+
+    with matplotlib.rc_context(_rc()):
+        fig = Figure(figsize=(210 / 25.4, 297 / 25.4))
+        gs = fig.add_gridspec(4, 2, height_ratios=[0.5, 1.3, 1.2, 1.2], hspace=0.6, wspace=0.35,
+                              left=0.1, right=0.96, top=0.95, bottom=0.05)
+        head = fig.add_subplot(gs[0, :])
+        head.set_axis_off()
+        head.text(0, 1.0, f"小区日报 Site report — {rep['site']} {rep['date']}", fontsize=15, va="top")
+        head.text(0, 0.45, f"门岗 gates {len(rep['gates'])}    事件 events {rep['events']}    通过 allowed "
+                  f"{sum(rep['allowed'].values())}    拒绝 denied {sum(rep['denied'].values())}    发热 fevers {rep['fevers']}",
+                  fontsize=9.5, va="top")
+        missing = ", ".join(rep["missing"]) or "无 none"
+        head.text(0, 0.05, f"未报告的门岗 gates with no report: {missing}", fontsize=9, va="top",
+                  color="#c62828" if rep["missing"] else "#555555")
+        ax = fig.add_subplot(gs[1, :])
+        gates = rep["gates"]
+        a = [rep["by_gate"][g].get("allowed", 0) for g in gates]
+        d = [rep["by_gate"][g].get("denied", 0) for g in gates]
+        ax.bar(range(len(gates)), a, color="#2e7d32", label="通过 allowed")
+        ax.bar(range(len(gates)), d, bottom=a, color="#c62828", label="拒绝 denied")
+        ax.set_xticks(range(len(gates)), [g + ("" if rep["by_gate"][g]["reported"] else "\n(未报告)") for g in gates],
+                      fontsize=7)
+        ax.set_title("各门岗 By gate", loc="left", fontsize=10)
+        ax.legend(fontsize=7, frameon=False)
+        for pos, (title, items) in enumerate((("通过（按类别）Allowed by category", rep["allowed"]),
+                                              ("拒绝（按原因）Denied by reason", rep["denied"]))):
+            ax = fig.add_subplot(gs[2, pos])
+            names = list(items)[:8]
+            ax.barh(range(len(names)), [items[n] for n in names], color="#1565c0" if pos == 0 else "#c62828")
+            ax.set_yticks(range(len(names)), names, fontsize=7)
+            ax.set_title(title, loc="left", fontsize=10)
+        ax = fig.add_subplot(gs[3, :])
+        ax.bar(range(24), rep["by_hour"], color="#455a64")
+        ax.set_xticks(range(24), [str(h) for h in range(24)], fontsize=7)
+        ax.set_title("每小时通行 Decisions by hour", loc="left", fontsize=10)
+        fig.savefig(out, format="pdf" if out.suffix.lower() == ".pdf" else "png", dpi=120)
