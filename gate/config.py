@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gate.schedules import BUILT_IN as BUILT_IN_SCHEDULES
-from gate.schedules import Holidays, ScheduleEntry
+from gate.schedules import Holidays, ScheduleEntry, parse_span
 
 CATEGORIES = ("resident", "renter", "returnee", "visitor", "staff", "courier")
 
@@ -28,18 +28,8 @@ class Strict(BaseModel):
 
 def _check_span(value: str | None) -> str | None:
     """'HH:MM-HH:MM' (may wrap past midnight)."""
-    if value is None:
-        return value
-    try:
-        a, b = value.split("-")
-        for part in (a, b):
-            h, m = part.split(":")
-            if not (1 <= len(h) <= 2 and len(m) == 2 and h.isdigit() and m.isdigit()):
-                raise ValueError
-            if not (0 <= int(h) <= 24 and 0 <= int(m) < 60) or (int(h) == 24 and int(m) != 0):
-                raise ValueError
-    except ValueError:
-        raise ValueError("expected a time span like '08:00-20:00'") from None
+    if value is not None:
+        parse_span(value)
     return value
 
 

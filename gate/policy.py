@@ -8,10 +8,11 @@ a changed policy.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from gate import rules, schedules
+from gate.schedules import in_span
 from gate.config import PolicyConfig
 from gate.records import PassRecord, Verdict
 
@@ -86,22 +87,6 @@ def situation_from_json(d: dict[str, Any]) -> Situation:
         fever_held=d.get("fever_held", False), lane=d.get("lane", ""), gate=d.get("gate", ""),
         lane_schedule=d.get("lane_schedule"), door_mode=d.get("door_mode", "normal"),
     )
-
-
-def in_span(span: str, moment: datetime) -> bool:
-    """Is the local time of day inside 'HH:MM-HH:MM'? Spans may wrap past midnight."""
-    a, b = span.split("-")
-    start = _parse_hm(a)
-    end = _parse_hm(b)
-    t = moment.time()
-    if start <= end:
-        return start <= t < end
-    return t >= start or t < end
-
-
-def _parse_hm(text: str) -> time:
-    h, m = (int(x) for x in text.split(":"))
-    return time(23, 59, 59, 999999) if h == 24 else time(h, m)
 
 
 def is_night(policy: PolicyConfig, now: datetime) -> bool:

@@ -40,7 +40,7 @@ def parse_span(value: str) -> tuple[time, time]:
                 raise ValueError
             out.append(time(23, 59, 59, 999999) if int(h) == 24 else time(int(h), int(m)))
     except ValueError:
-        raise ValueError(f"expected a time span like '08:00-20:00', got {value!r}") from None
+        raise ValueError("expected a time span like '08:00-20:00'") from None
     return out[0], out[1]
 
 
@@ -65,7 +65,10 @@ class ScheduleEntry(_Strict):
     @classmethod
     def _spans(cls, v: list[str]) -> list[str]:
         for span in v:
-            parse_span(span)
+            try:
+                parse_span(span)
+            except ValueError as exc:
+                raise ValueError(f"{exc}, got {span!r}") from None
         return v
 
 
