@@ -177,7 +177,7 @@ def run(ctx: Context) -> list[Figure]:
                     b.close()
                 r99, rs99 = pct(rs, 0.99), pct(rss, 0.99)
                 figures.append(Figure("decision.p99_ms_20rules", r99 * 1e3, "ms", rs99 * 1e3, r99 / rs99,
-                                      note=f"as decision.p99_ms with 20 CEL rules evaluated per decision (target <= 5 ms)",
+                                      note="as decision.p99_ms with 20 CEL rules evaluated per decision (target <= 5 ms)",
                                       pi4=True))
     _plot(curve, ctx.plot_dir)
     last = curve[-1]

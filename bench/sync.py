@@ -6,9 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import multiprocessing as mp
 import sqlite3
-import statistics
 import tempfile
 import threading
 import time
@@ -24,7 +22,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.core import Context, Figure
-from gate.config import PolicyConfig
 from gate.passes import KeyRing
 from gate.store import Store
 from sync import codec

@@ -386,7 +386,7 @@ def test_policy_is_published_retained_and_signed(broker: Broker, make_central, k
     ring = keys[1]
     pol = tmp_path / "policy.toml"
     pol.write_text("[policy]\nversion = 3\nfever_c = 37.5\n[policy.categories.visitor]\nhours = \"07:00-22:00\"\n")
-    c = make_central(broker, policy_file=pol)
+    make_central(broker, policy_file=pol)  # publishes the policy as it starts
     g = GateClient(broker, "g1")
     g.subscribe(f"{PREFIX}/policy")
     wait_for(lambda: g.on("/policy"), what="the policy")

@@ -29,7 +29,6 @@ def count(db: Path, sql: str) -> int:
 
 
 def run_kills(tmp_path: Path, broker: Broker, kills: int, events: int) -> dict[str, int]:
-    from sync.central import Central, load_central_config  # the reference central stores by id
 
     store = tmp_path / "gate.db"
     script = write_fast_demo(tmp_path, people=400, interval_s=0.06)
@@ -63,7 +62,8 @@ def run_kills(tmp_path: Path, broker: Broker, kills: int, events: int) -> dict[s
     stored = count(store, "SELECT count(*) FROM events")
     decisions = count(store, "SELECT count(*) FROM events WHERE type = 'decision'")
     # Deliver what is left, then compare with central.
-    import subprocess, sys
+    import subprocess
+    import sys
     from tests.conftest import ROOT
 
     res = subprocess.run([sys.executable, "-m", "gate.cli", "sync", "--drain", "-c", str(cfg), "--timeout", "120"],

@@ -1,16 +1,13 @@
 """A corrupt store is moved aside, rebuilt from the last pass snapshot, and reported."""
 from __future__ import annotations
 
-import sqlite3
 import textwrap
-from datetime import datetime, timezone
 from pathlib import Path
 
 from gate import drill_file
 from gate.drill import Rehearsal
 from gate.drill_file import Step
 from gate.integrity import check, save_snapshot
-from gate.store import Store
 
 DRILL = drill_file.parse(
     textwrap.dedent(

@@ -16,7 +16,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gate import config as cfgmod
 from gate.drill import Rehearsal
-from gate.drill_file import Step
 from gate.passes import PassToken, key_id, load_private, new_keypair, sign
 from gate.store import Store
 from sync import codec

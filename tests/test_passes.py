@@ -8,7 +8,6 @@ import os
 import stat
 import struct
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization

@@ -8,7 +8,6 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -209,7 +208,9 @@ def test_signed_batches_apply_gaps_ask_for_a_snapshot_forgeries_are_refused(brok
         req = pub.on("/snapshot/request")[0]
         assert req["have_version"] == 1 and req["gate"] == "drill"
         # Central answers in two chunks; the gate checks hash and signatures and swaps the table.
-        import base64, hashlib, zlib
+        import base64
+        import hashlib
+        import zlib
         lines = [json.dumps(pass_wire(f"s{i}", card=str(9000 + i))).encode() + b"\n" for i in range(50)]
         data = b"".join(lines)
         sha = hashlib.sha256(data).hexdigest()

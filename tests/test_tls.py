@@ -5,9 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import json
-import ssl
 import textwrap
-import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt

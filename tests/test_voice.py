@@ -16,7 +16,6 @@ import pytest
 
 from drivers import voice
 from drivers.voice import (
-    PYTTSX3_VOICES,
     VOICES,
     PromptCache,
     SimSpeaker,
