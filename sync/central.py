@@ -56,7 +56,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from gate.config import CATEGORIES, ConfigError, PolicyConfig, format_errors, load_policy
 from gate.passes import load_private
-from sync import codec
+from sync import codec, inbound, quarantine
 from sync.codec import PayloadError
 from sync.topics import DEFAULT_PREFIX, CentralTopics
 
@@ -318,7 +318,7 @@ class DB:
         with self.tx():
             if self.pg:
                 self.execute("SELECT pg_advisory_xact_lock(7245001)")  # two instances starting at once
-            for stmt in _SCHEMA:
+            for stmt in _SCHEMA + quarantine.schema(self.pg):
                 self.execute(stmt)
 
     def lock_roster(self) -> int:
@@ -843,7 +843,10 @@ class Central:
         self._published_policy = 0
         self._policy_mtime: float | None = None
         self._republish_head = threading.Event()
-        self._log_budget = Counter[str]()
+        self._writer_core = inbound.Writer(
+            handle=self._handle, done=self._stored, open_store=lambda: CentralStore(self.db_url), stop=self._stop,
+            count=self._count,
+        )
         # the caller's thread (tests, CLI) gets its own store; threads open theirs
         self.store = CentralStore(self.db_url)
         self._subscribed = threading.Event()
@@ -929,25 +932,6 @@ class Central:
         # paho's network thread: queue only; the writer stores, then acks
         self._inbound.put(_Inbound(msg.topic, msg.payload, msg.mid, msg.qos, bool(msg.retain), self.peer.generation, time.time()))
 
-    def _bad(self, kind: str, reason: str, topic: str, detail: str) -> None:
-        key = f"bad_{kind}_{reason}"
-        self._count(key)
-        self._count("bad")
-        n = self.counters[key]
-        if n <= 20 or n % 1000 == 0:
-            log.warning("ignored %s on %s (%s, #%d): %s", kind, topic, reason, n, detail[:300])
-
-    def _kind(self, topic: str) -> str | None:
-        p = self.topics.prefix + "/"
-        if not topic.startswith(p):
-            return None
-        rest = topic[len(p):].split("/")
-        if len(rest) == 2 and rest[1] in ("events", "status", "report"):
-            return {"events": "event", "status": "status", "report": "report"}[rest[1]]
-        if len(rest) == 3 and rest[1:] == ["snapshot", "request"]:
-            return "snapshot_request"
-        return None
-
     def _writer(self) -> None:
         store = CentralStore(self.db_url)
         try:
@@ -962,59 +946,34 @@ class Central:
                         batch.append(self._inbound.get_nowait())
                     except queue.Empty:
                         break
-                self._store_batch(store, batch)
+                store = self._store_batch(store, batch)
         finally:
             store.close()
 
-    def _store_batch(self, store: CentralStore, batch: list[_Inbound]) -> None:
-        delay = 0.2
-        while True:
-            counts: Counter[str] = Counter()
-            snaps: list[tuple[str, dict[str, Any]]] = []
-            try:
-                with store.db.tx():
-                    for m in batch:
-                        self._handle(store, m, counts, snaps)
-                break
-            except Exception as exc:  # DB down or locked: keep the batch, unacked, and retry
-                log.error("storing %d messages failed (%s); retrying in %.1f s", len(batch), exc, delay)
-                self._count("db_errors")
-                if self._stop.wait(delay):
-                    return  # not acked: the broker delivers them again to the next session
-                delay = min(delay * 2, 10.0)
-                try:
-                    store.close()
-                except Exception:
-                    pass
-                try:
-                    store = CentralStore(self.db_url)
-                except Exception:
-                    pass
+    def _store_batch(self, store: CentralStore, batch: list[_Inbound]) -> CentralStore:
+        # Each message checked on its own; a bad one is quarantined, never retried (sync/inbound.py).
+        checked, skipped = [], []
+        for m in batch:
+            c = inbound.check(m, self.topics.prefix)
+            if c is None:  # a retained status someone cleared: nothing to store
+                skipped.append(m)
+            else:
+                checked.append(c)
+        if skipped:
+            self._stored(Counter({"received": len(skipped), "status_cleared": len(skipped)}), [], skipped)
+        return self._writer_core.store_batch(store, checked) if checked else store
+
+    def _stored(self, counts: Counter[str], snaps: list[tuple[str, dict[str, Any]]], msgs: list[_Inbound]) -> None:
+        """After a commit: count, queue snapshot requests, and let the broker forget them."""
         with self._lock:
             self.counters.update(counts)
         for s in snaps:
             self._snap_q.put(s)
-        for m in batch:  # committed: now the broker may forget them
+        for m in msgs:
             self.peer.ack(m.mid, m.qos, m.generation)
 
-    def _handle(self, store: CentralStore, m: _Inbound, counts: Counter[str], snaps: list[tuple[str, dict[str, Any]]]) -> None:
-        kind = self._kind(m.topic)
-        counts["received"] += 1
-        if kind is None:
-            self._bad("message", "topic", m.topic, "unexpected topic")
-            return
-        if kind == "status" and not m.payload:
-            counts["status_cleared"] += 1  # someone cleared the retained status
-            return
-        gate = m.topic[len(self.topics.prefix) + 1 :].split("/")[0]
-        try:
-            obj = codec.decode(m.payload, kind)
-        except PayloadError as exc:
-            self._bad(kind, exc.reason, m.topic, exc.detail)
-            return
-        if obj.get("gate") != gate:
-            self._bad(kind, "gate_mismatch", m.topic, f"payload says gate {obj.get('gate')!r}")
-            return
+    def _handle(self, store: CentralStore, a: inbound.Accepted, counts: Counter[str], snaps: list[tuple[str, dict[str, Any]]]) -> None:
+        obj, gate, kind, m = a.obj, a.gate, a.kind, a.msg
         if kind == "event":
             if store.insert_event(obj, m.received):
                 counts["events"] += 1
