@@ -58,6 +58,7 @@ from gate.config import CATEGORIES, ConfigError, PolicyConfig, format_errors, lo
 from gate.passes import load_private
 from sync import codec, inbound, quarantine
 from sync.codec import PayloadError
+from sync.snapshot_limit import SnapshotLimiter
 from sync.topics import DEFAULT_PREFIX, CentralTopics
 
 log = logging.getLogger("sync.central")
@@ -92,6 +93,7 @@ class CentralConfig(BaseModel):
     batch_size: int = Field(500, ge=1, le=100_000)  # changes per passes batch
     snapshot_chunk: int = Field(20_000, ge=1, le=200_000)  # passes per snapshot chunk
     snapshot_backlog: int = Field(100_000, ge=1)  # more unpublished changes than this: send only the head batch
+    snapshot_interval_s: float = Field(60.0, ge=0)  # at most one snapshot a gate this often (later requests wait)
     retain_passes: bool = True  # keep the latest batch retained, so a (re)connecting gate learns the head version
     command_ttl_s: float = Field(300.0, gt=0)
     poll_s: float = Field(0.5, gt=0)  # how often the roster, policy file and DB are checked for changes
@@ -839,7 +841,6 @@ class Central:
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
         self._snapshot_cache: Snapshot | None = None
-        self._recent_requests: dict[tuple[str, str], float] = {}
         self._published_policy = 0
         self._policy_mtime: float | None = None
         self._republish_head = threading.Event()
@@ -1171,32 +1172,35 @@ class Central:
 
     def _snapshots(self) -> None:
         store = CentralStore(self.db_url)
+        limiter = SnapshotLimiter(self.config.snapshot_interval_s)  # one a gate per interval (sync/snapshot_limit.py)
         try:
             while not self._stop.is_set():
+                answer: list[tuple[str, dict[str, Any]]] = []
                 try:
                     gate, req = self._snap_q.get(timeout=0.2)
+                    if limiter.offer(gate, req, time.monotonic()):
+                        answer.append((gate, req))
+                    else:
+                        self._count("snapshot_requests_held")
                 except queue.Empty:
-                    continue
-                key = (gate, req["request_id"])
-                now = time.monotonic()
-                self._recent_requests = {k: t for k, t in self._recent_requests.items() if now - t < 5.0}
-                if key in self._recent_requests:
-                    self._count("snapshot_requests_repeated")
-                    continue
-                self._recent_requests[key] = now
-                t0 = time.monotonic()
-                snap = self.snapshot(store)
-                topic = self.topics.gate(gate).snapshot
-                mids = [
-                    self.peer.publish(topic, chunk)
-                    for chunk in self.signer.snapshot_chunks(req["request_id"], snap.version, snap.sha256, list(snap.datas))
-                ]
-                ok = self.peer.wait(mids, 120)
-                self._count("snapshots" if ok else "publish_failures")
-                log.info("snapshot v%d (%d passes, %d chunks) to %s in %.2f s%s", snap.version, snap.passes,
-                         len(snap.datas), gate, time.monotonic() - t0, "" if ok else " (not all acknowledged)")
+                    pass
+                for gate, req in answer + limiter.due(time.monotonic()):
+                    self._send_snapshot(store, gate, req)
         finally:
             store.close()
+
+    def _send_snapshot(self, store: CentralStore, gate: str, req: dict[str, Any]) -> None:
+        t0 = time.monotonic()
+        snap = self.snapshot(store)
+        topic = self.topics.gate(gate).snapshot
+        mids = [
+            self.peer.publish(topic, chunk)
+            for chunk in self.signer.snapshot_chunks(req["request_id"], snap.version, snap.sha256, list(snap.datas))
+        ]
+        ok = self.peer.wait(mids, 120)
+        self._count("snapshots" if ok else "publish_failures")
+        log.info("snapshot v%d (%d passes, %d chunks) to %s in %.2f s%s", snap.version, snap.passes,
+                 len(snap.datas), gate, time.monotonic() - t0, "" if ok else " (not all acknowledged)")
 
 
 # ---------------------------------------------------------------- roster import
