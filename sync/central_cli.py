@@ -408,3 +408,10 @@ def policy_publish(ctx: click.Context, file: str, no_send: bool, config_path: st
     if not ok:
         _fail(f"policy version {payload['version']} stored; the broker refused it", 1)
     click.echo(f"policy version {payload['version']} published")
+
+
+# ---------------------------------------------------------------- quarantine
+
+from sync.quarantine_cli import quarantine_group  # noqa: E402  (it uses the helpers above)
+
+central.add_command(quarantine_group)
