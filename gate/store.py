@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone, tzinfo
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from sqlite_utils import Database
 
@@ -71,8 +71,20 @@ class StagingBusy(RuntimeError):
 # *_old: the tables swapped out (nobody reads them); *_new: a staging that never
 # got swapped in (snapshot_cards: the staging table of schema m005 and before).
 _OLD_TABLES = (("passes_old", "rowid"), ("card_bindings_old", "number"))
-_NEW_TABLES = (("passes_new", "rowid"), ("card_bindings_new", "number"), ("snapshot_cards", "number"))
+_NEW_TABLES = (
+    ("passes_new", "rowid"), ("card_bindings_new", "number"), ("snapshot_cards", "number"), ("tombstones_new", "pass_id"),
+)
 CLEANUP_CHUNK = 20_000  # rows a cleanup transaction deletes: ~tens of ms of write lock
+
+
+@dataclass(frozen=True)
+class Tombstone:
+    """A pass removed from the table: refused `revoked` until `until` (None: for good).
+    No personal data: the id, and the category for the refusal's record."""
+
+    pass_id: str
+    category: str | None = None
+    until: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -218,7 +230,7 @@ class Store:
             (pass_id,),
         ).fetchone()
         if row is None:
-            return None
+            return self._tombstoned(pass_id)
         return PassRecord(
             id=row[0],
             category=row[1],
@@ -233,6 +245,56 @@ class Store:
             revoked=bool(row[10]),
             listed=True,
         )
+
+    def _tombstoned(self, pass_id: str) -> PassRecord | None:
+        # Removed, yet its signed QR may still be valid: refused as revoked, never unlisted.
+        row = self.conn.execute("SELECT category FROM tombstones WHERE pass_id = ?", (pass_id,)).fetchone()
+        if row is None:
+            return None
+        return PassRecord(id=pass_id, category=row[0] or "resident", revoked=True, listed=True)
+
+    def remove_passes(self, ids: Iterable[str], *, until: datetime | None = None) -> int:
+        """Remove passes (and their card bindings), leaving a tombstone for each id, in
+        one transaction. until: when the tombstone may be forgotten (None: never).
+        Returns how many ids were tombstoned."""
+        stones = [Tombstone(i, None, until) for i in dict.fromkeys(ids)]
+        with self.write() as c:
+            return self.write_tombstones(c, stones)
+
+    @staticmethod
+    def write_tombstones(c: sqlite3.Connection, stones: list[Tombstone]) -> int:
+        """Inside a write transaction: tombstone each id (its category taken from the
+        pass row or an earlier tombstone when not given) and delete its pass row and
+        card bindings."""
+        now = time.time()
+        for s in stones:
+            cat = s.category
+            if cat is None:
+                row = c.execute(
+                    "SELECT category FROM passes WHERE id = ? UNION ALL SELECT category FROM tombstones WHERE pass_id = ?",
+                    (s.pass_id, s.pass_id),
+                ).fetchone()
+                cat = row[0] if row else None
+            c.execute(
+                "INSERT INTO tombstones(pass_id, category, removed_at, until) VALUES (?,?,?,?) ON CONFLICT(pass_id)"
+                " DO UPDATE SET category = excluded.category, removed_at = excluded.removed_at, until = excluded.until",
+                (s.pass_id, cat, now, to_ts(s.until)),
+            )
+        c.executemany("DELETE FROM passes WHERE id = ?", [(s.pass_id,) for s in stones])
+        c.executemany("DELETE FROM card_bindings WHERE pass_id = ?", [(s.pass_id,) for s in stones])
+        return len(stones)
+
+    def tombstones(self) -> list[Tombstone]:
+        return [
+            Tombstone(r[0], r[1], from_ts(r[2]))
+            for r in self.conn.execute("SELECT pass_id, category, until FROM tombstones ORDER BY pass_id")
+        ]
+
+    def forget_tombstones(self, now: float | None = None) -> int:
+        """Maintenance: drop tombstones whose pass could no longer be valid anyway."""
+        now = time.time() if now is None else now
+        with self.write() as c:
+            return c.execute("DELETE FROM tombstones WHERE until IS NOT NULL AND until < ?", (now,)).rowcount
 
     def card_pass(self, number: str) -> str | None:
         row = self.conn.execute("SELECT pass_id FROM card_bindings WHERE number = ?", (number,)).fetchone()
@@ -373,6 +435,8 @@ class Store:
             " revoked=excluded.revoked, updated_at=excluded.updated_at",
             [_pass_tuple(r, now) for r in rows],
         )
+        # Central issued the pass (again): it is no longer removed.
+        c.executemany("DELETE FROM tombstones WHERE pass_id = ?", [(r["id"],) for r in rows])
 
     def _set_meta(self, c: sqlite3.Connection, key: str, value: str) -> None:
         c.execute(
@@ -381,11 +445,12 @@ class Store:
         )
 
     def apply_pass_changes(
-        self, upserts: list[dict[str, Any]], cards: dict[str, str | None], deletes: list[str], to_version: int
+        self, upserts: list[dict[str, Any]], cards: dict[str, str | None], deletes: list[str | Tombstone], to_version: int
     ) -> None:
         """One batch from central, in one transaction with its new version.
 
-        cards maps a pass id to its card number (None: no card any more)."""
+        cards maps a pass id to its card number (None: no card any more). Each delete
+        leaves a tombstone (a bare id: its category from the table, kept for good)."""
         now = time.time()
         with self.write() as c:
             self._upsert_rows(c, upserts, now)
@@ -394,8 +459,7 @@ class Store:
                 if number:
                     self._bind(c, [(number, pass_id)])
             if deletes:
-                c.executemany("DELETE FROM passes WHERE id = ?", [(d,) for d in deletes])
-                c.executemany("DELETE FROM card_bindings WHERE pass_id = ?", [(d,) for d in deletes])
+                self.write_tombstones(c, [d if isinstance(d, Tombstone) else Tombstone(d) for d in deletes])
             self._set_meta(c, "passes_version", str(to_version))
             self._set_meta(c, "passes_synced_at", str(now))
 
@@ -404,15 +468,19 @@ class Store:
         "observation_until", "pcr_at", "health_code", "revoked", "updated_at",
     )
 
-    def replace_passes(self, rows: list[dict[str, Any]], cards: dict[str, str], version: int) -> None:
+    def replace_passes(
+        self, rows: list[dict[str, Any]], cards: dict[str, str], version: int, tombstones: Iterable[Tombstone] = ()
+    ) -> None:
         """Swap in a whole table (times as datetimes); see replace_pass_rows."""
         now = time.time()
-        self.replace_pass_rows([_pass_tuple(r, now) for r in rows], cards, version)
+        self.replace_pass_rows([_pass_tuple(r, now) for r in rows], cards, version, tombstones)
 
-    def replace_pass_rows(self, rows: list[tuple[Any, ...]], cards: dict[str, str], version: int) -> None:
+    def replace_pass_rows(
+        self, rows: list[tuple[Any, ...]], cards: dict[str, str], version: int, tombstones: Iterable[Tombstone] = ()
+    ) -> None:
         """Swap in a whole table at once (see snapshot_begin for the staged form)."""
         self.snapshot_begin()
-        self.snapshot_add(rows, list(cards.items()))
+        self.snapshot_add(rows, list(cards.items()), tombstones)
         self.snapshot_commit(version)
 
     # A snapshot is staged chunk by chunk in short transactions into passes_new and
@@ -439,9 +507,16 @@ class Store:
             # Index names are global and an index keeps its name through the swap's
             # rename: a fresh one each time cannot collide with the table in force.
             c.execute(f"CREATE INDEX idx_card_bindings_pass_id_{uuid.uuid4().hex[:12]} ON card_bindings_new (pass_id)")
+            c.execute(
+                "CREATE TABLE tombstones_new (pass_id TEXT PRIMARY KEY, category TEXT, removed_at REAL NOT NULL, until REAL)"
+                " WITHOUT ROWID"
+            )
 
-    def snapshot_add(self, rows: list[tuple[Any, ...]], cards: list[tuple[str, str]]) -> None:
+    def snapshot_add(
+        self, rows: list[tuple[Any, ...]], cards: list[tuple[str, str]], tombstones: Iterable[Tombstone] = ()
+    ) -> None:
         cols = ", ".join(self.PASS_COLUMNS)
+        now = time.time()
         marks = ", ".join("?" * len(self.PASS_COLUMNS))
         with self.write() as c:
             # Plain INSERT: a snapshot with one id twice is broken, and says so (IntegrityError).
@@ -449,6 +524,10 @@ class Store:
             # A card listed twice: the later binding wins; one without a pass binds nothing.
             c.executemany(
                 "INSERT OR REPLACE INTO card_bindings_new(number, pass_id) VALUES (?, ?)", [(n, p) for n, p in cards if p]
+            )
+            c.executemany(
+                "INSERT OR REPLACE INTO tombstones_new(pass_id, category, removed_at, until) VALUES (?,?,?,?)",
+                [(s.pass_id, s.category, now, to_ts(s.until)) for s in tombstones],
             )
 
     def snapshot_commit(self, version: int) -> None:
@@ -462,6 +541,16 @@ class Store:
                 c.execute("ALTER TABLE passes_new RENAME TO passes")
                 c.execute("ALTER TABLE card_bindings RENAME TO card_bindings_old")
                 c.execute("ALTER TABLE card_bindings_new RENAME TO card_bindings")
+                # Tombstones add up: central's join the ones this gate made itself (an
+                # erasure here); a pass the new table lists again is no longer removed.
+                # Few rows (removed passes), looked up by key: milliseconds.
+                c.execute(
+                    "INSERT INTO tombstones(pass_id, category, removed_at, until) SELECT pass_id, category,"
+                    " removed_at, until FROM tombstones_new WHERE true ON CONFLICT(pass_id) DO UPDATE SET"
+                    " category = excluded.category, until = excluded.until"
+                )
+                c.execute("DELETE FROM tombstones WHERE pass_id IN (SELECT t.pass_id FROM tombstones t JOIN passes p ON p.id = t.pass_id)")
+                c.execute("DROP TABLE tombstones_new")
                 self._set_meta(c, "passes_version", str(version))
                 self._set_meta(c, "passes_synced_at", str(now))
         finally:

@@ -56,7 +56,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from gate.config import CATEGORIES, ConfigError, PolicyConfig, format_errors, load_policy
 from gate.passes import load_private
-from sync import codec, inbound, quarantine
+from sync import codec, inbound, quarantine, tombstones
 from sync.codec import PayloadError
 from sync.snapshot_limit import SnapshotLimiter
 from sync.topics import DEFAULT_PREFIX, CentralTopics
@@ -320,7 +320,7 @@ class DB:
         with self.tx():
             if self.pg:
                 self.execute("SELECT pg_advisory_xact_lock(7245001)")  # two instances starting at once
-            for stmt in _SCHEMA + quarantine.schema(self.pg):
+            for stmt in _SCHEMA + quarantine.schema(self.pg) + tombstones.SCHEMA:
                 self.execute(stmt)
 
     def lock_roster(self) -> int:
@@ -435,6 +435,8 @@ class CentralStore:
             v0 = self.db.lock_roster()
             v = v0
             pass_rows, change_rows, deletes = [], [], []
+            stones: list[tuple[int, dict[str, Any]]] = []  # removed passes stay refused (sync/tombstones.py)
+            wires_in_batch: dict[str, dict[str, Any]] = {}
             cards_in_batch: dict[str, str] = {}
             preload: dict[str, str] | None = None
             if len(changes) > 1000:  # one query instead of one per row
@@ -455,13 +457,16 @@ class CentralStore:
                             raise RosterError(f"card {card} is already bound to pass {other}")
                         cards_in_batch[card] = pid
                     text = _wire_text(wire)
+                    wires_in_batch[pid] = wire
                     pass_rows.append(
                         (pid, wire["category"], wire.get("holder"), wire.get("unit"), card, 1 if wire["revoked"] else 0, v, text)
                     )
                     change_rows.append((v, pid, "upsert", '{"op":"upsert","pass":' + text + "}", now))
                 elif op == "delete":
                     deletes.append((pid,))
-                    change_rows.append((v, pid, "delete", json.dumps({"op": "delete", "id": pid}, ensure_ascii=False), now))
+                    change = tombstones.delete_change(pid, wires_in_batch.get(pid) or self.get_pass(pid))
+                    stones.append((v, change))
+                    change_rows.append((v, pid, "delete", json.dumps(change, ensure_ascii=False), now))
                 else:
                     raise ValueError(f"unknown op {op!r}")
             # order matters when one batch upserts and deletes the same id: replay in order
@@ -477,6 +482,10 @@ class CentralStore:
                     self._upsert_rows(pass_rows)
                 if deletes:
                     self.db.executemany("DELETE FROM passes WHERE id = ?", deletes)
+            last_op = {pid: op for op, pid, _w in changes}
+            tombstones.remember(self.db, [(vv, ch) for vv, ch in stones if last_op[ch["id"]] == "delete"], now)
+            if pass_rows and self.db.one("SELECT 1 FROM tombstones LIMIT 1"):
+                tombstones.lift(self.db, [pid for pid, op in last_op.items() if op == "upsert"])
             if change_rows:
                 self.db.executemany("INSERT INTO changes (version, pass_id, op, change, ts) VALUES (?,?,?,?,?)", change_rows)
                 self.db.execute("UPDATE meta SET value = ? WHERE key = 'passes_version'", (str(v),))
@@ -535,6 +544,7 @@ class CentralStore:
         with self.db.tx(write=False):
             v = int(self.db.one("SELECT value FROM meta WHERE key = 'passes_version'")[0])
             lines = [r[0] for r in self.db.all("SELECT wire FROM passes ORDER BY id")]
+            lines += tombstones.snapshot_lines(self.db, time.time())  # removed passes, still refused
         return v, lines
 
     # ------------------------------------------------------------ policy / commands

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gate.passes import KeyRing, key_id
 from gate.records import PassRecord
+from gate.store import Tombstone
 
 KINDS = ("event", "status", "report", "passes", "snapshot_request", "snapshot_chunk", "policy", "cmd")
 SIGNED = ("passes", "snapshot_chunk", "policy", "cmd")
@@ -179,3 +180,11 @@ def pass_from_wire(d: dict[str, Any]) -> dict[str, Any]:
         "health_code": d.get("health_code"),
         "revoked": bool(d.get("revoked")),
     }
+
+
+def tombstone_from_wire(d: dict[str, Any]) -> Tombstone:
+    """A removed pass, from a batch's delete change ({"op": "delete", "id", "category",
+    "until"}) or a snapshot's tombstone line ({"id", "category", "removed": true,
+    "revoked": true, "valid_until"})."""
+    until = d.get("until", d.get("valid_until"))
+    return Tombstone(d["id"], d.get("category"), _dt(until) if until else None)
