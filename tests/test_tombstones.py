@@ -1,0 +1,164 @@
+"""Removed means refused (issue 12, finding 5): a pass removed from the table keeps a
+tombstone, and its still validly signed QR is refused `revoked`, never admitted as
+unlisted (policy.admit_unlisted is true by default)."""
+from __future__ import annotations
+
+import textwrap
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from cryptography.hazmat.primitives import serialization
+
+from gate import drill_file
+from gate.drill import Rehearsal
+from gate.drill_file import Step
+from gate.maintenance import Maintenance
+from gate.privacy import erase
+from gate.store import Store, Tombstone
+from sync.central import Central, load_central_config
+from sync.central_cli import central as central_cli
+from tests.mqtt_broker import Broker
+from tests.sync_helpers import Listener
+
+T0 = datetime(2026, 11, 22, 8, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def store(tmp_path: Path):  # type: ignore[no-untyped-def]
+    s = Store(tmp_path / "gate.db")
+    yield s
+    s.close()
+
+
+def refused_revoked(s: Store, pass_id: str) -> bool:
+    rec = s.get_pass(pass_id)
+    return rec is not None and rec.revoked and rec.listed and rec.holder is None and rec.unit is None
+
+
+# ---------------------------------------------------------------- the store
+
+
+def test_removing_a_pass_leaves_a_tombstone_that_refuses_it(store: Store) -> None:
+    store.upsert_passes([{"id": "a", "category": "renter", "holder": "王芳", "unit": "3-2-501"},
+                         {"id": "b", "category": "resident"}], {"11": "a"})
+    assert store.remove_passes(["a", "a", "zz"], until=T0 + timedelta(days=30)) == 2
+    rec = store.get_pass("a")
+    assert rec is not None and rec.revoked and rec.listed and rec.category == "renter"  # the lane refuses it `revoked`
+    assert rec.holder is None and rec.unit is None and rec.phone_last4 is None  # no personal data kept
+    assert store.pass_count() == 1 and store.card_pass("11") is None
+    assert refused_revoked(store, "zz") and store.get_pass("zz").category == "resident"  # never known: resident
+    assert store.get_pass("b") is not None and not store.get_pass("b").revoked
+    assert store.get_pass("never") is None
+    # central issues it again: the tombstone is lifted
+    store.upsert_passes([{"id": "a", "category": "renter", "holder": "王芳"}])
+    assert not store.get_pass("a").revoked and store.get_pass("a").holder == "王芳"
+    assert [t.pass_id for t in store.tombstones()] == ["zz"]
+
+
+def test_batches_carry_tombstones_and_the_last_change_of_an_id_wins(store: Store) -> None:
+    store.upsert_passes([{"id": p, "category": "staff"} for p in ("a", "b", "c")], {"1": "a"})
+    store.apply_pass_changes([], {}, ["a", Tombstone("b", "staff", T0)], 2)
+    assert refused_revoked(store, "a") and refused_revoked(store, "b") and store.card_pass("1") is None
+    assert {t.pass_id: t.until for t in store.tombstones()} == {"a": None, "b": T0}
+    store.apply_pass_changes([{"id": "a", "category": "staff"}], {"a": None}, [], 3)  # re-issued
+    assert not store.get_pass("a").revoked
+
+
+def test_a_snapshot_without_the_pass_but_with_its_tombstone_refuses_it(store: Store) -> None:
+    store.upsert_passes([{"id": p, "category": "resident"} for p in ("a", "b", "c")])
+    store.remove_passes(["local"])  # an erasure here: kept through central's snapshot
+    store.replace_passes([{"id": "a", "category": "resident"}, {"id": "local", "category": "resident"}], {}, 7,
+                         [Tombstone("b", "resident", None), Tombstone("c", "visitor", T0 + timedelta(days=1))])
+    assert store.passes_version() == 7 and store.pass_count() == 2
+    assert refused_revoked(store, "b") and refused_revoked(store, "c") and store.get_pass("c").category == "visitor"
+    assert not store.get_pass("local").revoked  # listed again by central: issued again
+    assert store.snapshot_leftovers() == []
+    # maintenance forgets a tombstone once its pass would have expired anyway
+    assert store.forget_tombstones(now=(T0 + timedelta(days=2)).timestamp()) == 1
+    assert store.get_pass("c") is None and refused_revoked(store, "b")
+
+
+def test_privacy_erase_leaves_a_tombstone_until_the_pass_would_expire(store: Store, tmp_path: Path) -> None:
+    until = datetime.now(timezone.utc) + timedelta(days=10)
+    store.upsert_passes([{"id": "r1", "category": "resident", "holder": "李雷", "valid_until": until}], {"5": "r1"})
+    assert erase(store, "r1")["passes"] == 1
+    assert refused_revoked(store, "r1")
+    assert store.tombstones()[0].until == until.replace(microsecond=until.microsecond)
+    Maintenance(lambda: store, retention_days=30).run_once(store)  # not expired yet: kept
+    assert refused_revoked(store, "r1")
+
+
+# ---------------------------------------------------------------- end to end
+
+
+DRILL = drill_file.parse(textwrap.dedent("""
+    name: tombstones
+    start: "2026-11-22T10:00:00+08:00"
+    config: {policy: {passback: "off"}}
+    passes:
+      - {id: r1, holder: 王芳, unit: 3-2-501, category: resident}
+      - {id: r2, holder: 王强, unit: 3-2-502, category: resident}
+      - {id: r3, holder: 李雷, unit: 3-2-503, category: renter}
+      - {id: r4, holder: 韩梅, unit: 3-2-504, category: resident}
+    """))
+
+
+def test_passes_removed_at_central_are_refused_revoked_at_the_gate(broker: Broker, tmp_path: Path) -> None:
+    """Real mosquitto, real central, a real gate: r2 deleted with `gate central passes
+    delete`, r3 left out of `passes import --replace` before the gate syncs (it gets a
+    snapshot), r4 deleted while it runs (a batch): each refused `revoked`, never
+    admitted as unlisted; r2 issued again is admitted."""
+    with Rehearsal(DRILL, broker=broker.url) as r:
+        key = tmp_path / "central.key"
+        key.write_bytes(r.keys.central.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+        conf = tmp_path / "central.toml"
+        # batch_size 1, snapshot_backlog 1: the gate, behind, is sent only the head and asks for a snapshot
+        conf.write_text(f'site = "drill"\nbroker = "{broker.url}"\nsigning_key = "central.key"\ndb = "central.db"\n'
+                        'poll_s = 0.1\nbatch_size = 1\nsnapshot_backlog = 1\n')
+
+        def cli(*args: str) -> str:
+            res = CliRunner().invoke(central_cli, ["-c", str(conf), *args], catch_exceptions=False)
+            assert res.exit_code == 0, res.output
+            return res.output
+
+        roster = tmp_path / "roster.csv"
+        roster.write_text("编号,姓名,房号,类别\nr1,王芳,3-2-501,常住\nr2,王强,3-2-502,常住\nr3,李雷,3-2-503,租住\n"
+                          "r4,韩梅,3-2-504,常住\n", encoding="utf-8")
+        cli("passes", "import", str(roster))
+        cli("passes", "delete", "r2")
+        roster.write_text("编号,姓名,房号,类别\nr1,王芳,3-2-501,常住\nr2,王强,3-2-502,常住\nr4,韩梅,3-2-504,常住\n",
+                          encoding="utf-8")
+        cli("passes", "import", "--replace", str(roster))  # r2 is back in this file; r3 is not
+        cli("passes", "delete", "r2")
+        assert "r3" not in cli("passes", "list")
+        assert r.app.sync.link.wait_connected(10)
+        c = Central(load_central_config(conf)).start()
+        try:
+            assert c.wait_connected(10)
+            s = r.app.open_store()
+            try:
+                head = c.passes_version
+                assert Listener.wait_for(lambda: s.passes_version() == head, 20), "the gate took central's snapshot"
+                assert r.app.sync.downstream.counters.get("snapshots_applied") == 1
+                assert refused_revoked(s, "r2") and refused_revoked(s, "r3") and s.get_pass("r3").category == "renter"
+                r.step(Step(at=1, lane="in", qr="r2"))
+                r.step(Step(at=10, lane="in", qr="r3"))
+                r.step(Step(at=20, lane="in", qr="r1"))
+                r.step(Step(at=20.5, lane="in", temperature=36.6))
+                c.delete_pass("r4")  # while the gate runs: a batch
+                assert Listener.wait_for(lambda: s.passes_version() == head + 1, 20), "the delete batch"
+                r.step(Step(at=30, lane="in", qr="r4"))
+                c.add_pass(id="r2", holder="王强", unit="3-2-502", category="resident")  # issued again
+                assert Listener.wait_for(lambda: s.get_pass("r2") is not None and not s.get_pass("r2").revoked, 20)
+                r.step(Step(at=40, lane="in", qr="r2"))
+                r.step(Step(at=40.5, lane="in", temperature=36.6))
+            finally:
+                s.close()
+        finally:
+            c.stop()
+        got = [(line["pass"], line["decision"], line["reason"]) for line in r.lines if line["type"] == "decision"]
+        assert got == [("r2", "deny", "revoked"), ("r3", "deny", "revoked"), ("r1", "allow", "ok"),
+                       ("r4", "deny", "revoked"), ("r2", "allow", "ok")]
