@@ -158,7 +158,8 @@ def _print_cmd(units: tuple[str, ...], ids: tuple[str, ...], categories: tuple[s
     try:
         policy = in_force(conf.policy, store.get_meta).policy
         sel = select(store, units=units, ids=ids, categories=categories, everything=everything, signer=signer,
-                     now=datetime.now(timezone.utc), include_expired=include_expired)
+                     now=datetime.now(timezone.utc), include_expired=include_expired,
+                     valid_days=conf.keys.pass_valid_days)
     finally:
         store.close()
     for pid, why in sel.skipped:

@@ -101,6 +101,7 @@ class CentralConfig(BaseModel):
     session_expiry_s: int = Field(7 * 86400, ge=0)  # the broker queues for a stopped instance this long
     receive_maximum: int = Field(1000, ge=1, le=65535)  # unacked messages the broker may have in flight to us
     timezone: str = "Asia/Shanghai"  # dates in imported rosters
+    pass_valid_days: int = Field(365, ge=0, le=36500)  # `passes add` without --valid-until: ends after this many days (0: never)
 
     @field_validator("timezone")
     @classmethod

@@ -149,7 +149,9 @@ def _time_opt(name: str, help: str) -> Any:
 def passes_add(ctx: click.Context, pass_id: str, holder: str, unit: str, category: str, phone_last4: str | None,
                card: str | None, valid_from: str | None, valid_until: str | None, observation_until: str | None,
                pcr_at: str | None, health_code: str | None, config_path: str | None, broker: str | None, db: str | None) -> None:
-    """Add or update a pass (the whole record is replaced)."""
+    """Add or update a pass (the whole record is replaced). Without --valid-until it
+    ends pass_valid_days (365) from today."""
+    from datetime import datetime, timedelta
     from zoneinfo import ZoneInfo
 
     from gate.roster import _when
@@ -162,6 +164,10 @@ def passes_add(ctx: click.Context, pass_id: str, holder: str, unit: str, categor
         for key, value, eod in (("valid_from", valid_from, False), ("valid_until", valid_until, True),
                                 ("observation_until", observation_until, False), ("pcr_at", pcr_at, False)):
             fields[key] = _when(value, tz, eod) if value else None
+        if not valid_until and conf.pass_valid_days:
+            # Passes end by default: a removed pass's tombstone (and its QR) need not last for ever.
+            last = (datetime.now(tz) + timedelta(days=conf.pass_valid_days)).date()
+            fields["valid_until"] = _when(last.isoformat(), tz, True)
         store = _store(conf)
         try:
             v = store.add_pass(**fields)

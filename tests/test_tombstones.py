@@ -162,3 +162,44 @@ def test_passes_removed_at_central_are_refused_revoked_at_the_gate(broker: Broke
         got = [(line["pass"], line["decision"], line["reason"]) for line in r.lines if line["type"] == "decision"]
         assert got == [("r2", "deny", "revoked"), ("r3", "deny", "revoked"), ("r1", "allow", "ok"),
                        ("r4", "deny", "revoked"), ("r2", "allow", "ok")]
+
+
+# ---------------------------------------------------------------- passes end by default
+
+
+def test_passes_are_issued_with_an_end_date_by_default(tmp_path: Path) -> None:
+    """A pass that ends lets its tombstone end: `gate central passes add` and `gate
+    passes issue` give a year unless told otherwise (configurable; 0: no end)."""
+    import json
+    from zoneinfo import ZoneInfo
+
+    from gate.cli import main
+    from gate.passes import KeyRing, load_public, new_keypair
+
+    priv, pub = new_keypair(tmp_path / "keys", "central")
+    conf = tmp_path / "central.toml"
+    conf.write_text('site = "s1"\nsigning_key = "keys/central.key"\ndb = "central.db"\n')
+    run = CliRunner()
+    out = run.invoke(central_cli, ["-c", str(conf), "passes", "add", "--id", "P1", "--holder", "李雷", "--unit", "1-1",
+                                   "--category", "resident"], catch_exceptions=False)
+    assert out.exit_code == 0, out.output
+    wire = json.loads(run.invoke(central_cli, ["-c", str(conf), "passes", "list", "--json"]).stdout.splitlines()[0])
+    tz = ZoneInfo("Asia/Shanghai")
+    until = datetime.fromisoformat(wire["valid_until"])
+    assert until.date() == (datetime.now(tz) + timedelta(days=365)).date() and until.hour == 23
+    conf.write_text(conf.read_text() + "pass_valid_days = 0\n")
+    run.invoke(central_cli, ["-c", str(conf), "passes", "add", "--id", "P2", "--holder", "韩梅", "--unit", "1-2",
+                             "--category", "resident"], catch_exceptions=False)
+    listed = [json.loads(x) for x in run.invoke(central_cli, ["-c", str(conf), "passes", "list", "--json"]).stdout.splitlines()]
+    assert "valid_until" not in listed[1]
+    # the desk's `gate passes issue`
+    ring = KeyRing([load_public(pub)])
+    for extra, days in (([], 365), (["--valid-days", "30"], 30), (["--valid-days", "0"], None)):
+        res = run.invoke(main, ["passes", "issue", "--id", "X1", "--category", "visitor", "--key", str(priv),
+                                "--out", str(tmp_path / "x.png"), *extra], catch_exceptions=False)
+        assert res.exit_code == 0, res.output
+        token = ring.verify(res.output.strip().split(": ", 1)[1])
+        if days is None:
+            assert token.valid_until is None
+        else:
+            assert token.valid_until.astimezone(tz).date() == (datetime.now(tz) + timedelta(days=days)).date()
