@@ -27,7 +27,7 @@ from typing import Any, Callable
 from drivers.base import Counters
 from gate.config import PolicyConfig
 from gate.passes import KeyRing
-from gate.store import StagingBusy, Store, Tombstone
+from gate.store import StagingBusy, Store
 from sync import codec
 from sync.link import Link
 from sync.topics import Topics

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 
 from sync import quarantine
 from tests.mqtt_broker import Broker
@@ -234,3 +233,45 @@ def test_snapshot_requests_are_answered_once_a_gate_per_interval(broker: Broker,
     print(f"300 requests from one gate: {sent} bytes of snapshot published (2 answers)")
     g1.close()
     g2.close()
+
+
+def test_every_event_a_gate_records_passes_centrals_schema(tmp_path: Path) -> None:
+    """The strict schemas refuse unknown properties: every record type the gate stores
+    and sends (gate/records.py), as stored, and after `gate privacy erase`, is accepted."""
+    from datetime import datetime, timedelta, timezone
+
+    from gate.privacy import erase
+    from gate.records import (
+        AckRecord, AdminRecord, AlarmRecord, DecisionRecord, DoorRecord, HealthRecord, OverrideRecord, RegistrationRecord,
+    )
+    from gate.store import Store
+    from sync import codec
+
+    at = datetime(2026, 12, 1, 8, 0, tzinfo=timezone.utc)
+    recs = [
+        DecisionRecord(at=at, lane="in", pass_id="r1", credential="card", category="resident", decision="allow", reason="ok",
+                       temperature_c=36.55, holder="王芳", unit="3-2-501", card="1234567", challenge_id="c1", who="guard", step=7,
+                       situation={"x": 1}),
+        DecisionRecord(at=at, lane="in", pass_id=None, credential=None, category=None, decision="deny", reason="malformed",
+                       temperature_c=None),
+        AlarmRecord(at=at, lane="in", kind="fever", detail="37.8 °C", pass_id="r1"),
+        DoorRecord(at=at, lane="in", action="unlock"),
+        HealthRecord(at=at, lane="in", device="camera", ok=False, detail="no frame for 5 s"),
+        OverrideRecord(at=at, lane="in", action="open_door", reason="ambulance", who="central:ops"),
+        AckRecord(at=at, lane="in", alarm_id="a1", kind="fever", who="guard"),
+        RegistrationRecord(at=at, lane="", pass_id="v1", holder="访客", unit="3-2-501", id_last4="1234", phone_last4="5678",
+                           valid_until=at + timedelta(hours=8), who="guard"),
+        AdminRecord(at=at, lane="", action="policy_apply", who="desk", reason="night hours", detail="version 3 → 4: " + "x" * 3000),
+    ]
+    s = Store(tmp_path / "gate.db", gate_id="g1")
+    try:
+        s.upsert_passes([{"id": "r1", "category": "resident"}], {"1234567": "r1"})
+        for rec in recs:
+            s.record(rec)
+        erase(s, "r1")
+        payloads = [r[0] for r in s.conn.execute("SELECT payload FROM outbox ORDER BY seq")]
+    finally:
+        s.close()
+    assert len(payloads) == len(recs)
+    for text in payloads:
+        codec.decode(text.encode(), "event")  # raises PayloadError if central would refuse it

@@ -17,6 +17,7 @@ from gate.drill_file import Step
 from gate.maintenance import Maintenance
 from gate.privacy import erase
 from gate.store import Store, Tombstone
+from sync import quarantine
 from sync.central import Central, load_central_config
 from sync.central_cli import central as central_cli
 from tests.mqtt_broker import Broker
@@ -155,6 +156,10 @@ def test_passes_removed_at_central_are_refused_revoked_at_the_gate(broker: Broke
                 assert Listener.wait_for(lambda: s.get_pass("r2") is not None and not s.get_pass("r2").revoked, 20)
                 r.step(Step(at=40, lane="in", qr="r2"))
                 r.step(Step(at=40.5, lane="in", temperature=36.6))
+                # what this real gate sends passes central's strict schemas: nothing quarantined
+                assert r.drain(20)
+                assert Listener.wait_for(lambda: c.store.event_count() >= 5 and "drill" in c.store.statuses(), 20)
+                assert quarantine.entries(c.store.db) == [] and c.stats().get("quarantined", 0) == 0
             finally:
                 s.close()
         finally:
