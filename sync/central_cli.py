@@ -8,6 +8,7 @@ send commands and policy. Register with ``main.add_command(central)``.
     gate central -c CENTRAL.toml events --json [--gate east-1]
     gate central -c CENTRAL.toml cmd open-door --gate east-1 --lane in --reason "ambulance"
     gate central -c CENTRAL.toml policy publish policy.toml
+    gate central -c CENTRAL.toml quarantine [list|clear]   # messages set aside (sync/quarantine_cli.py)
 
 -c (or $GATE_CENTRAL_CONFIG), --broker and --db may be given before or after the
 sub-command. Roster changes go to the database; the running central publishes
@@ -201,7 +202,8 @@ def passes_revoke(ctx: click.Context, pass_id: str, undo: bool, config_path: str
 @_opts
 @click.pass_context
 def passes_delete(ctx: click.Context, pass_id: str, config_path: str | None, broker: str | None, db: str | None) -> None:
-    """Remove a pass from the table (a revoked pass stays known; prefer revoke)."""
+    """Remove a pass from the roster. Its id stays as a tombstone: every gate refuses
+    its QR `revoked` until the pass would have expired (its valid_until, or for good)."""
     conf = _conf(ctx, config_path, broker, db)
     store = _store(conf)
     try:
@@ -215,7 +217,7 @@ def passes_delete(ctx: click.Context, pass_id: str, config_path: str | None, bro
 
 @passes_group.command("import")
 @click.argument("file", type=click.Path(dir_okay=False, exists=True))
-@click.option("--replace", is_flag=True, help="also delete passes that are not in the file")
+@click.option("--replace", is_flag=True, help="also delete passes that are not in the file (gates keep refusing them)")
 @_opts
 @click.pass_context
 def passes_import(ctx: click.Context, file: str, replace: bool, config_path: str | None, broker: str | None, db: str | None) -> None:

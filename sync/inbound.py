@@ -66,6 +66,8 @@ def check(m: Any, prefix: str) -> Accepted | Refused | None:
         obj = codec.decode(m.payload, kind)
     except PayloadError as exc:
         return Refused(m, kind, gate, exc.reason, exc.detail)
+    except Exception as exc:  # noqa: BLE001 - whatever else a payload trips, it stays this message's problem
+        return Refused(m, kind, gate, "malformed", f"{type(exc).__name__}: {exc}")
     if obj.get("gate") != gate:
         return Refused(m, kind, gate, "gate_mismatch", f"payload says gate {obj.get('gate')!r}")
     return Accepted(m, kind, gate, obj)
