@@ -55,7 +55,8 @@ def _live(until: str | None, now: float) -> bool:
 
 
 def snapshot_lines(db: Any, now: float) -> list[str]:
-    """Tombstones still in force as snapshot lines (inside the snapshot's read transaction)."""
+    """Tombstones still in force as snapshot lines (inside the snapshot's read transaction).
+    Expired ones stay in the table (a few rows) but no longer travel."""
     out = []
     for pid, cat, until in db.all("SELECT id, category, until FROM tombstones ORDER BY id"):
         if _live(until, now):
@@ -64,19 +65,3 @@ def snapshot_lines(db: Any, now: float) -> list[str]:
                 line["valid_until"] = until
             out.append(_ENCODER.encode(line))
     return out
-
-
-def forget_expired(db: Any, now: float) -> int:
-    """Tombstones whose pass could no longer be valid anyway (their own transaction)."""
-    gone = [pid for pid, until in db.all("SELECT id, until FROM tombstones WHERE until IS NOT NULL") if not _live(until, now)]
-    if gone:
-        with db.tx():
-            lift(db, gone)
-    return len(gone)
-
-
-def listing(db: Any) -> list[dict[str, Any]]:
-    return [
-        {"id": r[0], "category": r[1], "until": r[2], "removed_at": r[3], "version": int(r[4])}
-        for r in db.all("SELECT id, category, until, removed_at, version FROM tombstones ORDER BY id")
-    ]

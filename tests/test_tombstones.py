@@ -208,3 +208,22 @@ def test_passes_are_issued_with_an_end_date_by_default(tmp_path: Path) -> None:
             assert token.valid_until is None
         else:
             assert token.valid_until.astimezone(tz).date() == (datetime.now(tz) + timedelta(days=days)).date()
+
+
+def test_a_store_rebuilt_from_its_pass_snapshot_keeps_its_tombstones(tmp_path: Path) -> None:
+    from gate.integrity import ensure_sound, save_snapshot
+
+    path = tmp_path / "gate.db"
+    s = Store(path)
+    s.upsert_passes([{"id": "a", "category": "resident"}, {"id": "b", "category": "staff"}])
+    s.remove_passes(["b"])
+    save_snapshot(s.conn, path)
+    s.close()
+    path.write_bytes(b"not a database" * 1000)  # corrupt: moved aside, rebuilt from the snapshot
+    assert ensure_sound(path).ok is False
+    s = Store(path)
+    try:
+        assert s.get_pass("a") is not None and not s.get_pass("a").revoked
+        assert refused_revoked(s, "b") and s.get_pass("b").category == "staff"
+    finally:
+        s.close()
