@@ -14,6 +14,7 @@ message by message, which tells the two failures apart:
 """
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import threading
@@ -27,6 +28,7 @@ from sync.codec import PayloadError
 log = logging.getLogger("sync.central")
 
 _KINDS = {"events": "event", "status": "status", "report": "report"}
+MAX_SEQ = (1 << 63) - 1  # SQLite's INTEGER
 STORE_ATTEMPTS = 3  # failures of one message, while the database works, before it is set aside
 
 
@@ -45,6 +47,19 @@ class Refused:
     gate: str | None
     reason: str
     detail: str
+    seq: int | None = None  # a refused event's seq, when it has a usable one: the gate's seq is no hole
+
+
+def _seq_of(m: Any, gate: str | None) -> int | None:
+    """Best effort: the seq a refused event carries (json.loads takes what orjson refuses)."""
+    if len(m.payload) > codec.MAX_BYTES["event"]:
+        return None
+    try:
+        obj = json.loads(m.payload)
+    except (ValueError, RecursionError):
+        return None
+    seq = obj.get("seq") if isinstance(obj, dict) and obj.get("gate") == gate else None
+    return seq if type(seq) is int and 1 <= seq <= MAX_SEQ else None
 
 
 def check(m: Any, prefix: str) -> Accepted | Refused | None:
@@ -65,7 +80,7 @@ def check(m: Any, prefix: str) -> Accepted | Refused | None:
     try:
         obj = codec.decode(m.payload, kind)
     except PayloadError as exc:
-        return Refused(m, kind, gate, exc.reason, exc.detail)
+        return Refused(m, kind, gate, exc.reason, exc.detail, _seq_of(m, gate) if kind == "event" else None)
     except Exception as exc:  # noqa: BLE001 - whatever else a payload trips, it stays this message's problem
         return Refused(m, kind, gate, "malformed", f"{type(exc).__name__}: {exc}")
     if obj.get("gate") != gate:
@@ -136,7 +151,7 @@ class Writer:
         counts["quarantined"] += 1
         counts[f"quarantined_{r.gate or '-'}_{r.reason}"] += 1
         return quarantine.put(store.db, topic=r.msg.topic, raw=bytes(r.msg.payload), gate=r.gate, kind=r.kind,
-                              reason=r.reason, detail=r.detail, now=r.msg.received)
+                              reason=r.reason, detail=r.detail, seq=r.seq, now=r.msg.received)
 
     def _finish(self, counts: Counter[str], snaps: list[Any], msgs: list[Any], fresh: list[Refused]) -> None:
         for r in fresh:  # logged once per message, and at most 20 times per gate and reason
@@ -182,7 +197,8 @@ class Writer:
     def _set_aside(self, store: Any, c: Accepted | Refused, error: BaseException) -> None:
         """A message the working database will not take: to quarantine, and acknowledged."""
         detail = f"{type(error).__name__}: {error}"
-        r = Refused(c.msg, c.kind, c.gate, "unstorable", detail) if isinstance(c, Accepted) else c
+        seq = c.obj.get("seq") if isinstance(c, Accepted) and c.kind == "event" else None
+        r = Refused(c.msg, c.kind, c.gate, "unstorable", detail, seq) if isinstance(c, Accepted) else c
         counts: Counter[str] = Counter({"received": 1})
         new = False
         try:

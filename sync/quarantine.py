@@ -21,7 +21,7 @@ def schema(pg: bool) -> list[str]:
     blob = "BYTEA" if pg else "BLOB"
     return [
         "CREATE TABLE IF NOT EXISTS quarantine (key TEXT PRIMARY KEY, gate TEXT, topic TEXT NOT NULL,"
-        " kind TEXT, reason TEXT NOT NULL, detail TEXT NOT NULL, size BIGINT NOT NULL,"
+        " kind TEXT, reason TEXT NOT NULL, detail TEXT NOT NULL, seq BIGINT, size BIGINT NOT NULL,"
         f" raw {blob} NOT NULL, first_seen DOUBLE PRECISION NOT NULL, last_seen DOUBLE PRECISION NOT NULL,"
         " times BIGINT NOT NULL)",
         "CREATE INDEX IF NOT EXISTS quarantine_gate_reason ON quarantine (gate, reason)",
@@ -41,6 +41,7 @@ class Entry:
     kind: str | None
     reason: str
     detail: str
+    seq: int | None
     size: int
     raw: bytes
     first_seen: float
@@ -50,22 +51,24 @@ class Entry:
     def as_json(self) -> dict[str, Any]:
         return {
             "key": self.key, "gate": self.gate, "topic": self.topic, "kind": self.kind, "reason": self.reason,
-            "detail": self.detail, "size": self.size, "first_seen": self.first_seen, "last_seen": self.last_seen,
-            "times": self.times, "raw": self.raw.decode("utf-8", "backslashreplace"),
+            "detail": self.detail, "seq": self.seq, "size": self.size, "first_seen": self.first_seen,
+            "last_seen": self.last_seen, "times": self.times, "raw": self.raw.decode("utf-8", "backslashreplace"),
             "raw_truncated": len(self.raw) < self.size,
         }
 
 
 def put(db: Any, *, topic: str, raw: bytes, gate: str | None, kind: str | None, reason: str, detail: str,
-        now: float | None = None) -> bool:
-    """Inside a write transaction of central's DB. True if this message is new here."""
+        seq: int | None = None, now: float | None = None) -> bool:
+    """Inside a write transaction of central's DB. True if this message is new here.
+    seq: a refused event's seq when it has a usable one (that seq of the gate's is
+    accounted for: held here, not missing)."""
     now = time.time() if now is None else now
     key = hashlib.sha256(topic.encode("utf-8", "backslashreplace") + b"\0" + raw).hexdigest()
     db.execute(
-        "INSERT INTO quarantine (key, gate, topic, kind, reason, detail, size, raw, first_seen, last_seen, times)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,1) ON CONFLICT (key) DO UPDATE SET last_seen = excluded.last_seen,"
+        "INSERT INTO quarantine (key, gate, topic, kind, reason, detail, seq, size, raw, first_seen, last_seen, times)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,1) ON CONFLICT (key) DO UPDATE SET last_seen = excluded.last_seen,"
         " times = quarantine.times + 1",
-        (key, clean(gate or "", 64) or None, clean(topic, 300), kind, reason, clean(detail), len(raw),
+        (key, clean(gate or "", 64) or None, clean(topic, 300), kind, reason, clean(detail), seq, len(raw),
          bytes(raw[:RAW_KEEP]), now, now),
     )
     # An update reports a changed row as an insert does: tell new from repeated by asking.
@@ -74,7 +77,7 @@ def put(db: Any, *, topic: str, raw: bytes, gate: str | None, kind: str | None, 
 
 
 def entries(db: Any, *, gate: str | None = None, reason: str | None = None, limit: int | None = None) -> list[Entry]:
-    sql = "SELECT key, gate, topic, kind, reason, detail, size, raw, first_seen, last_seen, times FROM quarantine"
+    sql = "SELECT key, gate, topic, kind, reason, detail, seq, size, raw, first_seen, last_seen, times FROM quarantine"
     where, args = [], []
     if gate:
         where.append("gate = ?")
@@ -88,7 +91,8 @@ def entries(db: Any, *, gate: str | None = None, reason: str | None = None, limi
     if limit:
         sql += f" LIMIT {int(limit)}"
     return [
-        Entry(r[0], r[1], r[2], r[3], r[4], r[5], int(r[6]), bytes(r[7]), float(r[8]), float(r[9]), int(r[10]))
+        Entry(r[0], r[1], r[2], r[3], r[4], r[5], None if r[6] is None else int(r[6]), int(r[7]), bytes(r[8]),
+              float(r[9]), float(r[10]), int(r[11]))
         for r in db.all(sql, args)
     ]
 

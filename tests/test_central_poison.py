@@ -77,6 +77,8 @@ def test_poison_messages_are_quarantined_and_never_block_the_rest(broker: Broker
     big = next(e for e in held if e.reason == "too_large")
     assert big.size > 1_000_000 and len(big.raw) == quarantine.RAW_KEEP  # the 1 MB field is not stored whole
     assert small
+    # a refused event keeps the seq it carried when that is usable: the gate's seq is held, not missing
+    assert sorted(e.seq for e in held if e.gate == "g1" and e.seq) == [7, 9, 10]
     st = c.stats()
     assert st["quarantined_g1_malformed"] == 4 and st["quarantined_g1_schema"] == 3 and st["quarantined_g1_too_large"] == 1
     assert st["quarantined_g2_schema"] == 1 and st["quarantined_g2_malformed"] == 1
