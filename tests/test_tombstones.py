@@ -228,3 +228,30 @@ def test_a_store_rebuilt_from_its_pass_snapshot_keeps_its_tombstones(tmp_path: P
         assert refused_revoked(s, "b") and s.get_pass("b").category == "staff"
     finally:
         s.close()
+
+
+def test_central_keeps_tombstones_until_the_pass_would_have_expired(tmp_path: Path) -> None:
+    import json
+
+    from sync.central import CentralStore
+
+    s = CentralStore(str(tmp_path / "central.db"))
+    try:
+        soon = (datetime.now(timezone.utc) + timedelta(days=3)).isoformat()
+        past = (datetime.now(timezone.utc) - timedelta(days=1)).isoformat()
+        s.upsert_passes([{"id": "a", "category": "staff", "holder": "甲", "valid_until": soon},
+                         {"id": "b", "category": "resident", "holder": "乙", "valid_until": past},
+                         {"id": "c", "category": "courier", "holder": "丙"}])
+        for pid in ("a", "b", "c"):
+            s.delete_pass(pid)
+        deletes = [json.loads(ch) for _, ch in s.changes_after(3, 10)]
+        assert deletes[0] == {"op": "delete", "id": "a", "category": "staff", "until": soon}  # no holder, no unit
+        v, lines = s.snapshot_lines()
+        stones = {json.loads(x)["id"]: json.loads(x) for x in lines}
+        assert set(stones) == {"a", "c"}  # b's QR has expired anyway: its tombstone no longer travels
+        assert stones["a"] == {"id": "a", "category": "staff", "revoked": True, "removed": True, "valid_until": soon}
+        assert stones["c"] == {"id": "c", "category": "courier", "revoked": True, "removed": True}
+        s.add_pass(id="a", category="staff", holder="甲")  # issued again: no longer removed
+        assert [json.loads(x)["id"] for x in s.snapshot_lines()[1] if json.loads(x).get("removed")] == ["c"]
+    finally:
+        s.close()
