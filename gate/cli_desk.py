@@ -216,8 +216,12 @@ def _show_cmd(pass_id: str, as_json: bool, config_path: str | None, store_path: 
     store = _h().open_store(conf)
     try:
         data = show(store, pass_id)
+        stone = store.tombstone(pass_id) if data is None else None
     finally:
         store.close()
+    if stone is not None:
+        until = f"until {stone.until.astimezone(_tz(conf)).isoformat(timespec='minutes')}" if stone.until else "for good"
+        _fail(f"pass {pass_id!r} was removed from the pass table: its QR is refused (revoked) {until}", 1)
     if data is None:
         _fail(f"no pass {pass_id!r} in the pass table", 1)
     if as_json:

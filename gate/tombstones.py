@@ -82,6 +82,10 @@ class TombstonesMixin:
         c.executemany("DELETE FROM card_bindings WHERE pass_id = ?", [(s.pass_id,) for s in stones])
         return len(stones)
 
+    def tombstone(self, pass_id: str) -> Tombstone | None:
+        row = self.conn.execute("SELECT category, until FROM tombstones WHERE pass_id = ?", (pass_id,)).fetchone()
+        return Tombstone(pass_id, row[0], from_ts(row[1])) if row else None
+
     def tombstones(self) -> list[Tombstone]:
         return [
             Tombstone(r[0], r[1], from_ts(r[2]))

@@ -255,3 +255,16 @@ def test_central_keeps_tombstones_until_the_pass_would_have_expired(tmp_path: Pa
         assert [json.loads(x)["id"] for x in s.snapshot_lines()[1] if json.loads(x).get("removed")] == ["c"]
     finally:
         s.close()
+
+
+def test_passes_show_says_a_removed_pass_is_refused(tmp_path: Path) -> None:
+    from gate.cli import main
+
+    db = tmp_path / "gate.db"
+    s = Store(db)
+    s.upsert_passes([{"id": "r1", "category": "resident", "holder": "李雷"}])
+    s.remove_passes(["r1"])
+    s.close()
+    conf = Path(__file__).resolve().parents[1] / "config" / "demo.toml"
+    res = CliRunner().invoke(main, ["passes", "show", "r1", "-c", str(conf), "--store", str(db)])
+    assert res.exit_code == 1 and "was removed from the pass table: its QR is refused (revoked) for good" in res.output
