@@ -249,12 +249,16 @@ def passes_group() -> None:
 @click.option("--unit", default="", help="holder's unit, e.g. 3-2-501 (goes into the token as holder reference)")
 @click.option("--valid-from", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]))
 @click.option("--valid-until", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]))
+@click.option("--valid-days", type=click.IntRange(0, 36500), default=365, show_default=True,
+              help="without --valid-until: the pass ends this many days from today (0: no end date)")
 @click.option("--key", "key_path", required=True, type=click.Path(dir_okay=False, exists=True), help="private signing key")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG file to write")
 @click.option("--tz", default="Asia/Shanghai", show_default=True, help="time zone of the validity dates")
-def passes_issue(pass_id: str, category: str, unit: str, valid_from: Any, valid_until: Any, key_path: str, out: str, tz: str) -> None:
-    """Sign a pass and write its QR code as a PNG."""
-    from datetime import time as dtime
+def passes_issue(pass_id: str, category: str, unit: str, valid_from: Any, valid_until: Any, valid_days: int, key_path: str,
+                 out: str, tz: str) -> None:
+    """Sign a pass and write its QR code as a PNG. It ends (--valid-until, or in a year
+    by default): a pass removed later need only be refused until then."""
+    from datetime import datetime as dt, time as dtime, timedelta
     from zoneinfo import ZoneInfo
 
     import segno
@@ -264,6 +268,8 @@ def passes_issue(pass_id: str, category: str, unit: str, valid_from: Any, valid_
     zone = ZoneInfo(tz)
     vfrom = valid_from.replace(tzinfo=zone) if valid_from else None
     vuntil = valid_until.replace(tzinfo=zone) if valid_until else None
+    if vuntil is None and valid_days:
+        vuntil = dt.combine(dt.now(zone).date() + timedelta(days=valid_days), dtime(0), zone)
     if vuntil is not None and vuntil.time() == dtime(0):
         vuntil = vuntil.replace(hour=23, minute=59, second=59)  # a date means "through that day"
     try:

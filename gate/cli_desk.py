@@ -163,7 +163,8 @@ def _print_cmd(units: tuple[str, ...], ids: tuple[str, ...], categories: tuple[s
                   f"{gone.version}): every gate refuses its passes as forged; sign with another key (--key)")
         policy = in_force(conf.policy, store.get_meta).policy
         sel = select(store, units=units, ids=ids, categories=categories, everything=everything, signer=signer,
-                     now=datetime.now(timezone.utc), include_expired=include_expired)
+                     now=datetime.now(timezone.utc), include_expired=include_expired,
+                     valid_days=conf.keys.pass_valid_days)
     finally:
         store.close()
     for pid, why in sel.skipped:
@@ -220,8 +221,12 @@ def _show_cmd(pass_id: str, as_json: bool, config_path: str | None, store_path: 
     store = _h().open_store(conf)
     try:
         data = show(store, pass_id)
+        stone = store.tombstone(pass_id) if data is None else None
     finally:
         store.close()
+    if stone is not None:
+        until = f"until {stone.until.astimezone(_tz(conf)).isoformat(timespec='minutes')}" if stone.until else "for good"
+        _fail(f"pass {pass_id!r} was removed from the pass table: its QR is refused (revoked) {until}", 1)
     if data is None:
         _fail(f"no pass {pass_id!r} in the pass table", 1)
     if as_json:

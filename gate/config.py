@@ -385,6 +385,9 @@ class StoreSection(Strict):
 class KeysSection(Strict):
     trusted: list[Path] = []  # public keys whose passes this gate accepts
     signing: Path | None = None  # private key for passes issued here (visitor registration, `passes issue`)
+    # A pass printed here for a table row with no end date ends this many days after
+    # printing (0: never). A token that ends lets a removed pass's tombstone end too.
+    pass_valid_days: int = Field(365, ge=0, le=36500)
 
 
 class DoorModeSchedule(Strict):

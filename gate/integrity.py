@@ -174,6 +174,7 @@ def save_snapshot(conn: sqlite3.Connection, store: Path) -> Path:
             # Still called cards in the file, so a snapshot written before schema m006 restores.
             conn.execute("CREATE TABLE snap.cards AS SELECT number, pass_id FROM main.card_bindings")
             conn.execute("CREATE TABLE snap.meta AS SELECT * FROM main.meta WHERE key IN ('passes_version', 'passes_synced_at')")
+            conn.execute("CREATE TABLE snap.tombstones AS SELECT * FROM main.tombstones")  # removed passes stay refused
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -204,6 +205,8 @@ def restore_passes(store: Path) -> int:
                     " SELECT number, pass_id FROM snap.cards WHERE pass_id IS NOT NULL"
                 )
                 c.execute("INSERT OR REPLACE INTO meta(key, value) SELECT key, value FROM snap.meta")
+                if c.execute("SELECT 1 FROM snap.sqlite_master WHERE name = 'tombstones'").fetchone():
+                    c.execute("INSERT OR REPLACE INTO tombstones SELECT * FROM snap.tombstones")
         finally:
             c.execute("DETACH DATABASE snap")
         return fresh.pass_count()

@@ -38,6 +38,7 @@ class Maintenance:
         # staging nobody holds any more), in short transactions.
         store.clear_snapshot_leftovers(staging=None)
         purge(store, retention_days=self.retention_days)
+        store.forget_tombstones()  # removed passes whose QR has expired anyway
         store.ensure_reserve()  # re-made once a full disk has room again
         snap = snapshot_path(store.path)
         if not snap.exists() or time.time() - snap.stat().st_mtime >= self.every_s:

@@ -142,6 +142,18 @@ def m006_card_bindings(db: Database) -> None:
 
 
 @migrations()
+def m007_tombstones(db: Database) -> None:
+    # A pass removed from the table (central deleted it, a new roster left it out, a
+    # privacy erasure) leaves its id here, with no personal data, for as long as its
+    # signed QR could still be valid (until: Unix seconds, NULL = keep): a tombstoned
+    # id is refused `revoked`, never admitted as unlisted.
+    db.execute(
+        "CREATE TABLE tombstones (pass_id TEXT PRIMARY KEY, category TEXT, removed_at REAL NOT NULL, until REAL)"
+        " WITHOUT ROWID"
+    )
+
+
+@migrations()
 def m011_site(db: Database) -> None:
     # Free pass attributes (JSON) that the community's rules read.
     db["passes"].add_column("attributes", str)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -291,9 +291,11 @@ def select(
     signer: Any,
     now: datetime,
     include_expired: bool = False,
+    valid_days: int = 0,
 ) -> Selection:
     """The passes to print (by unit prefix, id or category), each with a freshly signed
-    token. Revoked passes are never printed; expired ones only when asked."""
+    token. Revoked passes are never printed; expired ones only when asked. A row with
+    no end date gets a token that ends valid_days from now (0: a token without end)."""
     from gate.passes import PassToken, sign
 
     rows = store.conn.execute(
@@ -326,6 +328,8 @@ def select(
             skipped.append((pid, "expired"))
             continue
         vf, vu = from_ts(vfrom), from_ts(vuntil)
+        if vu is None and valid_days:
+            vu = now + timedelta(days=valid_days)
         try:
             token = sign(PassToken(pid, cat, unit or "", vf, vu), signer)
         except ValueError as exc:

@@ -9,9 +9,10 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
-from gate.store import Store
+from gate.store import Store, Tombstone
 
 log = logging.getLogger(__name__)
 
@@ -76,11 +77,16 @@ def export(store: Store, pass_id: str) -> dict[str, Any]:
 
 def erase(store: Store, pass_id: str) -> dict[str, int]:
     """Remove the pass and its cards, and unlink its events (kept as counts for the
-    daily reports, with no pass id, card or name left in them)."""
+    daily reports, with no pass id, card or name left in them). The id stays as a
+    tombstone (no personal data) until the pass would have expired: its signed QR
+    is refused `revoked`, never admitted as unlisted."""
     with store.write() as c:
-        n_pass = c.execute("DELETE FROM passes WHERE id = ?", (pass_id,)).rowcount
+        row = c.execute("SELECT category, valid_until FROM passes WHERE id = ?", (pass_id,)).fetchone()
         cards = [r[0] for r in c.execute("SELECT number FROM card_bindings WHERE pass_id = ?", (pass_id,))]
-        c.execute("DELETE FROM card_bindings WHERE pass_id = ?", (pass_id,))
+        n_pass = 1 if row else 0
+        if row:
+            until = datetime.fromtimestamp(row[1], timezone.utc) if row[1] is not None else None
+            store.write_tombstones(c, [Tombstone(pass_id, row[0], until)])
         c.executemany("DELETE FROM cards WHERE number = ?", [(n,) for n in cards])  # their history too
         c.execute("DELETE FROM inside WHERE pass_id = ?", (pass_id,))
         where = "pass_id = ?" + (f" OR card IN ({','.join('?' * len(cards))})" if cards else "")

@@ -22,12 +22,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone, tzinfo
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from sqlite_utils import Database
 
 from gate.migrations import migrations
 from gate.records import AckRecord, AlarmRecord, DecisionRecord, LaneRecord, PassRecord
+from gate.tombstones import Tombstone, TombstonesMixin
 
 
 def to_ts(value: datetime | None) -> float | None:
@@ -71,7 +72,9 @@ class StagingBusy(RuntimeError):
 # *_old: the tables swapped out (nobody reads them); *_new: a staging that never
 # got swapped in (snapshot_cards: the staging table of schema m005 and before).
 _OLD_TABLES = (("passes_old", "rowid"), ("card_bindings_old", "number"))
-_NEW_TABLES = (("passes_new", "rowid"), ("card_bindings_new", "number"), ("snapshot_cards", "number"))
+_NEW_TABLES = (
+    ("passes_new", "rowid"), ("card_bindings_new", "number"), ("snapshot_cards", "number"), ("tombstones_new", "pass_id"),
+)
 CLEANUP_CHUNK = 20_000  # rows a cleanup transaction deletes: ~tens of ms of write lock
 
 
@@ -82,7 +85,7 @@ class StoredEvent:
     body: dict[str, Any]
 
 
-class Store:
+class Store(TombstonesMixin):
     def __init__(self, path: str | Path, *, gate_id: str = "gate-01", tz: tzinfo = timezone.utc) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -222,7 +225,7 @@ class Store:
             (pass_id,),
         ).fetchone()
         if row is None:
-            return None
+            return self._tombstoned(pass_id)
         return PassRecord(
             id=row[0],
             category=row[1],
@@ -402,6 +405,8 @@ class Store:
         ]
         if with_attributes:
             c.executemany("UPDATE passes SET attributes = ? WHERE id = ?", with_attributes)
+        # Central issued the pass (again): it is no longer removed.
+        c.executemany("DELETE FROM tombstones WHERE pass_id = ?", [(r["id"],) for r in rows])
 
     def _set_meta(self, c: sqlite3.Connection, key: str, value: str) -> None:
         c.execute(
@@ -410,11 +415,12 @@ class Store:
         )
 
     def apply_pass_changes(
-        self, upserts: list[dict[str, Any]], cards: dict[str, str | None], deletes: list[str], to_version: int
+        self, upserts: list[dict[str, Any]], cards: dict[str, str | None], deletes: list[str | Tombstone], to_version: int
     ) -> None:
         """One batch from central, in one transaction with its new version.
 
-        cards maps a pass id to its card number (None: no card any more)."""
+        cards maps a pass id to its card number (None: no card any more). Each delete
+        leaves a tombstone (a bare id: its category from the table, kept for good)."""
         now = time.time()
         with self.write() as c:
             self._upsert_rows(c, upserts, now)
@@ -423,8 +429,7 @@ class Store:
                 if number:
                     self._bind(c, [(number, pass_id)])
             if deletes:
-                c.executemany("DELETE FROM passes WHERE id = ?", [(d,) for d in deletes])
-                c.executemany("DELETE FROM card_bindings WHERE pass_id = ?", [(d,) for d in deletes])
+                self.write_tombstones(c, [d if isinstance(d, Tombstone) else Tombstone(d) for d in deletes])
             self._set_meta(c, "passes_version", str(to_version))
             self._set_meta(c, "passes_synced_at", str(now))
 
@@ -433,15 +438,19 @@ class Store:
         "observation_until", "pcr_at", "health_code", "revoked", "updated_at",
     )
 
-    def replace_passes(self, rows: list[dict[str, Any]], cards: dict[str, str], version: int) -> None:
+    def replace_passes(
+        self, rows: list[dict[str, Any]], cards: dict[str, str], version: int, tombstones: Iterable[Tombstone] = ()
+    ) -> None:
         """Swap in a whole table (times as datetimes); see replace_pass_rows."""
         now = time.time()
-        self.replace_pass_rows([_pass_tuple(r, now) for r in rows], cards, version)
+        self.replace_pass_rows([_pass_tuple(r, now) for r in rows], cards, version, tombstones)
 
-    def replace_pass_rows(self, rows: list[tuple[Any, ...]], cards: dict[str, str], version: int) -> None:
+    def replace_pass_rows(
+        self, rows: list[tuple[Any, ...]], cards: dict[str, str], version: int, tombstones: Iterable[Tombstone] = ()
+    ) -> None:
         """Swap in a whole table at once (see snapshot_begin for the staged form)."""
         self.snapshot_begin()
-        self.snapshot_add(rows, list(cards.items()))
+        self.snapshot_add(rows, list(cards.items()), tombstones)
         self.snapshot_commit(version)
 
     # A snapshot is staged chunk by chunk in short transactions into passes_new and
@@ -468,9 +477,16 @@ class Store:
             # Index names are global and an index keeps its name through the swap's
             # rename: a fresh one each time cannot collide with the table in force.
             c.execute(f"CREATE INDEX idx_card_bindings_pass_id_{uuid.uuid4().hex[:12]} ON card_bindings_new (pass_id)")
+            c.execute(
+                "CREATE TABLE tombstones_new (pass_id TEXT PRIMARY KEY, category TEXT, removed_at REAL NOT NULL, until REAL)"
+                " WITHOUT ROWID"
+            )
 
-    def snapshot_add(self, rows: list[tuple[Any, ...]], cards: list[tuple[str, str]]) -> None:
+    def snapshot_add(
+        self, rows: list[tuple[Any, ...]], cards: list[tuple[str, str]], tombstones: Iterable[Tombstone] = ()
+    ) -> None:
         cols = ", ".join(self.PASS_COLUMNS)
+        now = time.time()
         marks = ", ".join("?" * len(self.PASS_COLUMNS))
         with self.write() as c:
             # Plain INSERT: a snapshot with one id twice is broken, and says so (IntegrityError).
@@ -478,6 +494,10 @@ class Store:
             # A card listed twice: the later binding wins; one without a pass binds nothing.
             c.executemany(
                 "INSERT OR REPLACE INTO card_bindings_new(number, pass_id) VALUES (?, ?)", [(n, p) for n, p in cards if p]
+            )
+            c.executemany(
+                "INSERT OR REPLACE INTO tombstones_new(pass_id, category, removed_at, until) VALUES (?,?,?,?)",
+                [(s.pass_id, s.category, now, to_ts(s.until)) for s in tombstones],
             )
 
     def snapshot_commit(self, version: int) -> None:
@@ -491,6 +511,16 @@ class Store:
                 c.execute("ALTER TABLE passes_new RENAME TO passes")
                 c.execute("ALTER TABLE card_bindings RENAME TO card_bindings_old")
                 c.execute("ALTER TABLE card_bindings_new RENAME TO card_bindings")
+                # Tombstones add up: central's join the ones this gate made itself (an
+                # erasure here); a pass the new table lists again is no longer removed.
+                # Few rows (removed passes), looked up by key: milliseconds.
+                c.execute(
+                    "INSERT INTO tombstones(pass_id, category, removed_at, until) SELECT pass_id, category,"
+                    " removed_at, until FROM tombstones_new WHERE true ON CONFLICT(pass_id) DO UPDATE SET"
+                    " category = excluded.category, until = excluded.until"
+                )
+                c.execute("DELETE FROM tombstones WHERE pass_id IN (SELECT t.pass_id FROM tombstones t JOIN passes p ON p.id = t.pass_id)")
+                c.execute("DROP TABLE tombstones_new")
                 self._set_meta(c, "passes_version", str(version))
                 self._set_meta(c, "passes_synced_at", str(now))
         finally:

@@ -56,9 +56,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from gate.config import CATEGORIES, ConfigError, PolicyConfig, format_errors, load_policy
 from gate.passes import load_private
-from sync import codec
-from sync import keylist
+from sync import codec, inbound, keylist, quarantine, tombstones
 from sync.codec import PayloadError
+from sync.snapshot_limit import SnapshotLimiter
 from sync.topics import DEFAULT_PREFIX, CentralTopics
 
 log = logging.getLogger("sync.central")
@@ -93,6 +93,7 @@ class CentralConfig(BaseModel):
     batch_size: int = Field(500, ge=1, le=100_000)  # changes per passes batch
     snapshot_chunk: int = Field(20_000, ge=1, le=200_000)  # passes per snapshot chunk
     snapshot_backlog: int = Field(100_000, ge=1)  # more unpublished changes than this: send only the head batch
+    snapshot_interval_s: float = Field(60.0, ge=0)  # at most one snapshot a gate this often (later requests wait)
     retain_passes: bool = True  # keep the latest batch retained, so a (re)connecting gate learns the head version
     command_ttl_s: float = Field(300.0, gt=0)
     poll_s: float = Field(0.5, gt=0)  # how often the roster, policy file and DB are checked for changes
@@ -100,6 +101,7 @@ class CentralConfig(BaseModel):
     session_expiry_s: int = Field(7 * 86400, ge=0)  # the broker queues for a stopped instance this long
     receive_maximum: int = Field(1000, ge=1, le=65535)  # unacked messages the broker may have in flight to us
     timezone: str = "Asia/Shanghai"  # dates in imported rosters
+    pass_valid_days: int = Field(365, ge=0, le=36500)  # `passes add` without --valid-until: ends after this many days (0: never)
 
     @field_validator("timezone")
     @classmethod
@@ -319,7 +321,7 @@ class DB:
         with self.tx():
             if self.pg:
                 self.execute("SELECT pg_advisory_xact_lock(7245001)")  # two instances starting at once
-            for stmt in _SCHEMA:
+            for stmt in _SCHEMA + quarantine.schema(self.pg) + tombstones.SCHEMA:
                 self.execute(stmt)
 
     def lock_roster(self) -> int:
@@ -434,6 +436,8 @@ class CentralStore:
             v0 = self.db.lock_roster()
             v = v0
             pass_rows, change_rows, deletes = [], [], []
+            stones: list[tuple[int, dict[str, Any]]] = []  # removed passes stay refused (sync/tombstones.py)
+            wires_in_batch: dict[str, dict[str, Any]] = {}
             cards_in_batch: dict[str, str] = {}
             preload: dict[str, str] | None = None
             if len(changes) > 1000:  # one query instead of one per row
@@ -454,13 +458,16 @@ class CentralStore:
                             raise RosterError(f"card {card} is already bound to pass {other}")
                         cards_in_batch[card] = pid
                     text = _wire_text(wire)
+                    wires_in_batch[pid] = wire
                     pass_rows.append(
                         (pid, wire["category"], wire.get("holder"), wire.get("unit"), card, 1 if wire["revoked"] else 0, v, text)
                     )
                     change_rows.append((v, pid, "upsert", '{"op":"upsert","pass":' + text + "}", now))
                 elif op == "delete":
                     deletes.append((pid,))
-                    change_rows.append((v, pid, "delete", json.dumps({"op": "delete", "id": pid}, ensure_ascii=False), now))
+                    change = tombstones.delete_change(pid, wires_in_batch.get(pid) or self.get_pass(pid))
+                    stones.append((v, change))
+                    change_rows.append((v, pid, "delete", json.dumps(change, ensure_ascii=False), now))
                 else:
                     raise ValueError(f"unknown op {op!r}")
             # order matters when one batch upserts and deletes the same id: replay in order
@@ -476,6 +483,10 @@ class CentralStore:
                     self._upsert_rows(pass_rows)
                 if deletes:
                     self.db.executemany("DELETE FROM passes WHERE id = ?", deletes)
+            last_op = {pid: op for op, pid, _w in changes}
+            tombstones.remember(self.db, [(vv, ch) for vv, ch in stones if last_op[ch["id"]] == "delete"], now)
+            if pass_rows and self.db.one("SELECT 1 FROM tombstones LIMIT 1"):
+                tombstones.lift(self.db, [pid for pid, op in last_op.items() if op == "upsert"])
             if change_rows:
                 self.db.executemany("INSERT INTO changes (version, pass_id, op, change, ts) VALUES (?,?,?,?,?)", change_rows)
                 self.db.execute("UPDATE meta SET value = ? WHERE key = 'passes_version'", (str(v),))
@@ -534,6 +545,7 @@ class CentralStore:
         with self.db.tx(write=False):
             v = int(self.db.one("SELECT value FROM meta WHERE key = 'passes_version'")[0])
             lines = [r[0] for r in self.db.all("SELECT wire FROM passes ORDER BY id")]
+            lines += tombstones.snapshot_lines(self.db, time.time())  # removed passes, still refused
         return v, lines
 
     # ------------------------------------------------------------ policy / commands
@@ -844,12 +856,14 @@ class Central:
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
         self._snapshot_cache: Snapshot | None = None
-        self._recent_requests: dict[tuple[str, str], float] = {}
         self._published_policy = 0
         self._policy_mtime: float | None = None
         self._republish_head = threading.Event()
         self._keylist = keylist.Republisher()  # withdrawn keys (sync/keylist.py)
-        self._log_budget = Counter[str]()
+        self._writer_core = inbound.Writer(
+            handle=self._handle, done=self._stored, open_store=lambda: CentralStore(self.db_url), stop=self._stop,
+            count=self._count,
+        )
         # the caller's thread (tests, CLI) gets its own store; threads open theirs
         self.store = CentralStore(self.db_url)
         self._subscribed = threading.Event()
@@ -935,25 +949,6 @@ class Central:
         # paho's network thread: queue only; the writer stores, then acks
         self._inbound.put(_Inbound(msg.topic, msg.payload, msg.mid, msg.qos, bool(msg.retain), self.peer.generation, time.time()))
 
-    def _bad(self, kind: str, reason: str, topic: str, detail: str) -> None:
-        key = f"bad_{kind}_{reason}"
-        self._count(key)
-        self._count("bad")
-        n = self.counters[key]
-        if n <= 20 or n % 1000 == 0:
-            log.warning("ignored %s on %s (%s, #%d): %s", kind, topic, reason, n, detail[:300])
-
-    def _kind(self, topic: str) -> str | None:
-        p = self.topics.prefix + "/"
-        if not topic.startswith(p):
-            return None
-        rest = topic[len(p):].split("/")
-        if len(rest) == 2 and rest[1] in ("events", "status", "report"):
-            return {"events": "event", "status": "status", "report": "report"}[rest[1]]
-        if len(rest) == 3 and rest[1:] == ["snapshot", "request"]:
-            return "snapshot_request"
-        return None
-
     def _writer(self) -> None:
         store = CentralStore(self.db_url)
         try:
@@ -968,59 +963,34 @@ class Central:
                         batch.append(self._inbound.get_nowait())
                     except queue.Empty:
                         break
-                self._store_batch(store, batch)
+                store = self._store_batch(store, batch)
         finally:
             store.close()
 
-    def _store_batch(self, store: CentralStore, batch: list[_Inbound]) -> None:
-        delay = 0.2
-        while True:
-            counts: Counter[str] = Counter()
-            snaps: list[tuple[str, dict[str, Any]]] = []
-            try:
-                with store.db.tx():
-                    for m in batch:
-                        self._handle(store, m, counts, snaps)
-                break
-            except Exception as exc:  # DB down or locked: keep the batch, unacked, and retry
-                log.error("storing %d messages failed (%s); retrying in %.1f s", len(batch), exc, delay)
-                self._count("db_errors")
-                if self._stop.wait(delay):
-                    return  # not acked: the broker delivers them again to the next session
-                delay = min(delay * 2, 10.0)
-                try:
-                    store.close()
-                except Exception:
-                    pass
-                try:
-                    store = CentralStore(self.db_url)
-                except Exception:
-                    pass
+    def _store_batch(self, store: CentralStore, batch: list[_Inbound]) -> CentralStore:
+        # Each message checked on its own; a bad one is quarantined, never retried (sync/inbound.py).
+        checked, skipped = [], []
+        for m in batch:
+            c = inbound.check(m, self.topics.prefix)
+            if c is None:  # a retained status someone cleared: nothing to store
+                skipped.append(m)
+            else:
+                checked.append(c)
+        if skipped:
+            self._stored(Counter({"received": len(skipped), "status_cleared": len(skipped)}), [], skipped)
+        return self._writer_core.store_batch(store, checked) if checked else store
+
+    def _stored(self, counts: Counter[str], snaps: list[tuple[str, dict[str, Any]]], msgs: list[_Inbound]) -> None:
+        """After a commit: count, queue snapshot requests, and let the broker forget them."""
         with self._lock:
             self.counters.update(counts)
         for s in snaps:
             self._snap_q.put(s)
-        for m in batch:  # committed: now the broker may forget them
+        for m in msgs:
             self.peer.ack(m.mid, m.qos, m.generation)
 
-    def _handle(self, store: CentralStore, m: _Inbound, counts: Counter[str], snaps: list[tuple[str, dict[str, Any]]]) -> None:
-        kind = self._kind(m.topic)
-        counts["received"] += 1
-        if kind is None:
-            self._bad("message", "topic", m.topic, "unexpected topic")
-            return
-        if kind == "status" and not m.payload:
-            counts["status_cleared"] += 1  # someone cleared the retained status
-            return
-        gate = m.topic[len(self.topics.prefix) + 1 :].split("/")[0]
-        try:
-            obj = codec.decode(m.payload, kind)
-        except PayloadError as exc:
-            self._bad(kind, exc.reason, m.topic, exc.detail)
-            return
-        if obj.get("gate") != gate:
-            self._bad(kind, "gate_mismatch", m.topic, f"payload says gate {obj.get('gate')!r}")
-            return
+    def _handle(self, store: CentralStore, a: inbound.Accepted, counts: Counter[str], snaps: list[tuple[str, dict[str, Any]]]) -> None:
+        obj, gate, kind, m = a.obj, a.gate, a.kind, a.msg
         if kind == "event":
             if store.insert_event(obj, m.received):
                 counts["events"] += 1
@@ -1223,32 +1193,35 @@ class Central:
 
     def _snapshots(self) -> None:
         store = CentralStore(self.db_url)
+        limiter = SnapshotLimiter(self.config.snapshot_interval_s)  # one a gate per interval (sync/snapshot_limit.py)
         try:
             while not self._stop.is_set():
+                answer: list[tuple[str, dict[str, Any]]] = []
                 try:
                     gate, req = self._snap_q.get(timeout=0.2)
+                    if limiter.offer(gate, req, time.monotonic()):
+                        answer.append((gate, req))
+                    else:
+                        self._count("snapshot_requests_held")
                 except queue.Empty:
-                    continue
-                key = (gate, req["request_id"])
-                now = time.monotonic()
-                self._recent_requests = {k: t for k, t in self._recent_requests.items() if now - t < 5.0}
-                if key in self._recent_requests:
-                    self._count("snapshot_requests_repeated")
-                    continue
-                self._recent_requests[key] = now
-                t0 = time.monotonic()
-                snap = self.snapshot(store)
-                topic = self.topics.gate(gate).snapshot
-                mids = [
-                    self.peer.publish(topic, chunk)
-                    for chunk in self.signer.snapshot_chunks(req["request_id"], snap.version, snap.sha256, list(snap.datas))
-                ]
-                ok = self.peer.wait(mids, 120)
-                self._count("snapshots" if ok else "publish_failures")
-                log.info("snapshot v%d (%d passes, %d chunks) to %s in %.2f s%s", snap.version, snap.passes,
-                         len(snap.datas), gate, time.monotonic() - t0, "" if ok else " (not all acknowledged)")
+                    pass
+                for gate, req in answer + limiter.due(time.monotonic()):
+                    self._send_snapshot(store, gate, req)
         finally:
             store.close()
+
+    def _send_snapshot(self, store: CentralStore, gate: str, req: dict[str, Any]) -> None:
+        t0 = time.monotonic()
+        snap = self.snapshot(store)
+        topic = self.topics.gate(gate).snapshot
+        mids = [
+            self.peer.publish(topic, chunk)
+            for chunk in self.signer.snapshot_chunks(req["request_id"], snap.version, snap.sha256, list(snap.datas))
+        ]
+        ok = self.peer.wait(mids, 120)
+        self._count("snapshots" if ok else "publish_failures")
+        log.info("snapshot v%d (%d passes, %d chunks) to %s in %.2f s%s", snap.version, snap.passes,
+                 len(snap.datas), gate, time.monotonic() - t0, "" if ok else " (not all acknowledged)")
 
 
 # ---------------------------------------------------------------- roster import

@@ -9,6 +9,7 @@ send commands and policy. Register with ``main.add_command(central)``.
     gate central -c CENTRAL.toml cmd open-door --gate east-1 --lane in --reason "ambulance"
     gate central -c CENTRAL.toml policy publish policy.toml
     gate central -c CENTRAL.toml keys withdraw desk.pub --note "stolen"   # sync/central_keys_cli.py
+    gate central -c CENTRAL.toml quarantine [list|clear]   # messages set aside (sync/quarantine_cli.py)
 
 -c (or $GATE_CENTRAL_CONFIG), --broker and --db may be given before or after the
 sub-command. Roster changes go to the database; the running central publishes
@@ -150,7 +151,9 @@ def _time_opt(name: str, help: str) -> Any:
 def passes_add(ctx: click.Context, pass_id: str, holder: str, unit: str, category: str, phone_last4: str | None,
                card: str | None, valid_from: str | None, valid_until: str | None, observation_until: str | None,
                pcr_at: str | None, health_code: str | None, config_path: str | None, broker: str | None, db: str | None) -> None:
-    """Add or update a pass (the whole record is replaced)."""
+    """Add or update a pass (the whole record is replaced). Without --valid-until it
+    ends pass_valid_days (365) from today."""
+    from datetime import datetime, timedelta
     from zoneinfo import ZoneInfo
 
     from gate.roster import _when
@@ -163,6 +166,10 @@ def passes_add(ctx: click.Context, pass_id: str, holder: str, unit: str, categor
         for key, value, eod in (("valid_from", valid_from, False), ("valid_until", valid_until, True),
                                 ("observation_until", observation_until, False), ("pcr_at", pcr_at, False)):
             fields[key] = _when(value, tz, eod) if value else None
+        if not valid_until and conf.pass_valid_days:
+            # Passes end by default: a removed pass's tombstone (and its QR) need not last for ever.
+            last = (datetime.now(tz) + timedelta(days=conf.pass_valid_days)).date()
+            fields["valid_until"] = _when(last.isoformat(), tz, True)
         store = _store(conf)
         try:
             v = store.add_pass(**fields)
@@ -196,7 +203,8 @@ def passes_revoke(ctx: click.Context, pass_id: str, undo: bool, config_path: str
 @_opts
 @click.pass_context
 def passes_delete(ctx: click.Context, pass_id: str, config_path: str | None, broker: str | None, db: str | None) -> None:
-    """Remove a pass from the table (a revoked pass stays known; prefer revoke)."""
+    """Remove a pass from the roster. Its id stays as a tombstone: every gate refuses
+    its QR `revoked` until the pass would have expired (its valid_until, or for good)."""
     conf = _conf(ctx, config_path, broker, db)
     store = _store(conf)
     try:
@@ -210,7 +218,7 @@ def passes_delete(ctx: click.Context, pass_id: str, config_path: str | None, bro
 
 @passes_group.command("import")
 @click.argument("file", type=click.Path(dir_okay=False, exists=True))
-@click.option("--replace", is_flag=True, help="also delete passes that are not in the file")
+@click.option("--replace", is_flag=True, help="also delete passes that are not in the file (gates keep refusing them)")
 @_opts
 @click.pass_context
 def passes_import(ctx: click.Context, file: str, replace: bool, config_path: str | None, broker: str | None, db: str | None) -> None:
@@ -461,8 +469,10 @@ def policy_publish(ctx: click.Context, file: str, no_send: bool, config_path: st
     click.echo(f"policy version {payload['version']} published")
 
 
-# ---------------------------------------------------------------- keys
+# ---------------------------------------------------------------- keys, quarantine
 
 from sync.central_keys_cli import keys_group  # noqa: E402 - it uses the helpers above
+from sync.quarantine_cli import quarantine_group  # noqa: E402 - it uses the helpers above
 
 central.add_command(keys_group)
+central.add_command(quarantine_group)

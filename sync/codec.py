@@ -13,19 +13,24 @@ from importlib import resources
 from typing import Any
 
 import fastjsonschema
+import orjson
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gate.passes import KeyRing, key_id
 from gate.records import PassRecord
+from gate.store import Tombstone
 
 KINDS = ("event", "status", "report", "passes", "snapshot_request", "snapshot_chunk", "policy", "cmd", "keylist")
 SIGNED = ("passes", "snapshot_chunk", "policy", "cmd", "keylist")
 MAX_PAYLOAD = 8 * 1024 * 1024  # a snapshot chunk of 20k passes compresses to well under this
+# What a gate sends is small: an event is a few hundred bytes, a report a few KB
+# (its card lists grow with the day's unknown cards). Bigger is refused unread.
+MAX_BYTES = {"event": 32 * 1024, "status": 64 * 1024, "report": 1024 * 1024, "snapshot_request": 4096}
 
 
 class PayloadError(Exception):
-    """Why a payload was refused: reason is one of malformed | schema | forged."""
+    """Why a payload was refused: reason is one of too_large | malformed | schema | forged."""
 
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
@@ -65,11 +70,14 @@ def sign(obj: dict[str, Any], key: Ed25519PrivateKey) -> dict[str, Any]:
 
 def decode(raw: bytes, kind: str, keyring: KeyRing | None = None) -> dict[str, Any]:
     """Parse, check the schema and, for signed kinds, the signature. Raises PayloadError."""
-    if len(raw) > MAX_PAYLOAD:
-        raise PayloadError("malformed", f"{len(raw)} bytes is more than {MAX_PAYLOAD}")
+    limit = MAX_BYTES.get(kind, MAX_PAYLOAD)
+    if len(raw) > limit:
+        raise PayloadError("too_large", f"{len(raw)} bytes is more than {limit} for {kind}")
     try:
-        obj = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        # orjson, unlike json.loads, refuses what cannot be stored or sent on as
+        # UTF-8: invalid UTF-8, lone surrogates ("\ud800"), NaN and Infinity.
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
         raise PayloadError("malformed", f"not JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise PayloadError("malformed", "not a JSON object")
@@ -172,3 +180,11 @@ def pass_from_wire(d: dict[str, Any]) -> dict[str, Any]:
         "health_code": d.get("health_code"),
         "revoked": bool(d.get("revoked")),
     }
+
+
+def tombstone_from_wire(d: dict[str, Any]) -> Tombstone:
+    """A removed pass, from a batch's delete change ({"op": "delete", "id", "category",
+    "until"}) or a snapshot's tombstone line ({"id", "category", "removed": true,
+    "revoked": true, "valid_until"})."""
+    until = d.get("until", d.get("valid_until"))
+    return Tombstone(d["id"], d.get("category"), _dt(until) if until else None)

@@ -197,14 +197,16 @@ class Downstream:
             log.warning("downstream: pass batch %d→%d but we have %d: asking for a snapshot", frm, to, have)
             self.request_snapshot()
             return
+        # The last change of an id wins (a pass deleted and issued again in one batch is issued).
+        last = {(ch["pass"]["id"] if ch["op"] == "upsert" else ch["id"]): ch for ch in msg["changes"]}
         upserts, cards, deletes = [], {}, []
-        for ch in msg["changes"]:
+        for ch in last.values():
             if ch["op"] == "upsert":
                 p = ch["pass"]
                 upserts.append(codec.pass_from_wire(p))
                 cards[p["id"]] = p.get("card")
             else:
-                deletes.append(ch["id"])
+                deletes.append(codec.tombstone_from_wire(ch))  # removed: refused `revoked` from now on
         self.store.apply_pass_changes(upserts, cards, deletes, to)
         self.counters.inc("passes_batches")
 
@@ -302,10 +304,13 @@ class Downstream:
             return
         records = orjson.loads(b"[" + b",".join(lines) + b"]")
         now = time.time()
+        stones = [codec.tombstone_from_wire(p) for p in records if p.get("removed")]
+        if stones:
+            records = [p for p in records if not p.get("removed")]
         rows = [codec.pass_row(p, now) for p in records]
         cards = [(p["card"], p["id"]) for p in records if p.get("card")]
         assert self.store is not None
-        self.store.snapshot_add(rows, cards)
+        self.store.snapshot_add(rows, cards, stones)
         s.passes += len(rows)
 
     def _drop_snapshot(self, counter: str, why: str, s: _Snapshot | None = None) -> None:

@@ -177,7 +177,10 @@ def test_roster_versions_and_changes(tmp_path: Path) -> None:
     ops = [json.loads(c) for _, c in s.changes_after(0, 100)]
     assert [c["op"] for c in ops] == ["upsert"] * 5 + ["delete"]
     v, lines = s.snapshot_lines()
-    assert v == 6 and [json.loads(line)["id"] for line in lines] == ["P0", "P1", "P9"]
+    assert v == 6 and [json.loads(line)["id"] for line in lines] == ["P0", "P1", "P9", "P2"]
+    # P2 is gone from the roster but not forgotten: a tombstone, no personal data
+    assert json.loads(lines[-1]) == {"id": "P2", "category": "resident", "revoked": True, "removed": True}
+    assert ops[-1] == {"op": "delete", "id": "P2", "category": "resident", "until": None}
     s.close()
 
 
@@ -572,13 +575,14 @@ def postgres_dsn():  # type: ignore[no-untyped-def]
 def test_postgresql_backend(postgres_dsn: str, broker: Broker, make_central, keys: tuple[Path, KeyRing]) -> None:  # type: ignore[no-untyped-def]
     s = CentralStore(postgres_dsn)
     with s.db.tx():
-        for tbl in ("events", "passes", "changes", "policies", "commands", "status", "reports"):
+        for tbl in ("events", "passes", "changes", "policies", "commands", "status", "reports", "tombstones"):
             s.db.execute(f"DELETE FROM {tbl}")
         s.db.execute("UPDATE meta SET value = '0'")
     assert s.upsert_passes([{"id": f"P{i}", "category": "resident"} for i in range(5)], {"42": "P1"}) == (0, 5)
     assert s.revoke_pass("P2") == 6 and s.delete_pass("P4") == 7
     v, lines = s.snapshot_lines()
-    assert v == 7 and [json.loads(x)["id"] for x in lines] == ["P0", "P1", "P2", "P3"]
+    assert v == 7 and [json.loads(x)["id"] for x in lines] == ["P0", "P1", "P2", "P3", "P4"]  # P4: its tombstone
+    assert json.loads(lines[-1])["removed"] is True
     with pytest.raises(RosterError):
         s.add_pass(id="P9", category="visitor", card="42")
     c = make_central(broker, "pg", db=postgres_dsn)

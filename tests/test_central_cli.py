@@ -165,3 +165,30 @@ def test_the_site_day_sums_every_gates_report_and_names_the_silent_gate(setup, t
     out = run("-c", str(conf), "report", "daily", "--date", day, "--png", str(tmp_path / "site.png")).output
     assert "north" in out and "NO REPORT" in out
     assert (tmp_path / "site.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_quarantine_list_and_clear(setup, broker: Broker) -> None:  # type: ignore[no-untyped-def]
+    from sync.central import Central, load_central_config
+
+    conf, _, _db = setup
+    c = Central(load_central_config(conf)).start()
+    try:
+        assert c.wait_connected(10)
+        g = GateClient(broker, "g1")
+        g.publish(f"{PREFIX}/g1/events", json.dumps(event("g1", 2**63)).encode())
+        g.publish(f"{PREFIX}/g1/events", b"not json")
+        g.publish(f"{PREFIX}/g1/events", event("g1", 1))
+        wait_for(lambda: c.stats().get("quarantined") == 2 and c.stats().get("events") == 1, what="2 quarantined, 1 stored")
+        g.close()
+    finally:
+        c.stop()
+    out = run("-c", str(conf), "quarantine")
+    assert "g1: malformed 1 message(s)" in out.output and "g1: schema 1 message(s)" in out.output
+    assert "2 message(s) in quarantine" in out.output and "9223372036854775808" in out.output
+    rows = [json.loads(line) for line in run("-c", str(conf), "quarantine", "list", "--json").stdout.splitlines()]
+    assert {r["reason"] for r in rows} == {"malformed", "schema"}
+    assert next(r for r in rows if r["reason"] == "malformed")["raw"] == "not json"
+    assert run("-c", str(conf), "quarantine", "clear", ok=False).exit_code == 2  # says what to clear
+    assert "1 message(s) cleared" in run("-c", str(conf), "quarantine", "clear", "--reason", "schema").output
+    assert "1 message(s) cleared" in run("-c", str(conf), "quarantine", "clear", "--all").output
+    assert "0 message(s) in quarantine" in run("-c", str(conf), "quarantine", "list").output

@@ -93,7 +93,11 @@ def test_a_printed_page_decodes_back_to_every_pass_on_it(desk):
     for pid, token in seen.items():
         row = desk["printed"][pid]
         assert (token.category, token.holder_ref) == (row["category"], row["unit"])
-        assert token.valid_until == (row["valid_until"] and row["valid_until"].astimezone(timezone.utc))
+        if row["valid_until"]:
+            assert token.valid_until == row["valid_until"].astimezone(timezone.utc)
+        else:  # no end in the table: the printed pass ends keys.pass_valid_days (365) from now
+            left = token.valid_until - datetime.now(timezone.utc)
+            assert timedelta(days=364) < left <= timedelta(days=365)
         assert token.valid_from == (row["valid_from"] and row["valid_from"].astimezone(timezone.utc))
 
 
@@ -103,8 +107,12 @@ def test_the_cards_carry_their_text_in_an_embedded_chinese_font(desk):
                 "-c", str(desk["conf"])).returncode == 0
     text = subprocess.run(["pdftotext", str(out), "-"], capture_output=True, text=True, check=True).stdout
     for word in ("王芳", "3-2-501", "常住", "RESIDENT", "韩梅梅", "返京", "居家观察至 2026-12-05", "一人一证",
-                 "有效期至 2026-12-31", "长期有效"):
+                 "有效期至 2026-12-31"):
         assert word in text, word
+    # the row without an end date is printed with one (keys.pass_valid_days from today)
+    ends = datetime.now(timezone.utc) + timedelta(days=365)
+    assert any(f"有效期至 {d:%Y-%m-%d}" in text for d in (ends - timedelta(days=1), ends, ends + timedelta(days=1)))
+    assert "长期有效" not in text
     fonts = subprocess.run(["pdffonts", str(out)], capture_output=True, text=True, check=True).stdout.splitlines()[2:]
     assert fonts and all(re.search(r"\byes\s+yes\s+yes\b", line) for line in fonts), fonts  # embedded, subset, unicode map
 

@@ -650,7 +650,7 @@ def test_a_staging_under_way_is_left_alone_by_maintenance_and_an_abandoned_one_i
     other = Store(path)  # maintenance, in another thread or process, runs meanwhile
     Maintenance(lambda: other, retention_days=90).run_once(other)
     other.close()
-    assert stager.snapshot_leftovers() == ["card_bindings_new", "passes_new"]
+    assert stager.snapshot_leftovers() == ["card_bindings_new", "passes_new", "tombstones_new"]
     stage(stager, ["a", "b"], {"1": "b"}, 2)  # a restarted staging replaces the first
     assert stager.snapshot_leftovers() == [] and stager.card_pass("1") == "b"
     stage(stager, ["c"], {"1": "c"}, 3, commit=False)
