@@ -107,6 +107,8 @@ class GateApp:
         self.broker = broker
         self.prerender = prerender
         self.policy = config.policy
+        # This gate's view of its site: given (a drill's several gates), or followed
+        # through central when the gate syncs (sync.presence, set up at start); None for a gate alone.
         self.site = site
         self.sync: Any = None  # sync.service.SyncService when the gate talks to central
         self.maintenance: Any = None
@@ -153,6 +155,8 @@ class GateApp:
 
         for found in secret_files.loose(self.config):
             log.warning("%s", found)  # a warning only: a file mode never keeps the door shut
+        if self.site is None and self.config.sync is not None and self.config.sync.presence:
+            self.site = SiteView()  # followed through central (sync/presence.py)
         early: dict[str, LaneDevices] = {}
         try:
             for lane_cfg in self.config.lanes:
@@ -454,6 +458,7 @@ class GateApp:
             raise_floor=self.floor.from_central,
             withdraw_keys=self.withdraw_keys,
             set_door_mode=self.set_door_mode,
+            site=self.site if self.config.sync is not None and self.config.sync.presence else None,
         )
         self.sync = SyncService.build(
             self.config,

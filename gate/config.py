@@ -468,6 +468,10 @@ class SyncSection(Strict):
     # Central's public keys: what may sign pass batches, snapshots, policy, commands and
     # the key list. REQUIRED with [sync]; [keys] trusted (QR passes) never stands in for it.
     central_keys: list[Path] = []
+    # Share who is inside (and fever holds) with the site's other gates through central;
+    # with it, entry decisions made without news from central for policy.presence_stale_s
+    # are marked `presence: stale`.
+    presence: bool = True
     window: int = Field(20, ge=1, le=1000)  # QoS 1 messages handed to paho at a time
     keepalive_s: int = Field(30, ge=5, le=3600)
     heartbeat_s: float = Field(30.0, gt=0)

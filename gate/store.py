@@ -297,8 +297,11 @@ class Store(TombstonesMixin):
             body = {"id": event_id, "seq": seq, "gate": self.gate_id, "ts": rec.at.isoformat(), "clock": rec.clock, **fields}
             if isinstance(rec, DecisionRecord):
                 # Events name passes by id only: the holder's name stays in the pass table.
-                extra = {"card": rec.card, "challenge_id": rec.challenge_id, "who": rec.who, "policy_version": rec.policy_version}
+                extra = {"card": rec.card, "challenge_id": rec.challenge_id, "who": rec.who, "policy_version": rec.policy_version,
+                         "direction": direction if rec.pass_id and direction in ("in", "out") else None}
                 body.update({k: v for k, v in extra.items() if v is not None})
+            elif isinstance(rec, AlarmRecord) and rec.kind == "fever" and rec.pass_id:
+                body["pass"] = rec.pass_id  # central tells the site's other gates to hold it too
             payload = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
             situation = getattr(rec, "situation", None)
             c.execute(

@@ -56,7 +56,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from gate.config import CATEGORIES, ConfigError, PolicyConfig, format_errors, load_policy
 from gate.passes import load_private
-from sync import codec, inbound, keylist, quarantine, tombstones
+from sync import codec, inbound, keylist, presence_relay, quarantine, tombstones
 from sync.codec import PayloadError
 from sync.snapshot_limit import SnapshotLimiter
 from sync.topics import DEFAULT_PREFIX, CentralTopics
@@ -93,6 +93,7 @@ class CentralConfig(BaseModel):
     batch_size: int = Field(500, ge=1, le=100_000)  # changes per passes batch
     snapshot_chunk: int = Field(20_000, ge=1, le=200_000)  # passes per snapshot chunk
     snapshot_backlog: int = Field(100_000, ge=1)  # more unpublished changes than this: send only the head batch
+    presence_heartbeat_s: float = Field(10.0, gt=0)  # the retained presence head, re-sent this often (gates' "heard from the site")
     snapshot_interval_s: float = Field(60.0, ge=0)  # at most one snapshot a gate this often (later requests wait)
     retain_passes: bool = True  # keep the latest batch retained, so a (re)connecting gate learns the head version
     command_ttl_s: float = Field(300.0, gt=0)
@@ -321,7 +322,7 @@ class DB:
         with self.tx():
             if self.pg:
                 self.execute("SELECT pg_advisory_xact_lock(7245001)")  # two instances starting at once
-            for stmt in _SCHEMA + quarantine.schema(self.pg) + tombstones.SCHEMA:
+            for stmt in _SCHEMA + quarantine.schema(self.pg) + tombstones.SCHEMA + presence_relay.SCHEMA:
                 self.execute(stmt)
 
     def lock_roster(self) -> int:
@@ -852,6 +853,8 @@ class Central:
         self._lock = threading.Lock()
         self._inbound: queue.Queue[_Inbound] = queue.Queue()
         self._snap_q: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
+        self._presence_q: queue.Queue[tuple[str, int]] = queue.Queue()  # (gate, from): replays asked for
+        self._presence_wake = threading.Event()
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -884,7 +887,8 @@ class Central:
     def start(self) -> "Central":
         if self.config.policy_file:
             self._load_policy_file(force=True)
-        for name, fn in (("writer", self._writer), ("publisher", self._publisher), ("snapshots", self._snapshots)):
+        for name, fn in (("writer", self._writer), ("publisher", self._publisher), ("snapshots", self._snapshots),
+                         ("presence", self._presence)):
             t = threading.Thread(target=self._guard(fn), name=f"central-{name}", daemon=True)
             t.start()
             self._threads.append(t)
@@ -939,6 +943,7 @@ class Central:
             (t.shared_events(g), 1),
             (f"$share/{g}/{t.all_reports}", 1),
             (f"$share/{g}/{t.snapshot_requests}", 1),
+            (f"$share/{g}/{t.presence_requests}", 1),
             (t.all_status, 1),
         ]
         self.peer.client.subscribe([(topic, mqtt.SubscribeOptions(qos=q)) for topic, q in subs])
@@ -984,6 +989,8 @@ class Central:
         """After a commit: count, queue snapshot requests, and let the broker forget them."""
         with self._lock:
             self.counters.update(counts)
+        if counts.get("presence_items"):
+            self._presence_wake.set()  # the other gates hear of it now, not at the next poll
         for s in snaps:
             self._snap_q.put(s)
         for m in msgs:
@@ -994,6 +1001,7 @@ class Central:
         if kind == "event":
             if store.insert_event(obj, m.received):
                 counts["events"] += 1
+                counts["presence_items"] += presence_relay.record(store.db, obj)  # the site hears of it (sync/presence_relay.py)
             else:
                 counts["duplicates"] += 1
         elif kind == "status":
@@ -1005,6 +1013,10 @@ class Central:
         elif kind == "snapshot_request":
             counts["snapshot_requests"] += 1
             snaps.append((gate, obj))
+        elif kind == "presence_request":
+            counts["presence_requests"] += 1
+            self._presence_q.put((gate, int(obj["from"])))
+            self._presence_wake.set()
 
     # ------------------------------------------------------------ roster API
     def _notify(self) -> None:
@@ -1207,6 +1219,25 @@ class Central:
                     pass
                 for gate, req in answer + limiter.due(time.monotonic()):
                     self._send_snapshot(store, gate, req)
+        finally:
+            store.close()
+
+    def _presence(self) -> None:
+        """Presence to every gate as it is stored, the retained head as a heartbeat, and
+        replays to a gate that missed some (sync/presence_relay.py)."""
+        store = CentralStore(self.db_url)
+        relay = presence_relay.Relay(self.signer.key, self.signer.by, self.topics, self.config.presence_heartbeat_s)
+        try:
+            while not self._stop.is_set():
+                self._presence_wake.wait(min(1.0, self.config.presence_heartbeat_s))
+                self._presence_wake.clear()
+                if self._stop.is_set() or not self.peer.connected.is_set():
+                    continue
+                relay.publish(store, self.peer.publish_wait)
+                while not self._presence_q.empty():
+                    gate, start = self._presence_q.get_nowait()
+                    self._count("presence_replays")
+                    relay.replay(store, gate, start, self.peer.publish_wait)
         finally:
             store.close()
 

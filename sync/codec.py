@@ -21,12 +21,13 @@ from gate.passes import KeyRing, key_id
 from gate.records import PassRecord
 from gate.store import Tombstone
 
-KINDS = ("event", "status", "report", "passes", "snapshot_request", "snapshot_chunk", "policy", "cmd", "keylist")
-SIGNED = ("passes", "snapshot_chunk", "policy", "cmd", "keylist")
+KINDS = ("event", "status", "report", "passes", "snapshot_request", "snapshot_chunk", "policy", "cmd", "keylist",
+         "presence", "presence_request")
+SIGNED = ("passes", "snapshot_chunk", "policy", "cmd", "keylist", "presence")
 MAX_PAYLOAD = 8 * 1024 * 1024  # a snapshot chunk of 20k passes compresses to well under this
 # What a gate sends is small: an event is a few hundred bytes, a report a few KB
 # (its card lists grow with the day's unknown cards). Bigger is refused unread.
-MAX_BYTES = {"event": 32 * 1024, "status": 64 * 1024, "report": 1024 * 1024, "snapshot_request": 4096}
+MAX_BYTES = {"event": 32 * 1024, "status": 64 * 1024, "report": 1024 * 1024, "snapshot_request": 4096, "presence_request": 4096}
 
 
 class PayloadError(Exception):

@@ -31,6 +31,7 @@ from gate.store import StagingBusy, Store
 from gate import withdrawn
 from sync import codec, keylist
 from sync.link import Link
+from sync.presence import PresenceFollower
 from sync.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class Hooks:
     # Central's key list withdrew these pass-signing key ids (the whole set) and says who by.
     withdraw_keys: Callable[[frozenset[str], str], None] = lambda kids, who: None
     set_door_mode: Callable[[str, str, str, str], bool] = lambda lane, mode, why, who: False  # lane or "all"
+    site: Any = None  # gate.site.SiteView: presence across the site is followed when set
 
 
 @dataclass
@@ -83,7 +85,9 @@ class Downstream:
         self._open_store = open_store
         self.topics = topics
         self._kinds = {topics.passes: "passes", topics.policy: "policy", topics.cmd: "cmd",
-                       topics.snapshot: "snapshot_chunk", topics.keys: "keylist"}  # topic -> message kind
+                       topics.snapshot: "snapshot_chunk", topics.keys: "keylist",
+                       topics.presence: "presence", topics.presence_head: "presence",
+                       topics.presence_reply: "presence"}  # topic -> message kind
         self.keyring = keyring
         self.hooks = hooks
         # Asked each time: a policy applied at the desk raises it behind our back.
@@ -93,10 +97,15 @@ class Downstream:
         self._thread: threading.Thread | None = None
         self._snapshot: _Snapshot | None = None
         self.store: Store | None = None
+        self.presence = None if hooks.site is None else PresenceFollower(
+            hooks.site, self._ask_presence, hooks.now, self.counters)
 
     @staticmethod
-    def subscriptions(topics: Topics) -> list[tuple[str, int]]:
-        return [(topics.passes, 1), (topics.policy, 1), (topics.cmd, 1), (topics.snapshot, 1), (topics.keys, 1)]
+    def subscriptions(topics: Topics, presence: bool = False) -> list[tuple[str, int]]:
+        subs = [(topics.passes, 1), (topics.policy, 1), (topics.cmd, 1), (topics.snapshot, 1), (topics.keys, 1)]
+        if presence:
+            subs += [(topics.presence, 1), (topics.presence_head, 1), (topics.presence_reply, 1)]
+        return subs
 
     # from paho's thread
     def on_message(self, topic: str, payload: bytes) -> None:
@@ -155,7 +164,7 @@ class Downstream:
         if kind is None:
             self.counters.inc("unexpected_topic")
             return
-        if kind in ("policy", "keylist") and not payload:
+        if kind in ("policy", "keylist", "presence") and not payload:
             return  # a cleared retained message
         try:
             msg = codec.decode(payload, kind, self.keyring)
@@ -344,6 +353,19 @@ class Downstream:
         self.counters.inc("policies_applied")
 
     # ------------------------------------------------------------ withdrawn keys
+
+    def _on_presence(self, msg: dict[str, Any]) -> None:
+        if msg.get("to") not in (None, self.topics.gate):
+            return  # a replay for another gate (only possible with a loose ACL)
+        if self.presence is None:
+            self.counters.inc("presence_ignored")
+            return
+        assert self.store is not None
+        self.presence.on_message(self.store, msg)
+
+    def _ask_presence(self, start: int) -> bool:
+        req = {"type": "presence_request", "gate": self.topics.gate, "from": start, "ts": self.hooks.now().isoformat()}
+        return self.link.publish(self.topics.presence_request, codec.encode(req), qos=1) is not None
 
     def _on_keylist(self, msg: dict[str, Any]) -> None:
         assert self.store is not None

@@ -73,6 +73,8 @@ def check(m: Any, prefix: str) -> Accepted | Refused | None:
         kind = _KINDS[rest[1]]
     elif len(rest) == 3 and rest[1:] == ["snapshot", "request"]:
         kind = "snapshot_request"
+    elif len(rest) == 3 and rest[1:] == ["presence", "request"]:
+        kind = "presence_request"
     if kind is None:
         return Refused(m, None, gate, "topic", "unexpected topic")
     if kind == "status" and not m.payload:

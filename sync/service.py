@@ -103,7 +103,8 @@ class SyncService:
 
         link = Link(
             lcfg,
-            subscriptions=[] if upstream_only or not len(keyring) else Downstream.subscriptions(topics),
+            subscriptions=[] if upstream_only or not len(keyring)
+            else Downstream.subscriptions(topics, presence=hooks is not None and hooks.site is not None),
             on_state=on_state,
             on_message=on_message,
             on_ack=on_ack,

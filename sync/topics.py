@@ -54,6 +54,23 @@ class Topics:
     def cmd(self) -> str:
         return f"{self.prefix}/{self.gate}/cmd"
 
+    # presence: who went in or out where, fever holds (site-wide, signed by central)
+    @property
+    def presence(self) -> str:
+        return f"{self.prefix}/presence"
+
+    @property
+    def presence_head(self) -> str:
+        return f"{self.prefix}/presence/head"
+
+    @property
+    def presence_reply(self) -> str:
+        return f"{self.prefix}/{self.gate}/presence"
+
+    @property
+    def presence_request(self) -> str:
+        return f"{self.prefix}/{self.gate}/presence/request"
+
     @property
     def snapshot(self) -> str:
         return f"{self.prefix}/{self.gate}/snapshot"
@@ -94,6 +111,18 @@ class CentralTopics:
     @property
     def keys(self) -> str:
         return f"{self.prefix}/keys"
+
+    @property
+    def presence(self) -> str:
+        return f"{self.prefix}/presence"
+
+    @property
+    def presence_head(self) -> str:
+        return f"{self.prefix}/presence/head"
+
+    @property
+    def presence_requests(self) -> str:
+        return f"{self.prefix}/+/presence/request"
 
     def gate(self, gate: str) -> Topics:
         return Topics(self.prefix, gate)

@@ -21,7 +21,7 @@ from sync import quarantine
 from sync.central import Central, load_central_config
 from sync.central_cli import central as central_cli
 from tests.mqtt_broker import Broker
-from tests.sync_helpers import Listener
+from tests.sync_helpers import Listener, trust_central
 
 T0 = datetime(2026, 11, 22, 8, 0, tzinfo=timezone.utc)
 
@@ -111,7 +111,7 @@ def test_passes_removed_at_central_are_refused_revoked_at_the_gate(broker: Broke
     delete`, r3 left out of `passes import --replace` before the gate syncs (it gets a
     snapshot), r4 deleted while it runs (a batch): each refused `revoked`, never
     admitted as unlisted; r2 issued again is admitted."""
-    with Rehearsal(DRILL, broker=broker.url) as r:
+    with trust_central(Rehearsal(DRILL, broker=broker.url)) as r:
         key = tmp_path / "central.key"
         key.write_bytes(r.keys.central.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))

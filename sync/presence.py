@@ -1,0 +1,71 @@
+"""Presence across the site, the gate's side: central's signed presence news
+(movements and fever holds at the other gates) applied to this gate's store, so
+passback and fever holds count here too (gate/site.py), and how fresh that news is
+(every presence message, the retained head included, is news from the site).
+
+Central numbers its log; the gate keeps the last number it applied (meta
+`presence_seq`). A message that starts past it, or a head that is ahead of it,
+means something was missed: the gate asks central to replay from there
+(`{prefix}/{gate}/presence/request`), at most once every few seconds.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime
+from typing import Any, Callable
+
+from drivers.base import Counters
+from gate import site
+from gate.site import Hold, Move, News, Release, SiteView
+from gate.store import Store
+
+log = logging.getLogger(__name__)
+
+ASK_AGAIN_S = 5.0
+
+
+def news(items: list[dict[str, Any]]) -> list[News]:
+    out: list[News] = []
+    for it in items:
+        if it["kind"] == "move" and it.get("pass") and it.get("direction") and it.get("at"):
+            out.append(Move(it["pass"], it["direction"], datetime.fromisoformat(it["at"]), it.get("gate", "")))
+        elif it["kind"] == "hold" and it.get("pass") and it.get("alarm_id") and it.get("at"):
+            out.append(Hold(it["pass"], it["alarm_id"], datetime.fromisoformat(it["at"]), it.get("gate", "")))
+        elif it["kind"] == "release" and it.get("alarm_id"):
+            out.append(Release(it["alarm_id"]))
+    return out
+
+
+class PresenceFollower:
+    def __init__(self, view: SiteView, ask: Callable[[int], bool], now: Callable[[], datetime], counters: Counters) -> None:
+        self.view = view
+        self._ask = ask  # publishes a replay request from this sequence number; False when offline
+        self._now = now
+        self.counters = counters
+        self._asked_at = -ASK_AGAIN_S
+
+    def on_message(self, store: Store, msg: dict[str, Any]) -> None:
+        self.view.heard(self._now())  # anything signed by central is news of the site
+        have = int(store.get_meta("presence_seq") or 0)
+        if msg["seq_from"] > have + 1:
+            self._request(have + 1)  # a hole before this message: fill it first
+            return
+        if msg.get("head") or not msg["items"]:
+            if msg["seq_to"] > have:
+                self._request(have + 1)
+            return
+        fresh = [it for it in msg["items"] if it["seq"] > have]
+        if fresh:
+            applied = site.apply(store, news(fresh))
+            self.counters.inc("presence_applied", applied)
+        if msg["seq_to"] > have:
+            store.set_meta("presence_seq", str(msg["seq_to"]))
+
+    def _request(self, start: int) -> None:
+        if time.monotonic() - self._asked_at < ASK_AGAIN_S:
+            return
+        self._asked_at = time.monotonic()
+        if self._ask(start):
+            self.counters.inc("presence_requests")
+            log.info("presence: asked central to replay from %d", start)
