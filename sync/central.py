@@ -93,7 +93,8 @@ class CentralConfig(BaseModel):
     batch_size: int = Field(500, ge=1, le=100_000)  # changes per passes batch
     snapshot_chunk: int = Field(20_000, ge=1, le=200_000)  # passes per snapshot chunk
     snapshot_backlog: int = Field(100_000, ge=1)  # more unpublished changes than this: send only the head batch
-    presence_heartbeat_s: float = Field(10.0, gt=0)  # the retained presence head, re-sent this often (gates' "heard from the site")
+    presence_heartbeat_s: float = Field(10.0, gt=0)
+    gate_silent_alarm_s: float = Field(900.0, gt=0)  # a gate stale this long is an alarm in `gate central status`  # the retained presence head, re-sent this often (gates' "heard from the site")
     snapshot_interval_s: float = Field(60.0, ge=0)  # at most one snapshot a gate this often (later requests wait)
     retain_passes: bool = True  # keep the latest batch retained, so a (re)connecting gate learns the head version
     command_ttl_s: float = Field(300.0, gt=0)
@@ -398,6 +399,21 @@ class CentralStore:
 
     def statuses(self) -> dict[str, dict[str, Any]]:
         return {r[0]: json.loads(r[1]) for r in self.db.all("SELECT gate, body FROM status ORDER BY gate")}
+
+    def liveness(self, now: float, alarm_after_s: float) -> dict[str, dict[str, Any]]:
+        """Each gate's last status with what central makes of it: `online`, `offline`
+        (it said so, or its will did), `stale` (three heartbeats missed) or `silent`
+        (stale for longer than alarm_after_s: an alarm for the office)."""
+        out = {}
+        for gate, body, received in self.db.all("SELECT gate, body, received FROM status ORDER BY gate"):
+            st = json.loads(body)
+            quiet = max(0.0, now - float(received))
+            every = float(st.get("heartbeat_s") or 30.0)
+            state = "offline" if not st["online"] else "online"
+            if st["online"] and quiet > 3 * every:
+                state = "silent" if quiet > alarm_after_s else "stale"
+            out[gate] = {**st, "state": state, "quiet_s": round(quiet, 1)}
+        return out
 
     def reports(self, gate: str | None = None) -> list[dict[str, Any]]:
         sql, args = "SELECT body FROM reports", []

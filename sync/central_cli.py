@@ -290,19 +290,29 @@ def events_cmd(ctx: click.Context, as_json: bool, gate_id: str | None, limit: in
 @_opts
 @click.pass_context
 def status_cmd(ctx: click.Context, as_json: bool, config_path: str | None, broker: str | None, db: str | None) -> None:
-    """The last status each gate sent (online/offline, versions, outbox depth)."""
+    """Each gate's last status: online, OFFLINE, STALE (three heartbeats missed) or
+    SILENT (an alarm: stale longer than gate_silent_alarm_s); versions, outbox depth."""
+    import time
+
     conf = _conf(ctx, config_path, broker, db)
     store = _store(conf)
     try:
-        statuses = store.statuses()
+        statuses = store.liveness(time.time(), conf.gate_silent_alarm_s)
     finally:
         store.close()
+    silent = []
     for gate, st in statuses.items():
         if as_json:
             click.echo(json.dumps(st, ensure_ascii=False, separators=(",", ":")))
-        else:
-            click.echo(f"{gate:<16} {'online ' if st['online'] else 'OFFLINE'} {st['ts']}  passes v{st.get('passes_version', '?')}"
-                       f"  policy v{st.get('policy_version', '?')}  outbox {st.get('outbox_depth', '?')}")
+            continue
+        state = {"online": "online ", "offline": "OFFLINE", "stale": "STALE  ", "silent": "SILENT "}[st["state"]]
+        quiet = f" (nothing for {st['quiet_s']:.0f} s)" if st["state"] in ("stale", "silent") else ""
+        click.echo(f"{gate:<16} {state} {st['ts']}  passes v{st.get('passes_version', '?')}"
+                   f"  policy v{st.get('policy_version', '?')}  outbox {st.get('outbox_depth', '?')}{quiet}")
+        if st["state"] == "silent":
+            silent.append(gate)
+    if silent:
+        click.echo(f"ALARM: no heartbeat from {', '.join(silent)} for over {conf.gate_silent_alarm_s:g} s", err=True)
 
 
 @central.group("report")

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Callable
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -175,7 +177,12 @@ class Link:
                 with self._lock:
                     self._client = None
                 try:
-                    client.disconnect()
+                    if self._stop.is_set() and self.cfg.will_topic:
+                        # A clean stop still says "offline": MQTT 5 lets us ask the broker
+                        # to publish our will (the retained offline status) as we leave.
+                        client.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT, "Disconnect with will message"))
+                    else:
+                        client.disconnect()
                 except Exception:
                     pass
                 client.loop_stop()

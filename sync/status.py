@@ -116,6 +116,7 @@ class Heartbeat:
             "outbox_depth": store.outbox_depth(),
             "devices": self.devices(),
             "time_floor": floor.isoformat() if floor else None,
+            "heartbeat_s": self.every_s,
         }
 
     def _reports(self, store: Store) -> None:

@@ -192,3 +192,40 @@ def test_quarantine_list_and_clear(setup, broker: Broker) -> None:  # type: igno
     assert "1 message(s) cleared" in run("-c", str(conf), "quarantine", "clear", "--reason", "schema").output
     assert "1 message(s) cleared" in run("-c", str(conf), "quarantine", "clear", "--all").output
     assert "0 message(s) in quarantine" in run("-c", str(conf), "quarantine", "list").output
+
+
+def test_status_tells_online_offline_stale_and_silent_gates(setup) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    conf, _, db = setup
+    now = time.time()
+    s = CentralStore(str(db))
+    with s.db.tx():
+        for gate, online, ago in (("fresh", True, 5), ("quiet", True, 200), ("gone", True, 2000), ("stopped", False, 50)):
+            s.upsert_status({"gate": gate, "online": online, "ts": "2026-11-22T08:00:00+08:00", "heartbeat_s": 30}, now - ago)
+    s.close()
+    rows = {json.loads(x)["gate"]: json.loads(x) for x in run("-c", str(conf), "status", "--json").output.splitlines()}
+    assert {g: r["state"] for g, r in rows.items()} == {"fresh": "online", "quiet": "stale", "gone": "silent", "stopped": "offline"}
+    res = CliRunner().invoke(central, ["-c", str(conf), "status"], catch_exceptions=False)
+    assert "STALE" in res.output and "SILENT" in res.output and "OFFLINE" in res.output
+    assert "ALARM: no heartbeat from gone" in res.output
+
+
+def test_a_gate_that_stops_cleanly_is_offline_at_central(setup, broker: Broker) -> None:  # type: ignore[no-untyped-def]
+    from gate.drill import Rehearsal
+    from sync.central import Central, load_central_config
+    from tests.sync_helpers import trust_central
+    from tests.test_sync import DRILL
+
+    conf, _, db = setup
+    conf.write_text(conf.read_text().replace('site = "s1"', 'site = "drill"'))  # the drill gate's site
+    c = Central(load_central_config(conf)).start()
+    try:
+        r = trust_central(Rehearsal(DRILL, broker=broker.url))
+        with r:
+            assert r.app.sync.link.wait_connected(10)
+            wait_for(lambda: c.store.statuses().get("drill", {}).get("online") is True, what="the gate online")
+        # Stopped cleanly: its will (offline, retained) is published as it leaves.
+        wait_for(lambda: c.store.statuses().get("drill", {}).get("online") is False, what="the gate offline")
+    finally:
+        c.stop()
