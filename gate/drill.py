@@ -154,10 +154,12 @@ def seed_store(app: GateApp, passes: list[DrillPass]) -> None:
     store = app.open_store()
     try:
         rows, cards = pass_rows(passes)
+        removed = [p for p in passes if p.removed]
+        # A removed pass was in the table first: its tombstone keeps its category, as central's does.
+        rows += [p.model_dump(exclude={"in_table", "signed_by", "card", "removed"}) for p in removed]
         store.upsert_passes(rows, cards)
-        removed = [p.id for p in passes if p.removed]
         if removed:
-            store.remove_passes(removed)
+            store.remove_passes([p.id for p in removed])
     finally:
         store.close()
 
@@ -218,11 +220,14 @@ def _set_input(dev: LaneDevices, name: str, active: bool, settle: bool, wait: Ca
 def _fire_timers(
     apps: list[GateApp], clock: DrillClock, until: datetime, after: Callable[[], None] = lambda: None
 ) -> None:
-    """Fire every lane timer due up to `until`, each at its own moment, in time order;
-    `after` runs after each (the site's news travels)."""
+    """Fire every lane timer due before `until`, each at its own moment, in time order;
+    `after` runs after each (the site's news travels). A timer due exactly at `until`
+    waits for what happens then: a reading at the 10th second of a 10 s wait counts,
+    a door closed at the 30th second of held_s is not held open (the lane fires it
+    right after that event, if it is still due)."""
     lanes = [lane for app in apps for lane in app.lanes.values()]
     for _ in range(100_000):
-        due = [d for lane in lanes if (d := lane.next_deadline()) is not None and d <= until]
+        due = [d for lane in lanes if (d := lane.next_deadline()) is not None and d < until]
         if not due:
             return
         moment = min(due)
@@ -357,7 +362,7 @@ class Rehearsal:
 
     def finish(self) -> None:
         """Let what the last steps set in motion finish (door relock, waits, retests)."""
-        _fire_timers(list(self.apps.values()), self.clock, self.clock.now() + timedelta(days=1), self._pump)
+        _fire_timers(list(self.apps.values()), self.clock, self.clock.now() + timedelta(days=1, seconds=1), self._pump)
 
     def reports(self) -> list[dict[str, Any]]:
         """The daily report of the drill's first day, one per gate."""

@@ -1,6 +1,7 @@
 """The drill file format of DRILLS.md, validated (unknown keys are errors)."""
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -33,12 +34,26 @@ class DrillPass(_Strict):
     removed: bool = False  # central deleted it from the roster after signing it
     attributes: dict[str, Any] = {}  # free attributes that policy rules read
 
+    @field_validator("card")
+    @classmethod
+    def _card(cls, v: str | None) -> str | None:
+        return None if v is None else card_number(v)
+
     @field_validator("valid_from", "valid_until", "observation_until", "pcr_at")
     @classmethod
     def _aware(cls, v: datetime | None) -> datetime | None:
         if v is not None and v.tzinfo is None:
             raise ValueError("times need a UTC offset, e.g. 2026-11-22T08:00:00+08:00")
         return v
+
+
+def card_number(v: str) -> str:
+    """A card number as the reader sends it: a Wiegand frame carries a number (no
+    leading zeros) of at most 32 bits (34-bit cards)."""
+    n = int(v)
+    if n >= 1 << 32:
+        raise ValueError(f"card {v} does not fit a Wiegand card's 32 data bits (at most {(1 << 32) - 1})")
+    return str(n)
 
 
 STIMULI = ("qr", "qr_text", "temperature", "card", "presence", "exit_button", "guard", "door", "link")
@@ -57,6 +72,11 @@ class Step(_Strict):
     guard: Literal["confirm", "reject"] | None = None
     door: Literal["open", "closed"] | None = None
     link: Literal["up", "down"] | None = None  # the gate's connection to the rest of its site
+
+    @field_validator("card")
+    @classmethod
+    def _card(cls, v: str | None) -> str | None:
+        return None if v is None else card_number(v)
 
     @model_validator(mode="after")
     def _one(self) -> "Step":
@@ -143,10 +163,13 @@ class _Loader(yaml.SafeLoader):
     the key of a bad one (YAML's own parser dies on 2026-02-30 with a traceback)."""
 
 
+# YAML 1.1 reads on/off/yes/no as booleans: `passback: off` (as DRILLS.md writes it)
+# would be False. Only true and false are booleans here, as in YAML 1.2.
 _Loader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    first: [(tag, rx) for tag, rx in resolvers if tag not in ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:bool")]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
+_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 
 
 def parse(text: str, source: str = "<drill>") -> Drill:

@@ -153,9 +153,9 @@ class Lane:
         self.door = DoorControl(self.name, relay, door, self._emit, self._alarm, self._say)
         self.reminder_at: datetime | None = None
         self._last_pass: tuple[datetime, float] | None = None  # (wall, monotonic) of the last timer pass
-        self.alive_at: float = 0.0
+        self.alive_at: float = 0.0  # clock.monotonic() of the engine's last loop, for the watchdog
         self._unwritten: collections.deque[LaneRecord] = collections.deque()  # events a full disk could not take yet
-        self._disk_full = False  # clock.monotonic() of the engine's last loop, for the watchdog
+        self._disk_full = False
 
     # ------------------------------------------------------------ threading
 
@@ -226,7 +226,11 @@ class Lane:
                     if event is None:
                         return
                     self._guarded(self._handle, event, at)
-                    self._guarded(self._timers, self.clock.now() if self.clock.realtime else at)
+                    # On a drill clock, a deadline at exactly this event's moment is the
+                    # runner's to fire (a Tick): whatever else arrives at that instant (a
+                    # device's health, the credential itself) comes first.
+                    tick = isinstance(event, Tick)
+                    self._guarded(self._timers, self.clock.now() if self.clock.realtime else at if tick else at - _INSTANT)
                 finally:
                     self._queue.task_done()
                 self.alive_at = self.clock.monotonic()
@@ -438,15 +442,21 @@ class Lane:
         self._begin(Session("card", rec, problem, number, at, self._rng.random()), at)
 
     def _begin(self, new: Session, at: datetime) -> None:
-        self.reminder_at = None
         if new.problem:
-            # A stray or forged code is refused on its own; it does not cut short
-            # the person we may be waiting on.
+            # A stray or forged code is refused on its own; it does not cut short the
+            # person we may be waiting on, nor silence the night reminder (waving any
+            # code at the camera is not showing a pass).
             self._evaluate(new, at)
+            return
+        self.reminder_at = None
+        if new.pass_ is not None and any(c.session.pass_ and c.session.pass_.id == new.pass_.id for c in self.challenges):
+            # Already waiting for the guard: showing it again must not draw again.
+            self.counters.inc("reshown_while_challenged")
+            self._say("guard_check", at)
             return
         old = self.session
         if old is not None:
-            same = old.pass_ and new.pass_ and old.pass_.id == new.pass_.id and not new.problem
+            same = old.pass_ and new.pass_ and old.pass_.id == new.pass_.id
             if same:
                 # The same person showing it again (nothing seemed to happen): the wait
                 # starts again from now, and they are told again what to do.
@@ -604,7 +614,9 @@ class Lane:
         self.reading = Reading(ev.body_c, at)
 
     def _presence(self, present: bool, at: datetime) -> None:
-        if present and self.session is None and pol.is_night(self.policy, at):
+        # Whether it is night is asked when the reminder is due: someone who arrives at
+        # 21:59:58 and lingers is reminded at 22:00:03.
+        if present and self.session is None:
             self.reminder_at = _after(at, self.policy.reminder_after_s)
         elif not present:
             self.reminder_at = None
@@ -692,6 +704,8 @@ class Lane:
                 self._say("reminder", at)
                 self._alarm("night_presence", at, "someone at the gate at night without a pass")
 
+
+_INSTANT = timedelta(microseconds=1)
 
 # A wall-clock jump between two timer passes (at most ~1 s apart) larger than this
 # is a step of the clock, not drift.

@@ -124,7 +124,8 @@ def _community_rules(s: Situation, p: PassRecord, policy: PolicyConfig) -> Verdi
             continue
         if ctx is None:
             ctx = rules.context(rules.Facts(p, s.lane, s.direction, s.gate, s.now))
-        # A `when` that cannot be evaluated counts as applying: fail closed.
+        # A `when` reading an attribute the pass lacks does not concern it; one that
+        # fails for another reason (a type mismatch) counts as applying: fail closed.
         if rule.when is not None and rules.holds(rule.when, ctx, rule.name) is False:
             continue
         if not rules.holds(rule.require, ctx, rule.name):

@@ -114,4 +114,4 @@ class SiteView:
 
     def stale(self, now: datetime, stale_s: float) -> bool:
         heard = self.last_heard
-        return heard is None or now - heard > timedelta(seconds=stale_s)
+        return heard is None or now - heard >= timedelta(seconds=stale_s)
