@@ -64,30 +64,10 @@ def apply(store: Store, items: list[News]) -> int:
     with store.write() as c:
         for n in items:
             if isinstance(n, Move):
-                ts = to_ts(n.at)
-                row = c.execute("SELECT at FROM last_move WHERE pass_id = ?", (n.pass_id,)).fetchone()
-                if row is not None and row[0] >= ts:
+                if not store.note_move(c, n.pass_id, to_ts(n.at), n.direction, n.gate, f"{n.gate}:", news=True):
                     continue
-                c.execute(
-                    "INSERT INTO last_move(pass_id, at, direction, gate) VALUES (?,?,?,?) ON CONFLICT(pass_id)"
-                    " DO UPDATE SET at = excluded.at, direction = excluded.direction, gate = excluded.gate",
-                    (n.pass_id, ts, n.direction, n.gate),
-                )
-                if n.direction == "in":
-                    c.execute(
-                        "INSERT INTO inside(pass_id, since, lane) VALUES (?,?,?) "
-                        "ON CONFLICT(pass_id) DO UPDATE SET since = excluded.since, lane = excluded.lane",
-                        (n.pass_id, ts, f"{n.gate}:"),
-                    )
-                else:
-                    c.execute("DELETE FROM inside WHERE pass_id = ?", (n.pass_id,))
             elif isinstance(n, Hold):
-                c.execute(
-                    "INSERT INTO fever_holds(pass_id, alarm_id, since, gate) VALUES (?,?,?,?) ON CONFLICT(pass_id)"
-                    " DO UPDATE SET alarm_id = excluded.alarm_id, since = excluded.since, gate = excluded.gate"
-                    " WHERE excluded.since > fever_holds.since",
-                    (n.pass_id, n.alarm_id, to_ts(n.since), n.gate),
-                )
+                store.note_hold(c, n.pass_id, n.alarm_id, to_ts(n.since), n.gate)
             else:
                 c.execute("DELETE FROM fever_holds WHERE alarm_id = ?", (n.alarm_id,))
             applied += 1

@@ -335,11 +335,7 @@ class Store(TombstonesMixin):
             if isinstance(rec, DecisionRecord):
                 self._after_decision(c, rec, ts, direction)
             elif isinstance(rec, AlarmRecord) and rec.kind == "fever" and rec.pass_id:
-                c.execute(
-                    "INSERT INTO fever_holds(pass_id, alarm_id, since, gate) VALUES (?,?,?,?) ON CONFLICT(pass_id)"
-                    " DO UPDATE SET alarm_id = excluded.alarm_id, since = excluded.since, gate = excluded.gate",
-                    (rec.pass_id, rec.id, ts, self.gate_id),
-                )
+                self.note_hold(c, rec.pass_id, rec.id, ts, self.gate_id)
             elif isinstance(rec, AckRecord):
                 c.execute("DELETE FROM fever_holds WHERE alarm_id = ?", (rec.alarm_id,))
         return StoredEvent(seq, event_id, body)
@@ -361,19 +357,44 @@ class Store(TombstonesMixin):
                 (rec.card, ts, ts),
             )
         if rec.decision == "allow" and rec.pass_id and direction in ("in", "out"):
+            self.note_move(c, rec.pass_id, ts, direction, self.gate_id, rec.lane)
+
+    @staticmethod
+    def note_move(c: sqlite3.Connection, pass_id: str, ts: float, direction: str, gate: str, where: str,
+                  *, news: bool = False) -> bool:
+        """Inside a write transaction: a pass went in or out, here (a decision: always
+        counts) or at another gate of the site (`news`: `where` is "gate:"; news no newer
+        than what is known of the pass, our own echoed back included, changes nothing).
+        Returns whether it counted."""
+        if news:
+            row = c.execute("SELECT at FROM last_move WHERE pass_id = ?", (pass_id,)).fetchone()
+            if row is not None and row[0] >= ts:
+                return False
+        c.execute(
+            "INSERT INTO last_move(pass_id, at, direction, gate) VALUES (?,?,?,?) ON CONFLICT(pass_id)"
+            " DO UPDATE SET at = excluded.at, direction = excluded.direction, gate = excluded.gate",
+            (pass_id, ts, direction, gate),
+        )
+        if direction == "in":
             c.execute(
-                "INSERT INTO last_move(pass_id, at, direction, gate) VALUES (?,?,?,?) ON CONFLICT(pass_id)"
-                " DO UPDATE SET at = excluded.at, direction = excluded.direction, gate = excluded.gate",
-                (rec.pass_id, ts, direction, self.gate_id),
+                "INSERT INTO inside(pass_id, since, lane) VALUES (?,?,?) "
+                "ON CONFLICT(pass_id) DO UPDATE SET since = excluded.since, lane = excluded.lane",
+                (pass_id, ts, where),
             )
-            if direction == "in":
-                c.execute(
-                    "INSERT INTO inside(pass_id, since, lane) VALUES (?,?,?) "
-                    "ON CONFLICT(pass_id) DO UPDATE SET since = excluded.since, lane = excluded.lane",
-                    (rec.pass_id, ts, rec.lane),
-                )
-            elif direction == "out":
-                c.execute("DELETE FROM inside WHERE pass_id = ?", (rec.pass_id,))
+        else:
+            c.execute("DELETE FROM inside WHERE pass_id = ?", (pass_id,))
+        return True
+
+    @staticmethod
+    def note_hold(c: sqlite3.Connection, pass_id: str, alarm_id: str, ts: float, gate: str) -> None:
+        """Inside a write transaction: a pass refused for fever (here or elsewhere) is
+        held until that alarm is acknowledged; the newest refusal is the one to clear."""
+        c.execute(
+            "INSERT INTO fever_holds(pass_id, alarm_id, since, gate) VALUES (?,?,?,?) ON CONFLICT(pass_id)"
+            " DO UPDATE SET alarm_id = excluded.alarm_id, since = excluded.since, gate = excluded.gate"
+            " WHERE excluded.since >= fever_holds.since",
+            (pass_id, alarm_id, ts, gate),
+        )
 
     def events(self, *, day: str | None = None, since_seq: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
         sql = "SELECT body FROM events WHERE seq > ?"
