@@ -134,6 +134,10 @@ class GateApp:
     def start(self) -> None:
         from gate.integrity import ensure_sound
 
+        from gate.secret_files import exposed
+
+        for warning in exposed(self.config):
+            log.warning("%s", warning)
         self.integrity = ensure_sound(self.store_path)  # a corrupt store is moved aside, never used
         store = self.open_store()  # migrate once, before any lane opens its own connection
         try:

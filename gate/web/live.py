@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 RECENT = 20
 SUBSCRIBER_BACKLOG = 500  # messages a slow page may fall behind before it is dropped (it reconnects)
+PER_CLIENT_STREAMS = 2  # a page and its reload
 TONE_ALARMS = frozenset({"fever", "door_forced", "door_held", "sensor_fault"})
 
 
@@ -58,7 +59,9 @@ def sse(event: str, data: Any) -> Message:
 
 
 class Subscriber:
-    def __init__(self) -> None:
+    def __init__(self, client: str = "local", local: bool = True) -> None:
+        self.client = client  # who opened it (its address); streams are capped per client
+        self.local = local  # opened from this machine (the kiosk)
         self.queue: queue.Queue[Message | None] = queue.Queue(SUBSCRIBER_BACKLOG)
         self.opened = time.monotonic()
 
@@ -303,14 +306,30 @@ class LiveState:
         with self._lock:
             return json.loads(json.dumps(self.snapshot_locked(), ensure_ascii=False))
 
-    def subscribe(self) -> tuple[Subscriber, Message]:
-        """A new page: its queue and the snapshot to start from, taken atomically."""
-        sub = Subscriber()
+    def subscribe(self, client: str = "local", *, local: bool = True) -> tuple[Subscriber, Message] | None:
+        """A new page from `client`: its queue and the snapshot to start from, taken
+        atomically; None when every stream is taken by other machines.
+
+        Each client keeps at most PER_CLIENT_STREAMS (its own oldest gives way: the
+        kiosk reloading wins over itself). When all streams are taken, a page on this
+        machine (the kiosk) takes the oldest stream of another machine; another
+        machine's page is refused. So no stream from the LAN ever ends the kiosk's."""
+        sub = Subscriber(client, local)
         with self._lock:
-            while len(self._subs) >= self.max_subscribers:
-                _force(self._subs.pop(0))  # the oldest page gives way (the kiosk reloading wins)
+            mine = [s for s in self._subs if s.client == client]
+            if len(mine) >= PER_CLIENT_STREAMS:
+                self._drop(mine[0])
+            if len(self._subs) >= self.max_subscribers:
+                if not local:
+                    return None
+                remote = [s for s in self._subs if not s.local]
+                self._drop((remote or self._subs)[0])
             self._subs.append(sub)
             return sub, sse("snapshot", self.snapshot_locked())
+
+    def _drop(self, sub: Subscriber) -> None:
+        self._subs.remove(sub)
+        _force(sub)
 
     def unsubscribe(self, sub: Subscriber) -> None:
         with self._lock:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import queue
 import secrets
@@ -24,6 +25,8 @@ from gate.events import AckAlarm, GuardAnswer, ManualOpen
 from gate.records import AckRecord
 from gate.web import i18n
 from gate.web.auth import UNLOCK_HOURS, AuthConfigError, Guardian, is_loopback, read_secret
+from gate.web.hosts import HostCheck
+from gate.web.sessions import ServerSession, SessionStore
 from gate.web.live import LiveState
 from gate.web.status import Monitor
 
@@ -76,6 +79,10 @@ class GuardPage:
                 "or listen on 127.0.0.1"
             )
         self.guardian = Guardian(password, pin)
+        self.hosts = HostCheck.build(self.host, self.conf.allowed_hosts)
+        if not self.guardian.required:
+            log.warning("guard page: no guard.pin_file or guard.password_file: any program on this machine "
+                        "can open the door through the page")
         self.lang = self.conf.language
         self.live = LiveState(tz=app.tz, open_store=app.open_store, max_subscribers=max(1, threads - 3))
         app.add_sink(self.live.sink)
@@ -223,7 +230,7 @@ class GuardPage:
 def create_flask(page: GuardPage) -> Flask:
     app = Flask("gate.web", template_folder=str(HERE / "templates"), static_folder=str(HERE / "static"))
     app.config.update(
-        SECRET_KEY=os.urandom(32),  # sessions end when the daemon restarts: the guard unlocks again
+        SECRET_KEY=os.urandom(32),
         SESSION_COOKIE_SAMESITE="Strict",
         SESSION_COOKIE_HTTPONLY=True,
         PERMANENT_SESSION_LIFETIME=timedelta(hours=UNLOCK_HOURS),
@@ -232,7 +239,16 @@ def create_flask(page: GuardPage) -> Flask:
         JSON_AS_ASCII=False,
     )
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    # Kept in memory (see gate.web.sessions): Lock takes an unlock back; a restart ends them all.
+    app.session_interface = SessionStore(UNLOCK_HOURS * 3600)
     guardian = page.guardian
+
+    def client() -> str:
+        return request.remote_addr or ""
+
+    def renew() -> None:
+        assert isinstance(session, ServerSession)
+        session.renew_id()
 
     def remote_is_local() -> bool:
         return is_loopback(request.remote_addr or "")
@@ -249,6 +265,8 @@ def create_flask(page: GuardPage) -> Flask:
 
     @app.before_request
     def gatekeeper() -> Any:
+        if not page.hosts.allows(request.host):
+            return Response("unknown host name: add it to guard.allowed_hosts\n", 400, mimetype="text/plain")
         if request.endpoint in ("static", "login", "healthz"):
             return None
         if guardian.password and not remote_is_local() and not session.get("signed_in"):
@@ -285,12 +303,15 @@ def create_flask(page: GuardPage) -> Flask:
         if unlocked():
             return None
         secret = body.get("secret")
-        if secret and guardian.check(str(secret)):
+        attempt = guardian.check(str(secret), client()) if secret else None
+        if attempt is not None and attempt.ok:
             session["unlock_until"] = time.time() + UNLOCK_HOURS * 3600
             session.permanent = True
+            renew()  # the unlocked session gets an id nobody has seen before
             return None
-        wait = guardian.locked_for()
-        resp = jsonify(error="locked", wrong=bool(secret), locked_for=round(wait), message="password or PIN needed")
+        wait = attempt.locked_for if attempt is not None else guardian.locked_for(client())
+        resp = jsonify(error="locked", wrong=bool(attempt and attempt.wrong), locked_for=math.ceil(wait),
+                       message="password or PIN needed")
         resp.status_code = 401
         return resp
 
@@ -315,19 +336,21 @@ def create_flask(page: GuardPage) -> Flask:
 
     @app.route("/login", methods=["GET", "POST"])
     def login() -> Any:
-        error = ""
+        error, wait = "", 0.0
         if request.method == "POST":
-            if not secrets.compare_digest(request.form.get("csrf", ""), session.get("csrf", "")):
-                error = "csrf"
-            elif guardian.check_password(request.form.get("password")):
-                session["signed_in"] = True
-                session["unlock_until"] = time.time() + UNLOCK_HOURS * 3600
-                session.permanent = True
-                return redirect(url_for("index"))
+            want = session.get("csrf") or ""
+            if not want or not secrets.compare_digest(request.form.get("csrf", ""), want):
+                error = "csrf"  # always: a form from another site must not sign this browser in
             else:
-                error = "wrong"
-        return render_template("login.html", lang=page.lang, csrf=csrf_token(), error=error,
-                               locked_for=round(guardian.locked_for()))
+                attempt = guardian.check_password(request.form.get("password"), client())
+                if attempt.ok:
+                    session["signed_in"] = True
+                    session["unlock_until"] = time.time() + UNLOCK_HOURS * 3600
+                    session.permanent = True
+                    renew()
+                    return redirect(url_for("index"))
+                error, wait = ("wrong" if attempt.wrong else "locked"), attempt.locked_for
+        return render_template("login.html", lang=page.lang, csrf=csrf_token(), error=error, locked_for=math.ceil(wait))
 
     @app.get("/healthz")
     def healthz() -> Any:
@@ -335,7 +358,10 @@ def create_flask(page: GuardPage) -> Flask:
 
     @app.get("/events")
     def events() -> Response:
-        sub, first = page.live.subscribe()
+        got = page.live.subscribe(client(), local=remote_is_local())
+        if got is None:  # every stream is taken by other machines' pages: try again later
+            return Response("busy\n", 503, mimetype="text/plain", headers={"Retry-After": "10"})
+        sub, first = got
 
         def stream() -> Any:
             try:
@@ -378,7 +404,10 @@ def create_flask(page: GuardPage) -> Flask:
 
     @app.post("/api/lock")
     def lock() -> Any:
+        # The record on the server forgets the unlock and the old id: a copy of the
+        # cookie is worth nothing now. The CSRF token carries over (the page keeps working).
         session.pop("unlock_until", None)
+        renew()
         return jsonify(ok=True)
 
     @app.post("/api/challenge")

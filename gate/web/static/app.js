@@ -547,6 +547,8 @@ function connect() {
     state.connected = false;
     const c = document.getElementById("conn");
     c.textContent = t("offline"); c.hidden = false;
+    // A refused stream (every stream taken: 503) is not retried by the browser itself.
+    if (es.readyState === EventSource.CLOSED) setTimeout(connect, 5000);
   };
 }
 
