@@ -105,12 +105,17 @@ class LiveState:
         self._thread.start()
 
     def stop(self) -> None:
+        self.end_streams()
         if self._thread is not None and self._thread.is_alive():
             self._inbox.put(None)
             self._thread.join(5)
+        self.end_streams()
+
+    def end_streams(self) -> None:
+        """End every page's stream now (its page reconnects; at shutdown, nothing to wait for)."""
         with self._lock:
             for sub in self._subs:
-                sub.put(None)
+                _force(sub)
             self._subs.clear()
 
     def wait_handled(self, n: int, timeout: float = 10.0) -> bool:
@@ -310,14 +315,15 @@ class LiveState:
         """A new page from `client`: its queue and the snapshot to start from, taken
         atomically; None when every stream is taken by other machines.
 
-        Each client keeps at most PER_CLIENT_STREAMS (its own oldest gives way: the
-        kiosk reloading wins over itself). When all streams are taken, a page on this
-        machine (the kiosk) takes the oldest stream of another machine; another
-        machine's page is refused. So no stream from the LAN ever ends the kiosk's."""
+        Another machine keeps at most PER_CLIENT_STREAMS (its own oldest gives way).
+        When all streams are taken, a page on this machine (the kiosk) takes the
+        oldest stream of another machine, else the oldest of this machine's (the kiosk
+        reloading); another machine's page is refused. So no stream from the LAN ever
+        ends the kiosk's."""
         sub = Subscriber(client, local)
         with self._lock:
             mine = [s for s in self._subs if s.client == client]
-            if len(mine) >= PER_CLIENT_STREAMS:
+            if not local and len(mine) >= PER_CLIENT_STREAMS:
                 self._drop(mine[0])
             if len(self._subs) >= self.max_subscribers:
                 if not local:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, abort, jsonify, redirect, render_template, request, session, url_for
+from waitress import wasyncore
 
 from gate.events import AckAlarm, GuardAnswer, ManualOpen
 from gate.records import AckRecord
@@ -143,31 +144,28 @@ class GuardPage:
                 log.exception("guard page: the web server stopped")
 
     def stop(self) -> None:
+        """Ends every stream, closes every connection and the port; bounded (well under a second)."""
         self.stopping.set()
-        self.live.stop()  # ends every event stream
-        self.monitor.stop()
+        self.live.end_streams()  # the streams' worker threads return at once
+        self.monitor.stop(timeout=0)
         srv = self._server
         if srv is not None:
             logging.getLogger("waitress").setLevel(logging.CRITICAL)
+            # Closed on the server loop's own thread (asyncore is not thread-safe), woken at
+            # once by its trigger: the loop ends without waiting out its poll timeout.
             try:
-                srv.close()
-            except Exception:
-                pass
-            for _ in range(50):  # close open connections so the loop ends (as webtest's StopableWSGIServer)
-                channels = list(srv._map.values())
-                if not channels:
-                    break
-                for ch in channels:
-                    try:
-                        ch.handle_close()
-                    except Exception:
-                        pass
-            try:
-                srv.task_dispatcher.shutdown(timeout=3)
-            except Exception:
-                pass
-        if self._thread is not None:
-            self._thread.join(5)
+                srv.trigger.pull_trigger(lambda: wasyncore.close_all(srv._map))
+            except OSError:
+                pass  # woken by something else first, the loop already ran it (and closed the trigger)
+            if self._thread is not None:
+                self._thread.join(1.0)
+            if self._thread is not None and self._thread.is_alive():
+                log.warning("guard page: the web server did not stop in 1 s; closing its sockets from here")
+                wasyncore.close_all(srv._map)
+            srv.task_dispatcher.shutdown(timeout=1.0)  # workers end with their streams
+        self.live.stop()
+        # A refresh under way only reads the store (its own connection): at exit it need not finish.
+        self.monitor.stop(timeout=0.5)
 
     # ------------------------------------------------------------ what the page starts from
 
