@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import queue
-import secrets
 import threading
-import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, abort, jsonify, redirect, render_template, request, session, url_for
+from flask import Flask, Response, abort, jsonify, redirect, render_template, request, url_for
 from waitress import wasyncore
 
 from gate.events import AckAlarm, GuardAnswer, ManualOpen
@@ -27,8 +24,8 @@ from gate.records import AckRecord
 from gate.web import i18n
 from gate.web.auth import UNLOCK_HOURS, AuthConfigError, Guardian, is_loopback, read_secret
 from gate.web.hosts import HostCheck
-from gate.web.sessions import ServerSession, SessionStore
 from gate.web.live import LiveState
+from gate.web.protect import Protection, client, local, who
 from gate.web.status import Monitor
 
 log = logging.getLogger(__name__)
@@ -82,8 +79,7 @@ class GuardPage:
         self.guardian = Guardian(password, pin)
         self.hosts = HostCheck.build(self.host, self.conf.allowed_hosts)
         if not self.guardian.required:
-            log.warning("guard page: no guard.pin_file or guard.password_file: any program on this machine "
-                        "can open the door through the page")
+            log.warning("guard page: no guard.pin_file or password_file: any program here can open the door through it")
         self.lang = self.conf.language
         self.live = LiveState(tz=app.tz, open_store=app.open_store, max_subscribers=max(1, threads - 3))
         app.add_sink(self.live.sink)
@@ -155,11 +151,11 @@ class GuardPage:
             # once by its trigger: the loop ends without waiting out its poll timeout.
             try:
                 srv.trigger.pull_trigger(lambda: wasyncore.close_all(srv._map))
-            except OSError:
-                pass  # woken by something else first, the loop already ran it (and closed the trigger)
-            if self._thread is not None:
-                self._thread.join(1.0)
-            if self._thread is not None and self._thread.is_alive():
+            except OSError:  # woken by something else first, the loop already ran it (and closed the trigger)
+                pass
+            assert self._thread is not None
+            self._thread.join(1.0)
+            if self._thread.is_alive():
                 log.warning("guard page: the web server did not stop in 1 s; closing its sockets from here")
                 wasyncore.close_all(srv._map)
             srv.task_dispatcher.shutdown(timeout=1.0)  # workers end with their streams
@@ -237,81 +233,7 @@ def create_flask(page: GuardPage) -> Flask:
         JSON_AS_ASCII=False,
     )
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
-    # Kept in memory (see gate.web.sessions): Lock takes an unlock back; a restart ends them all.
-    app.session_interface = SessionStore(UNLOCK_HOURS * 3600)
-    guardian = page.guardian
-
-    def client() -> str:
-        return request.remote_addr or ""
-
-    def renew() -> None:
-        assert isinstance(session, ServerSession)
-        session.renew_id()
-
-    def remote_is_local() -> bool:
-        return is_loopback(request.remote_addr or "")
-
-    def who() -> str:
-        return "guard" if remote_is_local() else f"guard@{request.remote_addr}"
-
-    def csrf_token() -> str:
-        tok = session.get("csrf")
-        if not tok:
-            tok = session["csrf"] = secrets.token_urlsafe(32)
-            session.permanent = True
-        return tok
-
-    @app.before_request
-    def gatekeeper() -> Any:
-        if not page.hosts.allows(request.host):
-            return Response("unknown host name: add it to guard.allowed_hosts\n", 400, mimetype="text/plain")
-        if request.endpoint in ("static", "login", "healthz"):
-            return None
-        if guardian.password and not remote_is_local() and not session.get("signed_in"):
-            if request.path.startswith("/api/") or request.path == "/events":
-                return jsonify(error="sign_in", message="sign in first"), 401
-            return redirect(url_for("login"))
-        if request.method == "POST":
-            sent = request.headers.get("X-CSRF-Token") or request.form.get("csrf") or ""
-            want = session.get("csrf") or ""
-            if not want or not secrets.compare_digest(sent, want):
-                return jsonify(error="csrf", message="the page is out of date: reload it"), 403
-            origin = request.headers.get("Origin")
-            if origin and origin != request.host_url.rstrip("/"):
-                return jsonify(error="origin", message="cross-site request refused"), 403
-        return None
-
-    @app.after_request
-    def headers(resp: Response) -> Response:
-        resp.headers["Content-Security-Policy"] = (
-            "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; "
-            "connect-src 'self'; font-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
-        )
-        resp.headers["X-Content-Type-Options"] = "nosniff"
-        resp.headers["Referrer-Policy"] = "no-referrer"
-        if request.path.startswith("/api/") or request.path == "/":
-            resp.headers["Cache-Control"] = "no-store"
-        return resp
-
-    def unlocked() -> bool:
-        return not guardian.required or session.get("unlock_until", 0) > time.time()
-
-    def authorize(body: dict[str, Any]) -> Response | None:
-        """None if the action may go ahead; otherwise the refusal to send."""
-        if unlocked():
-            return None
-        secret = body.get("secret")
-        attempt = guardian.check(str(secret), client()) if secret else None
-        if attempt is not None and attempt.ok:
-            session["unlock_until"] = time.time() + UNLOCK_HOURS * 3600
-            session.permanent = True
-            renew()  # the unlocked session gets an id nobody has seen before
-            return None
-        wait = attempt.locked_for if attempt is not None else guardian.locked_for(client())
-        resp = jsonify(error="locked", wrong=bool(attempt and attempt.wrong), locked_for=math.ceil(wait),
-                       message="password or PIN needed")
-        resp.status_code = 401
-        return resp
+    guard = Protection(app, page.guardian, page.hosts)
 
     def body() -> dict[str, Any]:
         data = request.get_json(silent=True)
@@ -328,27 +250,18 @@ def create_flask(page: GuardPage) -> Flask:
     @app.get("/")
     def index() -> str:
         return render_template(
-            "index.html", lang=page.lang, boot=json.dumps(page.boot(), ensure_ascii=False).replace("</", "<\\/"), csrf=csrf_token(),
+            "index.html", lang=page.lang, boot=json.dumps(page.boot(), ensure_ascii=False).replace("</", "<\\/"), csrf=guard.csrf_token(),
             title=i18n.UI["title"][0 if page.lang == "zh" else 1],
         )
 
     @app.route("/login", methods=["GET", "POST"])
     def login() -> Any:
-        error, wait = "", 0.0
+        error, wait = "", 0
         if request.method == "POST":
-            want = session.get("csrf") or ""
-            if not want or not secrets.compare_digest(request.form.get("csrf", ""), want):
-                error = "csrf"  # always: a form from another site must not sign this browser in
-            else:
-                attempt = guardian.check_password(request.form.get("password"), client())
-                if attempt.ok:
-                    session["signed_in"] = True
-                    session["unlock_until"] = time.time() + UNLOCK_HOURS * 3600
-                    session.permanent = True
-                    renew()
-                    return redirect(url_for("index"))
-                error, wait = ("wrong" if attempt.wrong else "locked"), attempt.locked_for
-        return render_template("login.html", lang=page.lang, csrf=csrf_token(), error=error, locked_for=math.ceil(wait))
+            error, wait = guard.sign_in(request.form)
+            if not error:
+                return redirect(url_for("index"))
+        return render_template("login.html", lang=page.lang, csrf=guard.csrf_token(), error=error, locked_for=wait)
 
     @app.get("/healthz")
     def healthz() -> Any:
@@ -356,7 +269,7 @@ def create_flask(page: GuardPage) -> Flask:
 
     @app.get("/events")
     def events() -> Response:
-        got = page.live.subscribe(client(), local=remote_is_local())
+        got = page.live.subscribe(client(), local=local())
         if got is None:  # every stream is taken by other machines' pages: try again later
             return Response("busy\n", 503, mimetype="text/plain", headers={"Retry-After": "10"})
         sub, first = got
@@ -395,23 +308,20 @@ def create_flask(page: GuardPage) -> Flask:
 
     @app.post("/api/unlock")
     def unlock() -> Any:
-        refused = authorize(body())
+        refused = guard.authorize(body())
         if refused is not None:
             return refused
         return jsonify(ok=True, unlocked=True)
 
     @app.post("/api/lock")
     def lock() -> Any:
-        # The record on the server forgets the unlock and the old id: a copy of the
-        # cookie is worth nothing now. The CSRF token carries over (the page keeps working).
-        session.pop("unlock_until", None)
-        renew()
+        guard.lock()
         return jsonify(ok=True)
 
     @app.post("/api/challenge")
     def answer() -> Any:
         data = body()
-        refused = authorize(data)
+        refused = guard.authorize(data)
         if refused is not None:
             return refused
         answer = data.get("answer")
@@ -429,7 +339,7 @@ def create_flask(page: GuardPage) -> Flask:
     @app.post("/api/ack")
     def ack() -> Any:
         data = body()
-        refused = authorize(data)
+        refused = guard.authorize(data)
         if refused is not None:
             return refused
         alarm = page.live.alarm(str(data.get("alarm_id", "")))
@@ -447,7 +357,7 @@ def create_flask(page: GuardPage) -> Flask:
     @app.post("/api/open")
     def manual_open() -> Any:
         data = body()
-        refused = authorize(data)
+        refused = guard.authorize(data)
         if refused is not None:
             return refused
         reason = data.get("reason")
@@ -464,7 +374,7 @@ def create_flask(page: GuardPage) -> Flask:
         from gate.visitors import RegistrationError
 
         data = body()
-        refused = authorize(data)
+        refused = guard.authorize(data)
         if refused is not None:
             return refused
         try:
