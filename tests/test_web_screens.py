@@ -7,7 +7,8 @@ inside the screen, uncovered and unclipped (``document.elementFromPoint`` at the
 centre and just inside each edge), the tabs must be reachable, touch targets on the
 official 7-inch display (800x480, 0.1926 mm a pixel) at least 9 mm, and the name
 and verdict at least as large, relative to the screen, as at 1024x600. The key
-states are saved per size in tests/screenshots/screen-WxH-STATE.png.
+states are saved per size in tests/screenshots/screen-WxH-STATE.png (live, challenge,
+challenge-stale, alarm).
 
 There is no "handover" state yet (named guards come later): nothing to test.
 """
@@ -25,7 +26,7 @@ MIN_TARGET_PX = 9.0 / MM_PER_PX_7IN  # 46.7 px
 TABS = "nav#tabs .tab"
 # Name and verdict at 1024x600 (56 px and 58 px over 600 px): no smaller relative to any screen.
 READABLE = {"#tile .who": 56 / 600, "#tile .verdict .word": 58 / 600}
-SHOT_STATES = ("live", "challenge", "alarm")
+SHOTS_OF = {"live": "live", "challenge": "challenge", "alarm": "alarm", "challenge under the stale-data banner": "challenge-stale"}
 
 CHECK = """
 ([selectors, minTarget]) => {
@@ -104,9 +105,9 @@ class Survey:
                     px = page.eval_on_selector(s, "e => parseFloat(getComputedStyle(e).fontSize)")
                     if px < share * min(w, h) * 0.97:
                         self.problems.append(f"{state} at {w}x{h}: {s} is {px:.0f} px, under {share * min(w, h):.0f} px")
-            if state in SHOT_STATES:
+            if state in SHOTS_OF:
                 SHOTS.mkdir(parents=True, exist_ok=True)
-                save_small(page, SHOTS / f"screen-{w}x{h}-{state}.png")
+                save_small(page, SHOTS / f"screen-{w}x{h}-{SHOTS_OF[state]}.png")
         page.set_viewport_size({"width": 1024, "height": 600})
         settle(page)
 
@@ -127,7 +128,17 @@ def test_every_state_fits_every_pi_screen(browser: Any, tmp_path: Path) -> None:
         env.step(lane="in", qr="r1", dt=10)
         env.step(lane="in", temperature=36.5, dt=0.5)
         page.wait_for_selector("#btn-confirm", timeout=3000)
-        s.look("challenge", ["#btn-confirm", "#btn-reject", ".card-person .v.name", "#challenge-phone", ".card-ask"])
+        challenge = ["#btn-confirm", "#btn-reject", ".card-person .v.name", "#challenge-phone", ".card-ask"]
+        s.look("challenge", challenge)
+        # A gate cut off from central for a day shows the stale-data banner all day long: checks fit under it too.
+        store = env.app.open_store()
+        try:
+            store.set_meta("passes_synced_at", str(env.app.clock.now().timestamp() - 30 * 3600))
+        finally:
+            store.close()
+        env.gp.monitor.refresh_now()
+        page.wait_for_selector("#stale-banner:not([hidden])", timeout=3000)
+        s.look("challenge under the stale-data banner", challenge + ["#stale-banner"])
 
         assert not s.problems, "\n".join(s.problems)  # the steps below tap the tabs
         # Another tab while the check waits: a bar says so and brings it back.

@@ -161,8 +161,8 @@ function challengeHTML(c) {
       <span class="k">${esc(t("name"))}</span><span class="v name">${esc(c.holder || c.pass_id || "—")}</span>
       <span class="k">${esc(t("unit"))}</span><span class="v">${esc(c.unit || "—")}</span>
       <span class="k">${esc(t("phone"))}</span><span class="v" id="challenge-phone">${phone}</span>
+      <div class="card-ask">${both(t2("ask_phone"))}</div>
     </div>
-    <div class="card-ask">${both(t2("ask_phone"))}</div>
     <div class="card-buttons">
       <button class="big confirm" id="btn-confirm" data-challenge="${esc(c.challenge_id)}" ${dis}>✔ ${both(t2("confirm"))}</button>
       <button class="big reject" id="btn-reject" data-challenge="${esc(c.challenge_id)}" ${dis}>✖ ${both(t2("reject"))}</button>
