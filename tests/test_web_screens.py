@@ -3,7 +3,7 @@
 Each screen state is brought about as a guard would meet it (real lanes on a drill
 clock) and then looked at on every screen size: the state's primary buttons (and
 what the guard must read to act: the name and phone of a check) must lie wholly
-inside the screen, uncovered and unclipped (``document.elementFromPoint`` at the
+inside the screen, uncovered, unclipped and not cut short (``document.elementFromPoint`` at the
 centre and just inside each edge), the tabs must be reachable, touch targets on the
 official 7-inch display (800x480, 0.1926 mm a pixel) at least 9 mm, and the name
 and verdict at least as large, relative to the screen, as at 1024x600. The key
@@ -57,6 +57,7 @@ CHECK = """
       }
       const cover = onTop(e, true);
       if (cover) bad.push(`${sel} (${name(e)}): covered by ${cover}`);
+      if (e.clientWidth > 0 && e.scrollWidth > e.clientWidth + 1) bad.push(`${sel} (${name(e)}): its text is cut off`);
     }
   }
   if (document.documentElement.scrollWidth > W + 1) bad.push(`the page is wider than the screen (${document.documentElement.scrollWidth} px)`);
