@@ -102,21 +102,22 @@ def run(conf: Config, *, broker: str | None = None, config_path: Path | None = N
                 notify.watchdog()
         return 0
     finally:
+        began = time.monotonic()
         app.lock_doors()  # before anything else stops
         deadline = threading.Timer(STOP_BUDGET_S, _cut_short, args=(app, f"stopping took over {STOP_BUDGET_S:.0f} s"))
         deadline.daemon = True
         deadline.start()
         notify.stopping()
-        if player is not None:
-            player.stop()
-        if page is not None:
-            page.stop()
-        if lcd is not None:
-            lcd.stop()
-        app.stop()
+        took: list[str] = []
+        for name, part in (("demo", player), ("page", page), ("lcd", lcd), ("lanes", app)):
+            if part is not None:
+                t0 = time.monotonic()
+                part.stop()
+                took.append(f"{name} {time.monotonic() - t0:.2f}")
         if keydir is not None:
             keydir.cleanup()
         deadline.cancel()
+        print(f"gate: stopped in {time.monotonic() - began:.2f} s ({', '.join(took)})", flush=True)
 
 
 def _cut_short(app: GateApp, why: str) -> None:

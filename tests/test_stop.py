@@ -75,7 +75,8 @@ def run_then_stop(tmp_path: Path, sig: signal.Signals, run_s: float) -> float:
                 break
         else:
             pytest.fail(f"gate run never served its page: {''.join(out)}")
-        threading.Thread(target=lambda: out.extend(proc.stdout or []), daemon=True).start()
+        reader = threading.Thread(target=lambda: out.extend(proc.stdout or []), daemon=True)
+        reader.start()
         streams = [Stream(port), Stream(port)]
         # A frozen tab (its stream never read) and a connection that stalls half-way through a request.
         frozen = socket.create_connection(("127.0.0.1", port))
@@ -92,6 +93,7 @@ def run_then_stop(tmp_path: Path, sig: signal.Signals, run_s: float) -> float:
         proc.send_signal(sig)
         rc = proc.wait(timeout=30)
         took = time.monotonic() - t0
+        reader.join(5)
         frozen.close()
         stalled.close()
     finally:
@@ -100,7 +102,8 @@ def run_then_stop(tmp_path: Path, sig: signal.Signals, run_s: float) -> float:
             proc.wait()
     err = proc.stderr.read() if proc.stderr else ""
     assert rc == 0, f"exit {rc}; stderr: {err}; stdout ends: {''.join(out[-10:])}"
-    print(f"\n{sig.name}: stopped in {took:.2f} s after {run_s:.0f} s of running")
+    own = next((line.strip() for line in out if line.startswith("gate: stopped in")), "no summary")
+    print(f"\n{sig.name}: stopped in {took:.2f} s after {run_s:.0f} s of running ({own})")
     return took
 
 
