@@ -133,7 +133,6 @@ class GateApp:
 
     def start(self) -> None:
         from gate.integrity import ensure_sound
-
         from gate.secret_files import exposed
 
         for warning in exposed(self.config):

@@ -37,6 +37,7 @@ def run(conf: Config, *, broker: str | None = None, config_path: Path | None = N
         except GuardPageError as exc:
             print(f"gate: guard page: {exc}", file=sys.stderr)
             return 2
+
     def on_signal(*_: object) -> None:
         if stop.is_set():  # a second signal: doors locked, out now (off the signal handler's thread)
             threading.Thread(target=_cut_short, args=(app, "a second signal"), daemon=True).start()
