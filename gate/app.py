@@ -243,7 +243,17 @@ class GateApp:
         finally:
             store.close()
 
+    def lock_doors(self) -> None:
+        """Drive every relay locked now (first thing on the way out; safe from any thread)."""
+        for name, devices in list(self.devices.items()):
+            if devices.relay is not None:
+                try:
+                    devices.relay.lock()
+                except Exception:
+                    log.exception("lane %s: could not lock the relay", name)
+
     def stop(self) -> None:
+        self.lock_doors()
         for devices in self.devices.values():
             devices.close()
         for lane in self.lanes.values():

@@ -442,6 +442,9 @@ class GuardSection(Strict):
     # Needed to bind beyond localhost; actions take the password or the PIN.
     password_file: Path | None = None
     pin_file: Path | None = None
+    # Host names the page answers to besides localhost, the listen address and this
+    # machine's name (a name it is reached by on the LAN; others are refused: DNS rebinding).
+    allowed_hosts: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9.:\[\]_-]{1,253}$")]] = []
     stale_after_h: float = Field(24.0, gt=0)  # pass table or policy older than this: banner
     visitor_valid_until: str = "23:59"  # visitor passes end today at this local time
     lcd: LcdConfig | None = None  # an optional second display: last decision and any alarm

@@ -1,6 +1,8 @@
 """`gate run`: start the gate, show what it does, stop cleanly on SIGTERM/SIGINT."""
 from __future__ import annotations
 
+import faulthandler
+import os
 import signal
 import sys
 import tempfile
@@ -14,6 +16,8 @@ from gate.app import GateApp
 from gate.config import Config, ConfigError
 from gate.records import LaneRecord
 from gate.sdnotify import Notifier
+
+STOP_BUDGET_S = 4.0  # systemd's TimeoutStopSec=5 kills at 5 s; past this the stop is cut short
 
 
 def run(conf: Config, *, broker: str | None = None, config_path: Path | None = None) -> int:
@@ -34,8 +38,14 @@ def run(conf: Config, *, broker: str | None = None, config_path: Path | None = N
         except GuardPageError as exc:
             print(f"gate: guard page: {exc}", file=sys.stderr)
             return 2
+
+    def on_signal(*_: object) -> None:
+        if stop.is_set():  # a second signal: doors locked, out now (off the signal handler's thread)
+            threading.Thread(target=_cut_short, args=(app, "a second signal"), daemon=True).start()
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, on_signal)
     player = None
     lcd = None
     notify = Notifier()
@@ -126,16 +136,31 @@ def run(conf: Config, *, broker: str | None = None, config_path: Path | None = N
                 notify.watchdog()
         return 0
     finally:
+        began = time.monotonic()
+        app.lock_doors()  # before anything else stops
+        deadline = threading.Timer(STOP_BUDGET_S, _cut_short, args=(app, f"stopping took over {STOP_BUDGET_S:.0f} s"))
+        deadline.daemon = True
+        deadline.start()
         notify.stopping()
-        if player is not None:
-            player.stop()
-        if page is not None:
-            page.stop()
-        if lcd is not None:
-            lcd.stop()
-        app.stop()
+        took: list[str] = []
+        for name, part in (("demo", player), ("page", page), ("lcd", lcd), ("lanes", app)):
+            if part is not None:
+                t0 = time.monotonic()
+                part.stop()
+                took.append(f"{name} {time.monotonic() - t0:.2f}")
         if keydir is not None:
             keydir.cleanup()
+        deadline.cancel()
+        print(f"gate: stopped in {time.monotonic() - began:.2f} s ({', '.join(took)})", flush=True)
+
+
+def _cut_short(app: GateApp, why: str) -> None:
+    """The stop cannot finish in time (systemd kills at TimeoutStopSec=5): say what
+    still runs, lock the doors and exit. The store is safe against this (as against kill -9)."""
+    print(f"gate: {why}: exiting now; still running:", file=sys.stderr, flush=True)
+    faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+    app.lock_doors()
+    os._exit(0)
 
 
 def _start_lcd(conf: Config, app: GateApp):  # type: ignore[no-untyped-def]

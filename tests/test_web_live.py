@@ -95,8 +95,26 @@ def test_a_slow_page_is_dropped_not_waited_for(tmp_path: Path) -> None:
             live.publish("health", {"n": i})
         assert live.subscribers == 0
         assert sub.queue.get_nowait() is None  # its stream ends; the page reconnects and gets a snapshot
-        subs = [live.subscribe()[0] for _ in range(6)]
+        subs = [live.subscribe(f"127.0.0.{i}")[0] for i in range(6)]  # type: ignore[index]
         assert live.subscribers == live.max_subscribers and subs[0].queue.get_nowait() is None
+    finally:
+        live.stop()
+        store.close()
+
+
+def test_streams_are_capped_per_client_and_the_lan_never_takes_the_kiosks(tmp_path: Path) -> None:
+    live, store = state(tmp_path)
+    try:
+        kiosk = live.subscribe("127.0.0.1")
+        assert kiosk is not None
+        a1, a2, a3 = (live.subscribe("192.0.2.7", local=False) for _ in range(3))
+        assert a1 and a2 and a3 and a1[0].queue.get_nowait() is None  # its own oldest gave way
+        b = live.subscribe("192.0.2.8", local=False)
+        assert b is not None and live.subscribers == live.max_subscribers == 4
+        assert live.subscribe("192.0.2.9", local=False) is None  # full: another machine waits
+        assert kiosk[0].queue.empty()  # the kiosk's stream was never touched
+        again = live.subscribe("127.0.0.1")  # the kiosk reloading takes another machine's stream
+        assert again is not None and a2[0].queue.get_nowait() is None and kiosk[0].queue.empty()
     finally:
         live.stop()
         store.close()

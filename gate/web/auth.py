@@ -12,8 +12,11 @@
 A file holds the secret as plain text (mode 0600, owned by the gate's user), or a
 werkzeug hash (``scrypt:...``/``pbkdf2:...``, made with
 ``python -c 'from werkzeug.security import generate_password_hash as g; print(g("..."))'``).
-Wrong guesses are throttled: after ``MAX_FAILS`` in a row, nothing is checked for
-``LOCKOUT_S`` seconds.
+Wrong guesses are throttled per client (an IPv4 address, or an IPv6 /64): after
+``MAX_FAILS`` in a row from one client, nothing more from it is checked for
+``LOCKOUT_S`` seconds. A guess is counted before it is checked, under the same lock
+as the lockout test, so concurrent guesses cannot outrun the count; a client on the
+LAN cannot lock the guard at the kiosk out.
 """
 from __future__ import annotations
 
@@ -21,11 +24,15 @@ import hmac
 import ipaddress
 import threading
 import time
+from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 UNLOCK_HOURS = 12.0
 MAX_FAILS = 5
 LOCKOUT_S = 60.0
+MAX_CLIENTS = 1024  # throttle entries kept; the least recently seen unlocked one gives way
 
 
 class AuthConfigError(Exception):
@@ -61,54 +68,111 @@ def _matches(given: str, secret: str) -> bool:
     return hmac.compare_digest(given.encode("utf-8"), secret.encode("utf-8"))
 
 
+def client_key(addr: str) -> str:
+    """Whom a guess is counted against: the address, or its /64 for IPv6 (one host owns a whole /64)."""
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return addr
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+@dataclass
+class Attempt:
+    ok: bool  # the secret matched
+    wrong: bool  # it was checked and did not match
+    locked_for: float  # seconds this client must wait before the next guess is checked
+
+
+@dataclass
+class _Tries:
+    fails: int = 0
+    locked_until: float = 0.0
+
+
+class Throttle:
+    """Wrong guesses per client: MAX_FAILS in a row lock that client out for LOCKOUT_S."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic, max_fails: int = MAX_FAILS,
+                 lockout_s: float = LOCKOUT_S, max_clients: int = MAX_CLIENTS) -> None:
+        self._clock = clock
+        self.max_fails = max_fails
+        self.lockout_s = lockout_s
+        self.max_clients = max_clients
+        self._lock = threading.Lock()
+        self._tries: OrderedDict[str, _Tries] = OrderedDict()
+
+    def locked_for(self, client: str) -> float:
+        with self._lock:
+            t = self._tries.get(client_key(client))
+            return 0.0 if t is None else max(0.0, t.locked_until - self._clock())
+
+    def admit(self, client: str) -> float:
+        """0 if this guess may be checked (it is counted now, as if wrong); else the seconds to wait."""
+        key = client_key(client)
+        with self._lock:
+            now = self._clock()
+            t = self._tries.pop(key, None) or _Tries()
+            self._tries[key] = t  # most recently seen last
+            if now < t.locked_until:
+                return t.locked_until - now
+            t.fails += 1
+            if t.fails >= self.max_fails:
+                t.fails, t.locked_until = 0, now + self.lockout_s
+            self._trim(now)
+            return 0.0
+
+    def passed(self, client: str) -> None:
+        """The guess was right: the client starts afresh."""
+        with self._lock:
+            self._tries.pop(client_key(client), None)
+
+    def _trim(self, now: float) -> None:
+        if len(self._tries) <= self.max_clients:
+            return
+        for key, t in list(self._tries.items()):
+            if len(self._tries) <= self.max_clients:
+                return
+            if t.locked_until <= now:
+                del self._tries[key]
+
+
 class Guardian:
-    def __init__(self, password: str | None, pin: str | None, *, clock=time.monotonic) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, password: str | None, pin: str | None, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.password = password
         self.pin = pin
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._fails = 0
-        self._locked_until = 0.0
+        self.throttle = Throttle(clock=clock)
 
     @property
     def required(self) -> bool:
         return bool(self.password or self.pin)
 
-    def locked_for(self) -> float:
-        with self._lock:
-            return max(0.0, self._locked_until - self._clock())
+    def locked_for(self, client: str) -> float:
+        return self.throttle.locked_for(client)
 
-    def check(self, given: str | None) -> bool:
-        """True if `given` is the password or the PIN. Throttled after repeated failures."""
+    def check(self, given: str | None, client: str) -> Attempt:
+        """The password or the PIN, from `client` (its address). Throttled per client."""
         if not self.required:
-            return True
-        with self._lock:
-            if self._clock() < self._locked_until:
-                return False
-        given = (given or "").strip()
-        ok = bool(given) and any(s and _matches(given, s) for s in (self.password, self.pin))
-        with self._lock:
-            if ok:
-                self._fails = 0
-            else:
-                self._fails += 1
-                if self._fails >= MAX_FAILS:
-                    self._fails = 0
-                    self._locked_until = self._clock() + LOCKOUT_S
-        return ok
+            return Attempt(True, False, 0.0)
+        return self._attempt(given, client, (self.password, self.pin))
 
-    def check_password(self, given: str | None) -> bool:
+    def check_password(self, given: str | None, client: str) -> Attempt:
         """Sign-in from another machine: the password only, not the PIN."""
         if not self.password:
-            return False
-        with self._lock:
-            if self._clock() < self._locked_until:
-                return False
-        ok = bool(given) and _matches((given or "").strip(), self.password)
-        with self._lock:
-            if not ok:
-                self._fails += 1
-                if self._fails >= MAX_FAILS:
-                    self._fails = 0
-                    self._locked_until = self._clock() + LOCKOUT_S
-        return ok
+            return Attempt(False, False, 0.0)
+        return self._attempt(given, client, (self.password,))
+
+    def _attempt(self, given: str | None, client: str, secrets: tuple[str | None, ...]) -> Attempt:
+        wait = self.throttle.admit(client)
+        if wait > 0:
+            return Attempt(False, False, wait)
+        given = (given or "").strip()
+        ok = bool(given) and any(s and _matches(given, s) for s in secrets)
+        if ok:
+            self.throttle.passed(client)
+            return Attempt(True, False, 0.0)
+        return Attempt(False, True, self.throttle.locked_for(client))

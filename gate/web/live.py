@@ -38,8 +38,9 @@ log = logging.getLogger(__name__)
 
 RECENT = 20
 SUBSCRIBER_BACKLOG = 500  # messages a slow page may fall behind before it is dropped (it reconnects)
+PER_CLIENT_STREAMS = 2  # a page and its reload
 # Alarms that sound on the page: what a dozing night guard must be woken for.
-TONE_ALARMS = frozenset({"fever", "door_forced", "door_held", "sensor_fault", "night_presence", "card_sweep"})
+TONE_ALARMS = frozenset({"fever", "door_forced", "door_held", "sensor_fault", "night_presence", "card_sweep", "fire"})
 
 
 def mask_phone(last4: str | None) -> str | None:
@@ -59,7 +60,9 @@ def sse(event: str, data: Any) -> Message:
 
 
 class Subscriber:
-    def __init__(self) -> None:
+    def __init__(self, client: str = "local", local: bool = True) -> None:
+        self.client = client  # who opened it (its address); streams are capped per client
+        self.local = local  # opened from this machine (the kiosk)
         self.queue: queue.Queue[Message | None] = queue.Queue(SUBSCRIBER_BACKLOG)
         self.opened = time.monotonic()
 
@@ -103,12 +106,17 @@ class LiveState:
         self._thread.start()
 
     def stop(self) -> None:
+        self.end_streams()
         if self._thread is not None and self._thread.is_alive():
             self._inbox.put(None)
             self._thread.join(5)
+        self.end_streams()
+
+    def end_streams(self) -> None:
+        """End every page's stream now (its page reconnects; at shutdown, nothing to wait for)."""
         with self._lock:
             for sub in self._subs:
-                sub.put(None)
+                _force(sub)
             self._subs.clear()
 
     def wait_handled(self, n: int, timeout: float = 10.0) -> bool:
@@ -304,14 +312,31 @@ class LiveState:
         with self._lock:
             return json.loads(json.dumps(self.snapshot_locked(), ensure_ascii=False))
 
-    def subscribe(self) -> tuple[Subscriber, Message]:
-        """A new page: its queue and the snapshot to start from, taken atomically."""
-        sub = Subscriber()
+    def subscribe(self, client: str = "local", *, local: bool = True) -> tuple[Subscriber, Message] | None:
+        """A new page from `client`: its queue and the snapshot to start from, taken
+        atomically; None when every stream is taken by other machines.
+
+        Another machine keeps at most PER_CLIENT_STREAMS (its own oldest gives way).
+        When all streams are taken, a page on this machine (the kiosk) takes the
+        oldest stream of another machine, else the oldest of this machine's (the kiosk
+        reloading); another machine's page is refused. So no stream from the LAN ever
+        ends the kiosk's."""
+        sub = Subscriber(client, local)
         with self._lock:
-            while len(self._subs) >= self.max_subscribers:
-                _force(self._subs.pop(0))  # the oldest page gives way (the kiosk reloading wins)
+            mine = [s for s in self._subs if s.client == client]
+            if not local and len(mine) >= PER_CLIENT_STREAMS:
+                self._drop(mine[0])
+            if len(self._subs) >= self.max_subscribers:
+                if not local:
+                    return None
+                remote = [s for s in self._subs if not s.local]
+                self._drop((remote or self._subs)[0])
             self._subs.append(sub)
             return sub, sse("snapshot", self.snapshot_locked())
+
+    def _drop(self, sub: Subscriber) -> None:
+        self._subs.remove(sub)
+        _force(sub)
 
     def unsubscribe(self, sub: Subscriber) -> None:
         with self._lock:

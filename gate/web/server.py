@@ -11,20 +11,21 @@ import json
 import logging
 import os
 import queue
-import secrets
 import threading
-import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, abort, jsonify, redirect, render_template, request, session, url_for
+from flask import Flask, Response, abort, jsonify, redirect, render_template, request, url_for
+from waitress import wasyncore
 
 from gate.events import AckAlarm, GuardAnswer, ManualOpen
 from gate.records import AckRecord
 from gate.web import i18n
 from gate.web.auth import UNLOCK_HOURS, AuthConfigError, Guardian, is_loopback, read_secret
+from gate.web.hosts import HostCheck
 from gate.web.live import LiveState
+from gate.web.protect import Protection, client, local, who
 from gate.web.status import Monitor
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,9 @@ class GuardPage:
                 "or listen on 127.0.0.1"
             )
         self.guardian = Guardian(password, pin)
+        self.hosts = HostCheck.build(self.host, self.conf.allowed_hosts)
+        if not self.guardian.required:
+            log.warning("guard page: no guard.pin_file or password_file: any program here can open the door through it")
         self.lang = self.conf.language
         self.live = LiveState(tz=app.tz, open_store=app.open_store, max_subscribers=max(1, threads - 3))
         app.add_sink(self.live.sink)
@@ -136,31 +140,28 @@ class GuardPage:
                 log.exception("guard page: the web server stopped")
 
     def stop(self) -> None:
+        """Ends every stream, closes every connection and the port; bounded (well under a second)."""
         self.stopping.set()
-        self.live.stop()  # ends every event stream
-        self.monitor.stop()
+        self.live.end_streams()  # the streams' worker threads return at once
+        self.monitor.stop(timeout=0)
         srv = self._server
         if srv is not None:
             logging.getLogger("waitress").setLevel(logging.CRITICAL)
+            # Closed on the server loop's own thread (asyncore is not thread-safe), woken at
+            # once by its trigger: the loop ends without waiting out its poll timeout.
             try:
-                srv.close()
-            except Exception:
+                srv.trigger.pull_trigger(lambda: wasyncore.close_all(srv._map))
+            except OSError:  # woken by something else first, the loop already ran it (and closed the trigger)
                 pass
-            for _ in range(50):  # close open connections so the loop ends (as webtest's StopableWSGIServer)
-                channels = list(srv._map.values())
-                if not channels:
-                    break
-                for ch in channels:
-                    try:
-                        ch.handle_close()
-                    except Exception:
-                        pass
-            try:
-                srv.task_dispatcher.shutdown(timeout=3)
-            except Exception:
-                pass
-        if self._thread is not None:
-            self._thread.join(5)
+            assert self._thread is not None
+            self._thread.join(1.0)
+            if self._thread.is_alive():
+                log.warning("guard page: the web server did not stop in 1 s; closing its sockets from here")
+                wasyncore.close_all(srv._map)
+            srv.task_dispatcher.shutdown(timeout=1.0)  # workers end with their streams
+        self.live.stop()
+        # A refresh under way only reads the store (its own connection): at exit it need not finish.
+        self.monitor.stop(timeout=0.5)
 
     # ------------------------------------------------------------ what the page starts from
 
@@ -223,7 +224,7 @@ class GuardPage:
 def create_flask(page: GuardPage) -> Flask:
     app = Flask("gate.web", template_folder=str(HERE / "templates"), static_folder=str(HERE / "static"))
     app.config.update(
-        SECRET_KEY=os.urandom(32),  # sessions end when the daemon restarts: the guard unlocks again
+        SECRET_KEY=os.urandom(32),
         SESSION_COOKIE_SAMESITE="Strict",
         SESSION_COOKIE_HTTPONLY=True,
         PERMANENT_SESSION_LIFETIME=timedelta(hours=UNLOCK_HOURS),
@@ -232,67 +233,7 @@ def create_flask(page: GuardPage) -> Flask:
         JSON_AS_ASCII=False,
     )
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
-    guardian = page.guardian
-
-    def remote_is_local() -> bool:
-        return is_loopback(request.remote_addr or "")
-
-    def who() -> str:
-        return "guard" if remote_is_local() else f"guard@{request.remote_addr}"
-
-    def csrf_token() -> str:
-        tok = session.get("csrf")
-        if not tok:
-            tok = session["csrf"] = secrets.token_urlsafe(32)
-            session.permanent = True
-        return tok
-
-    @app.before_request
-    def gatekeeper() -> Any:
-        if request.endpoint in ("static", "login", "healthz"):
-            return None
-        if guardian.password and not remote_is_local() and not session.get("signed_in"):
-            if request.path.startswith("/api/") or request.path == "/events":
-                return jsonify(error="sign_in", message="sign in first"), 401
-            return redirect(url_for("login"))
-        if request.method == "POST":
-            sent = request.headers.get("X-CSRF-Token") or request.form.get("csrf") or ""
-            want = session.get("csrf") or ""
-            if not want or not secrets.compare_digest(sent, want):
-                return jsonify(error="csrf", message="the page is out of date: reload it"), 403
-            origin = request.headers.get("Origin")
-            if origin and origin != request.host_url.rstrip("/"):
-                return jsonify(error="origin", message="cross-site request refused"), 403
-        return None
-
-    @app.after_request
-    def headers(resp: Response) -> Response:
-        resp.headers["Content-Security-Policy"] = (
-            "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; "
-            "connect-src 'self'; font-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
-        )
-        resp.headers["X-Content-Type-Options"] = "nosniff"
-        resp.headers["Referrer-Policy"] = "no-referrer"
-        if request.path.startswith("/api/") or request.path == "/":
-            resp.headers["Cache-Control"] = "no-store"
-        return resp
-
-    def unlocked() -> bool:
-        return not guardian.required or session.get("unlock_until", 0) > time.time()
-
-    def authorize(body: dict[str, Any]) -> Response | None:
-        """None if the action may go ahead; otherwise the refusal to send."""
-        if unlocked():
-            return None
-        secret = body.get("secret")
-        if secret and guardian.check(str(secret)):
-            session["unlock_until"] = time.time() + UNLOCK_HOURS * 3600
-            session.permanent = True
-            return None
-        wait = guardian.locked_for()
-        resp = jsonify(error="locked", wrong=bool(secret), locked_for=round(wait), message="password or PIN needed")
-        resp.status_code = 401
-        return resp
+    guard = Protection(app, page.guardian, page.hosts)
 
     def body() -> dict[str, Any]:
         data = request.get_json(silent=True)
@@ -309,25 +250,18 @@ def create_flask(page: GuardPage) -> Flask:
     @app.get("/")
     def index() -> str:
         return render_template(
-            "index.html", lang=page.lang, boot=json.dumps(page.boot(), ensure_ascii=False).replace("</", "<\\/"), csrf=csrf_token(),
+            "index.html", lang=page.lang, boot=json.dumps(page.boot(), ensure_ascii=False).replace("</", "<\\/"), csrf=guard.csrf_token(),
             title=i18n.UI["title"][0 if page.lang == "zh" else 1],
         )
 
     @app.route("/login", methods=["GET", "POST"])
     def login() -> Any:
-        error = ""
+        error, wait = "", 0
         if request.method == "POST":
-            if not secrets.compare_digest(request.form.get("csrf", ""), session.get("csrf", "")):
-                error = "csrf"
-            elif guardian.check_password(request.form.get("password")):
-                session["signed_in"] = True
-                session["unlock_until"] = time.time() + UNLOCK_HOURS * 3600
-                session.permanent = True
+            error, wait = guard.sign_in(request.form)
+            if not error:
                 return redirect(url_for("index"))
-            else:
-                error = "wrong"
-        return render_template("login.html", lang=page.lang, csrf=csrf_token(), error=error,
-                               locked_for=round(guardian.locked_for()))
+        return render_template("login.html", lang=page.lang, csrf=guard.csrf_token(), error=error, locked_for=wait)
 
     @app.get("/healthz")
     def healthz() -> Any:
@@ -335,7 +269,10 @@ def create_flask(page: GuardPage) -> Flask:
 
     @app.get("/events")
     def events() -> Response:
-        sub, first = page.live.subscribe()
+        got = page.live.subscribe(client(), local=local())
+        if got is None:  # every stream is taken by other machines' pages: try again later
+            return Response("busy\n", 503, mimetype="text/plain", headers={"Retry-After": "10"})
+        sub, first = got
 
         def stream() -> Any:
             try:
@@ -371,20 +308,20 @@ def create_flask(page: GuardPage) -> Flask:
 
     @app.post("/api/unlock")
     def unlock() -> Any:
-        refused = authorize(body())
+        refused = guard.authorize(body())
         if refused is not None:
             return refused
         return jsonify(ok=True, unlocked=True)
 
     @app.post("/api/lock")
     def lock() -> Any:
-        session.pop("unlock_until", None)
+        guard.lock()
         return jsonify(ok=True)
 
     @app.post("/api/challenge")
     def answer() -> Any:
         data = body()
-        refused = authorize(data)
+        refused = guard.authorize(data)
         if refused is not None:
             return refused
         answer = data.get("answer")
@@ -402,7 +339,7 @@ def create_flask(page: GuardPage) -> Flask:
     @app.post("/api/ack")
     def ack() -> Any:
         data = body()
-        refused = authorize(data)
+        refused = guard.authorize(data)
         if refused is not None:
             return refused
         alarm = page.live.alarm(str(data.get("alarm_id", "")))
@@ -420,7 +357,7 @@ def create_flask(page: GuardPage) -> Flask:
     @app.post("/api/open")
     def manual_open() -> Any:
         data = body()
-        refused = authorize(data)
+        refused = guard.authorize(data)
         if refused is not None:
             return refused
         reason = data.get("reason")
@@ -437,7 +374,7 @@ def create_flask(page: GuardPage) -> Flask:
         from gate.visitors import RegistrationError
 
         data = body()
-        refused = authorize(data)
+        refused = guard.authorize(data)
         if refused is not None:
             return refused
         try:

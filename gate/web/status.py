@@ -82,11 +82,12 @@ class Monitor:
         self._thread = threading.Thread(target=self._run, name="guard-monitor", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop refreshing; wait up to `timeout` for a refresh under way (0: do not wait)."""
         self._stop.set()
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(5)
+        if timeout > 0 and self._thread is not None:
+            self._thread.join(timeout)
 
     def _run(self) -> None:
         self.store = self.app.open_store()

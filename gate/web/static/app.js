@@ -114,6 +114,7 @@ function renderRecent() {
 // ------------------------------------------------------------ needs you
 
 let busy = {}; // id -> true while an answer is on its way
+let parked = null; // id of the waiting item the guard put aside by opening another tab
 
 function renderNeeds() {
   const box = document.getElementById("needs"), card = document.getElementById("needs-card");
@@ -121,12 +122,22 @@ function renderNeeds() {
   const items = state.alarms.filter(a => a.tone).map(a => ({ kind: "alarm", v: a }))
     .concat(state.challenges.map(c => ({ kind: "challenge", v: c })))
     .concat(state.alarms.filter(a => !a.tone).map(a => ({ kind: "alarm", v: a })));
+  const bar = document.getElementById("needs-bar");
   if (!items.length) {
-    box.hidden = true; card.innerHTML = ""; card.dataset.id = ""; document.body.classList.remove("needs-on"); updateTone(); return;
+    box.hidden = true; bar.hidden = true; parked = null;
+    card.innerHTML = ""; card.dataset.id = ""; document.body.classList.remove("needs-on"); updateTone(); return;
   }
-  box.hidden = false;
-  document.body.classList.add("needs-on"); // the card takes the tab bar's room too: nothing else matters now
   const first = items[0];
+  document.body.classList.add("needs-on");
+  if (parked !== null && parked !== first.v.id) parked = null; // something new: it comes to the front again
+  if (parked !== null) {
+    // The guard went to another tab (to open the door, say): a bar says what waits, the tone goes on.
+    box.hidden = true; bar.hidden = false;
+    bar.className = first.kind;
+    bar.innerHTML = "⚠ " + both(first.kind === "alarm" ? pair(W.alarms, first.v.kind) : t2("check_person")) + (items.length > 1 ? ` (${items.length})` : "");
+    updateTone(); return;
+  }
+  box.hidden = false; bar.hidden = true;
   if (card.dataset.id !== first.v.id + first.kind + (busy[first.v.id] ? "b" : "")) {
     card.dataset.id = first.v.id + first.kind + (busy[first.v.id] ? "b" : "");
     card.innerHTML = first.kind === "alarm" ? alarmHTML(first.v) : challengeHTML(first.v);
@@ -150,8 +161,8 @@ function challengeHTML(c) {
       <span class="k">${esc(t("name"))}</span><span class="v name">${esc(c.holder || c.pass_id || "—")}</span>
       <span class="k">${esc(t("unit"))}</span><span class="v">${esc(c.unit || "—")}</span>
       <span class="k">${esc(t("phone"))}</span><span class="v" id="challenge-phone">${phone}</span>
+      <div class="card-ask">${both(t2("ask_phone"))}</div>
     </div>
-    <div class="card-ask">${both(t2("ask_phone"))}</div>
     <div class="card-buttons">
       <button class="big confirm" id="btn-confirm" data-challenge="${esc(c.challenge_id)}" ${dis}>✔ ${both(t2("confirm"))}</button>
       <button class="big reject" id="btn-reject" data-challenge="${esc(c.challenge_id)}" ${dis}>✖ ${both(t2("reject"))}</button>
@@ -304,11 +315,16 @@ function showError(msg, field) {
 let currentView = "live";
 function show(view) {
   currentView = view;
+  // The tabs stay within reach while something needs the guard: another tab parks it behind a bar.
+  const waiting = document.getElementById("needs-card").dataset.item;
+  parked = view === "live" ? null : (parked || (document.body.classList.contains("needs-on") ? waiting || null : null));
+  renderNeeds();
   document.querySelectorAll(".view").forEach(v => { v.hidden = v.id !== "view-" + view; });
   document.querySelectorAll(".tab").forEach(b => b.classList.toggle("active", b.dataset.view === view));
   if (view === "today") renderToday();
   if (view === "health") renderHealthDetail();
 }
+document.getElementById("needs-bar").addEventListener("click", () => show("live"));
 document.getElementById("tabs").addEventListener("click", ev => { const b = ev.target.closest("button"); if (b) show(b.dataset.view); });
 
 // ------------------------------------------------------------ on-screen keypad for digits
@@ -452,7 +468,7 @@ document.getElementById("search-form").addEventListener("submit", async ev => {
     const what = x.type === "registration" ? `<td>${esc(t("registered"))}</td>`
       : `<td class="${esc(x.decision)}">${esc(pair(W.decisions, x.decision)[L])}</td>`;
     return `<tr><td>${esc(x.date)} ${esc(x.time)}</td><td>${esc(x.lane || "")}</td>
-      <td><span class="cat-chip" style="--cat:${esc(c.colour)};font-size:18px">${esc(c.p[L])}</span></td>
+      <td><span class="cat-chip" style="--cat:${esc(c.colour)};font-size:1.125rem">${esc(c.p[L])}</span></td>
       <td>${esc(x.holder || x.pass_id || "")}</td><td>${esc(x.unit || "")}</td><td>${esc(x.card || "")}</td>
       ${what}<td>${esc(x.reason ? pair(W.reasons, x.reason)[L] : "")}</td>
       <td>${x.temperature_c == null ? "" : esc(Number(x.temperature_c).toFixed(1)) + "°"}</td></tr>`;
@@ -547,6 +563,8 @@ function connect() {
     state.connected = false;
     const c = document.getElementById("conn");
     c.textContent = t("offline"); c.hidden = false;
+    // A refused stream (every stream taken: 503) is not retried by the browser itself.
+    if (es.readyState === EventSource.CLOSED) setTimeout(connect, 5000);
   };
 }
 
