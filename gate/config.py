@@ -449,6 +449,9 @@ class GuardSection(Strict):
     visitor_valid_until: str = "23:59"  # visitor passes end today at this local time
     lcd: LcdConfig | None = None  # an optional second display: last decision and any alarm
     manual_open_reasons: list[str] = ["快递/外卖 delivery", "救护/消防 emergency", "访客 visitor", "设备故障 device fault", "其他 other"]
+    # Why the guard changes a lane's door mode (normal, held open, locked) from the page.
+    mode_reasons: list[str] = ["早高峰 morning rush", "疏散 evacuation", "封控 lockdown", "可疑人员 suspicious person",
+                               "恢复正常 back to normal", "其他 other"]
 
     @field_validator("visitor_valid_until")
     @classmethod

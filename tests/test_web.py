@@ -302,6 +302,22 @@ def test_manual_open_needs_a_reason_and_is_logged_as_an_override(browser: Any, t
         wait_text(page, "#tile", "已开门")
 
 
+def test_the_guard_locks_a_lane_with_a_reason_and_it_is_an_event(browser: Any, tmp_path: Path) -> None:
+    with guard_env(tmp_path) as env, open_page(browser, env) as page:
+        page.click("button[data-view=open]")
+        page.click("#mode-choices button[data-mode=locked]")
+        page.click("#mode-reasons button[data-reason='封控 lockdown']")
+        page.wait_for_selector("#open-done:not([hidden])", timeout=3000)
+        env.settle()
+        assert env.app.lanes["in"].door_mode == "locked"
+        modes = env.events("mode")
+        assert [(m["lane"], m["mode"], m["who"], m["why"]) for m in modes] == [("in", "locked", "guard", "封控 lockdown")]
+        # Locked: a good pass becomes a check for the guard, who opens.
+        env.step(lane="in", qr="r1")
+        env.step(lane="in", temperature=36.4, dt=0.5)
+        assert (env.decisions()[-1]["decision"], env.decisions()[-1]["reason"]) == ("challenge", "door_locked")
+
+
 # ---------------------------------------------------------------- visitors
 
 

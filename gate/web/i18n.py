@@ -91,6 +91,12 @@ CREDENTIALS: dict[str, tuple[str, str]] = {
 UI: dict[str, tuple[str, str]] = {
     "title": ("门岗值守", "Gate guard"),
     "tab_live": ("现场", "Live"),
+    "mode_title": ("门的模式（此通道）", "Door mode (this lane)"),
+    "mode_normal": ("正常：刷码开门", "Normal: a pass opens it"),
+    "mode_open": ("常开", "Held open"),
+    "mode_locked": ("锁定：保安放行", "Locked: the guard opens"),
+    "mode_reason": ("请选择原因", "Choose the reason"),
+    "mode_done": ("已切换", "Changed"),
     "tab_visitor": ("访客登记", "Visitor"),
     "tab_open": ("开门", "Open door"),
     "tab_today": ("今日", "Today"),

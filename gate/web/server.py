@@ -179,6 +179,7 @@ class GuardPage:
             "words": i18n.bundle(),
             "lanes": [{"name": l.name, "direction": l.direction, "relay": l.relay is not None} for l in conf.lanes],
             "open_reasons": list(self.conf.manual_open_reasons),
+            "mode_reasons": list(self.conf.mode_reasons),
             "auth_required": self.guardian.required,
             "visitor_ready": self.visitors.ready,
             "visitor_note": "" if self.visitors.ready else self.visitors.no_key_reason,
@@ -396,4 +397,7 @@ def create_flask(page: GuardPage) -> Flask:
             qr=vp.qr_data_uri(), event_id=vp.record.id,
         )
 
+    from gate.web import modes
+
+    modes.register(app, page, guard)  # /api/mode: the door modes (gate/web/modes.py)
     return app

@@ -410,7 +410,7 @@ function renderOpen() {
 }
 document.getElementById("open-lanes").addEventListener("click", ev => {
   const b = ev.target.closest("button"); if (!b) return;
-  openLane = b.dataset.lane; renderOpen();
+  openLane = b.dataset.lane; chosenMode = null; renderOpen(); renderModes();
 });
 document.getElementById("open-reasons").addEventListener("click", async ev => {
   const b = ev.target.closest("button"); if (!b || !openLane) return;
@@ -421,6 +421,40 @@ document.getElementById("open-reasons").addEventListener("click", async ev => {
     const done = document.getElementById("open-done");
     done.className = "notice ok"; done.innerHTML = both(t2("open_done")) + ` ${esc(laneName(openLane))} · ${esc(b.dataset.reason)}`;
     done.hidden = false;
+    clearTimeout(errorTimer); errorTimer = setTimeout(() => { done.hidden = true; }, 6000);
+  }
+});
+
+// ------------------------------------------------------------ door mode (normal, held open, locked)
+
+let chosenMode = null;
+function laneMode(name) {
+  const l = state.health && (state.health.lanes || []).find(x => x.name === name);
+  return (l && l.door && l.door.mode) || "normal";
+}
+function renderModes() {
+  const now = openLane ? laneMode(openLane) : "normal";
+  document.getElementById("mode-choices").innerHTML = ["normal", "open", "locked"].map(m =>
+    `<button data-mode="${m}" class="${m === (chosenMode || now) ? "chosen" : ""}">${both(t2("mode_" + m))}</button>`).join("");
+  const reasons = document.getElementById("mode-reasons");
+  reasons.hidden = !chosenMode;
+  reasons.innerHTML = `<p>${both(t2("mode_reason"))}</p>` + BOOT.mode_reasons.map(r =>
+    `<button data-reason="${esc(r)}">${esc(r)}</button>`).join("");
+}
+document.getElementById("mode-choices").addEventListener("click", ev => {
+  const b = ev.target.closest("button"); if (!b || !openLane) return;
+  chosenMode = b.dataset.mode; renderModes();
+});
+document.getElementById("mode-reasons").addEventListener("click", async ev => {
+  const b = ev.target.closest("button[data-reason]"); if (!b || !openLane || !chosenMode) return;
+  b.disabled = true;
+  const res = await act("/api/mode", { lane: openLane, mode: chosenMode, reason: b.dataset.reason });
+  b.disabled = false;
+  if (res) {
+    const done = document.getElementById("open-done");
+    done.className = "notice ok"; done.innerHTML = both(t2("mode_done")) + ` ${esc(laneName(openLane))} · ${both(t2("mode_" + chosenMode))} · ${esc(b.dataset.reason)}`;
+    done.hidden = false;
+    chosenMode = null; renderModes();
     clearTimeout(errorTimer); errorTimer = setTimeout(() => { done.hidden = true; }, 6000);
   }
 });
@@ -556,7 +590,7 @@ function connect() {
     renderNeeds();
   });
   on("door", d => { state.doors[d.lane] = d; });
-  on("health", h => { state.health = h; renderHealthPill(); });
+  on("health", h => { state.health = h; renderHealthPill(); if (!chosenMode) renderModes(); });
   on("today", d => { state.today = d; if (currentView === "today") renderToday(); });
   es.onopen = () => { state.connected = true; document.getElementById("conn").hidden = true; };
   es.onerror = () => {
@@ -580,6 +614,7 @@ function tick() {
 applyStaticWords();
 renderVisitorReady();
 renderOpen();
+renderModes();
 renderTile();
 refreshLock(false);
 tick(); setInterval(tick, 1000);
