@@ -70,6 +70,7 @@ ALARM_ADVICE: dict[str, tuple[str, str]] = {
     "card_sweep": ("短时间内多张未登记门卡或伪造码，请查看门口；确认后恢复正常速度",
                    "Many unknown cards or forged codes in a minute: go and look; acknowledge to restore normal speed"),
     "disk_full": ("存储空间已满，事件暂存内存，请报修", "The storage is full; events are held in memory. Report it"),
+    "fire": ("火警：所有门已打开，请协助疏散；火警解除后门恢复原来的模式", "Fire alarm: every door is open; help people out. The doors go back when it clears"),
 }
 
 DEVICES: dict[str, tuple[str, str]] = {
