@@ -455,6 +455,16 @@ def _register_clock() -> None:
 
 _register_clock()
 
+
+def _register_guards() -> None:
+    """gate guards add|remove|list (gate/cli_guards.py)."""
+    from gate.cli_guards import register
+
+    register(main, fail=_fail, load_config=_load_config)
+
+
+_register_guards()
+
 # ---------------------------------------------------------------- devices: doctor, thermometer calibration
 
 

@@ -442,6 +442,9 @@ class GuardSection(Strict):
     # Needed to bind beyond localhost; actions take the password or the PIN.
     password_file: Path | None = None
     pin_file: Path | None = None
+    # Named guards, each with a PIN of their own (`gate guards add NAME`): who is on duty,
+    # and whose name goes with each override, acknowledgement and registration.
+    guards_file: Path | None = None
     # Host names the page answers to besides localhost, the listen address and this
     # machine's name (a name it is reached by on the LAN; others are refused: DNS rebinding).
     allowed_hosts: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9.:\[\]_-]{1,253}$")]] = []
@@ -667,6 +670,7 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     if isinstance(data.get("guard"), dict):
         fix(data["guard"], "password_file")
         fix(data["guard"], "pin_file")
+        fix(data["guard"], "guards_file")
     for lane in data.get("lanes", []) if isinstance(data.get("lanes"), list) else []:
         if isinstance(lane, dict) and isinstance(lane.get("camera"), dict) and lane["camera"].get("driver") == "file":
             fix(lane["camera"], "path")

@@ -86,6 +86,7 @@ class Attempt:
     ok: bool  # the secret matched
     wrong: bool  # it was checked and did not match
     locked_for: float  # seconds this client must wait before the next guess is checked
+    name: str | None = None  # the named guard whose own PIN it was (guard.guards_file)
 
 
 @dataclass
@@ -142,14 +143,16 @@ class Throttle:
 
 
 class Guardian:
-    def __init__(self, password: str | None, pin: str | None, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, password: str | None, pin: str | None, *, clock: Callable[[], float] = time.monotonic,
+                 guards: dict[str, str] | None = None) -> None:
         self.password = password
         self.pin = pin
+        self.guards = dict(guards or {})  # name -> PIN hash (gate/guards.py)
         self.throttle = Throttle(clock=clock)
 
     @property
     def required(self) -> bool:
-        return bool(self.password or self.pin)
+        return bool(self.password or self.pin or self.guards)
 
     def locked_for(self, client: str) -> float:
         return self.throttle.locked_for(client)
@@ -172,7 +175,13 @@ class Guardian:
             return Attempt(False, False, wait)
         given = (given or "").strip()
         ok = bool(given) and any(s and _matches(given, s) for s in secrets)
+        name = None
+        if not ok and given and self.guards and secrets != (self.password,):
+            from gate.guards import who_has
+
+            name = who_has(self.guards, given)
+            ok = name is not None
         if ok:
             self.throttle.passed(client)
-            return Attempt(True, False, 0.0)
+            return Attempt(True, False, 0.0, name)
         return Attempt(False, True, self.throttle.locked_for(client))

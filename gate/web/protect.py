@@ -38,6 +38,10 @@ def local() -> bool:
 
 
 def who() -> str:
+    """The guard on duty in this browser when they unlocked it with their own PIN."""
+    name = session.get("guard")
+    if name:
+        return str(name) if local() else f"{name}@{request.remote_addr}"
     return "guard" if local() else f"guard@{request.remote_addr}"
 
 
@@ -65,7 +69,9 @@ class Protection:
         assert isinstance(session, ServerSession)
         session.renew_id()
 
-    def _unlock(self) -> None:
+    def _unlock(self, name: str | None = None) -> None:
+        if name:
+            session["guard"] = name
         session["unlock_until"] = time.time() + UNLOCK_HOURS * 3600
         session.permanent = True
         self.renew()  # the unlocked session gets an id nobody has seen before
@@ -119,7 +125,7 @@ class Protection:
         secret = body.get("secret")
         attempt = self.guardian.check(str(secret), client()) if secret else None
         if attempt is not None and attempt.ok:
-            self._unlock()
+            self._unlock(attempt.name)
             return None
         wait = attempt.locked_for if attempt is not None else self.guardian.locked_for(client())
         resp = jsonify(error="locked", wrong=bool(attempt and attempt.wrong), locked_for=math.ceil(wait),

@@ -76,7 +76,10 @@ class GuardPage:
                 "that needs a guard password: set guard.password_file (a file holding the password, mode 0600), "
                 "or listen on 127.0.0.1"
             )
-        self.guardian = Guardian(password, pin)
+        from gate.guards import load as load_guards
+
+        self.guardian = Guardian(password, pin, guards=load_guards(self.conf.guards_file))
+        self.on_duty: str | None = None  # the named guard whose shift it is (gate/web/shifts.py)
         self.hosts = HostCheck.build(self.host, self.conf.allowed_hosts)
         if not self.guardian.required:
             log.warning("guard page: no guard.pin_file or password_file: any program here can open the door through it")
@@ -180,6 +183,8 @@ class GuardPage:
             "lanes": [{"name": l.name, "direction": l.direction, "relay": l.relay is not None} for l in conf.lanes],
             "open_reasons": list(self.conf.manual_open_reasons),
             "mode_reasons": list(self.conf.mode_reasons),
+            "named_guards": bool(self.guardian.guards),
+            "on_duty": self.on_duty,
             "auth_required": self.guardian.required,
             "visitor_ready": self.visitors.ready,
             "visitor_note": "" if self.visitors.ready else self.visitors.no_key_reason,
@@ -397,7 +402,8 @@ def create_flask(page: GuardPage) -> Flask:
             qr=vp.qr_data_uri(), event_id=vp.record.id,
         )
 
-    from gate.web import modes
+    from gate.web import modes, shifts
 
     modes.register(app, page, guard)  # /api/mode: the door modes (gate/web/modes.py)
+    shifts.register(app, page, guard)  # /api/shift: a named guard takes over (gate/web/shifts.py)
     return app

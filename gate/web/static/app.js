@@ -459,6 +459,28 @@ document.getElementById("mode-reasons").addEventListener("click", async ev => {
   }
 });
 
+// ------------------------------------------------------------ shifts: a named guard takes over
+
+function showDuty(name) {
+  const d = document.getElementById("duty");
+  d.hidden = !name; if (name) d.innerHTML = `${esc(t("on_duty"))} ${esc(name)}`;
+}
+document.getElementById("shift-btn").hidden = !BOOT.named_guards;
+showDuty(BOOT.on_duty);
+document.getElementById("shift-btn").addEventListener("click", async () => {
+  const res = await act("/api/shift", {});
+  if (!res) return;
+  showDuty(res.guard);
+  const none = `<li>${both(t2("handover_none"))}</li>`;
+  document.getElementById("handover-title").innerHTML = both(t2("handover_title")) + (res.previous ? ` · ${esc(res.previous)} → ${esc(res.guard)}` : ` · ${esc(res.guard)}`);
+  document.getElementById("handover-alarms").innerHTML = res.alarms.map(a =>
+    `<li>${esc(a.time)} ${esc(laneName(a.lane))} ${both(pair(W.alarms, a.kind))} ${esc(a.detail || "")}</li>`).join("") || none;
+  document.getElementById("handover-visitors").innerHTML = res.visitors.map(v =>
+    `<li>${esc(v.holder || "")} · ${esc(v.unit || "")} · ${esc(v.since || "")}–${esc(v.until || "")}</li>`).join("") || none;
+  document.getElementById("handover").hidden = false;
+});
+document.getElementById("handover-ok").addEventListener("click", () => { document.getElementById("handover").hidden = true; });
+
 // ------------------------------------------------------------ today
 
 function renderToday() {

@@ -1,0 +1,75 @@
+"""Named guards: each with a PIN of their own, kept hashed in one file
+(`guard.guards_file`, JSON {name: hash}, mode 0600). The page then knows who is on
+duty: overrides, acknowledgements, visitor registrations and door modes record that
+name, and a shift starts with a handover (gate/web/shifts.py)."""
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+from werkzeug.security import check_password_hash, generate_password_hash
+
+NAME = re.compile(r"^[\w .·-]{1,32}$")  # a name as it is said at the gate: 王师傅, Li Wei
+PIN = re.compile(r"^\d{4,12}$")
+
+
+class GuardsError(ValueError):
+    """A guards file or an entry that cannot be used; the message is for the operator."""
+
+
+def load(path: Path | None) -> dict[str, str]:
+    """name -> PIN hash; an absent file is no guards yet."""
+    if path is None or not Path(path).exists():
+        return {}
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise GuardsError(f"{path}: not a readable guards file ({exc})") from None
+    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
+        raise GuardsError(f"{path}: expected an object of guard name -> PIN hash")
+    return data
+
+
+def save(path: Path, guards: dict[str, str]) -> None:
+    """Written whole, mode 0600, replaced atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(guards, f, ensure_ascii=False, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def add(path: Path, name: str, pin: str) -> None:
+    name = name.strip()
+    if not NAME.match(name):
+        raise GuardsError(f"guard name {name!r}: 1-32 letters, digits, spaces, . · or -")
+    if not PIN.match(pin):
+        raise GuardsError("a PIN is 4 to 12 digits")
+    guards = load(path)
+    for other, h in guards.items():
+        if other != name and check_password_hash(h, pin):
+            raise GuardsError(f"that PIN is {other}'s already: each guard needs a PIN of their own")
+    # pbkdf2 at 60,000 rounds: each unlock tries every guard's hash in turn, and a PIN of a
+    # few digits gains little from a slower hash (the throttle is what guards it).
+    guards[name] = generate_password_hash(pin, method="pbkdf2:sha256:60000")
+    save(path, guards)
+
+
+def remove(path: Path, name: str) -> None:
+    guards = load(path)
+    if name not in guards:
+        raise GuardsError(f"no guard named {name!r} in {path}")
+    del guards[name]
+    save(path, guards)
+
+
+def who_has(guards: dict[str, str], pin: str) -> str | None:
+    """The guard whose PIN this is, if any."""
+    for name, h in guards.items():
+        if check_password_hash(h, pin):
+            return name
+    return None
