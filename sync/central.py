@@ -58,6 +58,8 @@ from gate.config import CATEGORIES, ConfigError, PolicyConfig, format_errors, lo
 from gate.passes import load_private
 from sync import codec
 from sync.codec import PayloadError
+from sync.hardening import share_group
+from sync.receipts import ReceiptBook
 from sync.topics import DEFAULT_PREFIX, CentralTopics
 
 log = logging.getLogger("sync.central")
@@ -79,7 +81,7 @@ class CentralConfig(BaseModel):
     broker: str = Field("mqtt://127.0.0.1:1883", pattern=r"^mqtts?://[^:/\s]+(:\d{1,5})?/?$")
     instance: str = Field("1", pattern=r"^[A-Za-z0-9_-]{1,32}$")  # unique and stable per running instance
     client_id: str | None = None  # default: central-{site}-{instance}
-    group: str = Field("central", pattern=_NAME)  # the shared-subscription group
+    group: str | None = Field(None, pattern=_NAME)  # shared-subscription group; default: a secret from signing_key (sync/hardening.py)
     username: str | None = None
     password_file: Path | None = None
     ca_file: Path | None = None
@@ -831,6 +833,8 @@ class Central:
         self.topics = config.topics
         self.signer = Signer(config.signing_key, self.topics, config.name)
         self.client_id = client_id or config.mqtt_client_id
+        self.group = config.group or share_group(self.signer.key, config.site)
+        self.receipts = ReceiptBook(self.signer.key, lambda g: self.topics.gate(g).receipt)  # the writer's
         self.counters: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._inbound: queue.Queue[_Inbound] = queue.Queue()
@@ -914,7 +918,7 @@ class Central:
     # ------------------------------------------------------------ inbound
     def _on_connect(self, session_present: bool) -> None:
         self._subscribed.clear()
-        t, g = self.topics, self.config.group
+        t, g = self.topics, self.group
         subs = [
             (t.shared_events(g), 1),
             (f"$share/{g}/{t.all_reports}", 1),
@@ -950,11 +954,13 @@ class Central:
 
     def _writer(self) -> None:
         store = CentralStore(self.db_url)
+        ReceiptBook.create_schema(store.db)
         try:
             while not self._stop.is_set():
                 try:
                     first = self._inbound.get(timeout=0.2)
                 except queue.Empty:
+                    self._send_receipts(self.receipts.tick(store.db))  # holes still open: ask again
                     continue
                 batch = [first]
                 while len(batch) < 2000:
@@ -971,6 +977,7 @@ class Central:
         while True:
             counts: Counter[str] = Counter()
             snaps: list[tuple[str, dict[str, Any]]] = []
+            self.receipts.begin()
             try:
                 with store.db.tx():
                     for m in batch:
@@ -996,6 +1003,14 @@ class Central:
             self._snap_q.put(s)
         for m in batch:  # committed: now the broker may forget them
             self.peer.ack(m.mid, m.qos, m.generation)
+        self._send_receipts(self.receipts.flush(store.db))
+
+    def _send_receipts(self, items: list[tuple[str, dict[str, Any]]]) -> None:
+        # Retained: a gate that (re)connects learns at once what central holds.
+        for topic, payload in items:
+            self.peer.publish(topic, payload, retain=True)
+        if items:
+            self._count("receipts", len(items))
 
     def _handle(self, store: CentralStore, m: _Inbound, counts: Counter[str], snaps: list[tuple[str, dict[str, Any]]]) -> None:
         kind = self._kind(m.topic)
@@ -1020,6 +1035,7 @@ class Central:
                 counts["events"] += 1
             else:
                 counts["duplicates"] += 1
+            self.receipts.saw(gate, int(obj["seq"]))
         elif kind == "status":
             store.upsert_status(obj, m.received)
             counts["status"] += 1

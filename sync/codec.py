@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from gate.passes import KeyRing, key_id
 from gate.records import PassRecord
 
-KINDS = ("event", "status", "report", "passes", "snapshot_request", "snapshot_chunk", "policy", "cmd")
-SIGNED = ("passes", "snapshot_chunk", "policy", "cmd")
+KINDS = ("event", "status", "report", "passes", "snapshot_request", "snapshot_chunk", "policy", "cmd", "receipt")
+SIGNED = ("passes", "snapshot_chunk", "policy", "cmd", "receipt")
 MAX_PAYLOAD = 8 * 1024 * 1024  # a snapshot chunk of 20k passes compresses to well under this
 
 

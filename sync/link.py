@@ -227,7 +227,8 @@ class Link:
     def _cb_publish(self, client: mqtt.Client, userdata: object, mid: int, rc: object, props: object) -> None:
         # MQTT v5: a PUBACK may carry a failure (135 Not authorized for an ACL-denied
         # publish, which v3.1.1 would have acked as success); 16 "no matching
-        # subscribers" is not a failure.
+        # subscribers" is not a failure code, yet nobody got the message: the outbox
+        # (sync/outbox.py) never counts it as delivered.
         failed = bool(getattr(rc, "is_failure", False))
         try:
             self._on_ack(mid, not failed, str(rc))

@@ -14,7 +14,7 @@ from gate.passes import KeyRing
 from gate.store import Store
 from sync.downstream import Downstream, Hooks
 from sync.link import Link, LinkConfig
-from sync.outbox import Limits, Publisher
+from sync.outbox import Limits, Publisher, ReceiptSettings
 from sync.status import Heartbeat, offline_payload
 from sync.topics import Topics
 
@@ -88,6 +88,10 @@ class SyncService:
                 h.on_state(up)
 
         def on_message(topic: str, payload: bytes) -> None:
+            if topic == topics.receipt:
+                for p in publisher_ref:
+                    p.on_receipt(payload)
+                return
             for d in downstream_ref:
                 d.on_message(topic, payload)
 
@@ -97,7 +101,7 @@ class SyncService:
 
         link = Link(
             lcfg,
-            subscriptions=[] if upstream_only else Downstream.subscriptions(topics),
+            subscriptions=([] if upstream_only else Downstream.subscriptions(topics)) + [(topics.receipt, 1)],
             on_state=on_state,
             on_message=on_message,
             on_ack=on_ack,
@@ -109,6 +113,9 @@ class SyncService:
             window=sync.window,
             limits=Limits(sync.outbox_max_rows, sync.outbox_max_age_h * 3600),
             on_backlog=on_backlog,
+            receipts=ReceiptSettings(
+                keyring if sync.receipts else None, config.gate.id, sync.receipt_timeout_s, sync.receipt_window
+            ),
         )
         publisher_ref.append(publisher)
         downstream = heartbeat = None
