@@ -59,6 +59,7 @@ from gate.passes import load_private
 from sync import codec
 from sync.codec import PayloadError
 from sync.hardening import share_group
+from sync.link import no_delay
 from sync.receipts import ReceiptBook
 from sync.topics import DEFAULT_PREFIX, CentralTopics
 
@@ -751,6 +752,7 @@ class MqttPeer:
             log.warning("broker %s:%s refused the connection: %s", self.host, self.port, reason_code)
             return
         self.generation += 1
+        no_delay(client)  # acks and receipts go out between deliveries (sync/link.py)
         self.connected.set()
         log.info("connected to %s:%s (session present: %s)", self.host, self.port, flags.session_present)
         if self._user_on_connect:

@@ -186,7 +186,7 @@ class ReceiptBook:
         gap = self._gaps.get(gate)
         body: dict[str, Any] = {
             "type": "receipt", "gate": gate, "upto": hw, "upto_id": hw_id,
-            "ranges": [list(r) for r in compress(s for s in seqs if s > hw)[:MAX_RANGES]],
+            "ranges": [list(r) for r in compress(seqs)[:MAX_RANGES]],
             "ts": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
         }
         if gap is not None:
