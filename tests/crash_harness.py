@@ -29,15 +29,18 @@ def write_fast_demo(directory: Path, *, people: int, interval_s: float) -> Path:
     return path
 
 
-def write_config(directory: Path, *, store: Path, script: Path, broker: str | None) -> Path:
-    sync = f'[sync]\nbroker = "{broker}"\nheartbeat_s = 2\n' if broker else ""
-    cfg = directory / "gate.toml"
+def write_config(directory: Path, *, store: Path, script: Path, broker: str | None, gate: str = "g1", site: str = "crash",
+                 trusted: Path | None = None, sync_extra: str = "") -> Path:
+    """trusted: central's public key (its receipts are checked with it)."""
+    sync = f'[sync]\nbroker = "{broker}"\nheartbeat_s = 2\n{sync_extra}' if broker else ""
+    keys = f'[keys]\ntrusted = ["{trusted}"]' if trusted else ""
+    cfg = directory / f"{gate}.toml"
     cfg.write_text(
         textwrap_dedent(
             f"""
             [gate]
-            id = "g1"
-            site = "crash"
+            id = "{gate}"
+            site = "{site}"
             [store]
             path = "{store}"
             [policy]
@@ -50,6 +53,7 @@ def write_config(directory: Path, *, store: Path, script: Path, broker: str | No
             script = "{script}"
             loop = true
             pause_s = 0.2
+            {keys}
             {sync}
             [[lanes]]
             name = "in"
