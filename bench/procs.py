@@ -19,7 +19,8 @@ class CentralProcess:
     """`gate central -c DIR/central.toml` for `site`, signing with DIR/central.key
     (made if missing), storing to DIR/central.db."""
 
-    def __init__(self, directory: Path, broker: Any, *, site: str = "bench", extra: str = "") -> None:
+    def __init__(self, directory: Path, broker: Any, *, site: str = "bench", extra: str = "",
+                 user: str | None = None, password: str | None = None) -> None:
         from gate.passes import KeyRing, load_public, new_keypair
 
         self.dir = directory
@@ -31,22 +32,26 @@ class CentralProcess:
         self.key = directory / "central.key"
         self.keyring = KeyRing([load_public(directory / "central.pub")])
         self.conf = directory / "central.toml"
+        if user:
+            (directory / "central.pw").write_text(f"{password}\n", encoding="utf-8")
+            extra += f'username = "{user}"\npassword_file = "{directory / "central.pw"}"\n'
         self.conf.write_text(f'site = "{site}"\nbroker = "{broker.url}"\nsigning_key = "{self.key}"\ndb = "{self.db}"\n'
                              f'poll_s = 0.2\n{extra}', encoding="utf-8")
-        self.client_id = f"central-{site}-1"
+        # With use_username_as_clientid (docs/mosquitto.conf) the broker names it by its user.
+        self.client_id = user or f"central-{site}-1"
         self.proc: subprocess.Popen[bytes] | None = None
         self.runs = 0
 
     def start(self, timeout: float = 30.0) -> "CentralProcess":
         self.runs += 1
-        before = self.broker.log().count(f" as {self.client_id} ")
+        before = self.broker.log().count(f" as {self.client_id} (")
         log = open(self.dir / f"central{self.runs}.log", "wb")
         self.proc = subprocess.Popen([sys.executable, "-m", "gate.cli", "central", "-c", str(self.conf)],
                                      stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
                                      env={**os.environ, "PYTHONUNBUFFERED": "1"})
         log.close()
         deadline = time.monotonic() + timeout
-        while self.broker.log().count(f" as {self.client_id} ") <= before:
+        while self.broker.log().count(f" as {self.client_id} (") <= before:
             if time.monotonic() > deadline or self.proc.poll() is not None:
                 raise RuntimeError(f"central did not connect (log: {self.dir})")
             time.sleep(0.05)
