@@ -984,6 +984,7 @@ class Central:
                 with store.db.tx():
                     for m in batch:
                         self._handle(store, m, counts, snaps)
+                    receipts = self.receipts.flush(store.db)  # published once committed
                 break
             except Exception as exc:  # DB down or locked: keep the batch, unacked, and retry
                 log.error("storing %d messages failed (%s); retrying in %.1f s", len(batch), exc, delay)
@@ -1005,7 +1006,7 @@ class Central:
             self._snap_q.put(s)
         for m in batch:  # committed: now the broker may forget them
             self.peer.ack(m.mid, m.qos, m.generation)
-        self._send_receipts(self.receipts.flush(store.db))
+        self._send_receipts(receipts)
 
     def _send_receipts(self, items: list[tuple[str, dict[str, Any]]]) -> None:
         # Retained: a gate that (re)connects learns at once what central holds.

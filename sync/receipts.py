@@ -135,13 +135,17 @@ class ReceiptBook:
                 db.execute(stmt)
 
     def begin(self) -> None:
-        """A batch's transaction starts (again): forget what an aborted try saw."""
+        """A batch's transaction starts (again): forget what an aborted try saw, and
+        read the marks again (another instance may have moved them)."""
         self._seen.clear()
+        self._hw.clear()
 
     def saw(self, gate: str, seq: int) -> None:
         self._seen.setdefault(gate, set()).add(seq)
 
     def flush(self, db: _DB) -> list[tuple[str, dict[str, Any]]]:
+        """Inside the batch's transaction (the marks commit with the events); publish
+        what it returns only after the commit."""
         out = [(self.topic_of(g), self._receipt(db, g, seqs)) for g, seqs in self._seen.items()]
         self._seen.clear()
         return out
@@ -150,7 +154,10 @@ class ReceiptBook:
         """Ask again for holes that stay open."""
         now = time.monotonic()
         due = [g for g, gap in self._gaps.items() if now - gap.asked_at >= self.repeat_s]
-        return [(self.topic_of(g), self._receipt(db, g, set(), rescan=True)) for g in due]
+        if not due:
+            return []
+        with db.tx():
+            return [(self.topic_of(g), self._receipt(db, g, set(), rescan=True)) for g in due]
 
     def _mark(self, db: _DB, gate: str) -> tuple[int, str | None]:
         got = self._hw.get(gate)
@@ -167,13 +174,12 @@ class ReceiptBook:
             new_hw, above = self._advance(db, gate, hw)
             if new_hw != hw:
                 hw_id = self._event_id(db, gate, new_hw)
-                with db.tx():
-                    db.execute(
-                        "INSERT INTO receipts (gate, upto, upto_id, ts) VALUES (?,?,?,?) ON CONFLICT (gate) DO UPDATE"
-                        " SET upto = excluded.upto, upto_id = excluded.upto_id, ts = excluded.ts"
-                        " WHERE excluded.upto > receipts.upto",
-                        (gate, new_hw, hw_id, time.time()),
-                    )
+                db.execute(  # inside the caller's transaction
+                    "INSERT INTO receipts (gate, upto, upto_id, ts) VALUES (?,?,?,?) ON CONFLICT (gate) DO UPDATE"
+                    " SET upto = excluded.upto, upto_id = excluded.upto_id, ts = excluded.ts"
+                    " WHERE excluded.upto > receipts.upto",
+                    (gate, new_hw, hw_id, time.time()),
+                )
                 hw = new_hw
             missing = _holes(hw, above)
             if missing:

@@ -63,6 +63,9 @@ class SyncService:
         sync = config.sync or SyncSection()
         topics = Topics.for_gate(config.gate.site, config.gate.id, sync.prefix)
         keyring = KeyRing.from_files(list(sync.central_keys or config.keys.trusted))
+        if sync.receipts and not len(keyring):
+            log.error("sync: no central key ([sync] central_keys or [keys] trusted): central's receipts cannot be"
+                      " checked, so no event will ever count as delivered")
         client_id = sync.client_id or config.gate.id
         if upstream_only:
             client_id += "-drain"  # may run beside a live daemon without kicking it off
