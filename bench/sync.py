@@ -36,13 +36,13 @@ from sync.topics import Topics
 
 TITLE = "sync: outbox, snapshot, delta, many gates"
 TOPICS = Topics("gate/v1/bench", "g1")
-RAW_TOPIC = "gate/v1/bench-raw/g1/events"
+RAW = Topics("gate/v1/bench", "raw")  # raw paho's events go to central too: the same broker work
 
 
-def _event(seq: int, event_id: str | None = None) -> str:
+def _event(seq: int, event_id: str | None = None, gate: str = "g1") -> str:
     # A typical decision event, ~300 bytes like the real ones.
     return json.dumps({
-        "id": event_id or str(uuid.uuid4()), "seq": seq, "gate": "g1", "ts": "2026-11-22T08:00:00+08:00", "clock": "ok",
+        "id": event_id or str(uuid.uuid4()), "seq": seq, "gate": gate, "ts": "2026-11-22T08:00:00+08:00", "clock": "ok",
         "type": "decision", "lane": "in", "pass": f"p{seq:07d}", "credential": "qr", "category": "resident",
         "decision": "allow", "reason": "ok", "temperature_c": 36.4,
     }, separators=(",", ":"))
@@ -90,7 +90,7 @@ def drain_ours(port: int, path: Path, n: int, central: "CentralProcess | None" =
 
 def drain_paho(port: int, n: int) -> float:
     """Raw paho QoS 1: the same payloads, 20 in flight, until every PUBACK is back."""
-    payloads = [_event(i).encode() for i in range(1, n + 1)]
+    payloads = [_event(i, gate=RAW.gate).encode() for i in range(1, n + 1)]
     done = threading.Semaphore(0)
     c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"raw-{uuid.uuid4().hex[:6]}", protocol=mqtt.MQTTv5)
     c.max_inflight_messages_set(20)
@@ -99,7 +99,7 @@ def drain_paho(port: int, n: int) -> float:
     c.connect("127.0.0.1", port)
     c.loop_start()
     for p in payloads:
-        c.publish(RAW_TOPIC, p, qos=1)  # the same broker work; central does not consume it
+        c.publish(RAW.events, p, qos=1)
     for _ in range(n):
         if not done.acquire(timeout=60):
             raise RuntimeError("raw paho lost PUBACKs")
