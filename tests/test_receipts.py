@@ -166,13 +166,13 @@ def test_central_asks_for_a_hole_and_the_gate_fills_it(broker: Broker, tmp_path:
 
             return receipts.read(json.dumps(raws[-1]).encode() if isinstance(raws[-1], dict) else raws[-1], ring, "g7")
 
-        assert Listener.wait_for(lambda: (x := latest()) is not None and x.missing == ((3, 3),), 10), latest()
+        assert Listener.wait_for(lambda: (x := latest()) is not None and x.missing == ((3, 3),), 20), (latest(), central.stats())
         r = latest()
         assert r is not None and r.upto == 2 and (4, 5) in r.ranges
         n = len(gate.messages)
-        assert Listener.wait_for(lambda: len(gate.messages) > n, 8), "the hole was not asked for again"
+        assert Listener.wait_for(lambda: len(gate.messages) > n, 20), "the hole was not asked for again"
         gate.publish("gate/v1/drill/g7/events", ev(3))
-        assert Listener.wait_for(lambda: (x := latest()) is not None and x.upto == 5 and not x.missing, 10), latest()
+        assert Listener.wait_for(lambda: (x := latest()) is not None and x.upto == 5 and not x.missing, 20), latest()
     finally:
         gate.close()
         central.stop()
