@@ -114,7 +114,7 @@ class _DB(Protocol):
 class _Gap:
     missing: list[tuple[int, int]]
     asked_at: float
-    asks: int = 1
+    since: float  # when central first saw this hole
 
 
 @dataclass
@@ -125,7 +125,7 @@ class ReceiptBook:
     key: Any  # Ed25519 private key
     topic_of: Any  # gate -> receipt topic
     repeat_s: float = 5.0  # how often an open hole is asked for again
-    max_asks: int = 12  # then the gate's own timeout is left to resend (a seq it no longer has stays a hole)
+    ask_for_s: float = 60.0  # then the gate's own timeout is left to resend (a seq it no longer has stays a hole)
     _seen: dict[str, set[int]] = field(default_factory=dict)
     _gaps: dict[str, _Gap] = field(default_factory=dict)
     _hw: dict[str, tuple[int, str | None]] = field(default_factory=dict)
@@ -155,7 +155,7 @@ class ReceiptBook:
     def tick(self, db: _DB) -> list[tuple[str, dict[str, Any]]]:
         """Ask again for holes that stay open."""
         now = time.monotonic()
-        due = [g for g, gap in self._gaps.items() if now - gap.asked_at >= self.repeat_s and gap.asks < self.max_asks]
+        due = [g for g, gap in self._gaps.items() if now - gap.asked_at >= self.repeat_s and now - gap.since < self.ask_for_s]
         if not due:
             return []
         with db.tx():
@@ -185,8 +185,9 @@ class ReceiptBook:
                 hw = new_hw
             missing = _holes(hw, above)
             if missing:
-                asks = gap.asks + 1 if gap is not None and gap.missing == missing else 1
-                self._gaps[gate] = _Gap(missing, time.monotonic(), asks)
+                now = time.monotonic()
+                since = gap.since if gap is not None and gap.missing[:1] == missing[:1] else now
+                self._gaps[gate] = _Gap(missing, now, since)
             else:
                 self._gaps.pop(gate, None)
         elif gap is not None:
@@ -198,7 +199,7 @@ class ReceiptBook:
             "ranges": [list(r) for r in compress(seqs)[:MAX_RANGES]],
             "ts": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
         }
-        if gap is not None and gap.asks <= self.max_asks:
+        if gap is not None and time.monotonic() - gap.since < self.ask_for_s:
             body["missing"] = [list(r) for r in gap.missing]
         return codec.sign(body, self.key)
 
