@@ -196,3 +196,19 @@ def test_a_receipt_naming_another_event_marks_only_what_it_lists(tmp_path: Path)
     assert (marked, trusted) == (2, True)
     assert [r[0] for r in s.conn.execute("SELECT seq FROM outbox WHERE state = 'pending'")] == [5]
     s.close()
+
+
+def test_without_receipts_puback_16_is_still_not_delivery(broker: Broker, tmp_path: Path) -> None:
+    """receipts = false (a central that sends none): a PUBACK counts again, but 16
+    "No matching subscribers" does not; the events go once someone listens."""
+    drill = DRILL.model_copy(update={"config": {**DRILL.config, "sync": {"receipts": False}}})
+    with Rehearsal(drill, broker=broker.url) as r:
+        stream(r, 2)
+        r.finish()
+        pub = r.app.sync.publisher
+        assert Listener.wait_for(lambda: pub.counters.get("no_subscribers") >= 2, 10)
+        assert states(r).get("sent", 0) == 0
+        listener = Listener(broker.port, topic="gate/v1/drill/#", client_id="someone")
+        assert r.drain(40), pub.counters.snapshot()
+        assert {e["seq"] for e in listener.on("/events")} == gate_seqs(r)
+        listener.close()
