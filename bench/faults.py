@@ -82,9 +82,19 @@ class Harness:
         self.broker = docs_broker(lambda **kw: Broker(**kw).start(), directory / "broker", self.users, persistence=True,
                                   name="faults", extra=["max_connections -1"])
         self.central = CentralProcess(directory / "central", self.broker, site=SITE, user="central",
-                                      password=self.users["central"]).start()
+                                      password=self.users["central"])
         self.daemons: dict[str, Any] = {}
         self.stores: dict[str, Path] = {}
+        try:
+            self.central.start()
+            self._start_gates(Daemon, write_config, write_fast_demo)
+        except BaseException:
+            self.close()  # no broker or central left running behind a failed start
+            raise
+        self.seen: dict[str, int] = {g: 0 for g in self.gate_ids}  # per gate: highest seq already accounted
+
+    def _start_gates(self, Daemon: Any, write_config: Any, write_fast_demo: Any) -> None:  # noqa: N803
+        directory = self.dir
         for g in self.gate_ids:
             d = directory / g
             d.mkdir()
@@ -97,7 +107,6 @@ class Harness:
                                trusted=self.central.dir / "central.pub", sync_extra=extra)
             self.daemons[g] = Daemon(cfg, d)
             self.daemons[g].start()
-        self.seen: dict[str, int] = {g: 0 for g in self.gate_ids}  # per gate: highest seq already accounted
 
     # ------------------------------------------------------------ accounting
     def _made(self) -> dict[str, dict[int, str]]:
