@@ -488,6 +488,11 @@ class SyncSection(Strict):
     outbox_max_rows: int = Field(2_000_000, ge=100)  # cap: alarm when reached, nothing dropped silently
     outbox_max_age_h: float = Field(24 * 30, gt=0)
     report_at: str = "00:05"  # each day's report goes up at this local time the morning after (and on request)
+    # An event is delivered when central's signed receipt says it is stored, not when
+    # the broker acked it; false only for a central that sends no receipts.
+    receipts: bool = True
+    receipt_timeout_s: float = Field(10.0, gt=0, le=3600)  # no receipt this long: send again (doubling, up to 5 min)
+    receipt_window: int = Field(2000, ge=1, le=100_000)  # events handed over and waiting for a receipt, at most
 
     @field_validator("report_at")
     @classmethod

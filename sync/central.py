@@ -58,6 +58,9 @@ from gate.config import CATEGORIES, ConfigError, PolicyConfig, format_errors, lo
 from gate.passes import load_private
 from sync import codec, inbound, keylist, presence_relay, quarantine, tombstones
 from sync.codec import PayloadError
+from sync.hardening import share_group
+from sync.link import no_delay
+from sync.receipts import ReceiptBook
 from sync.snapshot_limit import SnapshotLimiter
 from sync.topics import DEFAULT_PREFIX, CentralTopics
 
@@ -80,7 +83,7 @@ class CentralConfig(BaseModel):
     broker: str = Field("mqtt://127.0.0.1:1883", pattern=r"^mqtts?://[^:/\s]+(:\d{1,5})?/?$")
     instance: str = Field("1", pattern=r"^[A-Za-z0-9_-]{1,32}$")  # unique and stable per running instance
     client_id: str | None = None  # default: central-{site}-{instance}
-    group: str = Field("central", pattern=_NAME)  # the shared-subscription group
+    group: str | None = Field(None, pattern=_NAME)  # shared-subscription group; default: a secret from signing_key (sync/hardening.py)
     username: str | None = None
     password_file: Path | None = None
     ca_file: Path | None = None
@@ -783,6 +786,7 @@ class MqttPeer:
             log.warning("broker %s:%s refused the connection: %s", self.host, self.port, reason_code)
             return
         self.generation += 1
+        no_delay(client)  # acks and receipts go out between deliveries (sync/link.py)
         self.connected.set()
         log.info("connected to %s:%s (session present: %s)", self.host, self.port, flags.session_present)
         if self._user_on_connect:
@@ -865,6 +869,8 @@ class Central:
         self.topics = config.topics
         self.signer = Signer(config.signing_key, self.topics, config.name)
         self.client_id = client_id or config.mqtt_client_id
+        self.group = config.group or share_group(self.signer.key, config.site)
+        self.receipts = ReceiptBook(self.signer.key, lambda g: self.topics.gate(g).receipt)  # the writer's
         self.counters: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._inbound: queue.Queue[_Inbound] = queue.Queue()
@@ -882,6 +888,10 @@ class Central:
         self._writer_core = inbound.Writer(
             handle=self._handle, done=self._stored, open_store=lambda: CentralStore(self.db_url), stop=self._stop,
             count=self._count,
+            # End-to-end receipts (sync/receipts.py): what each committed transaction stored,
+            # and a quarantined event counts as held (the gate stops resending it).
+            receipts=inbound.ReceiptHooks(begin=self.receipts.begin, saw=self.receipts.saw,
+                                          flush=self.receipts.flush, send=self._send_receipts),
         )
         # the caller's thread (tests, CLI) gets its own store; threads open theirs
         self.store = CentralStore(self.db_url)
@@ -954,7 +964,7 @@ class Central:
     # ------------------------------------------------------------ inbound
     def _on_connect(self, session_present: bool) -> None:
         self._subscribed.clear()
-        t, g = self.topics, self.config.group
+        t, g = self.topics, self.group
         subs = [
             (t.shared_events(g), 1),
             (f"$share/{g}/{t.all_reports}", 1),
@@ -972,11 +982,13 @@ class Central:
 
     def _writer(self) -> None:
         store = CentralStore(self.db_url)
+        ReceiptBook.create_schema(store.db)
         try:
             while not self._stop.is_set():
                 try:
                     first = self._inbound.get(timeout=0.2)
                 except queue.Empty:
+                    self._send_receipts(self.receipts.tick(store.db))  # holes still open: ask again
                     continue
                 batch = [first]
                 while len(batch) < 2000:
@@ -1012,6 +1024,13 @@ class Central:
         for m in msgs:
             self.peer.ack(m.mid, m.qos, m.generation)
 
+    def _send_receipts(self, items: list[tuple[str, dict[str, Any]]]) -> None:
+        # Retained: a gate that (re)connects learns at once what central holds.
+        for topic, payload in items:
+            self.peer.publish(topic, payload, retain=True)
+        if items:
+            self._count("receipts", len(items))
+
     def _handle(self, store: CentralStore, a: inbound.Accepted, counts: Counter[str], snaps: list[tuple[str, dict[str, Any]]]) -> None:
         obj, gate, kind, m = a.obj, a.gate, a.kind, a.msg
         if kind == "event":
@@ -1020,6 +1039,7 @@ class Central:
                 counts["presence_items"] += presence_relay.record(store.db, obj)  # the site hears of it (sync/presence_relay.py)
             else:
                 counts["duplicates"] += 1
+            self.receipts.saw(gate, int(obj["seq"]))
         elif kind == "status":
             store.upsert_status(obj, m.received)
             counts["status"] += 1

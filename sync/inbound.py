@@ -107,16 +107,31 @@ Handle = Callable[[Any, Accepted, "Counter[str]", list], None]  # (store, accept
 Done = Callable[["Counter[str]", list, list], None]  # (counts, snaps, messages) after a commit
 
 
+@dataclass
+class ReceiptHooks:
+    """Central's receipts around each transaction: begin() before it, saw(gate, seq) for a
+    quarantined event, flush(db) inside it (what to send), send(...) once it committed."""
+
+    begin: Callable[[], None]
+    saw: Callable[[str, int], None]
+    flush: Callable[[Any], list]
+    send: Callable[[list], None]
+
+
+_NO_RECEIPTS = ReceiptHooks(lambda: None, lambda gate, seq: None, lambda db: [], lambda items: None)
+
+
 class Writer:
     """Stores batches for central's writer thread; see the module doc."""
 
     def __init__(self, *, handle: Handle, done: Done, open_store: Callable[[], Any], stop: threading.Event,
-                 count: Callable[[str, int], None]) -> None:
+                 count: Callable[[str, int], None], receipts: ReceiptHooks = _NO_RECEIPTS) -> None:
         self.handle = handle
         self.done = done
         self.open_store = open_store
         self.stop = stop
         self.count = count
+        self.receipts = receipts
         self._logged: Counter[tuple[str | None, str]] = Counter()
 
     def store_batch(self, store: Any, checked: list[Accepted | Refused]) -> Any:
@@ -125,10 +140,12 @@ class Writer:
         counts: Counter[str] = Counter()
         snaps: list[Any] = []
         fresh: list[Refused] = []
+        self.receipts.begin()
         try:
             with store.db.tx():
                 for c in checked:
                     self._one(store, c, counts, snaps, fresh)
+                receipts = self.receipts.flush(store.db)
         except Exception as exc:  # noqa: BLE001 - sorted out message by message below
             if not is_data_error(exc):
                 self.count("db_errors", 1)
@@ -136,6 +153,7 @@ class Writer:
                         len(checked), quarantine.clean(str(exc), 200))
             return self._one_by_one(store, checked)
         self._finish(counts, snaps, [c.msg for c in checked], fresh)
+        self.receipts.send(receipts)
         return store
 
     def _one(self, store: Any, c: Accepted | Refused, counts: Counter[str], snaps: list[Any],
@@ -152,6 +170,8 @@ class Writer:
         counts[f"bad_{r.kind or 'message'}_{r.reason}"] += 1
         counts["quarantined"] += 1
         counts[f"quarantined_{r.gate or '-'}_{r.reason}"] += 1
+        if r.kind == "event" and r.gate and isinstance(r.seq, int) and 1 <= r.seq <= MAX_SEQ:
+            self.receipts.saw(r.gate, r.seq)  # held, in quarantine: the gate need not send it again
         return quarantine.put(store.db, topic=r.msg.topic, raw=bytes(r.msg.payload), gate=r.gate, kind=r.kind,
                               reason=r.reason, detail=r.detail, seq=r.seq, now=r.msg.received)
 
@@ -171,10 +191,13 @@ class Writer:
                 counts: Counter[str] = Counter()
                 snaps: list[Any] = []
                 fresh: list[Refused] = []
+                self.receipts.begin()
                 try:
                     with store.db.tx():
                         self._one(store, c, counts, snaps, fresh)
+                        receipts = self.receipts.flush(store.db)
                     self._finish(counts, snaps, [c.msg], fresh)
+                    self.receipts.send(receipts)
                     break
                 except Exception as exc:  # noqa: BLE001
                     error = exc
@@ -203,14 +226,18 @@ class Writer:
         r = Refused(c.msg, c.kind, c.gate, "unstorable", detail, seq) if isinstance(c, Accepted) else c
         counts: Counter[str] = Counter({"received": 1})
         new = False
+        receipts: list = []
+        self.receipts.begin()
         try:
             with store.db.tx():
                 new = self._quarantine(store, r, counts)
+                receipts = self.receipts.flush(store.db)
         except Exception as exc:  # noqa: BLE001 - not even its quarantine row: count it and let it go
             counts["unquarantinable"] += 1
             log.error("message on %s dropped: cannot be stored (%s) nor quarantined (%s)",
                       quarantine.clean(c.msg.topic, 200), quarantine.clean(detail, 200), quarantine.clean(str(exc), 200))
         self._finish(counts, [], [c.msg], [r] if new else [])
+        self.receipts.send(receipts)
 
     def _database_works(self, store: Any) -> bool:
         try:

@@ -14,7 +14,7 @@ from gate.passes import KeyRing
 from gate.store import Store
 from sync.downstream import Downstream, Hooks
 from sync.link import Link, LinkConfig
-from sync.outbox import Limits, Publisher
+from sync.outbox import Limits, Publisher, ReceiptSettings
 from sync.status import Heartbeat, offline_payload
 from sync.topics import Topics
 
@@ -63,12 +63,13 @@ class SyncService:
         sync = config.sync or SyncSection()
         topics = Topics.for_gate(config.gate.site, config.gate.id, sync.prefix)
         # Central's keys only: a key trusted for QR passes ([keys] trusted) signs no batch,
-        # policy or command. None at all (`--broker` on a config without [sync]): the gate
-        # sends its events and takes nothing from central.
+        # policy, command or receipt. None at all (`--broker` on a config without [sync]): the
+        # gate sends its events, takes nothing from central, and cannot check central's
+        # receipts, so the broker's acknowledgement (never reason 16) is all it has.
         keyring = KeyRing.from_files(list(sync.central_keys))
         if not upstream_only and hooks is not None and not len(keyring):
-            log.warning("no [sync] central_keys: events go up, but no pass batch, policy, key list "
-                        "or command from central is taken")
+            log.warning("no [sync] central_keys: events go up, but no pass batch, policy, key list, "
+                        "command or receipt from central is taken")
         client_id = sync.client_id or config.gate.id
         if upstream_only:
             client_id += "-drain"  # may run beside a live daemon without kicking it off
@@ -94,6 +95,10 @@ class SyncService:
                 h.on_state(up)
 
         def on_message(topic: str, payload: bytes) -> None:
+            if topic == topics.receipt:
+                for p in publisher_ref:
+                    p.on_receipt(payload)
+                return
             for d in downstream_ref:
                 d.on_message(topic, payload)
 
@@ -103,8 +108,9 @@ class SyncService:
 
         link = Link(
             lcfg,
-            subscriptions=[] if upstream_only or not len(keyring)
-            else Downstream.subscriptions(topics, presence=hooks is not None and hooks.site is not None),
+            subscriptions=([] if upstream_only or not len(keyring)
+                           else Downstream.subscriptions(topics, presence=hooks is not None and hooks.site is not None))
+            + ([(topics.receipt, 1)] if len(keyring) and sync.receipts else []),
             on_state=on_state,
             on_message=on_message,
             on_ack=on_ack,
@@ -116,6 +122,10 @@ class SyncService:
             window=sync.window,
             limits=Limits(sync.outbox_max_rows, sync.outbox_max_age_h * 3600),
             on_backlog=on_backlog,
+            receipts=ReceiptSettings(
+                keyring if sync.receipts and len(keyring) else None, config.gate.id, sync.receipt_timeout_s,
+                sync.receipt_window,
+            ),
         )
         publisher_ref.append(publisher)
         downstream = heartbeat = None

@@ -75,6 +75,11 @@ class Topics:
     def snapshot(self) -> str:
         return f"{self.prefix}/{self.gate}/snapshot"
 
+    @property
+    def receipt(self) -> str:
+        # central's signed "I have stored these of your events" (retained)
+        return f"{self.prefix}/{self.gate}/receipt"
+
 
 @dataclass(frozen=True)
 class CentralTopics:

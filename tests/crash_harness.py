@@ -30,15 +30,23 @@ def write_fast_demo(directory: Path, *, people: int, interval_s: float) -> Path:
     return path
 
 
-def write_config(directory: Path, *, store: Path, script: Path, broker: str | None) -> Path:
-    sync = f'[sync]\nbroker = "{broker}"\nheartbeat_s = 2\ncentral_keys = ["{central_pub(directory / "keys")}"]\n' if broker else ""
-    cfg = directory / "gate.toml"
+def write_config(directory: Path, *, store: Path, script: Path, broker: str | None, gate: str = "g1", site: str = "crash",
+                 trusted: Path | None = None, sync_extra: str = "") -> Path:
+    """trusted: central's public key: it signs the receipts ([sync] central_keys) and the
+    demo's passes ([keys] trusted). Without it, a stranger's key: nothing from central
+    can be checked, so delivery falls back to the broker's acknowledgement."""
+    central = trusted or central_pub(directory / "keys")
+    fallback = "" if trusted or "receipts" in sync_extra else "receipts = false\n"
+    sync = (f'[sync]\nbroker = "{broker}"\nheartbeat_s = 2\ncentral_keys = ["{central}"]\n{fallback}{sync_extra}'
+            if broker else "")
+    keys = f'[keys]\ntrusted = ["{trusted}"]' if trusted else ""
+    cfg = directory / f"{gate}.toml"
     cfg.write_text(
         textwrap_dedent(
             f"""
             [gate]
-            id = "g1"
-            site = "crash"
+            id = "{gate}"
+            site = "{site}"
             [store]
             path = "{store}"
             [policy]
@@ -51,6 +59,7 @@ def write_config(directory: Path, *, store: Path, script: Path, broker: str | No
             script = "{script}"
             loop = true
             pause_s = 0.2
+            {keys}
             {sync}
             [[lanes]]
             name = "in"

@@ -75,3 +75,27 @@ def trust_central(r: Any, keys: list[Path] | None = None) -> Any:
     r.config = r.config.model_copy(update={"sync": sync})
     r.app.config = r.config
     return r
+
+
+def start_central(directory: Any, broker_url: str, key: Any, *, site: str = "drill", extra: str = "", wait: bool = True) -> Any:
+    """A real reference central for `site`, signing with `key` (an Ed25519 private
+    key, e.g. a drill's Rehearsal.keys.central), storing to directory/central.db."""
+    from pathlib import Path
+
+    from cryptography.hazmat.primitives import serialization
+
+    from sync.central import Central, load_central_config
+
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    key_path = d / "central.key"
+    if not key_path.exists():
+        key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+    conf = d / "central.toml"
+    conf.write_text(f'site = "{site}"\nbroker = "{broker_url}"\nsigning_key = "{key_path}"\ndb = "{d / "central.db"}"\n'
+                    f"poll_s = 0.1\n{extra}", encoding="utf-8")
+    c = Central(load_central_config(conf)).start()
+    if wait:
+        assert c.wait_connected(15), "central did not connect"
+    return c

@@ -32,7 +32,7 @@ def run_kills(tmp_path: Path, broker: Broker, kills: int, events: int) -> dict[s
 
     store = tmp_path / "gate.db"
     script = write_fast_demo(tmp_path, people=400, interval_s=0.06)
-    cfg = write_config(tmp_path, store=store, script=script, broker=broker.url)
+    cfg = write_config(tmp_path, store=store, script=script, broker=broker.url, trusted=tmp_path / "central.pub")
     central = _central(tmp_path, broker)
     daemon = Daemon(cfg, tmp_path)
     rnd = random.Random(os.getpid())

@@ -13,14 +13,14 @@ from gate.drill import Rehearsal
 from gate.drill_file import Step
 from gate.passes import new_keypair
 from tests.mqtt_broker import Broker, make_password_file
-from tests.sync_helpers import central_pub
+from tests.sync_helpers import central_pub, start_central
 
 
 def test_no_secret_in_logs_events_or_status(tmp_path: Path, broker_factory, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
     caplog.set_level(logging.DEBUG)
     secret = "s3cret-Gate-PW-7781"
     b0 = Broker()
-    pw = make_password_file(b0.dir / "passwd", {"drill": secret})
+    pw = make_password_file(b0.dir / "passwd", {"drill": secret, "central": "central-pw"})
     b = broker_factory(extra=[f"password_file {pw}", "allow_anonymous false"])
     pwfile = tmp_path / "mqtt.pw"
     pwfile.write_text(secret + "\n", encoding="utf-8")
@@ -37,9 +37,13 @@ def test_no_secret_in_logs_events_or_status(tmp_path: Path, broker_factory, capl
         passes: [{{id: r1, holder: 王芳, unit: 3-2-501, category: resident}}]
         """))
     with Rehearsal(d, store_path=store) as r:
+        (tmp_path / "central.pw").write_text("central-pw\n", encoding="utf-8")
+        central = start_central(tmp_path / "central", b.url, r.keys.central,
+                                extra=f'username = "central"\npassword_file = "{tmp_path / "central.pw"}"\n')
         r.step(Step(at=0, lane="in", qr="r1"))
         r.step(Step(at=0.5, lane="in", temperature=36.5))
         assert r.drain(30), r.app.sync.link.last_error
+        central.stop()
         status = r.app.sync.heartbeat.status(r.app.open_store())
     text = caplog.text
     assert secret not in text and key_body[:40] not in text

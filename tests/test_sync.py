@@ -21,7 +21,7 @@ from sync import codec
 from sync.topics import Topics
 from tests.conftest import ROOT
 from tests.mqtt_broker import Broker, make_password_file
-from tests.sync_helpers import Listener, central_pub, trust_central
+from tests.sync_helpers import Listener, central_pub, start_central, trust_central
 
 DRILL = drill_file.parse(
     textwrap.dedent(
@@ -55,14 +55,17 @@ def outbox_states(r: Rehearsal) -> dict[str, int]:
         c.close()
 
 
-def test_events_reach_the_broker_once_each_in_seq_order(broker: Broker) -> None:
+def test_events_reach_the_broker_once_each_in_seq_order(broker: Broker, tmp_path: Path) -> None:
     listener = Listener(broker.port)
     with Rehearsal(DRILL, broker=broker.url) as r:
+        central = start_central(tmp_path / "central", broker.url, r.keys.central)
         for i in range(5):
             enter(r, i * 100.0, "r1" if i % 2 == 0 else "r2")
         r.finish()
         assert r.drain(30)
         stored = outbox_states(r)
+        assert len(central.store.events("drill")) == stored["sent"]  # drained = stored at central
+        central.stop()
     assert listener.wait_for(lambda: len(listener.on("/drill/events")) >= stored.get("sent", 0), 10)
     events = listener.on("/drill/events")
     seqs = [e["seq"] for e in events]
@@ -77,8 +80,9 @@ def test_events_reach_the_broker_once_each_in_seq_order(broker: Broker) -> None:
     listener.close()
 
 
-def test_broker_down_then_back_delivers_everything(broker: Broker) -> None:
+def test_broker_down_then_back_delivers_everything(broker: Broker, tmp_path: Path) -> None:
     with Rehearsal(DRILL, broker=broker.url) as r:
+        central = start_central(tmp_path / "central", broker.url, r.keys.central)
         enter(r, 0)
         assert r.drain(30)
         before = outbox_states(r)["sent"]
@@ -93,6 +97,8 @@ def test_broker_down_then_back_delivers_everything(broker: Broker) -> None:
         assert r.drain(60), "the outbox did not drain after the broker came back"
         total = sum(outbox_states(r).values())
         assert outbox_states(r) == {"sent": total}
+        assert {e["seq"] for e in central.store.events("drill")} == set(range(1, total + 1))
+        central.stop()
     # Everything written while the broker was down arrives (the first events went before the stop).
     assert listener.wait_for(lambda: {e["seq"] for e in listener.on("/drill/events")} >= set(range(before + 1, total + 1)), 10)
     listener.close()
@@ -132,11 +138,14 @@ def test_sync_drain_cli_publishes_a_stored_backlog(broker: Broker, tmp_path: Pat
         enter(r, 0)
         enter(r, 100, "r2")
         r.finish()
+        central_key, central_pub = r.keys.central, r.keys.central_pub.read_bytes()
     pending = sqlite3.connect(store).execute("SELECT count(*) FROM outbox WHERE state='pending'").fetchone()[0]
     assert pending >= 4
     cfg = tmp_path / "gate.toml"
+    (tmp_path / "central.pub").write_bytes(central_pub)
     cfg.write_text(
-        f'[gate]\nid = "drill"\nsite = "drill"\n[store]\npath = "{store}"\n[[lanes]]\nname = "in"\ndirection = "in"\n',
+        f'[gate]\nid = "drill"\nsite = "drill"\n[store]\npath = "{store}"\n[keys]\ntrusted = ["{tmp_path / "central.pub"}"]\n'
+        '[[lanes]]\nname = "in"\ndirection = "in"\n',
         encoding="utf-8",
     )
     # No broker at all: a clear failure naming what is left, not a hang, and nothing lost.
@@ -146,10 +155,13 @@ def test_sync_drain_cli_publishes_a_stored_backlog(broker: Broker, tmp_path: Pat
     )
     assert res.returncode == 1 and f"{pending} pending" in res.stderr and "Connection refused" in res.stderr
     listener = Listener(broker.port)
+    central = start_central(tmp_path / "central", broker.url, central_key)
     res = subprocess.run(
         [sys.executable, "-m", "gate.cli", "sync", "--drain", "-c", str(cfg), "--broker", broker.url, "--timeout", "60"],
         capture_output=True, text=True, cwd=ROOT, timeout=120,
     )
+    assert len(central.store.events("drill")) == pending  # "drained" means stored at central
+    central.stop()
     assert res.returncode == 0, res.stderr
     assert "outbox drained" in res.stdout
     left = sqlite3.connect(store).execute("SELECT count(*) FROM outbox WHERE state!='sent'").fetchone()[0]
@@ -229,10 +241,11 @@ def test_signed_batches_apply_gaps_ask_for_a_snapshot_forgeries_are_refused(brok
         pub.close()
 
 
-def test_policy_and_commands_from_central(broker: Broker) -> None:
+def test_policy_and_commands_from_central(broker: Broker, tmp_path: Path) -> None:
     with trust_central(Rehearsal(DRILL, broker=broker.url)) as r:
         assert r.app.sync.link.wait_connected(10)
         central = r.keys.central
+        stores = start_central(tmp_path / "central", broker.url, central)
         c = Listener(broker.port, topic=f"{PREFIX}/drill/events", client_id="central-test")
         down = r.app.sync.downstream
         # A stricter fever line, signed: 37.0 now means a retest.
@@ -276,6 +289,7 @@ def test_policy_and_commands_from_central(broker: Broker) -> None:
         override = next(e for e in c.on("/events") if e.get("type") == "override")
         assert override["who"] == "central:duty-officer" and override["reason"] == "ambulance"
         c.close()
+        stores.stop()
 
 
 def test_central_sets_a_door_mode_with_a_signed_command(broker: Broker) -> None:
@@ -322,9 +336,11 @@ def test_publisher_survives_a_store_error_and_link_survives_missing_tls_files(br
 
     monkeypatch.setattr(Store, "write", flaky_write)
     with Rehearsal(DRILL, broker=broker.url) as r:
+        central = start_central(tmp_path / "central", broker.url, r.keys.central)
         enter(r, 0)
         r.finish()
         assert r.drain(30), "the publisher did not recover from one store error"
+        central.stop()
         assert failed and r.app.sync.publisher.alive and r.app.sync.publisher.counters.get("errors") == 1
     # A CA file that is not there: the link keeps trying (and says why) instead of dying.
     d = DRILL.model_copy(update={"config": {**DRILL.config, "sync": {"broker": f"mqtts://127.0.0.1:{broker.port}", "ca_file": str(tmp_path / "missing-ca.crt"),

@@ -168,7 +168,7 @@ UI: dict[str, tuple[str, str]] = {
     "policy": ("通行规则版本", "Policy version"),
     "policy_applied": ("规则更新于", "Policy applied"),
     "upstream": ("上级平台连接", "Upstream"),
-    "outbox": ("待上传事件", "Events waiting to upload"),
+    "outbox": ("未经中心确认的事件", "Events not yet confirmed stored by central"),
     "disk": ("存储空间", "Disk"),
     "unknown": ("未知", "unknown"),
     "not_configured": ("未配置", "not configured"),
