@@ -276,6 +276,9 @@ class Rehearsal:
                         "keys": {"trusted": [str(self.keys.central_pub)]},
                         "store": {"path": str(store_path or tmpdir / f"{gate or 'gate'}.db")},
                         **({"gate": {"id": gate}} if gate else {}),
+                        # A drill's [sync] talks to a central that signs with the drill's key.
+                        **({"sync": {"central_keys": [str(self.keys.central_pub)]}}
+                           if isinstance(merged.get("sync"), dict) and not merged["sync"].get("central_keys") else {}),
                     },
                 ),
                 "drill config",

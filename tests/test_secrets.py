@@ -33,7 +33,7 @@ def test_no_secret_in_logs_events_or_status(tmp_path: Path, broker_factory, capl
         start: "2026-11-22T10:00:00+08:00"
         config:
           keys: {{signing: "{priv}"}}
-          sync: {{broker: "{b.url}", username: drill, password_file: "{pwfile}", central_keys: ["{central_pub(tmp_path / 'central')}"]}}
+          sync: {{broker: "{b.url}", username: drill, password_file: "{pwfile}"}}
         passes: [{{id: r1, holder: 王芳, unit: 3-2-501, category: resident}}]
         """))
     with Rehearsal(d, store_path=store) as r:

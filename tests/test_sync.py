@@ -76,7 +76,9 @@ def test_events_reach_the_broker_once_each_in_seq_order(broker: Broker, tmp_path
         codec.decode(json.dumps(e).encode(), "event")  # every payload matches its schema
         assert e["clock"] == "ok" and "holder" not in e
     status = listener.on("/drill/status")
-    assert status and status[-1]["online"] is True and "outbox_depth" in status[-1]
+    beats = [st for st in status if st["online"]]
+    assert beats and "outbox_depth" in beats[-1]
+    assert status[-1]["online"] is False  # stopped cleanly: its will says so at once
     listener.close()
 
 
@@ -292,8 +294,9 @@ def test_policy_and_commands_from_central(broker: Broker, tmp_path: Path) -> Non
         stores.stop()
 
 
-def test_central_sets_a_door_mode_with_a_signed_command(broker: Broker) -> None:
+def test_central_sets_a_door_mode_with_a_signed_command(broker: Broker, tmp_path: Path) -> None:
     with trust_central(Rehearsal(DRILL, broker=broker.url)) as r:
+        stores = start_central(tmp_path / "central", broker.url, r.keys.central)  # receipts: what drains the outbox
         assert r.app.sync.link.wait_connected(10)
         c = Listener(broker.port, topic=f"{PREFIX}/drill/events", client_id="central-test")
         down = r.app.sync.downstream
@@ -318,6 +321,7 @@ def test_central_sets_a_door_mode_with_a_signed_command(broker: Broker) -> None:
             (lane, "locked", "central:duty-officer", "lockdown ordered by the district") for lane in ("in", "out")
         }
         c.close()
+        stores.stop()
 
 
 def test_publisher_survives_a_store_error_and_link_survives_missing_tls_files(broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
