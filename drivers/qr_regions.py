@@ -5,9 +5,10 @@ A phone held out at arm's length shows its code at 2-3 camera pixels per module:
 too small for the half-size copy, and its backlit screen clips and blooms, so
 zxing-cpp's default binariser on the whole frame often does not even locate it.
 What it does show, in the half-size copy, is a patch that is *bright* (the screen
-clips: some pixels at ``BRIGHT`` or above) and *textured both ways* (mean
-neighbour differences across and down of ``TEXTURE`` or more, per 8 x 8 block):
-stripes, edges and plain light fail one test or the other. That costs about
+clips: some pixels at ``BRIGHT`` or above, and a quarter of them in the region's
+median block) and *textured both ways* (mean neighbour differences across and
+down of ``TEXTURE`` or more, per 8 x 8 block): stripes, edges, a bright line or
+sign and plain light fail one test or another. That costs about
 0.05 ms on a frame with nothing bright in it, 0.3-0.7 ms with.
 
 In each such region (at most ``MAX_REGIONS``, largest first) the live decoder reads
@@ -32,6 +33,7 @@ TEXTURE = 10  # mean |difference| of neighbours, each way, inside a block
 MIN_BLOCKS = 9  # a region smaller than 3 x 3 blocks cannot hold a readable code
 MAX_REGIONS = 2
 LIT_SHARE = 25  # of 255: a tenth of a block's pixels at BRIGHT or above
+LIT_MEDIAN = 64  # of 255: the median block of a region has a quarter of it clipped
 ENLARGE = 2.0
 ADAPTIVE_BLOCK = 31  # px of the enlarged crop: about 6 modules at 2.5 px a module
 ADAPTIVE_C = 5
@@ -73,8 +75,11 @@ def code_like_regions(small: np.ndarray, scale: float) -> list[Region]:
         return []
     # Grow by a block: a code's quiet zone and bloomed edge are not textured.
     flag = cv2.dilate(flag, np.ones((3, 3), np.uint8))
-    n, _, stats, _ = cv2.connectedComponentsWithStats(flag, connectivity=8)
-    found = sorted((stats[i] for i in range(1, n) if stats[i][4] >= MIN_BLOCKS),
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(flag, connectivity=8)
+    # A screen clips over much of its area; a bright line or letters in the scene
+    # only in a few blocks of theirs.
+    found = sorted((stats[i] for i in range(1, n) if stats[i][4] >= MIN_BLOCKS
+                    and np.median(lit[labels == i]) >= LIT_MEDIAN),
                    key=lambda s: -int(s[4]))[:MAX_REGIONS]
     k = BLOCK * scale
     return [Region(int(x * k), int(y * k), int((x + bw_) * k), int((y + bh_) * k))
