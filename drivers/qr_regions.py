@@ -9,7 +9,8 @@ clips: some pixels at ``BRIGHT`` or above, and a quarter of them in the region's
 median block) and *textured both ways* (mean neighbour differences across and
 down of ``TEXTURE`` or more, per 8 x 8 block): stripes, edges, a bright line or
 sign and plain light fail one test or another. That costs about
-0.05 ms on a frame with nothing bright in it, 0.3-0.7 ms with.
+0.01 ms on a frame with nothing bright in it, 0.1 ms with bright bits but no
+screen, 0.3-0.7 ms with a screen.
 
 In each such region (at most ``MAX_REGIONS``, largest first) the live decoder reads
 a full-resolution crop enlarged 2x (cubic: small modules get pixels to sample)
@@ -64,12 +65,18 @@ def code_like_regions(small: np.ndarray, scale: float) -> list[Region]:
     if bh < 3 or bw < 3:
         return []
     core = small[:bh * BLOCK, :bw * BLOCK]
-    dx = cv2.absdiff(core[:, 1:], core[:, :-1])
-    dy = cv2.absdiff(core[1:], core[:-1])
     area = cv2.INTER_AREA
+    # Every image shrunk here is a whole number of blocks: OpenCV's area average
+    # is fast for whole factors only (0.5 ms against 0.01 for a 639 px row).
+    clipped = cv2.threshold(core, BRIGHT - 1, 255, cv2.THRESH_BINARY)[1]
+    lit = cv2.resize(clipped, (bw, bh), interpolation=area)
+    if np.count_nonzero(lit >= LIT_MEDIAN) < MIN_BLOCKS // 2:
+        return []  # bright lines or letters, no screen: skip the texture measure
+    edge = cv2.BORDER_REPLICATE
+    dx = cv2.copyMakeBorder(cv2.absdiff(core[:, 1:], core[:, :-1]), 0, 0, 0, 1, edge)
+    dy = cv2.copyMakeBorder(cv2.absdiff(core[1:], core[:-1]), 0, 1, 0, 0, edge)
     ex = cv2.resize(dx, (bw, bh), interpolation=area)
     ey = cv2.resize(dy, (bw, bh), interpolation=area)
-    lit = cv2.resize((core >= BRIGHT).view(np.uint8) * 255, (bw, bh), interpolation=area)
     flag = ((ex >= TEXTURE) & (ey >= TEXTURE) & (lit >= LIT_SHARE)).astype(np.uint8)
     if not flag.any():
         return []
