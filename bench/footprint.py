@@ -1,6 +1,7 @@
 """Footprint of the daemon: time to ready, resident memory at rest and under
-traffic, CPU while idle watching 30 fps of empty 720p frames. Each is measured on
-a real `gate run` process with two simulated lanes."""
+traffic. Each is measured on a real `gate run` process with two simulated lanes.
+The CPU it costs idle (``cpu.idle_30fps_720p``) is the scan group's now
+(``bench/scan_phone.py``), beside the scan path figures it depends on."""
 from __future__ import annotations
 
 import os
@@ -97,20 +98,11 @@ def run(ctx: Context) -> list[Figure]:
             peak = max(peak, _rss_mb(proc.pid))
             time.sleep(0.25)
         _stop(proc)
-        proc, ready = _start(_config(d, traffic=False, fps=30.0, size=(1280, 720)), d / "n3.sock")
-        readies.append(ready)
-        time.sleep(2.0)
-        c0, t0 = _cpu_s(proc.pid), time.monotonic()
-        time.sleep(hold)
-        share = (_cpu_s(proc.pid) - c0) / (time.monotonic() - t0)
-        _stop(proc)
     import statistics
 
     r = statistics.median(readies)
     figures.append(Figure("ready_s", r, "s", note="process start → systemd READY (two lanes running); target ≤ 3 s", pi4=True))
     figures.append(Figure("rss_mb", peak, "MB", note=f"resident memory under 10 decisions/s (at rest {rest:.0f} MB); target ≤ 150 MB"))
     figures.append(Figure("rss_rest_mb", rest, "MB", note="two simulated lanes, at rest"))
-    figures.append(Figure("cpu.idle_30fps_720p", share * 100, "% of a core", note="two lanes watching 30 fps of empty 1280×720 frames each", pi4=True))
-    ctx.implications.append(f"ready in {r:.1f} s here, {rest:.0f}→{peak:.0f} MB RSS; idle scanning two 720p/30 fps cameras costs {share * 100:.0f}% of a core "
-                            f"(×5–8 on a Pi 4: {share * 500:.0f}–{share * 800:.0f}% of one of its four cores)")
+    ctx.implications.append(f"ready in {r:.1f} s here, {rest:.0f}→{peak:.0f} MB RSS")
     return figures

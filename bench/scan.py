@@ -18,6 +18,8 @@ cycles of its full-resolution pass (so the figure is its average frame). Frames:
 
 Photos: the decode rate on ``datasets/qr-photos`` of the still-image decoder
 (``gate scan``) and of the live one, against naive pyzbar on the BGR photo.
+
+Phones, a code appearing, idle cost: ``bench/scan_phone.py``.
 """
 from __future__ import annotations
 
@@ -106,6 +108,9 @@ def run(ctx: Context) -> list[Figure]:
                           None, "codes reported on frames with no code (all timed runs)"))
     figures += _camera_formats(ctx)
     figures += _photos(ctx, naive)
+    from bench.scan_phone import appear_figures, idle_figures, phone_figures
+
+    figures += phone_figures(ctx) + appear_figures(ctx) + idle_figures(ctx)
     ctx.implications += _implications(figures)
     return figures
 

@@ -165,12 +165,15 @@ class SimCamera:
 
     ``show(text)`` queues frames of a held-up code followed by one empty frame;
     ``read()`` hands queued frames out first. With ``stream_fps`` > 0 it otherwise
-    produces empty frames at that rate in real time (live demo); with 0 it waits up
-    to the timeout and returns None. Frames are read-only and shared (rendered once
+    produces empty frames at that rate in real time (live demo), cycling through
+    ``STREAM_VARIANTS`` renderings with different sensor noise, as a real sensor's
+    frames differ (what a scanner skipping unchanged frames must cope with); with
+    0 it waits up to the timeout and returns None. Frames are read-only and shared (rendered once
     per text and cached). Thread-safe.
     """
 
     _CACHE_SIZE = 256  # distinct texts kept rendered; a drill reuses a few hundred passes
+    STREAM_VARIANTS = 4
 
     def __init__(self, width: int = 640, height: int = 480, *, stream_fps: float = 0.0,
                  module_px: int | None = None, noise_sigma: float = 4.0,
@@ -181,6 +184,11 @@ class SimCamera:
         self._render_args = dict(module_px=module_px, noise_sigma=noise_sigma,
                                  blur_sigma=blur_sigma, seed=seed)
         self._empty = _frozen(render_empty(width, height, noise_sigma=noise_sigma, seed=seed))
+        self._stream: list[np.ndarray] = [self._empty]
+        if stream_fps > 0:
+            self._stream += [_frozen(render_empty(width, height, noise_sigma=noise_sigma,
+                                                  seed=seed + 1 + i))
+                             for i in range(self.STREAM_VARIANTS - 1)]
         self._cache: collections.OrderedDict[str, np.ndarray] = collections.OrderedDict()
         self._queue: collections.deque[np.ndarray] = collections.deque()
         self._cond = threading.Condition()
@@ -239,7 +247,7 @@ class SimCamera:
                     if now >= self._next_stream_at:
                         self._next_stream_at += period
                         self._shown += 1
-                        return self._empty
+                        return self._stream[self._shown % len(self._stream)]
                     wake = min(deadline, self._next_stream_at)
                 if now >= deadline:
                     return None

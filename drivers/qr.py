@@ -31,6 +31,8 @@ import numpy as np
 
 from drivers.base import Counters, FaultCallback, Progress, no_fault
 from drivers.qr_flatten import FlatPatch, flatten, holds, light_patches
+from drivers.qr_idle import ChangeGate
+from drivers.qr_regions import code_like_regions, read_region
 
 if TYPE_CHECKING:  # camera.py imports nothing from here at runtime; avoid a cycle
     from drivers.camera import FrameSource
@@ -259,16 +261,26 @@ class FastScanDecoder:
        full-resolution pass, for codes too small to be seen shrunk (a pass held far
        from the camera): such a code is read within ``full_every`` frames, 0.13 s
        at 30 fps. This pass is most of the cost of an empty frame, hence the
-       interval. Frames too small to shrink always get it.
+       interval. Frames too small to shrink always get it. ``restart()`` makes
+       the next frame a full-pass one (the scanner calls it when a frame comes
+       after skipped ones: something just appeared).
+    4. If the half-size copy shows a code-like region (a backlit screen: bright
+       and textured both ways; ``qr_regions``) holding no code read yet, that
+       region is read again at full resolution, enlarged and locally thresholded,
+       plus one more binarisation that changes from frame to frame: a pass on a
+       phone at arm's length, with bloom, glare and moire, reads within a few
+       frames. Nothing is done there on frames without such a region.
 
     Stateful (counts frames): one instance per camera. ``counters``: frames,
-    full_passes, crops.
+    full_passes, crops, regions. ``busy``: the last frame held a code, or
+    something code-like (a located symbol or region): worth the next frame too.
     """
 
     name = "fast"
     MIN_SMALL_SIDE = 120  # a shrunk frame smaller than this is not worth shrinking to
 
-    def __init__(self, *, scale: int = 2, full_every: int = 4, max_crops: int = 4) -> None:
+    def __init__(self, *, scale: int = 2, full_every: int = 4, max_crops: int = 4,
+                 regions: bool = True) -> None:
         if scale < 1 or full_every < 1 or max_crops < 0:
             raise ValueError("need scale >= 1, full_every >= 1, max_crops >= 0")
         import cv2  # noqa: F401  (lazy like the libraries; fail here, not per frame)
@@ -278,6 +290,9 @@ class FastScanDecoder:
         self.scale = scale
         self.full_every = full_every
         self.max_crops = max_crops
+        self.regions = regions
+        self.busy = False
+        self._region_steps = 0  # consecutive frames with a code-like region looked at
         self._full_opts = dict(
             formats=zxingcpp.BarcodeFormat.QRCode, try_rotate=False, try_invert=False,
             try_downscale=False, text_mode=zxingcpp.TextMode.Plain)
@@ -291,7 +306,12 @@ class FastScanDecoder:
     def decode(self, grey: np.ndarray) -> list[str]:
         return [f.text for f in self.find(grey)]
 
+    def restart(self) -> None:
+        """Give the next frame the full-resolution pass (a new scene)."""
+        self._frames = 0
+
     def find(self, frame: np.ndarray) -> list[Found]:
+        self.busy = False
         try:
             grey = _as_decodable(frame)
             if grey is None:
@@ -311,10 +331,12 @@ class FastScanDecoder:
         found: list[Found] = []
         sw, sh = w // self.scale, h // self.scale
         full_pass = n % self.full_every == 0
+        small: np.ndarray | None = None
+        candidates: list[Found] = []  # located, not decoded (text unknown)
+        fx = 1.0
         if self.scale > 1 and min(sw, sh) >= self.MIN_SMALL_SIDE:
             small = cv2.resize(grey, (sw, sh), interpolation=cv2.INTER_AREA)
             fx, fy = w / sw, h / sh
-            candidates: list[Found] = []  # located, not decoded (text unknown)
             for b in self._zx.read_barcodes(small, **self._small_opts):
                 corners = _zx_corners(b, fx, fy)
                 text = _zx_text(b) if b.valid else None
@@ -334,7 +356,31 @@ class FastScanDecoder:
         if full_pass:
             self.counters.inc("full_passes")
             _merge(found, self._read(grey))
+        looked = self._regions(grey, small, fx, found) if small is not None else False
+        self._region_steps = self._region_steps + 1 if looked else 0
+        self.busy = bool(found or candidates or looked)
         return found
+
+    def _regions(self, grey: np.ndarray, small: np.ndarray, scale: float,
+                 found: list[Found]) -> bool:
+        """Read the code-like regions of ``small`` that hold no code read yet, into
+        ``found``; whether there were any."""
+        if not self.regions:
+            return False
+        looked = False
+        for region in code_like_regions(small, scale):
+            if any(region.holds(f.center) for f in found):
+                continue
+            looked = True
+            self.counters.inc("regions")
+            for b, f, dx, dy in read_region(self._zx, grey, region, self._region_steps,
+                                            self._full_opts):
+                text = _zx_text(b)
+                if text is None:
+                    self.errors += 1
+                    continue
+                _merge(found, [Found(text, _zx_corners(b, f, f, dx, dy))])
+        return looked
 
     def _read(self, grey: np.ndarray, dx: float = 0.0, dy: float = 0.0) -> list[Found]:
         out = []
@@ -539,9 +585,13 @@ class QrScanner:
     the camera is reported once, and again only after it has been away for hold_s.
     ``now`` is injectable so drills can run on a simulated clock.
 
+    Frames nothing changed in are not decoded (``idle``, a ``ChangeGate``; None
+    decodes every frame): the lane's PIR says when someone is there
+    (``presence``), and a slow full check finds a code held perfectly still.
+
     ``progress`` advances once per frame after its decode and callbacks return.
-    ``counters``: frames, codes (reported), repeats (suppressed sightings),
-    decode_errors, read_errors, callback_errors.
+    ``counters``: frames, skipped (not decoded: unchanged), codes (reported),
+    repeats (suppressed sightings), decode_errors, read_errors, callback_errors.
     """
 
     _FPS_WINDOW_S = 2.0  # real seconds of frame times behind the rolling fps
@@ -556,8 +606,10 @@ class QrScanner:
         now: Callable[[], float] = time.monotonic,
         name: str = "camera",
         on_fault: FaultCallback = no_fault,
+        idle: ChangeGate | None | Literal["default"] = "default",
     ) -> None:
         self.source = source
+        self.idle = ChangeGate() if idle == "default" else idle
         self.decoder = decoder
         self.on_code = on_code
         self.hold_s = hold_s
@@ -586,6 +638,13 @@ class QrScanner:
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
+
+    def presence(self, present: bool) -> None:
+        """The lane's presence sensor: someone is in front of the camera (True:
+        decode every frame) or has gone (False: only frames that changed, and the
+        slow full check). Safe to call from any thread."""
+        if self.idle is not None:
+            self.idle.presence(present)
 
     @property
     def frame_age(self) -> float | None:
@@ -628,15 +687,33 @@ class QrScanner:
         self.counters.inc("frames")
         self._set_health(True, "frames arriving")
 
+        gate = self.idle
+        if gate is not None:
+            try:
+                verdict = gate.check(frame)
+            except Exception:  # not an image: let the decoder count it
+                verdict = None
+            if verdict is not None and not verdict.decode:
+                self.counters.inc("skipped")
+                return
+            if verdict is not None and verdict.fresh:
+                restart = getattr(self.decoder, "restart", None)
+                if restart is not None:
+                    restart()  # something appeared: look at this frame fully
         errors_before = getattr(self.decoder, "errors", 0)
+        failed = False
         try:
             texts = self.decoder.decode(frame)
         except Exception:  # a third-party decoder that breaks the contract
             self.counters.inc("decode_errors")
             texts = []
+            failed = True
         swallowed = getattr(self.decoder, "errors", 0) - errors_before
         if swallowed > 0:
             self.counters.inc("decode_errors", swallowed)
+        if gate is not None:
+            gate.decoded(ok=not failed and swallowed <= 0, codes=bool(texts),
+                         code_like=bool(getattr(self.decoder, "busy", False)))
 
         now = self.now()
         # Forget codes out of sight for hold_s; keeps the table small on a busy gate.

@@ -44,7 +44,10 @@ def test_quick_scan_run_writes_well_formed_results(tmp_path: Path) -> None:
             assert fig["unit"] == "ms" and fig["value"] > 0 and fig["baseline"] > 0
     assert figures["scan.photos.decode_rate"]["unit"] == "fraction"
     assert 0 < figures["scan.photos.decode_rate"]["value"] <= 1
-    assert doc["groups"]["scan"] and all(n.startswith("scan.") for n in doc["groups"]["scan"])
+    assert doc["groups"]["scan"] and all(n.startswith(("scan.", "cpu.")) for n in doc["groups"]["scan"])
+    for name in ("scan.phone.decode_rate.live", "scan.phone.decode_rate", "scan.phone.frames_to_read",
+                 "scan.appear.frames_to_read", "cpu.idle_30fps_720p"):
+        assert name in figures, name
 
     # --only replaced scan's figures and kept the other group's.
     assert "outbox.drain_vs_paho" in figures and "scan.old" not in figures

@@ -13,7 +13,7 @@ from gate.drill import Rehearsal
 from gate.drill_file import Step
 from gate.passes import new_keypair
 from tests.mqtt_broker import Broker, make_password_file
-from tests.sync_helpers import central_pub, start_central
+from tests.sync_helpers import start_central
 
 
 def test_no_secret_in_logs_events_or_status(tmp_path: Path, broker_factory, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
