@@ -12,6 +12,7 @@ if [ "${1:-}" = "--root" ]; then ROOT="${2:?--root needs a directory}"; fi
 PREFIX="$ROOT/opt/gate"
 ETC="$ROOT/etc/gate"
 UNIT_DIR="$ROOT/etc/systemd/system"
+JOURNALD_DIR="$ROOT/etc/systemd/journald.conf.d"
 STATE="$ROOT/var/lib/gate"
 
 say() { echo "install: $*"; }
@@ -50,11 +51,14 @@ chmod 0750 "$STATE"
 
 install -D -m 0644 "$SRC/systemd/gate.service" "$UNIT_DIR/gate.service"
 install -D -m 0644 "$SRC/systemd/99-gate-serial.rules" "$ROOT/etc/udev/rules.d/99-gate-serial.rules"
+# The journal's size and writes, for an SD card (README: the appliance on an SD card).
+install -D -m 0644 "$SRC/systemd/journald-gate.conf" "$JOURNALD_DIR/60-gate.conf"
 
 if [ -z "$ROOT" ]; then
   chown -R root:gate "$ETC"
   chown gate:gate "$STATE"
   udevadm control --reload-rules 2>/dev/null || true
+  systemctl restart systemd-journald || say "journald not restarted: its limits apply from the next boot"
   systemctl daemon-reload
   systemctl enable gate.service
   if "$PREFIX/.venv/bin/gate" config check /etc/gate/gate.toml; then

@@ -63,3 +63,31 @@ def test_install_is_idempotent_and_keeps_site_config(tmp_path: Path) -> None:
     assert second.returncode == 0, second.stderr
     assert "kept" in second.stdout
     assert cfg.read_text().endswith("# edited on site\n")
+
+
+def _size_mb(value: str) -> float:
+    units = {"K": 1 / 1024, "M": 1.0, "G": 1024.0}
+    return float(value[:-1]) * units[value[-1].upper()] if value[-1].upper() in units else int(value) / 2**20
+
+
+def test_install_limits_the_journal_for_an_sd_card(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    res = subprocess.run(["bash", str(ROOT / "systemd" / "install.sh"), "--root", str(root)],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    dropin = root / "etc" / "systemd" / "journald.conf.d" / "60-gate.conf"
+    # journald reads it: systemd's own tool lists it among journald.conf's drop-ins.
+    shown = subprocess.run(["systemd-analyze", "cat-config", "systemd/journald.conf", f"--root={root}"],
+                           capture_output=True, text=True, timeout=60)
+    assert f"# {dropin}" in shown.stdout, shown.stdout + shown.stderr
+    cfg = configparser.ConfigParser()
+    cfg.optionxform = str  # type: ignore[assignment,method-assign]  (journald's keys are case-sensitive)
+    cfg.read(dropin)
+    journal = dict(cfg["Journal"])
+    # Every key is one journald knows: Debian's stock journald.conf lists them all, commented.
+    stock = Path("/etc/systemd/journald.conf").read_text(encoding="utf-8")
+    assert all(f"#{key}=" in stock for key in journal), sorted(journal)
+    # Small on the card and in RAM (an overlay root keeps /var/log/journal in RAM).
+    assert _size_mb(journal["SystemMaxUse"]) <= 100
+    assert _size_mb(journal["RuntimeMaxUse"]) <= 64
+    assert "MaxRetentionSec" in journal
