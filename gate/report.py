@@ -54,6 +54,15 @@ def daily(store: Store, day: str) -> dict[str, Any]:
             (day,),
         ).fetchall()
     )
+    # Named guards' shifts (gate/web/shifts.py): who took over when.
+    shifts = [
+        {"at": _hm(store, ts), "who": who}
+        for ts, who in c.execute(
+            "SELECT ts, json_extract(body, '$.who') FROM events WHERE day = ? AND type = 'admin'"
+            " AND json_extract(body, '$.action') = 'shift_start' ORDER BY seq",
+            (day,),
+        )
+    ]
     by_hour = [0] * 24
     for hour, n in c.execute(
         "SELECT hour, count(*) FROM events WHERE day = ? AND type = 'decision' GROUP BY hour", (day,)
@@ -71,7 +80,14 @@ def daily(store: Store, day: str) -> dict[str, Any]:
         "unknown_cards": unknown_cards,
         "by_hour": by_hour,
         **({"rules": rules} if rules else {}),
+        **({"shifts": shifts} if shifts else {}),
     }
+
+
+def _hm(store: Store, ts: float) -> str:
+    from datetime import datetime
+
+    return datetime.fromtimestamp(ts, store.tz).strftime("%H:%M")
 
 
 def _day_bounds(store: Store, day: str) -> tuple[float, float]:

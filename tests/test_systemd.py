@@ -1,6 +1,7 @@
 """The service unit: hardened, notify-typed, watchdogged; the installer idempotent."""
 from __future__ import annotations
 
+import configparser
 import re
 import shutil
 import subprocess

@@ -12,7 +12,7 @@ import logging
 import os
 import queue
 import threading
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
 HEARTBEAT_S = 15.0
-SEARCH_DAYS = 30
 
 
 class GuardPageError(Exception):
@@ -193,35 +192,9 @@ class GuardPage:
         }
 
     def search(self, q: str, limit: int = 50) -> list[dict[str, Any]]:
-        q = q.strip()
-        if not q:
-            return []
-        like = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        since = (self.app.clock.now() - timedelta(days=SEARCH_DAYS)).astimezone(self.app.tz).date().isoformat()
-        store = self.app.open_store()
-        try:
-            rows = store.conn.execute(
-                "SELECT e.body, p.holder, p.unit, p.category FROM events e LEFT JOIN passes p ON p.id = e.pass_id"
-                " WHERE e.day >= ? AND e.type IN ('decision', 'registration') AND ("
-                "  p.unit LIKE ? ESCAPE '\\' OR p.holder LIKE ? ESCAPE '\\' OR e.card LIKE ? ESCAPE '\\'"
-                "  OR e.pass_id = ?)"
-                " ORDER BY e.seq DESC LIMIT ?",
-                (since, like, like, like, q, limit),
-            ).fetchall()
-        finally:
-            store.close()
-        out = []
-        for body, holder, unit, category in rows:
-            b = json.loads(body)
-            at = datetime.fromisoformat(b["ts"]).astimezone(self.app.tz)
-            out.append({
-                "type": b["type"], "id": b["id"], "date": at.strftime("%m-%d"), "time": at.strftime("%H:%M:%S"),
-                "lane": b.get("lane"), "decision": b.get("decision"), "reason": b.get("reason"),
-                "category": b.get("category") or category, "holder": holder or b.get("holder"),
-                "unit": unit or b.get("unit"), "card": b.get("card"), "temperature_c": b.get("temperature_c"),
-                "pass_id": b.get("pass"),
-            })
-        return out
+        from gate.web.search import search
+
+        return search(self.app, q, limit)
 
 
 # ---------------------------------------------------------------- the Flask app
