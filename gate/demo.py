@@ -7,6 +7,7 @@ import threading
 import time
 
 from gate.app import GateApp
+from gate.events import AckAlarm
 from gate.drill import DrillError, Keys, apply_step, pass_rows
 from gate.drill_file import Drill
 
@@ -31,10 +32,22 @@ class DemoPlayer:
         try:
             rows, cards = pass_rows(self.drill.passes)
             store.upsert_passes(rows, cards)
-            # A new round is a new day at the gate: nobody is inside from the last one.
-            store.conn.execute("DELETE FROM inside")
+            # A new round is a new day at the gate: nobody is inside from the last one,
+            # nobody is held for last round's fever ...
+            with store.write() as c:
+                for table in ("inside", "last_move", "fever_holds"):
+                    c.execute(f"DELETE FROM {table}")  # noqa: S608 - our own table names
+            open_alarms = store.conn.execute(
+                "SELECT json_extract(body, '$.id'), lane, kind FROM events WHERE type = 'alarm' AND json_extract(body, '$.id')"
+                " NOT IN (SELECT json_extract(body, '$.alarm_id') FROM events WHERE type = 'ack')"
+            ).fetchall()
         finally:
             store.close()
+        # ... and the demo's guard has seen last round's alarms (the page opens on this round's).
+        for alarm_id, lane, kind in open_alarms:
+            target = self.app.lanes.get(lane or "")
+            if target is not None:
+                target.post(AckAlarm(alarm_id, kind or "", who="demo guard"))
 
     def start(self) -> None:
         self._thread.start()

@@ -5,6 +5,7 @@ import json
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -130,6 +131,65 @@ def test_demo_admits_and_refuses_visibly_and_stops_on_sigterm(tmp_path: Path) ->
     assert "ALLOW" in out and "ok" in out and "pass=r1" in out
     assert "DENY" in out and "category_refused" in out
     assert "door     unlock" in out
+
+
+def test_each_demo_round_is_a_new_day_at_the_gate(tmp_path: Path) -> None:
+    """Round two of the demo tells the same story: last round's fever holds nobody and
+    its alarms were acknowledged by the demo's guard (the page does not open covered)."""
+    script = tmp_path / "people.yaml"
+    script.write_text(textwrap.dedent("""
+        name: a fever, every round
+        start: "2026-11-22T08:00:00+08:00"
+        passes:
+          - {id: n1, holder: 李强, unit: 5-1-302, category: renter}
+        steps:
+          - {at: 0.2, lane: in, qr: n1}
+          - {at: 0.6, lane: in, temperature: 37.8}
+          - {at: 1.2, lane: in, temperature: 37.9}
+    """), encoding="utf-8")
+    cfg = tmp_path / "demo.toml"
+    cfg.write_text(textwrap.dedent(f"""
+        [store]
+        path = "{tmp_path / 'demo.db'}"
+        [guard]
+        enabled = false
+        [demo]
+        script = "{script}"
+        loop = true
+        pause_s = 0.5
+        [[lanes]]
+        name = "in"
+        direction = "in"
+        camera = {{ driver = "sim" }}
+        thermometer = {{ driver = "sim" }}
+    """), encoding="utf-8")
+    proc = subprocess.Popen([*GATE, "run", "-c", str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    seen: list[str] = []
+    try:
+        deadline = time.monotonic() + 60
+        assert proc.stdout is not None
+        while time.monotonic() < deadline and sum("fever" in line and "DENY" in line for line in seen) < 2:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            seen.append(line)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    denials = [line.split()[3] for line in seen if " DENY " in line]
+    assert denials[:2] == ["fever", "fever"], "".join(seen)  # never fever_hold from the round before
+    import sqlite3
+
+    con = sqlite3.connect(tmp_path / "demo.db")
+    try:
+        acks = con.execute("SELECT json_extract(body, '$.who') FROM events WHERE type = 'ack'").fetchall()
+    finally:
+        con.close()
+    assert ("demo guard",) in acks
 
 
 def test_key_commands_work_as_the_example_configs_write_them(tmp_path: Path) -> None:
