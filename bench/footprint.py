@@ -71,12 +71,16 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def _stop(proc: subprocess.Popen[bytes]) -> float:
+    """SIGTERM, and the seconds until the process has exited (inf if it had to be killed)."""
+    t0 = time.perf_counter()
     proc.terminate()
     try:
         proc.wait(10)
     except subprocess.TimeoutExpired:
         proc.kill()
+        return float("inf")
+    return time.perf_counter() - t0
 
 
 def run(ctx: Context) -> list[Figure]:
@@ -97,12 +101,14 @@ def run(ctx: Context) -> list[Figure]:
         while time.monotonic() < end:
             peak = max(peak, _rss_mb(proc.pid))
             time.sleep(0.25)
-        _stop(proc)
+        stop = _stop(proc)  # under load: 10 decisions a second when the signal comes
     import statistics
 
     r = statistics.median(readies)
     figures.append(Figure("ready_s", r, "s", note="process start → systemd READY (two lanes running); target ≤ 3 s", pi4=True))
     figures.append(Figure("rss_mb", peak, "MB", note=f"resident memory under 10 decisions/s (at rest {rest:.0f} MB); target ≤ 150 MB"))
     figures.append(Figure("rss_rest_mb", rest, "MB", note="two simulated lanes, at rest"))
+    figures.append(Figure("stop_s", stop, "s", note="SIGTERM under 10 decisions/s → process gone (relays locked first); "
+                          "the unit allows 5 s, target < 1 s", pi4=True))
     ctx.implications.append(f"ready in {r:.1f} s here, {rest:.0f}→{peak:.0f} MB RSS")
     return figures
