@@ -92,11 +92,15 @@ class Survey:
         self.page = page
         self.problems: list[str] = []
 
-    def look(self, state: str, primary: list[str], *, tabs: bool = True, readable: bool = False) -> None:
+    def look(self, state: str, primary: list[str], *, tabs: bool = True, readable: bool = False,
+             scroll_to: str | None = None) -> None:
         page = self.page
         for w, h in SIZES:
             page.set_viewport_size({"width": w, "height": h})
             settle(page)
+            if scroll_to:  # below the fold in a scrolling view: the guard scrolls to it
+                page.eval_on_selector(scroll_to, "e => e.scrollIntoView({block: 'center'})")
+                settle(page)
             sel = primary + ([TABS] if tabs else [])
             target = MIN_TARGET_PX if (w, h) == (800, 480) else 0
             for p in page.evaluate(CHECK, [sel, target]):
@@ -117,7 +121,11 @@ def test_every_state_fits_every_pi_screen(browser: Any, tmp_path: Path) -> None:
     pin = tmp_path / "pin"
     pin.write_text("2468\n")
     pin.chmod(0o600)
-    with guard_env(tmp_path, {"guard": {"pin_file": str(pin)}}) as env, open_page(browser, env, refusals=True) as page:
+    from gate.guards import add
+
+    add(tmp_path / "guards.json", "王师傅", "1357")
+    with guard_env(tmp_path, {"guard": {"pin_file": str(pin), "guards_file": str(tmp_path / "guards.json")}}) as env, \
+            open_page(browser, env, refusals=True) as page:
         s = Survey(page)
         # Live: a resident walks in.
         env.step(lane="in", qr="r1")
@@ -178,6 +186,8 @@ def test_every_state_fits_every_pi_screen(browser: Any, tmp_path: Path) -> None:
 
         page.click("button[data-view=open]")
         s.look("open door", ["#open-lanes button", "#open-reasons button"])
+        # The door modes sit below the door's opening (the view scrolls): scrolled to, they fit.
+        s.look("door mode", ["#mode-choices button"], scroll_to="#mode-choices")
 
         env.settle()
         env.gp.monitor.refresh_now()
@@ -194,5 +204,16 @@ def test_every_state_fits_every_pi_screen(browser: Any, tmp_path: Path) -> None:
         page.click("button[data-view=health]")
         page.wait_for_selector("#health-detail .hbox", timeout=3000)
         s.look("health", ["#health-detail .hbox:first-child h3"])
+
+        # Handover: a named guard starts a shift with their own PIN.
+        page.click("#shift-btn")
+        page.wait_for_selector("#pin:not([hidden])", timeout=3000)
+        for k in "1357":
+            page.click(f"#pin-keys button[data-k='{k}']")
+        page.click("#pin-keys button[data-k=ok]")
+        page.wait_for_selector("#handover:not([hidden])", timeout=3000)
+        s.look("handover", ["#handover-ok", "#handover-title"], tabs=False)
+        page.click("#handover-ok")
+        assert "王师傅" in page.inner_text("#duty")
 
         assert not s.problems, "\n".join(s.problems)
