@@ -356,6 +356,7 @@ class LaneConfig(Strict):
     pir: InputConfig | None = None
     speaker: SpeakerConfig = SpeakerConfig()
     schedule: str | None = None  # a named schedule (policy.schedules) this lane admits entries in
+    label: str | None = Field(None, max_length=32)  # what the guard page calls it ("东门 进 East gate in")
     # A fire-alarm contact: while active, every lane of the gate is held open (and it is an alarm).
     fire_alarm: InputConfig | None = None
 

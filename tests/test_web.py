@@ -302,6 +302,20 @@ def test_manual_open_needs_a_reason_and_is_logged_as_an_override(browser: Any, t
         wait_text(page, "#tile", "已开门")
 
 
+def test_exit_button_openings_say_so_and_lanes_show_their_display_names(browser: Any, tmp_path: Path) -> None:
+    lanes = [
+        {"name": "in", "direction": "in", "label": "东门 进", "camera": {"driver": "sim"}, "thermometer": {"driver": "sim"},
+         "relay": {"driver": "sim", "pin": 22}},
+        {"name": "out", "direction": "out", "label": "东门 出", "camera": {"driver": "sim"},
+         "relay": {"driver": "sim", "pin": 23}, "exit_button": {"driver": "sim", "pin": 24, "debounce_ms": 0}},
+    ]
+    with guard_env(tmp_path, {"lanes": lanes}) as env, open_page(browser, env) as page:
+        env.step(lane="out", exit_button=True)
+        wait_text(page, "#tile", "出门按钮开门")
+        assert "东门 出" in tile_text(page)
+        assert "无有效通行证" not in tile_text(page) and "无有效通行证" not in page.inner_text("#recent")
+
+
 def test_the_guard_locks_a_lane_with_a_reason_and_it_is_an_event(browser: Any, tmp_path: Path) -> None:
     with guard_env(tmp_path) as env, open_page(browser, env) as page:
         page.click("button[data-view=open]")

@@ -82,6 +82,7 @@ def test_alarms_stay_until_acknowledged_and_come_back_after_a_restart(tmp_path: 
     again.load_history(store, AT + timedelta(minutes=5))
     snap = again.snapshot()
     assert [a["id"] for a in snap["alarms"]] == [fever.id]  # the unacknowledged one survives
+    assert (snap["alarms"][0]["holder"], snap["alarms"][0]["unit"]) == ("王芳", "3-2-501")  # with whose fever it is
     assert [r["kind"] for r in snap["recent"]] == ["decision", "override"]
     assert snap["recent"][0]["holder"] == "王芳" and snap["recent"][0]["time"] == "08:00:00"
     store.close()

@@ -94,6 +94,8 @@ UI: dict[str, tuple[str, str]] = {
     "tab_live": ("现场", "Live"),
     "mode_title": ("门的模式（此通道）", "Door mode (this lane)"),
     "shift_start": ("交接班", "Start my shift"),
+    "sound_hint": ("点一下屏幕开启报警声音", "Tap the screen to enable alarm sound"),
+    "exit_opened": ("出门按钮开门", "Opened by the exit button"),
     "on_duty": ("值班", "On duty"),
     "handover_title": ("接班：上一班留下的事项", "Handover: what the last shift leaves open"),
     "handover_alarms": ("未处理的报警", "Alarms not yet acknowledged"),

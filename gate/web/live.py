@@ -176,7 +176,10 @@ class LiveState:
             b = json.loads(body)
             if b["id"] in acked or b.get("kind") == "passback":
                 continue  # a passback alarm went with a challenge, which did not survive the restart
-            alarms.append(self._alarm_view(b["id"], b["lane"], b["kind"], b.get("detail", ""), _parse(b["ts"]), None))
+            view = self._alarm_view(b["id"], b["lane"], b["kind"], b.get("detail", ""), _parse(b["ts"]), b.get("pass"))
+            row = store.conn.execute("SELECT holder, unit FROM passes WHERE id = ?", (b.get("pass"),)).fetchone()
+            view["holder"], view["unit"] = row if row else (None, None)  # as it was shown before the restart
+            alarms.append(view)
         with self._lock:
             known = {v["id"] for v in self.recent}
             merged = [v for v in recent if v["id"] not in known] + list(self.recent)

@@ -179,7 +179,8 @@ class GuardPage:
             "lang": self.lang,
             "categories": cats,
             "words": i18n.bundle(),
-            "lanes": [{"name": l.name, "direction": l.direction, "relay": l.relay is not None} for l in conf.lanes],
+            "lanes": [{"name": l.name, "direction": l.direction, "relay": l.relay is not None, "label": l.label}
+                      for l in conf.lanes],
             "open_reasons": list(self.conf.manual_open_reasons),
             "mode_reasons": list(self.conf.mode_reasons),
             "named_guards": bool(self.guardian.guards),

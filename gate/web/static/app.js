@@ -37,6 +37,7 @@ function cat(code) {
 function laneName(name) {
   const lane = BOOT.lanes.find(l => l.name === name);
   if (!lane) return name || "";
+  if (lane.label) return lane.label;  // the lane's display name (lanes[].label)
   return `${t("lane")} ${name} · ${t(lane.direction === "out" ? "lane_out" : "lane_in")}`;
 }
 function fmtAge(sec) {
@@ -68,11 +69,12 @@ function tileHTML(d) {
       <div class="verdict override"><div class="word">${both(t2("open_done"))}</div>
       <div class="why">${esc(d.reason)} · ${esc(t("by"))} ${esc(d.who)}</div></div>`;
   }
-  const c = cat(d.category);
+  const c = d.reason === "exit_button" ? { colour: "#546e7a", p: pair(W.reasons, "exit_button") } : cat(d.category);
   const dec = pair(W.decisions, d.decision), why = pair(W.reasons, d.reason);
   const mark = { allow: "✔ ", deny: "✖ ", retest: "↻ ", challenge: "? " }[d.decision] || "";
   const temp = d.temperature_c == null ? "" : `<span class="temp ${d.decision === "retest" || d.reason === "fever" ? "hot" : ""}">${d.temperature_c.toFixed(1)} °C</span>`;
-  const who = d.holder || (d.pass_id ? d.pass_id : (d.card ? `${pair(W.credentials, "card")[L]} ${d.card}` : t("no_pass")));
+  const who = d.reason === "exit_button" ? t("exit_opened")
+    : d.holder || (d.pass_id ? d.pass_id : (d.card ? `${pair(W.credentials, "card")[L]} ${d.card}` : t("no_pass")));
   return `<div class="meta"><span class="cat">${both(c.p)}</span><span>${esc(laneName(d.lane))} · ${esc(d.time)}</span></div>
     <div class="who">${esc(who)}</div>
     <div class="meta"><span class="unit">${esc(d.unit || "")}</span>${temp}</div>
@@ -103,7 +105,8 @@ function renderRecent() {
         <span class="n">${esc(d.reason)}<small>${esc(t("by"))} ${esc(d.who)}</small></span><span class="d override">${esc(t("override"))}</span></li>`;
     }
     const c = cat(d.category);
-    const name = [d.holder || d.pass_id || (d.card ? "#" + d.card : t("no_pass")), d.unit].filter(Boolean).join("  ");
+    const name = d.reason === "exit_button" ? t("exit_opened")
+      : [d.holder || d.pass_id || (d.card ? "#" + d.card : t("no_pass")), d.unit].filter(Boolean).join("  ");
     return `<li data-id="${esc(d.id)}"><span class="t">${esc(d.time)}<br>${esc(d.lane)}</span><span class="chip" style="--cat:${esc(c.colour)}"></span>
       <span class="n">${esc(name)}<small>${esc(pair(W.reasons, d.reason)[L])}${d.temperature_c == null ? "" : " · " + esc(d.temperature_c.toFixed(1)) + "°C"}</small></span>
       <span class="d ${esc(d.decision)}">${esc(pair(W.decisions, d.decision)[L])}</span></li>`;
@@ -228,7 +231,9 @@ function updateTone() {
   if (want && !toneTimer) { beep(); toneTimer = setInterval(beep, 1200); }
   if (!want && toneTimer) { clearInterval(toneTimer); toneTimer = null; }
   const ctx = want ? audioCtx() : audio;
-  document.getElementById("sound-hint").hidden = !(want && ctx && ctx.state === "suspended");
+  const hint = document.getElementById("sound-hint");
+  hint.hidden = !(want && ctx && ctx.state === "suspended");
+  if (!hint.hidden) hint.innerHTML = both(t2("sound_hint"));
 }
 // Browsers keep sound off until the page is touched (the kiosk flag lifts this; see README).
 document.addEventListener("pointerdown", () => { if (audio && audio.state === "suspended") audio.resume().then(updateTone); }, true);
@@ -555,32 +560,34 @@ function renderHealthPill() {
   if (currentView === "health") renderHealthDetail();
 }
 
+// Both languages on the health tab: the one who services the gate may read only one.
+const tb = key => both(t2(key));
 function renderHealthDetail() {
   const h = state.health, el = document.getElementById("health-detail");
   if (!h) return;
-  const okWord = ok => ok === true ? `<span class="ok-t">${esc(t("health_ok"))}</span>`
-    : ok === false ? `<span class="bad-t">${esc(t("health_bad"))}</span>` : `<span class="unk-t">${esc(t("health_unreported"))}</span>`;
+  const okWord = ok => ok === true ? `<span class="ok-t">${tb("health_ok")}</span>`
+    : ok === false ? `<span class="bad-t">${tb("health_bad")}</span>` : `<span class="unk-t">${tb("health_unreported")}</span>`;
   const lanes = h.lanes.map(l => {
-    const door = l.door ? `<div class="hline"><span>${esc(t("health_door"))}</span><span>${l.door.relay ? esc(t(l.door.unlocked ? "door_unlocked" : "door_locked")) : ""}${l.door.contact ? " · " + esc(t(l.door.open ? "door_open" : "door_closed")) : ""}</span></div>` : "";
+    const door = l.door ? `<div class="hline"><span>${tb("health_door")}</span><span>${l.door.relay ? esc(t(l.door.unlocked ? "door_unlocked" : "door_locked")) : ""}${l.door.contact ? " · " + esc(t(l.door.open ? "door_open" : "door_closed")) : ""}</span></div>` : "";
     return `<div class="hbox"><h3>${esc(laneName(l.name))}</h3>
-      <div class="hline"><span>${esc(t("health_engine"))}</span>${okWord(l.alive)}</div>
-      ${l.devices.map(d => `<div class="hline"><span>${esc(pair(W.devices, d.device)[L])}</span><span>${d.reports || d.ok !== null ? okWord(d.ok) : '<span class="unk-t">—</span>'} <small>${esc(d.ok === false ? d.detail : "")}</small></span></div>`).join("")}
+      <div class="hline"><span>${tb("health_engine")}</span>${okWord(l.alive)}</div>
+      ${l.devices.map(d => `<div class="hline"><span>${both(pair(W.devices, d.device))}</span><span>${d.reports || d.ok !== null ? okWord(d.ok) : '<span class="unk-t">—</span>'} <small>${esc(d.ok === false ? d.detail : "")}</small></span></div>`).join("")}
       ${door}</div>`;
   }).join("");
-  const up = h.upstream.configured ? (h.upstream.connected ? `<span class="ok-t">${esc(t("connected"))}</span>` : `<span class="bad-t">${esc(t("disconnected"))}</span> <small>${esc(h.upstream.detail)}</small>`)
-    : `<span class="unk-t">${esc(t("not_configured"))}</span>`;
-  const passesAge = h.passes.synced_at ? `<span class="${h.stale.what.includes("passes") ? "warn-t" : ""}">${esc(fmtAge(h.passes.age_s))}</span>` : `<span class="unk-t">${esc(t("unknown"))}</span>`;
-  const polAge = h.policy.applied_at ? `<span class="${h.stale.what.includes("policy") ? "warn-t" : ""}">${esc(fmtAge(h.policy.age_s))}</span>` : `<span class="unk-t">${esc(t("unknown"))}</span>`;
-  const disk = h.disk.free_bytes == null ? `<span class="bad-t">${esc(t("unknown"))}</span>` :
+  const up = h.upstream.configured ? (h.upstream.connected ? `<span class="ok-t">${tb("connected")}</span>` : `<span class="bad-t">${tb("disconnected")}</span> <small>${esc(h.upstream.detail)}</small>`)
+    : `<span class="unk-t">${tb("not_configured")}</span>`;
+  const passesAge = h.passes.synced_at ? `<span class="${h.stale.what.includes("passes") ? "warn-t" : ""}">${esc(fmtAge(h.passes.age_s))}</span>` : `<span class="unk-t">${tb("unknown")}</span>`;
+  const polAge = h.policy.applied_at ? `<span class="${h.stale.what.includes("policy") ? "warn-t" : ""}">${esc(fmtAge(h.policy.age_s))}</span>` : `<span class="unk-t">${tb("unknown")}</span>`;
+  const disk = h.disk.free_bytes == null ? `<span class="bad-t">${tb("unknown")}</span>` :
     `<span class="${h.disk.low ? "bad-t" : ""}">${esc(fmtBytes(h.disk.free_bytes))} (${h.disk.free_pct}%)</span>`;
-  el.innerHTML = `<div class="hgrid">${lanes}<div class="hbox"><h3>${esc(t("health_data"))}</h3>
-      <div class="hline"><span>${esc(t("passes_age"))}</span>${passesAge}</div>
-      <div class="hline"><span>${esc(t("passes_count"))}</span><span>${h.passes.count}${h.passes.version ? " · v" + esc(h.passes.version) : ""}</span></div>
-      <div class="hline"><span>${esc(t("policy"))}</span><span>${esc(h.policy.version)}${h.policy.source === "config" ? " <small>(" + esc(t("local_config")) + ")</small>" : ""}</span></div>
-      <div class="hline"><span>${esc(t("policy_applied"))}</span>${polAge}</div>
-      <div class="hline"><span>${esc(t("upstream"))}</span><span>${up}</span></div>
-      <div class="hline"><span>${esc(t("outbox"))}</span><span>${h.outbox.backlog}</span></div>
-      <div class="hline"><span>${esc(t("disk"))}</span>${disk}</div></div></div>`;
+  el.innerHTML = `<div class="hgrid">${lanes}<div class="hbox"><h3>${tb("health_data")}</h3>
+      <div class="hline"><span>${tb("passes_age")}</span>${passesAge}</div>
+      <div class="hline"><span>${tb("passes_count")}</span><span>${h.passes.count}${h.passes.version ? " · v" + esc(h.passes.version) : ""}</span></div>
+      <div class="hline"><span>${tb("policy")}</span><span>${esc(h.policy.version)}${h.policy.source === "config" ? " <small>(" + tb("local_config") + ")</small>" : ""}</span></div>
+      <div class="hline"><span>${tb("policy_applied")}</span>${polAge}</div>
+      <div class="hline"><span>${tb("upstream")}</span><span>${up}</span></div>
+      <div class="hline"><span>${tb("outbox")}</span><span>${h.outbox.backlog}</span></div>
+      <div class="hline"><span>${tb("disk")}</span>${disk}</div></div></div>`;
 }
 
 // ------------------------------------------------------------ the stream
