@@ -621,7 +621,12 @@ class GateApp:
 
         add_input("door_contact", cfg.door_contact, lambda active: post(DoorContactChanged(active)))
         add_input("exit_button", cfg.exit_button, lambda active: post(ExitPressed()) if active else None)
-        add_input("pir", cfg.pir, lambda active: post(PresenceChanged(active)))
+        def on_pir(active: bool) -> None:
+            post(PresenceChanged(active))
+            if devices.scanner is not None:
+                devices.scanner.presence(active)  # someone there: decode every frame, not only changed ones
+
+        add_input("pir", cfg.pir, on_pir)
         # The fire alarm is the whole gate's: every lane is held open while it is active.
         add_input("fire_alarm", cfg.fire_alarm, lambda active: self.post_all(FireAlarmChanged(active)))
 

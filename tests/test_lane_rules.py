@@ -317,3 +317,19 @@ def test_the_report_judges_each_reading_by_the_policy_it_was_decided_under(tmp_p
     assert "policy changed during the day" in policy_note(details) and "37.3 → 37.8" in policy_note(details)
     assert "policy changed during the day" in (tmp_path / "day.html").read_text(encoding="utf-8")
     assert report["rules"] == {"vaccinated": 1} and report["denied"]["rule"] == 1
+
+
+def test_the_presence_sensor_wakes_the_camera(tmp_path: Path) -> None:
+    """Someone in front of the lane (PIR): the scanner decodes every frame, not only the
+    frames that changed (drivers/qr_idle.py); gone: back to idle."""
+    with rehearsal("""
+        name: pir wakes the camera
+        start: "2026-11-22T10:00:00+08:00"
+        steps: []
+    """) as r:
+        scanner = r.app.devices["in"].scanner
+        assert scanner.idle is not None and not scanner.idle.present
+        r.step(Step(at=1, lane="in", presence=True))
+        assert scanner.idle.present
+        r.step(Step(at=5, lane="in", presence=False))
+        assert not scanner.idle.present
