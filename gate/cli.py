@@ -379,12 +379,17 @@ def scan(images: tuple[str, ...], decoder: str) -> None:
 @config_option
 @store_option
 @broker_option
-def run_cmd(config_path: str | None, store_path: str | None, broker: str | None) -> None:
+@click.option("--listen", default=None, metavar="HOST:PORT", help="where the guard page listens (overrides guard.listen)")
+def run_cmd(config_path: str | None, store_path: str | None, broker: str | None, listen: str | None) -> None:
     """Run the gate: every lane, its drivers, and (in demo configs) scripted people."""
     from gate.daemon import run
 
     _check_broker(broker)
     conf = _load_config(config_path, store_path)
+    if listen is not None:
+        if not re.fullmatch(r"[^:\s]+:\d{1,5}", listen):
+            _fail(f"--listen: expected HOST:PORT such as 127.0.0.1:8080, got {listen!r}")
+        conf = conf.model_copy(update={"guard": conf.guard.model_copy(update={"listen": listen})})
     _log_in_timezone(conf.gate.timezone)
     sys.exit(run(conf, broker=broker, config_path=Path(config_path) if config_path else None))
 

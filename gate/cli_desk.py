@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import sys
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -173,7 +174,8 @@ def _print_cmd(units: tuple[str, ...], ids: tuple[str, ...], categories: tuple[s
         _fail("no passes to print" + (" (all skipped)" if sel.skipped else ": none match"), 1)
     title = f"gate {conf.gate.id} · " + " ".join([*(f"unit {u}" for u in units), *ids, *categories] or ["all passes"])
     try:
-        pages = render(sel.cards, Path(out), policy, _tz(conf), title=title)
+        with click.progressbar(length=len(sel.cards), label="printing", file=sys.stderr) as bar:  # shown on a terminal
+            pages = render(sel.cards, Path(out), policy, _tz(conf), title=title, progress=bar.update)
     except FontMissing as exc:
         _fail(str(exc))
     click.echo(f"wrote {out}: {len(sel.cards)} passes on {pages} A4 page(s), signed with key {key_id(signer.public_key())}")

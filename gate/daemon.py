@@ -35,6 +35,7 @@ def run(conf: Config, *, broker: str | None = None, config_path: Path | None = N
 
         try:
             page = GuardPage(app)  # checks listen/password before anything starts
+            page.check_port()  # a port already taken is an error now, not a gate without its page later
         except GuardPageError as exc:
             print(f"gate: guard page: {exc}", file=sys.stderr)
             return 2

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from gate.config import PolicyConfig
 
@@ -240,8 +240,10 @@ def _crop_marks(c: Any, x0: float, y0: float) -> None:
         c.line(x0 + gw + gap, y, pw - edge, y)
 
 
-def render(cards: list[CardPass], out: Path, policy: PolicyConfig, tz: tzinfo, *, title: str = "") -> int:
-    """Write the cards to a PDF, ten to an A4 page. Returns the number of pages."""
+def render(cards: list[CardPass], out: Path, policy: PolicyConfig, tz: tzinfo, *, title: str = "",
+           progress: Callable[[int], None] | None = None) -> int:
+    """Write the cards to a PDF, ten to an A4 page. Returns the number of pages.
+    `progress(n)` is told of every page's cards as they are drawn."""
     from reportlab.pdfgen import canvas
 
     _register_font()
@@ -268,6 +270,8 @@ def render(cards: list[CardPass], out: Path, policy: PolicyConfig, tz: tzinfo, *
         c.drawString(x0 + CARD_W_MM * MM + 2 * MM, 7 * MM,
                      _clip("按实际大小(100%)打印，沿裁切线剪开 · print at 100%, cut on the marks", room, 6.5))
         c.showPage()
+        if progress is not None:
+            progress(len(chunk))
     c.save()
     return pages
 

@@ -212,3 +212,35 @@ def test_key_commands_work_as_the_example_configs_write_them(tmp_path: Path) -> 
     assert same.returncode == 2 and "two names given" in same.stderr
     for sub in re.findall(r"`gate central keys (\w+)", docs):
         assert gate("central", "keys", sub, "--help").returncode == 0, sub
+
+
+def test_gate_run_listen_and_a_busy_port_is_a_clear_error(tmp_path: Path) -> None:
+    import socket
+
+    cfg = tmp_path / "gate.toml"
+    cfg.write_text(f'[store]\npath = "{tmp_path / "g.db"}"\n[[lanes]]\nname = "in"\ndirection = "in"\ncamera = {{driver = "sim"}}\n',
+                   encoding="utf-8")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        res = subprocess.run([*GATE, "run", "-c", str(cfg), "--listen", f"127.0.0.1:{port}"],
+                             capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert res.returncode == 2, res.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in res.stderr and "--listen" in res.stderr
+    assert "lane(s) running" not in res.stdout  # no gate without its page
+    bad = subprocess.run([*GATE, "run", "-c", str(cfg), "--listen", "8080"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert bad.returncode == 2 and "expected HOST:PORT" in bad.stderr
+    # A free port: the page comes up there.
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    proc = subprocess.Popen([*GATE, "run", "-c", str(cfg), "--listen", f"127.0.0.1:{port}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(2)]
+        assert any(f"guard page: http://127.0.0.1:{port}/" in line for line in lines), lines
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)

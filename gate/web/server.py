@@ -112,6 +112,22 @@ class GuardPage:
         host = self.host if ":" not in self.host else f"[{self.host}]"
         return f"http://{host}:{self.port}/"
 
+    def check_port(self) -> None:
+        """Can the page listen where it is told to? (Another gate, or another program,
+        on the port: say so before the lanes start, naming the way to change it.)"""
+        import socket
+
+        try:
+            infos = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+            with socket.socket(infos[0][0], socket.SOCK_STREAM) as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind(infos[0][4])
+        except OSError as exc:
+            raise GuardPageError(
+                f"cannot listen on {self.host}:{self.port}: {exc.strerror or exc} "
+                "(another gate or program there? set guard.listen, or gate run --listen HOST:PORT)"
+            ) from None
+
     def start(self) -> None:
         from waitress.server import create_server
 
