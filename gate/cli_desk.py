@@ -78,7 +78,12 @@ def passes_import(file: str, dry_run: bool, as_json: bool, by: str | None, confi
     conf = _h().load_config(config_path, store_path)
     t0 = time.perf_counter()
     try:
-        roster = read_roster(Path(file), tz=conf.gate.timezone, attributes=conf.roster.attributes)
+        with click.progressbar(length=1, label="reading the roster", file=sys.stderr) as bar:  # shown on a terminal
+            def seen(done: int, total: int) -> None:
+                bar.length = max(total, 1)
+                bar.update(done - bar.pos)
+
+            roster = read_roster(Path(file), tz=conf.gate.timezone, attributes=conf.roster.attributes, progress=seen)
     except RosterError as exc:
         _fail(str(exc))
     if dry_run:

@@ -28,7 +28,7 @@ import zipfile
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 from zoneinfo import ZoneInfo
 
 from gate import roster_attributes
@@ -134,9 +134,11 @@ def is_xlsx(path: Path, head: bytes) -> bool:
     return path.suffix.lower() in (".xlsx", ".xlsm") or (head[:4] == b"PK\x03\x04" and path.suffix.lower() != ".csv")
 
 
-def read_roster(path: Path, *, tz: str = "Asia/Shanghai", attributes: dict[str, str] | None = None) -> Roster:
+def read_roster(path: Path, *, tz: str = "Asia/Shanghai", attributes: dict[str, str] | None = None,
+                progress: Callable[[int, int], None] | None = None) -> Roster:
     """A roster file (CSV in UTF-8 or GBK, or XLSX) as validated pass rows;
-    `attributes` maps column headers to the attribute names rules read."""
+    `attributes` maps column headers to the attribute names rules read; `progress(done,
+    total)` hears how far the reading is (rows)."""
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -145,7 +147,7 @@ def read_roster(path: Path, *, tz: str = "Asia/Shanghai", attributes: dict[str, 
     if path.suffix.lower() == ".xls" and raw[:4] != b"PK\x03\x04":
         raise RosterError(f"{path}: the old Excel .xls format is not read; save the sheet as .xlsx (or CSV UTF-8) and import that")
     if is_xlsx(path, raw):
-        return parse_rows(_xlsx_rows(raw, str(path)), str(path), ZoneInfo(tz), attributes)
+        return parse_rows(_counted(_xlsx_rows(raw, str(path)), progress), str(path), ZoneInfo(tz), attributes)
     for enc in ("utf-8-sig", "gb18030"):  # Excel in China often saves CSV as GBK
         try:
             text = raw.decode(enc)
@@ -154,7 +156,25 @@ def read_roster(path: Path, *, tz: str = "Asia/Shanghai", attributes: dict[str, 
             continue
     else:
         raise RosterError(f"{path}: not UTF-8 or GBK text")
-    return parse_roster(text, str(path), ZoneInfo(tz), attributes)
+    rows = _counted(enumerate(csv.reader(io.StringIO(text)), start=1), progress, total=text.count("\n") + 1)
+    return parse_rows(rows, str(path), ZoneInfo(tz), attributes)
+
+
+def _counted(rows: Iterator[tuple[int, list[Any]]], progress: Callable[[int, int], None] | None,
+             total: int = 0) -> Iterator[tuple[int, list[Any]]]:
+    """The rows, telling `progress` every 200 of them (an XLSX says its size first, as row 0,
+    when the file records it; otherwise the total grows as rows come)."""
+    last = 0
+    for rowno, row in rows:
+        if rowno == 0:  # _xlsx_rows's announcement of the sheet's size
+            total = int(row[0])
+            continue
+        last = rowno
+        if progress is not None and rowno % 200 == 0:
+            progress(rowno, max(total, rowno))
+        yield rowno, row
+    if progress is not None:
+        progress(last, last)  # all read
 
 
 def _xlsx_rows(raw: bytes, source: str) -> Iterator[tuple[int, list[Any]]]:
@@ -167,6 +187,7 @@ def _xlsx_rows(raw: bytes, source: str) -> Iterator[tuple[int, list[Any]]]:
         raise RosterError(f"{source}: not a readable .xlsx workbook ({exc})") from None
     try:
         sheet = book.worksheets[0]
+        yield 0, [sheet.max_row or 0]  # how many rows there are, for a progress bar (_counted)
         for rowno, values in enumerate(sheet.iter_rows(values_only=True), start=1):
             yield rowno, list(values)
     finally:

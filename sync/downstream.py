@@ -280,6 +280,11 @@ class Downstream:
                 self._drop_snapshot("snapshot_malformed", f"unreadable chunk {s.next_index}: {exc}")
                 return
             s.next_index += 1
+            total = s.count or 0
+            if total >= 10 and s.next_index % max(1, total // 10) == 0 and s.next_index < total:
+                # A big table takes a while on a Pi: the journal says how far it is.
+                log.info("downstream: snapshot v%s: %d of %d chunks staged (%d passes, %d %%)", s.version,
+                         s.next_index, total, s.passes, 100 * s.next_index // total)
         if s.next_index < (s.count or 0):
             return
         self._snapshot = None

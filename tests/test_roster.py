@@ -424,3 +424,15 @@ def test_columns_the_config_names_become_attributes_that_rules_read(tmp_path):
     rows[1][4] = "2"
     changed = gate_import(tmp_path, csv_file(tmp_path, [",".join(r) for r in (header, *rows)]))
     assert "1 updated" in changed.stdout, changed.stdout
+
+
+def test_reading_a_large_roster_tells_its_progress(tmp_path):
+    rows = household_rows(1000)
+    heard: list[tuple[int, int]] = []
+    roster = read_roster(write_xlsx(tmp_path / "c.xlsx", rows, title="花名册"),
+                         progress=lambda done, total: heard.append((done, total)))
+    assert len(roster.rows) == len(rows)
+    total = heard[-1][1]
+    assert total >= len(rows) and heard[-1] == (total, total)  # ends with every row read
+    assert [d for d, _ in heard] == sorted(d for d, _ in heard) and len(heard) >= 5  # forward, in steps
+    assert all(d <= t <= total for d, t in heard)
