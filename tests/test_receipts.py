@@ -208,5 +208,7 @@ def test_without_receipts_puback_16_is_still_not_delivery(broker: Broker, tmp_pa
         assert states(r).get("sent", 0) == 0
         listener = Listener(broker.port, topic="gate/v1/drill/#", client_id="someone")
         assert r.drain(40), pub.counters.snapshot()
-        assert {e["seq"] for e in listener.on("/events")} == gate_seqs(r)
+        # The broker's PUBACK can reach the gate before the listener has its copy: wait for it.
+        assert Listener.wait_for(lambda: {e["seq"] for e in listener.on("/events")} == gate_seqs(r), 10), \
+            ({e["seq"] for e in listener.on("/events")}, gate_seqs(r))
         listener.close()

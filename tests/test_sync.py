@@ -57,7 +57,7 @@ def outbox_states(r: Rehearsal) -> dict[str, int]:
 
 def test_events_reach_the_broker_once_each_in_seq_order(broker: Broker, tmp_path: Path) -> None:
     listener = Listener(broker.port)
-    with Rehearsal(DRILL, broker=broker.url) as r:
+    with trust_central(Rehearsal(DRILL, broker=broker.url)) as r:  # drained = receipted = stored at central
         central = start_central(tmp_path / "central", broker.url, r.keys.central)
         for i in range(5):
             enter(r, i * 100.0, "r1" if i % 2 == 0 else "r2")
@@ -83,7 +83,8 @@ def test_events_reach_the_broker_once_each_in_seq_order(broker: Broker, tmp_path
 
 
 def test_broker_down_then_back_delivers_everything(broker: Broker, tmp_path: Path) -> None:
-    with Rehearsal(DRILL, broker=broker.url) as r:
+    # Central's keys known: drained means receipted, i.e. stored at central.
+    with trust_central(Rehearsal(DRILL, broker=broker.url)) as r:
         central = start_central(tmp_path / "central", broker.url, r.keys.central)
         enter(r, 0)
         assert r.drain(30)
