@@ -12,7 +12,6 @@ from drivers.qr.whole_frame import PyzbarDecoder, ZxingDecoder
 DecoderName = Literal["auto", "fast", "zxing", "pyzbar", "thorough"]
 
 
-
 def make_decoder(name: DecoderName = "auto") -> Decoder:
     """A decoder by name. "auto" is the live camera's choice: ``FastScanDecoder``
     with zxing-cpp, else pyzbar on the whole frame. "thorough" is for still images."""

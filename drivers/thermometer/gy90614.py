@@ -30,7 +30,6 @@ def _decode_frame(raw: bytes | bytearray) -> Frame:
     return Frame(to / 100.0, ta / 100.0)
 
 
-
 class Gy90614Parser:
     """Stream parser for GY-MCU90614 frames.
 

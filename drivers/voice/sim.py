@@ -27,7 +27,6 @@ class SpokenPrompt:
     duration_s: float
 
 
-
 class SimSpeaker:
     """Speaker for simulation: renders through the same cache, records instead of
     playing. Keeps every prompt (no cutting), up to the last ``max_kept``, so a drill

@@ -22,7 +22,6 @@ class _Prompt:
     lang: str
 
 
-
 class Speaker:
     """Plays prompts through a player subprocess (``aplay``) on one worker thread.
 
