@@ -10,7 +10,7 @@ import types
 
 import pytest
 
-from drivers import gpio
+from drivers.gpio import lgpio as gpio_lgpio, rpigpio as gpio_rpigpio
 from drivers.gpio import (
     GpioUnavailable,
     LgpioFactory,
@@ -209,7 +209,7 @@ def fake_lgpio(monkeypatch):
     def install(labels: dict[int, str]) -> FakeLgpio:
         module = FakeLgpio(labels)
         monkeypatch.setitem(sys.modules, "lgpio", module)
-        monkeypatch.setattr(gpio, "_gpiochip_numbers", lambda: sorted(labels))
+        monkeypatch.setattr(gpio_lgpio, "_gpiochip_numbers", lambda: sorted(labels))
         return module
 
     return install
@@ -334,7 +334,7 @@ def test_rpigpio_reports_changes_and_recovers_pulses_shorter_than_its_latency(
     fake_rpigpio, monkeypatch
 ):
     now = [1_000_000_000]  # RPi.GPIO has no timestamps: the backend reads the clock
-    monkeypatch.setattr(gpio, "time", types.SimpleNamespace(monotonic_ns=lambda: now[0]))
+    monkeypatch.setattr(gpio_rpigpio, "time", types.SimpleNamespace(monotonic_ns=lambda: now[0]))
     factory = RPiGPIOFactory()
     assert fake_rpigpio.mode == fake_rpigpio.BCM
     pin = factory.input(6, pull="up")
@@ -388,7 +388,7 @@ def test_auto_finds_the_pi_5_chip_with_both_libraries(fake_lgpio, fake_rpigpio):
 
 def test_auto_uses_rpigpio_where_lgpio_cannot_open_a_chip(fake_lgpio, fake_rpigpio, monkeypatch):
     fake_lgpio({})  # lgpio installed, but opening gpiochip0 fails
-    monkeypatch.setattr(gpio, "_gpiochip_numbers", lambda: [0])
+    monkeypatch.setattr(gpio_lgpio, "_gpiochip_numbers", lambda: [0])
     assert isinstance(make_factory("auto"), RPiGPIOFactory)
 
 

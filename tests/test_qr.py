@@ -231,7 +231,7 @@ def test_thorough_decoder_flattens_a_rippled_print(angle: float) -> None:
 
 
 def test_flattening_finds_nothing_where_there_is_no_patch() -> None:
-    from drivers.qr_flatten import light_patches
+    from drivers.qr.flatten import light_patches
 
     assert light_patches(np.zeros((480, 640), np.uint8)) == []
     assert light_patches(np.full((20, 20), 255, np.uint8)) == []

@@ -13,7 +13,7 @@ import pytest
 from drivers.camera import SimCamera, render, render_empty, render_scene
 from drivers.phone import LOCK_EVERY, PhoneShot, phone_frames, phone_set
 from drivers.qr import FastScanDecoder, QrScanner, ThoroughDecoder, make_decoder
-from drivers.qr_idle import ChangeGate
+from drivers.qr.idle import ChangeGate
 
 TOKEN = "GP1." + ("Qm9va2luZy0xMjM0NTY3ODkw_-aZ" * 5)[:130]
 SEED = 19  # the bench's set too

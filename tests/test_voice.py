@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from drivers import voice
+from drivers.voice import engines as voice
 from drivers.voice import (
     VOICES,
     PromptCache,
@@ -87,7 +87,7 @@ def test_pyttsx3_voice_is_the_cli_voice(lang: str, tmp_path: Path) -> None:
     # from runAndWait before the WAV is written.
     done = subprocess.run([sys.executable, "-c", FRESH_RENDER, str(tmp_path / "c"), ZH, lang],
                           check=True, capture_output=True, text=True,
-                          cwd=Path(voice.__file__).parents[1])
+                          cwd=Path(voice.__file__).parents[2])
     assert "Audio saved" not in done.stdout
     rendered = Path(done.stdout.strip())
     assert rendered.read_bytes() == cli_wav(tmp_path, ZH, VOICES[lang], "cli.wav").read_bytes()
