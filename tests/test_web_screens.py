@@ -26,7 +26,8 @@ MIN_TARGET_PX = 9.0 / MM_PER_PX_7IN  # 46.7 px
 TABS = "nav#tabs .tab"
 # Name and verdict at 1024x600 (56 px and 58 px over 600 px): no smaller relative to any screen.
 READABLE = {"#tile .who": 56 / 600, "#tile .verdict .word": 58 / 600}
-SHOTS_OF = {"live": "live", "challenge": "challenge", "alarm": "alarm", "challenge under the stale-data banner": "challenge-stale"}
+SHOTS_OF = {"live": "live", "challenge": "challenge", "alarm": "alarm", "challenge under the stale-data banner": "challenge-stale",
+            "door mode": "door-mode", "handover": "handover"}
 
 CHECK = """
 ([selectors, minTarget]) => {
