@@ -105,6 +105,7 @@ class Bench:
         self.lane.start()
         self.db = sqlite3.connect(self.path)
         self.i = 0
+        self.first_s = 0.0
 
     def decide(self) -> float:
         token = self.tokens[self.i % len(self.tokens)]
@@ -127,8 +128,10 @@ class Bench:
 
 
 def measure(b: Bench, reps: int) -> tuple[list[float], list[float]]:
-    """Interleaved: one decision, one plain SELECT, ... (per-item seconds)."""
+    """Interleaved: one decision, one plain SELECT, ... (per-item seconds). The first
+    decision after the lane started is kept apart (Bench.first_s): the cold one."""
     ds, ss = [], []
+    b.first_s = b.decide()
     for _ in range(20):
         b.decide()
         b.select()
@@ -158,7 +161,7 @@ def run(ctx: Context) -> list[Figure]:
                 ds, ss = measure(b, reps if n == sizes[-1] else max(500, reps // 5))
             finally:
                 b.close()
-            p50, p99, mx = statistics.median(ds), pct(ds, 0.99), max(ds)
+            p50, p99, mx = statistics.median(ds), pct(ds, 0.99), max(max(ds), b.first_s)  # the cold first one counts
             s50, s99 = statistics.median(ss), pct(ss, 0.99)
             curve.append((n, p50 * 1e3, p99 * 1e3))
             tag = "" if n == sizes[-1] else f"@{n // 1000}k"
@@ -167,7 +170,11 @@ def run(ctx: Context) -> list[Figure]:
             if n == sizes[-1]:
                 figures.append(Figure("decision.p50_ms", p50 * 1e3, "ms", s50 * 1e3, p50 / s50,
                                       note=f"median over {len(ds):,} decisions, {n:,} passes", pi4=True))
-                figures.append(Figure("decision.max_ms", mx * 1e3, "ms", note="worst decision", pi4=True))
+                figures.append(Figure("decision.max_ms", mx * 1e3, "ms", note="worst decision, the first after start included (target <= 20 ms)", pi4=True))
+                figures.append(Figure("decision.p999_ms", pct(ds, 0.999) * 1e3, "ms",
+                                      note=f"99.9th percentile over {len(ds):,} decisions", pi4=True))
+                figures.append(Figure("decision.first_ms", b.first_s * 1e3, "ms",
+                                      note="the first decision after the lane started (cold caches)", pi4=True))
                 ctx.log(f"  decision: {n:,} passes, 20 community rules, {reps:,} decisions")
                 b = Bench(n, Path(tmp), rules=twenty_rules())
                 try:
