@@ -160,6 +160,29 @@ def ensure_sound(path: Path) -> CheckResult:
     return CheckResult(False, detail, moved, restored)
 
 
+def pass_table_signature(conn: sqlite3.Connection) -> str:
+    """What the pass snapshot holds, in one digest: the table's version, its rows' count
+    and latest change, who is revoked, every card binding and the tombstones. Equal
+    digests: nothing to write (an SD card is worn by rewriting an unchanged table)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    conn.execute("BEGIN")  # one read snapshot for all of it
+    try:
+        for sql in ("SELECT value FROM meta WHERE key = 'passes_version'",
+                    "SELECT count(*), max(updated_at) FROM passes",
+                    "SELECT count(*), max(removed_at) FROM tombstones"):
+            h.update(repr(conn.execute(sql).fetchall()).encode())
+        for (pid,) in conn.execute("SELECT id FROM passes WHERE revoked = 1 ORDER BY id"):
+            h.update(pid.encode() + b"\0")
+        h.update(b"--")
+        for number, pid in conn.execute("SELECT number, pass_id FROM card_bindings ORDER BY number"):
+            h.update(f"{number}\0{pid}\n".encode())
+    finally:
+        conn.execute("COMMIT")
+    return h.hexdigest()
+
+
 def save_snapshot(conn: sqlite3.Connection, store: Path) -> Path:
     """Copy passes, card bindings and the table's version into the snapshot file
     (atomically; one read transaction, so a snapshot swap cannot fall in between)."""

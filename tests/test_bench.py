@@ -73,7 +73,7 @@ def test_the_whole_quick_suite_runs_every_group(tmp_path: Path) -> None:
     doc = json.loads(out.read_text(encoding="utf-8"))
     names = {f["name"] for f in doc["figures"]}
     for wanted in ("scan.empty.1280x720", "scan.photos.decode_rate", "decision.p99_ms", "voice.first_sample_ms",
-                   "outbox.drain_vs_paho", "delta.10k_s", "fleet.lost", "fleet.duplicated", "rss_mb", "ready_s", "stop_s",
+                   "outbox.drain_vs_paho", "delta.10k_s", "fleet.lost", "fleet.duplicated", "rss_mb", "ready_s", "stop_s", "disk.bytes_written_per_hour",
                    "decision.p99_ms_20rules", "decision.p999_ms", "decision.first_ms", "print.1000_cards_s",
                    "faults.events", "faults.central_kill.lost", "faults.rogue_share_subscriber.duplicated"):
         assert wanted in names, f"{wanted} missing from a --quick run"

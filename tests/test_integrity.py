@@ -60,3 +60,29 @@ def test_not_a_database_at_all(tmp_path: Path) -> None:
     p.write_bytes(b"this is not sqlite" * 100)
     ok, detail = check(p)
     assert not ok and "not a database" in detail
+
+
+def test_the_hourly_pass_snapshot_is_written_only_when_the_table_changed(tmp_path: Path) -> None:
+    from gate.maintenance import Maintenance
+    from gate.store import Store
+
+    store = Store(tmp_path / "gate.db")
+    try:
+        store.upsert_passes([{"id": f"p{i}", "category": "resident"} for i in range(50)], {"900001": "p1"})
+        m = Maintenance(lambda: store, retention_days=30, every_s=0)  # every pass is "an hour later"
+        m.run_once(store)
+        m.run_once(store)
+        assert m.snapshots == 1  # nothing changed: the SD card is not written again
+        store.upsert_passes([{"id": "p50", "category": "visitor"}])
+        m.run_once(store)
+        assert m.snapshots == 2
+        with store.write() as c:  # only a card moves to another pass: still a change
+            c.execute("UPDATE card_bindings SET pass_id = 'p2' WHERE number = '900001'")
+        m.run_once(store)
+        assert m.snapshots == 3
+        store.remove_passes(["p3"])  # a tombstone
+        m.run_once(store)
+        m.run_once(store)
+        assert m.snapshots == 4
+    finally:
+        store.close()
