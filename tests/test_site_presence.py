@@ -37,12 +37,7 @@ DRILL = """
 
 
 def wait_for(cond, timeout: float = 15.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return bool(cond())
+    return Listener.wait_for(cond, timeout)
 
 
 def central_config(tmp_path: Path, broker: Broker, key: Ed25519PrivateKey) -> tuple[Path, Path]:
