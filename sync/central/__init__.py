@@ -56,12 +56,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from gate.config import CATEGORIES, ConfigError, PolicyConfig, format_errors, load_policy
 from gate.passes import load_private
-from sync import codec, inbound, keylist, presence_relay, quarantine, tombstones
+from sync import codec, keylist
+from sync.central import inbound, presence_relay, quarantine, tombstones
 from sync.codec import PayloadError
-from sync.hardening import share_group
+from sync.central.hardening import share_group
 from sync.link import no_delay
-from sync.receipts import ReceiptBook
-from sync.snapshot_limit import SnapshotLimiter
+from sync.central.receipts import ReceiptBook
+from sync.central.snapshot_limit import SnapshotLimiter
 from sync.topics import DEFAULT_PREFIX, CentralTopics
 
 log = logging.getLogger("sync.central")
@@ -83,7 +84,7 @@ class CentralConfig(BaseModel):
     broker: str = Field("mqtt://127.0.0.1:1883", pattern=r"^mqtts?://[^:/\s]+(:\d{1,5})?/?$")
     instance: str = Field("1", pattern=r"^[A-Za-z0-9_-]{1,32}$")  # unique and stable per running instance
     client_id: str | None = None  # default: central-{site}-{instance}
-    group: str | None = Field(None, pattern=_NAME)  # shared-subscription group; default: a secret from signing_key (sync/hardening.py)
+    group: str | None = Field(None, pattern=_NAME)  # shared-subscription group; default: a secret from signing_key (sync/central/hardening.py)
     username: str | None = None
     password_file: Path | None = None
     ca_file: Path | None = None
@@ -456,7 +457,7 @@ class CentralStore:
             v0 = self.db.lock_roster()
             v = v0
             pass_rows, change_rows, deletes = [], [], []
-            stones: list[tuple[int, dict[str, Any]]] = []  # removed passes stay refused (sync/tombstones.py)
+            stones: list[tuple[int, dict[str, Any]]] = []  # removed passes stay refused (sync/central/tombstones.py)
             wires_in_batch: dict[str, dict[str, Any]] = {}
             cards_in_batch: dict[str, str] = {}
             preload: dict[str, str] | None = None
@@ -888,7 +889,7 @@ class Central:
         self._writer_core = inbound.Writer(
             handle=self._handle, done=self._stored, open_store=lambda: CentralStore(self.db_url), stop=self._stop,
             count=self._count,
-            # End-to-end receipts (sync/receipts.py): what each committed transaction stored,
+            # End-to-end receipts (sync/central/receipts.py): what each committed transaction stored,
             # and a quarantined event counts as held (the gate stops resending it).
             receipts=inbound.ReceiptHooks(begin=self.receipts.begin, saw=self.receipts.saw,
                                           flush=self.receipts.flush, send=self._send_receipts),
@@ -1001,7 +1002,7 @@ class Central:
             store.close()
 
     def _store_batch(self, store: CentralStore, batch: list[_Inbound]) -> CentralStore:
-        # Each message checked on its own; a bad one is quarantined, never retried (sync/inbound.py).
+        # Each message checked on its own; a bad one is quarantined, never retried (sync/central/inbound.py).
         checked, skipped = [], []
         for m in batch:
             c = inbound.check(m, self.topics.prefix)
@@ -1036,7 +1037,7 @@ class Central:
         if kind == "event":
             if store.insert_event(obj, m.received):
                 counts["events"] += 1
-                counts["presence_items"] += presence_relay.record(store.db, obj)  # the site hears of it (sync/presence_relay.py)
+                counts["presence_items"] += presence_relay.record(store.db, obj)  # the site hears of it (sync/central/presence_relay.py)
             else:
                 counts["duplicates"] += 1
             self.receipts.saw(gate, int(obj["seq"]))
@@ -1241,7 +1242,7 @@ class Central:
 
     def _snapshots(self) -> None:
         store = CentralStore(self.db_url)
-        limiter = SnapshotLimiter(self.config.snapshot_interval_s)  # one a gate per interval (sync/snapshot_limit.py)
+        limiter = SnapshotLimiter(self.config.snapshot_interval_s)  # one a gate per interval (sync/central/snapshot_limit.py)
         try:
             while not self._stop.is_set():
                 answer: list[tuple[str, dict[str, Any]]] = []
@@ -1260,7 +1261,7 @@ class Central:
 
     def _presence(self) -> None:
         """Presence to every gate as it is stored, the retained head as a heartbeat, and
-        replays to a gate that missed some (sync/presence_relay.py)."""
+        replays to a gate that missed some (sync/central/presence_relay.py)."""
         store = CentralStore(self.db_url)
         relay = presence_relay.Relay(self.signer.key, self.signer.by, self.topics, self.config.presence_heartbeat_s)
         try:

@@ -3,7 +3,7 @@
     gate central -c CENTRAL.toml quarantine [list] [--gate G] [--reason R] [--json]
     gate central -c CENTRAL.toml quarantine clear (--all | --gate G | --reason R | --key K ...)
 
-Registered by sync/central_cli.py (import this module through it).
+Registered by sync/central/cli.py (import this module through it).
 """
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from datetime import datetime, timezone
 
 import click
 
-from sync import quarantine
-from sync.central_cli import _conf, _opts, _store
+from sync.central import quarantine
+from sync.central.cli import _conf, _opts, _store
 
 
 def _when(t: float) -> str:

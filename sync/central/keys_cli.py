@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from sync.central_cli import _conf, _fail, _opts, _store
+from sync.central.cli import _conf, _fail, _opts, _store
 
 
 @click.group("keys")
