@@ -35,21 +35,51 @@ wire (pass records as gates get them), signer, snapshot, peer (MQTT), service
 inbound and quarantine (what arrives, checked one by one), receipts, tombstones,
 snapshot_limit, presence_relay, hardening, site_report, and the CLI (cli,
 keys_cli, quarantine_cli). This module re-exports what the rest of the project
-imports from ``sync.central``.
+imports from ``sync.central``, lazily: `gate --help` registers the CLI without
+loading paho or the database layer.
 """
 from __future__ import annotations
 
-from sync.central.config import CentralConfig, load_central_config
-from sync.central.db import DB
-from sync.central.peer import MqttPeer, publish_once
-from sync.central.roster import import_roster
-from sync.central.service import Central
-from sync.central.signer import COMMANDS, Signer
-from sync.central.snapshot import Snapshot, build_snapshot, read_snapshot
-from sync.central.store import CentralStore, RosterError
-from sync.central.wire import now_iso, wire_pass
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = [
+_EXPORTS = {
+    "CentralConfig": "config", "load_central_config": "config",
+    "DB": "db",
+    "MqttPeer": "peer", "publish_once": "peer",
+    "import_roster": "roster",
+    "Central": "service",
+    "COMMANDS": "signer", "Signer": "signer",
+    "Snapshot": "snapshot", "build_snapshot": "snapshot", "read_snapshot": "snapshot",
+    "CentralStore": "store", "RosterError": "store",
+    "now_iso": "wire", "wire_pass": "wire",
+}
+__all__ = [  # the keys of _EXPORTS
     "COMMANDS", "DB", "Central", "CentralConfig", "CentralStore", "MqttPeer", "RosterError", "Signer", "Snapshot",
     "build_snapshot", "import_roster", "load_central_config", "now_iso", "publish_once", "read_snapshot", "wire_pass",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # the next look-up is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+if TYPE_CHECKING:  # what type checkers and editors see
+    from sync.central.config import CentralConfig, load_central_config
+    from sync.central.db import DB
+    from sync.central.peer import MqttPeer, publish_once
+    from sync.central.roster import import_roster
+    from sync.central.service import Central
+    from sync.central.signer import COMMANDS, Signer
+    from sync.central.snapshot import Snapshot, build_snapshot, read_snapshot
+    from sync.central.store import CentralStore, RosterError
+    from sync.central.wire import now_iso, wire_pass
