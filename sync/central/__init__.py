@@ -33,8 +33,8 @@ The rooms: config (CENTRAL.toml), db (the SQL dialect layer and schema), store,
 wire (pass records as gates get them), signer, snapshot, peer (MQTT), service
 (``Central``), publisher and fanout (its sending threads), roster (CSV import),
 inbound and quarantine (what arrives, checked one by one), receipts, tombstones,
-snapshot_limit, presence_relay, hardening, site_report, and the CLI (cli,
-keys_cli, quarantine_cli). This module re-exports what the rest of the project
+snapshot_limit, presence_relay, hardening, site_report, and the CLI (cli with
+cli_common, passes_cli, commands_cli, keys_cli, quarantine_cli). This module re-exports what the rest of the project
 imports from ``sync.central``, lazily: `gate --help` registers the CLI without
 loading paho or the database layer.
 """
