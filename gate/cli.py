@@ -433,7 +433,7 @@ def sync_cmd(drain: bool, timeout: float, config_path: str | None, store_path: s
 
 
 def _register() -> None:
-    from sync.central_cli import central
+    from sync.central.cli import central
 
     main.add_command(central)
 

@@ -1,4 +1,4 @@
-"""`gate central ...` (sync/central_cli.py)."""
+"""`gate central ...` (sync/central/cli.py)."""
 from __future__ import annotations
 
 import json
@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from gate.passes import KeyRing, load_public, new_keypair
 from sync import codec
 from sync.central import CentralStore
-from sync.central_cli import central
+from sync.central.cli import central
 from tests.mqtt_broker import Broker  # fixtures broker, broker_factory: tests/conftest.py
 from tests.test_central import PREFIX, SITE, GateClient, event, wait_for
 
@@ -116,7 +116,7 @@ def test_cmd_and_policy_publish(setup, broker: Broker, tmp_path: Path) -> None: 
 
 def test_run_stores_events_until_sigterm(setup, broker: Broker) -> None:  # type: ignore[no-untyped-def]
     conf, ring, db = setup
-    code = "import sys; from sync.central_cli import central; central(prog_name='gate central')"
+    code = "import sys; from sync.central.cli import central; central(prog_name='gate central')"
     proc = subprocess.Popen([sys.executable, "-c", code, "-c", str(conf), "--db", str(db)], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 
-from sync import quarantine
+from sync.central import quarantine
 from tests.mqtt_broker import Broker
 from tests.test_central import PREFIX, GateClient, _pg_bin, event, keys, make_central, postgres_dsn, wait_for  # noqa: F401
 

@@ -17,9 +17,9 @@ from gate.drill_file import Step
 from gate.maintenance import Maintenance
 from gate.privacy import erase
 from gate.store import Store, Tombstone
-from sync import quarantine
+from sync.central import quarantine
 from sync.central import Central, load_central_config
-from sync.central_cli import central as central_cli
+from sync.central.cli import central as central_cli
 from tests.mqtt_broker import Broker
 from tests.sync_helpers import Listener, trust_central
 

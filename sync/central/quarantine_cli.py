@@ -3,7 +3,7 @@
     gate central -c CENTRAL.toml quarantine [list] [--gate G] [--reason R] [--json]
     gate central -c CENTRAL.toml quarantine clear (--all | --gate G | --reason R | --key K ...)
 
-Registered by sync/central_cli.py (import this module through it).
+Registered by sync/central/cli.py.
 """
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from datetime import datetime, timezone
 
 import click
 
-from sync import quarantine
-from sync.central_cli import _conf, _opts, _store
+from sync.central import quarantine
+from sync.central.cli_common import common_opts, load_conf, open_store
 
 
 def _when(t: float) -> str:
@@ -34,14 +34,14 @@ def quarantine_group(ctx: click.Context) -> None:
 @click.option("--reason", help="only this reason (too_large, malformed, schema, gate_mismatch, topic, unstorable)")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object a line, with the raw message")
 @click.option("--limit", type=int)
-@_opts
+@common_opts
 @click.pass_context
 def quarantine_list(ctx: click.Context, gate_id: str | None = None, reason: str | None = None, as_json: bool = False,
                     limit: int | None = None, config_path: str | None = None, broker: str | None = None,
                     db: str | None = None) -> None:
     """What is held, oldest first, and the counts per gate and reason."""
-    conf = _conf(ctx, config_path, broker, db)
-    store = _store(conf)
+    conf = load_conf(ctx, config_path, broker, db)
+    store = open_store(conf)
     try:
         held = quarantine.entries(store.db, gate=gate_id, reason=reason, limit=limit)
         counts = quarantine.counts(store.db)
@@ -66,15 +66,15 @@ def quarantine_list(ctx: click.Context, gate_id: str | None = None, reason: str 
 @click.option("--gate", "gate_id", help="only this gate's")
 @click.option("--reason", help="only this reason")
 @click.option("--key", "keys", multiple=True, help="one message by its key (the first column of list; the full key)")
-@_opts
+@common_opts
 @click.pass_context
 def quarantine_clear(ctx: click.Context, everything: bool, gate_id: str | None, reason: str | None, keys: tuple[str, ...],
                      config_path: str | None, broker: str | None, db: str | None) -> None:
     """Forget what was set aside (after looking at it)."""
     if not (everything or gate_id or reason or keys):
         raise click.UsageError("say what to clear: --all, --gate G, --reason R or --key K")
-    conf = _conf(ctx, config_path, broker, db)
-    store = _store(conf)
+    conf = load_conf(ctx, config_path, broker, db)
+    store = open_store(conf)
     try:
         n = quarantine.clear(store.db, gate=gate_id, reason=reason, keys=list(keys) or None)
     finally:

@@ -1,7 +1,7 @@
 """What central receives, checked and stored one message at a time.
 
 Each message is decoded and validated on its own (sync/codec.py, sync/schemas/);
-a bad one is quarantined (sync/quarantine.py), counted per gate and reason,
+a bad one is quarantined (sync/central/quarantine.py), counted per gate and reason,
 logged once, and acknowledged with the others. Storing is tried for the whole
 batch in one transaction (one commit for thousands of events); when that fails,
 message by message, which tells the two failures apart:
@@ -22,7 +22,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from sync import codec, quarantine
+from sync import codec
+from sync.central import quarantine
 from sync.codec import PayloadError
 
 log = logging.getLogger("sync.central")

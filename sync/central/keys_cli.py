@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from sync.central_cli import _conf, _fail, _opts, _store
+from sync.central.cli_common import common_opts, fail, load_conf, open_store
 
 
 @click.group("keys")
@@ -35,7 +35,7 @@ def _kid(text: str) -> str:
     try:
         return key_id(load_public(Path(text)))
     except ValueError as exc:
-        _fail(f"{text}: neither a key id (8 hex digits, as `gate keys new` prints) nor a usable public key: {exc}")
+        fail(f"{text}: neither a key id (8 hex digits, as `gate keys new` prints) nor a usable public key: {exc}")
 
 
 def _change(ctx: click.Context, conf: Any, what: str, **kw: Any) -> None:
@@ -46,57 +46,57 @@ def _change(ctx: click.Context, conf: Any, what: str, **kw: Any) -> None:
     try:
         key = load_private(conf.signing_key)
     except ValueError as exc:
-        _fail(str(exc))
-    store = _store(conf)
+        fail(str(exc))
+    store = open_store(conf)
     try:
         payload = keylist.change(store, key, by=conf.name, ts=now_iso(), **kw)
     except (ValueError, RuntimeError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     finally:
         store.close()
     v = payload["version"]
     try:
         ok = publish_once(conf, [(conf.topics.keys, payload, True)])
     except (ConnectionError, OSError) as exc:
-        _fail(f"key list version {v} ({what}) stored but not sent: {exc} (the running central sends it)", 1)
+        fail(f"key list version {v} ({what}) stored but not sent: {exc} (the running central sends it)", 1)
     if not ok:
-        _fail(f"key list version {v} ({what}) stored; the broker refused it", 1)
+        fail(f"key list version {v} ({what}) stored; the broker refused it", 1)
     click.echo(f"key list version {v} published: {what}; withdrawn now: {', '.join(payload['withdrawn']) or 'none'}")
 
 
 @keys_group.command("withdraw")
 @click.argument("keys", nargs=-1, required=True)
 @click.option("--note", default="", help="why (kept in the list, shown by `keys list`)")
-@_opts
+@common_opts
 @click.pass_context
 def keys_withdraw(ctx: click.Context, keys: tuple[str, ...], note: str, config_path: str | None, broker: str | None, db: str | None) -> None:
     """Withdraw KEYS (public key files or key ids): gates refuse the passes they signed."""
-    conf = _conf(ctx, config_path, broker, db)
+    conf = load_conf(ctx, config_path, broker, db)
     kids = [_kid(k) for k in keys]
     _change(ctx, conf, f"withdrew {', '.join(kids)}", withdraw=kids, note=note)
 
 
 @keys_group.command("restore")
 @click.argument("keys", nargs=-1, required=True)
-@_opts
+@common_opts
 @click.pass_context
 def keys_restore(ctx: click.Context, keys: tuple[str, ...], config_path: str | None, broker: str | None, db: str | None) -> None:
     """Give withdrawn KEYS back (a new version of the list without them)."""
-    conf = _conf(ctx, config_path, broker, db)
+    conf = load_conf(ctx, config_path, broker, db)
     kids = [_kid(k) for k in keys]
     _change(ctx, conf, f"gave back {', '.join(kids)}", restore=kids)
 
 
 @keys_group.command("list")
 @click.option("--json", "as_json", is_flag=True, help="the signed list as the gates get it")
-@_opts
+@common_opts
 @click.pass_context
 def keys_list(ctx: click.Context, as_json: bool, config_path: str | None, broker: str | None, db: str | None) -> None:
     """The withdrawn keys and the list's version."""
     from sync import keylist
 
-    conf = _conf(ctx, config_path, broker, db)
-    store = _store(conf)
+    conf = load_conf(ctx, config_path, broker, db)
+    store = open_store(conf)
     try:
         payload = keylist.latest(store)
     finally:
