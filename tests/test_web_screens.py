@@ -8,9 +8,7 @@ centre and just inside each edge), the tabs must be reachable, touch targets on 
 official 7-inch display (800x480, 0.1926 mm a pixel) at least 9 mm, and the name
 and verdict at least as large, relative to the screen, as at 1024x600. The key
 states are saved per size in tests/screenshots/screen-WxH-STATE.png (live, challenge,
-challenge-stale, alarm).
-
-There is no "handover" state yet (named guards come later): nothing to test.
+challenge-stale, alarm, door-mode, handover).
 """
 from __future__ import annotations
 
