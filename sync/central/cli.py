@@ -101,11 +101,8 @@ def _run(ctx: click.Context) -> None:
 def events_cmd(ctx: click.Context, as_json: bool, gate_id: str | None, limit: int | None, config_path: str | None, broker: str | None, db: str | None) -> None:
     """The events central holds, ordered by gate and seq."""
     conf = load_conf(ctx, config_path, broker, db)
-    store = open_store(conf)
-    try:
+    with open_store(conf) as store:
         events = store.events(gate_id, limit=limit)
-    finally:
-        store.close()
     for ev in events:
         if as_json:
             click.echo(json.dumps(ev, ensure_ascii=False, separators=(",", ":")))
@@ -124,11 +121,8 @@ def status_cmd(ctx: click.Context, as_json: bool, config_path: str | None, broke
     import time
 
     conf = load_conf(ctx, config_path, broker, db)
-    store = open_store(conf)
-    try:
+    with open_store(conf) as store:
         statuses = store.liveness(time.time(), conf.gate_silent_alarm_s)
-    finally:
-        store.close()
     silent = []
     for gate, st in statuses.items():
         if as_json:
@@ -171,11 +165,8 @@ def report_daily_cmd(ctx: click.Context, day: str | None, as_json: bool, pdf: st
         date.fromisoformat(day)
     except ValueError:
         fail(f"--date: expected YYYY-MM-DD, got {day!r}")
-    store = open_store(conf)
-    try:
+    with open_store(conf) as store:
         rep = site_daily(store, day, conf.site)
-    finally:
-        store.close()
     click.echo(json.dumps(rep, ensure_ascii=False) if as_json else text(rep))
     for out in (pdf, png):
         if out:

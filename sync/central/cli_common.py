@@ -4,7 +4,8 @@ failing with a message and an exit code."""
 from __future__ import annotations
 
 import sys
-from typing import Any, NoReturn
+from contextlib import contextmanager
+from typing import Any, Iterator, NoReturn
 
 import click
 
@@ -38,12 +39,21 @@ def load_conf(ctx: click.Context, config_path: str | None = None, broker: str | 
         fail(str(exc))
 
 
-def open_store(conf):  # type: ignore[no-untyped-def]
+@contextmanager
+def open_store(conf, *, what: str = "") -> Iterator[Any]:  # type: ignore[no-untyped-def]
+    """The central database for one command, closed when the command is done. A
+    change the store refuses (ValueError) becomes a clear error, `what` before it."""
     from sync.central import CentralStore
 
     try:
-        return CentralStore(conf.db)
+        store = CentralStore(conf.db)
     except ConfigError as exc:
         fail(str(exc))
     except Exception as exc:  # noqa: BLE001 - a database that cannot be opened
         fail(f"cannot open the database {conf.db}: {exc}")
+    try:
+        yield store
+    except ValueError as exc:
+        fail(f"{what}{exc}")
+    finally:
+        store.close()

@@ -29,11 +29,8 @@ def _send(ctx: click.Context, conf: Any, gate: str, cmd: str, ttl: float | None,
         payload = signer.command(gate, cmd, ttl_s=ttl or conf.command_ttl_s, **kw)
     except ValueError as exc:
         fail(str(exc))
-    store = open_store(conf)
-    try:
+    with open_store(conf) as store:
         store.store_command(payload)
-    finally:
-        store.close()
     try:
         ok = publish_once(conf, [(conf.topics.gate(gate).cmd, payload, False)])
     except (ConnectionError, OSError) as exc:
@@ -119,14 +116,11 @@ def policy_publish(ctx: click.Context, file: str, no_send: bool, config_path: st
         payload = Signer(conf.signing_key, conf.topics, conf.name).policy(load_policy(file))
     except (ConfigError, ValueError) as exc:
         fail(str(exc))
-    store = open_store(conf)
-    try:
+    with open_store(conf) as store:
         latest = store.latest_policy()
         if latest and latest["version"] >= payload["version"]:
             fail(f"{file}: version {payload['version']} is not above the published version {latest['version']}; bump it")
         store.store_policy(payload)
-    finally:
-        store.close()
     if no_send:
         click.echo(f"policy version {payload['version']} stored")
         return

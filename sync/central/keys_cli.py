@@ -47,13 +47,11 @@ def _change(ctx: click.Context, conf: Any, what: str, **kw: Any) -> None:
         key = load_private(conf.signing_key)
     except ValueError as exc:
         fail(str(exc))
-    store = open_store(conf)
-    try:
-        payload = keylist.change(store, key, by=conf.name, ts=now_iso(), **kw)
-    except (ValueError, RuntimeError) as exc:
-        fail(str(exc))
-    finally:
-        store.close()
+    with open_store(conf) as store:
+        try:
+            payload = keylist.change(store, key, by=conf.name, ts=now_iso(), **kw)
+        except RuntimeError as exc:
+            fail(str(exc))
     v = payload["version"]
     try:
         ok = publish_once(conf, [(conf.topics.keys, payload, True)])
@@ -96,11 +94,8 @@ def keys_list(ctx: click.Context, as_json: bool, config_path: str | None, broker
     from sync import keylist
 
     conf = load_conf(ctx, config_path, broker, db)
-    store = open_store(conf)
-    try:
+    with open_store(conf) as store:
         payload = keylist.latest(store)
-    finally:
-        store.close()
     if as_json:
         click.echo(json.dumps(payload, ensure_ascii=False) if payload else "null")
         return

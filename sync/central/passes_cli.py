@@ -63,13 +63,10 @@ def passes_add(ctx: click.Context, pass_id: str, holder: str, unit: str, categor
             # Passes end by default: a removed pass's tombstone (and its QR) need not last for ever.
             last = (datetime.now(tz) + timedelta(days=conf.pass_valid_days)).date()
             fields["valid_until"] = _when(last.isoformat(), tz, True)
-        store = open_store(conf)
-        try:
-            v = store.add_pass(**fields)
-        finally:
-            store.close()
     except ValueError as exc:
         fail(f"pass {pass_id}: {exc}")
+    with open_store(conf, what=f"pass {pass_id}: ") as store:
+        v = store.add_pass(**fields)
     click.echo(f"pass {pass_id} stored: roster version {v}")
 
 
@@ -81,13 +78,8 @@ def passes_add(ctx: click.Context, pass_id: str, holder: str, unit: str, categor
 def passes_revoke(ctx: click.Context, pass_id: str, undo: bool, config_path: str | None, broker: str | None, db: str | None) -> None:
     """Revoke a pass (gates refuse it even with a valid signature)."""
     conf = load_conf(ctx, config_path, broker, db)
-    store = open_store(conf)
-    try:
+    with open_store(conf) as store:
         v = store.revoke_pass(pass_id, revoked=not undo)
-    except ValueError as exc:
-        fail(str(exc))
-    finally:
-        store.close()
     click.echo(f"pass {pass_id} {'restored' if undo else 'revoked'}: roster version {v}")
 
 
@@ -99,13 +91,8 @@ def passes_delete(ctx: click.Context, pass_id: str, config_path: str | None, bro
     """Remove a pass from the roster. Its id stays as a tombstone: every gate refuses
     its QR `revoked` until the pass would have expired (its valid_until, or for good)."""
     conf = load_conf(ctx, config_path, broker, db)
-    store = open_store(conf)
-    try:
+    with open_store(conf) as store:
         v = store.delete_pass(pass_id)
-    except ValueError as exc:
-        fail(str(exc))
-    finally:
-        store.close()
     click.echo(f"pass {pass_id} deleted: roster version {v}")
 
 
@@ -119,13 +106,8 @@ def passes_import(ctx: click.Context, file: str, replace: bool, config_path: str
     from sync.central import import_roster
 
     conf = load_conf(ctx, config_path, broker, db)
-    store = open_store(conf)
-    try:
+    with open_store(conf) as store:
         v0, v1 = import_roster(store, Path(file), tz=conf.timezone, replace=replace)
-    except ValueError as exc:
-        fail(str(exc))
-    finally:
-        store.close()
     click.echo(f"{file}: {v1 - v0} changes, roster version {v0} -> {v1}")
 
 
@@ -136,12 +118,9 @@ def passes_import(ctx: click.Context, file: str, replace: bool, config_path: str
 def passes_list(ctx: click.Context, as_json: bool, config_path: str | None, broker: str | None, db: str | None) -> None:
     """The roster as the gates get it."""
     conf = load_conf(ctx, config_path, broker, db)
-    store = open_store(conf)
-    try:
+    with open_store(conf) as store:
         rows = store.db.all("SELECT wire FROM passes ORDER BY id")
         version = store.passes_version
-    finally:
-        store.close()
     for (wire,) in rows:
         if as_json:
             click.echo(wire)

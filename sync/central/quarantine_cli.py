@@ -41,12 +41,9 @@ def quarantine_list(ctx: click.Context, gate_id: str | None = None, reason: str 
                     db: str | None = None) -> None:
     """What is held, oldest first, and the counts per gate and reason."""
     conf = load_conf(ctx, config_path, broker, db)
-    store = open_store(conf)
-    try:
+    with open_store(conf) as store:
         held = quarantine.entries(store.db, gate=gate_id, reason=reason, limit=limit)
         counts = quarantine.counts(store.db)
-    finally:
-        store.close()
     for e in held:
         if as_json:
             click.echo(json.dumps(e.as_json(), ensure_ascii=False, separators=(",", ":")))
@@ -74,9 +71,6 @@ def quarantine_clear(ctx: click.Context, everything: bool, gate_id: str | None, 
     if not (everything or gate_id or reason or keys):
         raise click.UsageError("say what to clear: --all, --gate G, --reason R or --key K")
     conf = load_conf(ctx, config_path, broker, db)
-    store = open_store(conf)
-    try:
+    with open_store(conf) as store:
         n = quarantine.clear(store.db, gate=gate_id, reason=reason, keys=list(keys) or None)
-    finally:
-        store.close()
     click.echo(f"{n} message(s) cleared from quarantine")
