@@ -12,8 +12,35 @@ DEFAULT_PREFIX = "gate/v1/{site}"
 
 
 @dataclass(frozen=True)
-class Topics:
+class SiteTopics:
+    """The site-wide topics central publishes and every gate reads."""
+
     prefix: str  # already formatted, e.g. "gate/v1/sunny-garden"
+
+    @property
+    def passes(self) -> str:
+        return f"{self.prefix}/passes"
+
+    @property
+    def policy(self) -> str:
+        return f"{self.prefix}/policy"
+
+    @property
+    def keys(self) -> str:
+        return f"{self.prefix}/keys"
+
+    # presence: who went in or out where, fever holds (signed by central)
+    @property
+    def presence(self) -> str:
+        return f"{self.prefix}/presence"
+
+    @property
+    def presence_head(self) -> str:
+        return f"{self.prefix}/presence/head"
+
+
+@dataclass(frozen=True)
+class Topics(SiteTopics):
     gate: str
 
     @classmethod
@@ -39,29 +66,8 @@ class Topics:
 
     # central -> gate
     @property
-    def passes(self) -> str:
-        return f"{self.prefix}/passes"
-
-    @property
-    def policy(self) -> str:
-        return f"{self.prefix}/policy"
-
-    @property
-    def keys(self) -> str:
-        return f"{self.prefix}/keys"
-
-    @property
     def cmd(self) -> str:
         return f"{self.prefix}/{self.gate}/cmd"
-
-    # presence: who went in or out where, fever holds (site-wide, signed by central)
-    @property
-    def presence(self) -> str:
-        return f"{self.prefix}/presence"
-
-    @property
-    def presence_head(self) -> str:
-        return f"{self.prefix}/presence/head"
 
     @property
     def presence_reply(self) -> str:
@@ -82,9 +88,7 @@ class Topics:
 
 
 @dataclass(frozen=True)
-class CentralTopics:
-    prefix: str
-
+class CentralTopics(SiteTopics):
     @classmethod
     def for_site(cls, site: str, prefix: str = DEFAULT_PREFIX) -> "CentralTopics":
         return cls(prefix.format(site=site).rstrip("/"))
@@ -104,26 +108,6 @@ class CentralTopics:
     @property
     def snapshot_requests(self) -> str:
         return f"{self.prefix}/+/snapshot/request"
-
-    @property
-    def passes(self) -> str:
-        return f"{self.prefix}/passes"
-
-    @property
-    def policy(self) -> str:
-        return f"{self.prefix}/policy"
-
-    @property
-    def keys(self) -> str:
-        return f"{self.prefix}/keys"
-
-    @property
-    def presence(self) -> str:
-        return f"{self.prefix}/presence"
-
-    @property
-    def presence_head(self) -> str:
-        return f"{self.prefix}/presence/head"
 
     @property
     def presence_requests(self) -> str:
