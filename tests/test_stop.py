@@ -18,27 +18,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
+from tests.helpers import demo_config
+from tests.mqtt_broker import free_port
 
 STOP_BOUND_S = 1.5  # systemd allows 5 s; the gate needs well under it even on a busy Pi
 RUN_S = 20.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def demo_config(tmp_path: Path, port: int) -> Path:
-    text = (ROOT / "config" / "demo.toml").read_text(encoding="utf-8")
-    text = (
-        text.replace('"../var/demo.db"', f'"{tmp_path / "demo.db"}"')
-        .replace('"../var/voice"', f'"{ROOT / "var" / "voice"}"')
-        .replace('script = "demo-people.yaml"', f'script = "{ROOT / "config" / "demo-people.yaml"}"')
-    )
-    cfg = tmp_path / "demo.toml"
-    cfg.write_text(text + f'\n[guard]\nlisten = "127.0.0.1:{port}"\n', encoding="utf-8")
-    return cfg
 
 
 class Stream:

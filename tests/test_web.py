@@ -597,28 +597,16 @@ def test_the_event_stream_is_pushed_not_polled(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- the daemon
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_gate_run_demo_serves_the_page_with_live_traffic(browser: Any, tmp_path: Path) -> None:
     import signal
     import subprocess
     import sys
 
+    from tests.helpers import demo_config
+    from tests.mqtt_broker import free_port
+
     port = free_port()
-    text = (ROOT / "config" / "demo.toml").read_text(encoding="utf-8")
-    text = (
-        text.replace('"../var/demo.db"', f'"{tmp_path / "demo.db"}"')
-        .replace('"../var/voice"', f'"{ROOT / "var" / "voice"}"')
-        .replace('script = "demo-people.yaml"', f'script = "{ROOT / "config" / "demo-people.yaml"}"')
-    )
-    cfg = tmp_path / "demo.toml"
-    cfg.write_text(text + f'\n[guard]\nlisten = "127.0.0.1:{port}"\n', encoding="utf-8")
+    cfg = demo_config(tmp_path, port)
     proc = subprocess.Popen([sys.executable, "-m", "gate.cli", "run", "-c", str(cfg)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=ROOT)
     try:
