@@ -41,7 +41,7 @@ def register(main: click.Group, *, fail: Callable[[str], None], load_config: Cal
     @click.argument("name")
     @config
     def remove(name: str, config_path: str | None) -> None:
-        """Remove a guard: their PIN opens nothing from now on (a running gate: after a restart)."""
+        """Remove a guard: their PIN opens nothing from now on (a running gate reads the file again)."""
         from gate.guards import GuardsError, remove as remove_guard
 
         path = guards_file(config_path)

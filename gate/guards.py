@@ -5,11 +5,14 @@ name, and a shift starts with a handover (gate/web/shifts.py)."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from pathlib import Path
 
 from werkzeug.security import check_password_hash, generate_password_hash
+
+log = logging.getLogger(__name__)
 
 NAME = re.compile(r"^[\w .·-]{1,32}$")  # a name as it is said at the gate: 王师傅, Li Wei
 PIN = re.compile(r"^\d{4,12}$")
@@ -65,6 +68,35 @@ def remove(path: Path, name: str) -> None:
         raise GuardsError(f"no guard named {name!r} in {path}")
     del guards[name]
     save(path, guards)
+
+
+class GuardsFile:
+    """The guards file as a running page sees it: read again whenever it changes, so
+    `gate guards remove` locks a dismissed guard out at once, not after a restart."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = None if path is None else Path(path)
+        self._seen = self._stamp()
+        self._guards = load(self.path)  # a broken file at start is the operator's error to see
+
+    def _stamp(self) -> tuple[int, int] | None:
+        try:
+            st = self.path.stat() if self.path else None
+        except FileNotFoundError:
+            return None
+        return None if st is None else (st.st_mtime_ns, st.st_size)
+
+    def current(self) -> dict[str, str]:
+        key = self._stamp()
+        if key != self._seen:
+            try:
+                self._guards = load(self.path)
+                self._seen = key
+            except GuardsError as exc:
+                # Half-written by hand: no named guard unlocks until it is whole again.
+                log.error("%s", exc)
+                self._guards = {}
+        return self._guards
 
 
 def who_has(guards: dict[str, str], pin: str) -> str | None:

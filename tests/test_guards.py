@@ -72,3 +72,25 @@ def test_a_shift_names_the_guard_hands_over_and_is_in_the_report(tmp_path: Path)
         admin = [e for e in env.events("admin") if e["action"] == "shift_start"]
         assert admin[1]["detail"] == "took over from 王师傅"
         json.dumps(report)
+
+
+def test_a_guard_added_or_removed_counts_on_the_running_page(tmp_path: Path) -> None:
+    """A dismissed guard's PIN must stop opening the door at once, not at the next restart."""
+    from gate.guards import remove
+
+    guards = tmp_path / "guards.json"
+    add(guards, "王师傅", "135790")
+    with guard_env(tmp_path, {"guard": {"guards_file": str(guards)}}) as env:
+        kiosk = env.gp.flask.test_client()
+        token = csrf_of(kiosk)
+        shift = lambda pin: kiosk.post("/api/shift", json={"secret": pin},  # noqa: E731
+                                       headers={"X-CSRF-Token": token})
+        assert shift("135790").status_code == 200
+        add(guards, "李阿姨", "24680")  # `gate guards add` while the gate runs
+        r = shift("24680")
+        assert r.status_code == 200 and r.get_json()["guard"] == "李阿姨"
+        remove(guards, "王师傅")
+        assert shift("135790").status_code == 401
+        guards.write_text("{half", encoding="utf-8")  # broken by hand: nobody named unlocks
+        r = shift("24680")
+        assert r.status_code == 400 and r.get_json()["error"] == "no_guards"

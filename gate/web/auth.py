@@ -144,11 +144,15 @@ class Throttle:
 
 class Guardian:
     def __init__(self, password: str | None, pin: str | None, *, clock: Callable[[], float] = time.monotonic,
-                 guards: dict[str, str] | None = None) -> None:
+                 guards: Callable[[], dict[str, str]] = dict) -> None:
         self.password = password
         self.pin = pin
-        self.guards = dict(guards or {})  # name -> PIN hash (gate/guards.py)
+        self._guards = guards  # name -> PIN hash as of now (gate/guards.py GuardsFile.current)
         self.throttle = Throttle(clock=clock)
+
+    @property
+    def guards(self) -> dict[str, str]:
+        return self._guards()
 
     @property
     def required(self) -> bool:
@@ -176,10 +180,11 @@ class Guardian:
         given = (given or "").strip()
         ok = bool(given) and any(s and _matches(given, s) for s in secrets)
         name = None
-        if not ok and given and self.guards and secrets != (self.password,):
+        guards = self.guards
+        if not ok and given and guards and secrets != (self.password,):
             from gate.guards import who_has
 
-            name = who_has(self.guards, given)
+            name = who_has(guards, given)
             ok = name is not None
         if ok:
             self.throttle.passed(client)

@@ -75,9 +75,9 @@ class GuardPage:
                 "that needs a guard password: set guard.password_file (a file holding the password, mode 0600), "
                 "or listen on 127.0.0.1"
             )
-        from gate.guards import load as load_guards
+        from gate.guards import GuardsFile
 
-        self.guardian = Guardian(password, pin, guards=load_guards(self.conf.guards_file))
+        self.guardian = Guardian(password, pin, guards=GuardsFile(self.conf.guards_file).current)
         self.on_duty: str | None = None  # the named guard whose shift it is (gate/web/shifts.py)
         self.hosts = HostCheck.build(self.host, self.conf.allowed_hosts)
         if not self.guardian.required:
