@@ -190,7 +190,8 @@ def _font_family() -> list[str]:
     return names[:1] + ["DejaVu Sans"]
 
 
-def _rc() -> dict[str, Any]:
+def chart_style() -> dict[str, Any]:
+    """matplotlib settings every report figure uses (Chinese fonts embedded in the PDF)."""
     return {"font.family": _font_family(), "pdf.fonttype": 42, "axes.unicode_minus": False, "font.size": 8}
 
 
@@ -344,7 +345,7 @@ def figure(d: DayDetails, policy: PolicyConfig) -> Any:
 def write_pdf(d: DayDetails, policy: PolicyConfig, out: Path) -> None:
     import matplotlib
 
-    with matplotlib.rc_context(_rc()):
+    with matplotlib.rc_context(chart_style()):
         fig = figure(d, policy)
         fig.savefig(out, format="pdf", metadata={"Title": f"gate daily report {d.report['date']}", "Creator": "gate report daily"})
 
@@ -352,7 +353,7 @@ def write_pdf(d: DayDetails, policy: PolicyConfig, out: Path) -> None:
 def write_png(d: DayDetails, policy: PolicyConfig, out: Path, dpi: int = 150) -> None:
     import matplotlib
 
-    with matplotlib.rc_context(_rc()):
+    with matplotlib.rc_context(chart_style()):
         figure(d, policy).savefig(out, format="png", dpi=dpi)
 
 
@@ -368,7 +369,7 @@ def write_html(d: DayDetails, policy: PolicyConfig, out: Path) -> None:
     from matplotlib.figure import Figure
 
     rep = d.report
-    with matplotlib.rc_context(_rc()):
+    with matplotlib.rc_context(chart_style()):
         f1 = Figure(figsize=(7.5, 2.6))
         _hourly(a1 := f1.add_subplot(), d)
         f2 = Figure(figsize=(5.5, 2.6))

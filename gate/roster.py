@@ -113,7 +113,9 @@ def _plain(value: Any) -> str:
     return "" if value is None else str(value).strip()
 
 
-def _when(value: str, tz: ZoneInfo, end_of_day: bool) -> datetime:
+def parse_when(value: str, tz: ZoneInfo, end_of_day: bool) -> datetime:
+    """A roster date or time (the formats a spreadsheet writes) as an aware datetime;
+    a bare date is its start, or with end_of_day its last second."""
     value = value.strip()
     for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d", "%Y/%m/%d", "%Y.%m.%d"):
         try:
@@ -326,7 +328,7 @@ def _row(get: Any, tz: ZoneInfo) -> dict[str, Any]:
     # A date alone in 有效期至 or 隔离截止 means "through that day".
     for f, eod in (("valid_from", False), ("valid_until", True), ("observation_until", True), ("pcr_at", False)):
         v = get(f)
-        out[f] = _when(v, tz, eod) if v else None
+        out[f] = parse_when(v, tz, eod) if v else None
     if out["valid_from"] and out["valid_until"] and out["valid_until"] < out["valid_from"]:
         raise ValueError("有效期至 valid_until is before 有效期自 valid_from")
     return out

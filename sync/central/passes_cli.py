@@ -49,7 +49,7 @@ def passes_add(ctx: click.Context, pass_id: str, holder: str, unit: str, categor
     from datetime import datetime, timedelta
     from zoneinfo import ZoneInfo
 
-    from gate.roster import _when
+    from gate.roster import parse_when
 
     conf = load_conf(ctx, config_path, broker, db)
     tz = ZoneInfo(conf.timezone)
@@ -58,11 +58,11 @@ def passes_add(ctx: click.Context, pass_id: str, holder: str, unit: str, categor
     try:
         for key, value, eod in (("valid_from", valid_from, False), ("valid_until", valid_until, True),
                                 ("observation_until", observation_until, False), ("pcr_at", pcr_at, False)):
-            fields[key] = _when(value, tz, eod) if value else None
+            fields[key] = parse_when(value, tz, eod) if value else None
         if not valid_until and conf.pass_valid_days:
             # Passes end by default: a removed pass's tombstone (and its QR) need not last for ever.
             last = (datetime.now(tz) + timedelta(days=conf.pass_valid_days)).date()
-            fields["valid_until"] = _when(last.isoformat(), tz, True)
+            fields["valid_until"] = parse_when(last.isoformat(), tz, True)
     except ValueError as exc:
         fail(f"pass {pass_id}: {exc}")
     with open_store(conf, what=f"pass {pass_id}: ") as store:

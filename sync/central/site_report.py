@@ -92,9 +92,9 @@ def write_figure(rep: dict[str, Any], out: Path) -> None:
     import matplotlib
     from matplotlib.figure import Figure
 
-    from gate.report_doc import _rc  # the gate report's fonts (Chinese embedded)
+    from gate.report_doc import chart_style
 
-    with matplotlib.rc_context(_rc()):
+    with matplotlib.rc_context(chart_style()):
         fig = Figure(figsize=(210 / 25.4, 297 / 25.4))
         gs = fig.add_gridspec(4, 2, height_ratios=[0.5, 1.3, 1.2, 1.2], hspace=0.6, wspace=0.35,
                               left=0.1, right=0.96, top=0.95, bottom=0.05)
