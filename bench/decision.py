@@ -18,12 +18,12 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bench.core import Context, Figure
-from gate.clock import SystemClock
+from gate.core.clock import SystemClock
 from gate.config import DoorSection, LaneConfig, PolicyConfig
-from gate.events import QrSeen
-from gate.lane import Lane
-from gate.passes import KeyRing, PassToken, sign
-from gate.store import Store
+from gate.core.events import QrSeen
+from gate.core.lane import Lane
+from gate.core.tokens import KeyRing, PassToken, sign
+from gate.store.database import Store
 
 TITLE = "decision path: pass to relay and prompt"
 

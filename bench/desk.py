@@ -11,9 +11,9 @@ from zoneinfo import ZoneInfo
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bench.core import Context, Figure
-from gate import printing
+from gate.desk import printing
 from gate.config import PolicyConfig
-from gate.passes import PassToken, sign
+from gate.core.tokens import PassToken, sign
 
 TITLE = "desk: printing pass cards"
 

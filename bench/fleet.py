@@ -48,7 +48,7 @@ def _gates(port: int, site: str, first: int, count: int, per_gate: int, go: "mp.
 
 
 def run(ctx: Context) -> list[Figure]:
-    from gate.passes import new_keypair
+    from gate.core.tokens import new_keypair
     from sync.central import Central, load_central_config
     from tests.mqtt_broker import Broker
 

@@ -48,7 +48,7 @@ def _start(cfg: Path, sock_path: Path) -> tuple[subprocess.Popen[bytes], float]:
     sock.settimeout(60)
     env = {**os.environ, "NOTIFY_SOCKET": str(sock_path)}
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "gate.cli", "run", "-c", str(cfg)], env=env, cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "gate.cli.main", "run", "-c", str(cfg)], env=env, cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     while True:
         msg = sock.recv(4096).decode()
@@ -95,9 +95,9 @@ def _disk_at_rest(d: Path, passes: int) -> tuple[float, float]:
     (as it is now: skipped when nothing changed, as it was: the snapshot rewritten)."""
     import os as _os
 
-    from gate.integrity import save_snapshot
-    from gate.maintenance import Maintenance
-    from gate.store import Store
+    from gate.store.integrity import save_snapshot
+    from gate.app.maintenance import Maintenance
+    from gate.store.database import Store
 
     store = Store(d / "rest.db")
     try:

@@ -21,7 +21,7 @@ class CentralProcess:
 
     def __init__(self, directory: Path, broker: Any, *, site: str = "bench", extra: str = "",
                  user: str | None = None, password: str | None = None) -> None:
-        from gate.passes import KeyRing, load_public, new_keypair
+        from gate.core.tokens import KeyRing, load_public, new_keypair
 
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -46,7 +46,7 @@ class CentralProcess:
         self.runs += 1
         before = self.broker.log().count(f" as {self.client_id} (")
         log = open(self.dir / f"central{self.runs}.log", "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "gate.cli", "central", "-c", str(self.conf)],
+        self.proc = subprocess.Popen([sys.executable, "-m", "gate.cli.main", "central", "-c", str(self.conf)],
                                      stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
                                      env={**os.environ, "PYTHONUNBUFFERED": "1"})
         log.close()

@@ -23,8 +23,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.core import Context, Figure
 from bench.procs import CentralProcess
-from gate.passes import KeyRing
-from gate.store import Store
+from gate.core.tokens import KeyRing
+from gate.store.database import Store
 from sync import codec
 from sync.downstream import Downstream, Hooks
 from sync.link import Link, LinkConfig
@@ -233,7 +233,7 @@ def _old_db(path: Path, n: int, n_cards: int) -> sqlite3.Connection:
     """A store at schema m005 (bindings in cards.pass_id) holding table "a"."""
     from sqlite_utils import Database
 
-    from gate.migrations import migrations
+    from gate.store.migrations import migrations
 
     db = Database(path)
     migrations.apply(db, stop_before="m006_card_bindings")

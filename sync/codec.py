@@ -17,9 +17,9 @@ import orjson
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gate.passes import KeyRing, key_id
-from gate.records import PassRecord
-from gate.store import Tombstone
+from gate.core.tokens import KeyRing, key_id
+from gate.core.records import PassRecord
+from gate.store.database import Tombstone
 
 KINDS = ("event", "status", "report", "passes", "snapshot_request", "snapshot_chunk", "policy", "cmd", "keylist",
          "presence", "presence_request", "receipt")

@@ -26,9 +26,9 @@ from typing import Any, Callable
 
 from drivers.base import Counters
 from gate.config import PolicyConfig
-from gate.passes import KeyRing
-from gate.store import StagingBusy, Store
-from gate import withdrawn
+from gate.core.tokens import KeyRing
+from gate.store.database import StagingBusy, Store
+from gate.store import withdrawn
 from sync import codec, keylist
 from sync.link import Link
 from sync.presence import PresenceFollower
@@ -50,7 +50,7 @@ class Hooks:
     # Central's key list withdrew these pass-signing key ids (the whole set) and says who by.
     withdraw_keys: Callable[[frozenset[str], str], None] = lambda kids, who: None
     set_door_mode: Callable[[str, str, str, str], bool] = lambda lane, mode, why, who: False  # lane or "all"
-    site: Any = None  # gate.site.SiteView: presence across the site is followed when set
+    site: Any = None  # gate.core.site.SiteView: presence across the site is followed when set
 
 
 @dataclass

@@ -8,7 +8,7 @@ central key:
     {"type": "keylist", "version": 3, "ts": "…", "by": "central",
      "withdrawn": ["1a2b3c4d"], "notes": {"1a2b3c4d": "desk PC stolen"}, "kid": "…", "sig": "…"}
 
-A gate keeps the newest list it has verified (gate/withdrawn.py) and refuses, from
+A gate keeps the newest list it has verified (gate/store/withdrawn.py) and refuses, from
 then on and after a restart, a QR pass signed by a withdrawn key (``forged``) and any
 payload from central signed by one. A list whose version is not above the one kept is
 refused: an old list replayed cannot give a withdrawn key back. A list that would
@@ -24,9 +24,9 @@ from typing import Any, Callable, Iterable
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gate import withdrawn
-from gate.passes import KeyRing, key_id
-from gate.store import Store
+from gate.store import withdrawn
+from gate.core.tokens import KeyRing, key_id
+from gate.store.database import Store
 from sync import codec
 
 log = logging.getLogger(__name__)

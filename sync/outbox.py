@@ -1,6 +1,6 @@
 """Upstream: the store-and-forward outbox.
 
-A decision's transaction already wrote its outbox row (gate/store.py). This thread
+A decision's transaction already wrote its outbox row (gate/store/database.py). This thread
 hands at most `window` pending rows at a time to the current MQTT connection. A
 row stays pending until central's signed receipt covers it (sync/receipts.py):
 a broker's PUBACK only frees a place in the window, because a broker may ack and
@@ -26,13 +26,13 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from drivers.base import Counters
-from gate.store import Store
+from gate.store.database import Store
 from sync import codec, receipts
 from sync.link import Link
 
 log = logging.getLogger(__name__)
 
-_EVENT_TOP = 1 << 53  # event seqs are below this; other rows (reports) above (gate/store.py)
+_EVENT_TOP = 1 << 53  # event seqs are below this; other rows (reports) above (gate/store/database.py)
 NO_SUBSCRIBERS = "No matching subscribers"
 
 

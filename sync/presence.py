@@ -1,6 +1,6 @@
 """Presence across the site, the gate's side: central's signed presence news
 (movements and fever holds at the other gates) applied to this gate's store, so
-passback and fever holds count here too (gate/site.py), and how fresh that news is
+passback and fever holds count here too (gate/core/site.py), and how fresh that news is
 (every presence message, the retained head included, is news from the site).
 
 Central numbers its log; the gate keeps the last number it applied (meta
@@ -16,9 +16,9 @@ from datetime import datetime
 from typing import Any, Callable
 
 from drivers.base import Counters
-from gate import site
-from gate.site import Hold, Move, News, Release, SiteView
-from gate.store import Store
+from gate.core import site
+from gate.core.site import Hold, Move, News, Release, SiteView
+from gate.store.database import Store
 
 log = logging.getLogger(__name__)
 

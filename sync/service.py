@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from gate.config import Config, SyncSection
-from gate.passes import KeyRing
-from gate.store import Store
+from gate.core.tokens import KeyRing
+from gate.store.database import Store
 from sync.downstream import Downstream, Hooks
 from sync.link import Link, LinkConfig
 from sync.outbox import Limits, Publisher, ReceiptSettings

@@ -14,8 +14,8 @@ from datetime import date, datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Callable
 
-from gate.report import daily
-from gate.store import Store
+from gate.store.daily import daily
+from gate.store.database import Store
 from sync import codec
 from sync.link import Link
 from sync.topics import Topics

@@ -92,7 +92,7 @@ class Daemon:
         out = open(self.log_dir / f"run{self.runs}.out", "w", encoding="utf-8")
         err = open(self.log_dir / f"run{self.runs}.err", "w", encoding="utf-8")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gate.cli", "run", "-c", str(self.config)],
+            [sys.executable, "-m", "gate.cli.main", "run", "-c", str(self.config)],
             stdout=out, stderr=err, text=True, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
 

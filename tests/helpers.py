@@ -5,7 +5,9 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from gate import drill, drill_file
+from gate.drill import runner as drill
+
+from gate.drill import file as drill_file
 
 
 def run_drill(text: str, **kw: Any) -> drill.DrillResult:

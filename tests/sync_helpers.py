@@ -57,7 +57,7 @@ class Listener:
 def central_pub(directory: Path) -> str:
     """A central public key file for a config with [sync] (sync.central_keys is required
     there); for tests that only send events up, any key does."""
-    from gate.passes import new_keypair
+    from gate.core.tokens import new_keypair
 
     directory.mkdir(parents=True, exist_ok=True)
     n = len(list(directory.glob("central-*.pub")))

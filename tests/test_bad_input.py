@@ -10,9 +10,9 @@ import pytest
 
 from drivers.thermometer import encode_frame
 from drivers.wiegand import encode
-from gate import drill_file
-from gate.drill import Rehearsal
-from gate.drill_file import Step
+from gate.drill import file as drill_file
+from gate.drill.runner import Rehearsal
+from gate.drill.file import Step
 
 DRILL = drill_file.parse(
     textwrap.dedent(

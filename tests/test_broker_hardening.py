@@ -17,9 +17,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from gate import drill_file
-from gate.drill import Rehearsal
-from gate.drill_file import Step
+from gate.drill import file as drill_file
+from gate.drill.runner import Rehearsal
+from gate.drill.file import Step
 from tests.docs_broker import docs_broker, docs_lines
 from tests.mqtt_broker import Broker
 from tests.sync_helpers import Listener, start_central

@@ -10,8 +10,8 @@ from click.testing import CliRunner
 
 from drivers.thermometer import Compensation, Frame, SimThermometer
 from gate import config as cfgmod
-from gate.calibrate import CalibrationError, derive
-from gate.cli import main
+from gate.ops.calibrate import CalibrationError, derive
+from gate.cli.main import main
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from gate.config import ConfigError, PolicyConfig
-from gate.passes import KeyRing, load_public, new_keypair
+from gate.core.tokens import KeyRing, load_public, new_keypair
 from sync import codec
 from sync.central import (
     Central, CentralConfig, CentralStore, RosterError, Signer, build_snapshot, load_central_config, read_snapshot,

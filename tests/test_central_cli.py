@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from gate.passes import KeyRing, load_public, new_keypair
+from gate.core.tokens import KeyRing, load_public, new_keypair
 from sync import codec
 from sync.central import CentralStore
 from sync.central.cli import central
@@ -212,7 +212,7 @@ def test_status_tells_online_offline_stale_and_silent_gates(setup) -> None:  # t
 
 
 def test_a_gate_that_stops_cleanly_is_offline_at_central(setup, broker: Broker) -> None:  # type: ignore[no-untyped-def]
-    from gate.drill import Rehearsal
+    from gate.drill.runner import Rehearsal
     from sync.central import Central, load_central_config
     from tests.sync_helpers import trust_central
     from tests.test_sync import DRILL

@@ -241,14 +241,14 @@ def test_snapshot_requests_are_answered_once_a_gate_per_interval(broker: Broker,
 
 def test_every_event_a_gate_records_passes_centrals_schema(tmp_path: Path) -> None:
     """The strict schemas refuse unknown properties: every record type the gate stores
-    and sends (gate/records.py), as stored, and after `gate privacy erase`, is accepted."""
+    and sends (gate/core/records.py), as stored, and after `gate privacy erase`, is accepted."""
     from datetime import datetime, timedelta, timezone
 
-    from gate.privacy import erase
-    from gate.records import (
+    from gate.desk.privacy import erase
+    from gate.core.records import (
         AckRecord, AdminRecord, AlarmRecord, DecisionRecord, DoorRecord, HealthRecord, OverrideRecord, RegistrationRecord,
     )
-    from gate.store import Store
+    from gate.store.database import Store
     from sync import codec
 
     at = datetime(2026, 12, 1, 8, 0, tzinfo=timezone.utc)

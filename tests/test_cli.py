@@ -9,10 +9,10 @@ import textwrap
 import time
 from pathlib import Path
 
-from gate.passes import KeyRing, load_public
+from gate.core.tokens import KeyRing, load_public
 from tests.conftest import ROOT
 
-GATE = [sys.executable, "-m", "gate.cli"]
+GATE = [sys.executable, "-m", "gate.cli.main"]
 
 
 def gate(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
@@ -92,9 +92,9 @@ def test_log_lines_carry_the_gates_local_time() -> None:
     import logging
     from zoneinfo import ZoneInfo
 
-    from gate.cli import _LocalFormatter
+    from gate.cli.main import _LocalFormatter
 
-    rec = logging.LogRecord("gate.lane", logging.WARNING, __file__, 1, "door forced", None, None)
+    rec = logging.LogRecord("gate.core.lane", logging.WARNING, __file__, 1, "door forced", None, None)
     rec.created = 1_795_000_000.0  # 2026-11-18T11:06:40Z
     line = _LocalFormatter(ZoneInfo("Asia/Shanghai"), "%(asctime)s %(message)s").format(rec)
     assert line == "2026-11-18T19:06:40.000+08:00 door forced"

@@ -11,11 +11,13 @@ import textwrap
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from gate import drill_file, floor_admin
-from gate.drill import Rehearsal
-from gate.drill_file import Step
-from gate.floor import CONFIRM_S, TimeFloor
-from gate.store import Store
+from gate.drill import file as drill_file
+
+from gate.store import time_floor as floor_admin
+from gate.drill.runner import Rehearsal
+from gate.drill.file import Step
+from gate.core.floor import CONFIRM_S, TimeFloor
+from gate.store.database import Store
 from tests.conftest import ROOT
 
 PASSES = """
@@ -147,7 +149,7 @@ def test_a_confirmed_jump_is_taken_and_the_operator_resets_it(tmp_path: Path) ->
     cfg = tmp_path / "gate.toml"
     cfg.write_text(f'[gate]\nid = "t1"\n[store]\npath = "{store}"\n'
                    '[[lanes]]\nname = "in"\ndirection = "in"\n', encoding="utf-8")
-    gate = [sys.executable, "-m", "gate.cli", "clock", "floor", "-c", str(cfg)]
+    gate = [sys.executable, "-m", "gate.cli.main", "clock", "floor", "-c", str(cfg)]
     refused = subprocess.run([*gate, "--reset"], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert refused.returncode != 0 and "--by" in refused.stderr
     res = subprocess.run([*gate, "--reset", "--by", "王师傅", "--to", "2026-11-22T09:30:00+08:00", "--reason", "NTP wrong"],

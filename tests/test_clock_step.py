@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from gate.app import GateApp
+from gate.app.gate_app import GateApp
 from gate.config import Config
-from gate.records import DoorRecord
+from gate.core.records import DoorRecord
 
 
 class SteppableClock:

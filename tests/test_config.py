@@ -358,7 +358,7 @@ def test_overrides_merge_into_the_file(tmp_path):
 
 def gate_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "gate.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "gate.cli.main", *args], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
 
 

@@ -66,7 +66,7 @@ def run_kills(tmp_path: Path, broker: Broker, kills: int, events: int) -> dict[s
     import sys
     from tests.conftest import ROOT
 
-    res = subprocess.run([sys.executable, "-m", "gate.cli", "sync", "--drain", "-c", str(cfg), "--timeout", "120"],
+    res = subprocess.run([sys.executable, "-m", "gate.cli.main", "sync", "--drain", "-c", str(cfg), "--timeout", "120"],
                          capture_output=True, text=True, cwd=ROOT, timeout=200)
     assert res.returncode == 0, res.stderr
     assert wait_until(lambda: central.store.event_count("g1") >= stored, 60)
@@ -87,7 +87,7 @@ def _central(tmp_path: Path, broker: Broker):  # type: ignore[no-untyped-def]
     from sync.central import Central, load_central_config
 
     key = tmp_path / "central.key"
-    from gate.passes import new_keypair
+    from gate.core.tokens import new_keypair
 
     new_keypair(tmp_path, "central")
     conf = tmp_path / "central.toml"

@@ -25,7 +25,7 @@ def test_notify_ready_then_watchdog_then_stopping(tmp_path: Path) -> None:
     )
     env = {**os.environ, "NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "400000"}
     env.pop("WATCHDOG_PID", None)
-    proc = subprocess.Popen([sys.executable, "-m", "gate.cli", "run", "-c", str(cfg)], env=env, cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "gate.cli.main", "run", "-c", str(cfg)], env=env, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         messages = []
@@ -50,7 +50,7 @@ def test_notify_ready_then_watchdog_then_stopping(tmp_path: Path) -> None:
 
 def test_a_changed_config_is_an_event_at_start(tmp_path: Path) -> None:
     from gate import config as cfgmod
-    from gate.app import GateApp
+    from gate.app.gate_app import GateApp
 
     cfg = tmp_path / "gate.toml"
     body = f'[store]\npath = "{tmp_path / "g.db"}"\n[guard]\nenabled = false\n[[lanes]]\nname = "in"\ndirection = "in"\n'

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from gate import drill_file
-from gate.drill import Rehearsal
-from gate.drill_file import Step
+from gate.drill import file as drill_file
+from gate.drill.runner import Rehearsal
+from gate.drill.file import Step
 
 
 @pytest.fixture
@@ -83,8 +83,8 @@ PEOPLE = drill_file.parse(textwrap.dedent("""
 CHILD = """
 import sys
 from pathlib import Path
-from gate.drill import Rehearsal
-from gate.drill_file import Step
+from gate.drill.runner import Rehearsal
+from gate.drill.file import Step
 from tests.disk_helpers import fill
 from tests.test_disk_full import PEOPLE
 

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from drivers.display import Hd44780, Hd44780Emulator, SimDisplay, make_display, open_hd44780, to_rom
-from gate.records import AckRecord, AlarmRecord, DecisionRecord, PromptRecord
+from gate.core.records import AckRecord, AlarmRecord, DecisionRecord, PromptRecord
 from gate.web.lcd import LcdPresenter
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -108,10 +108,10 @@ def test_daemon_starts_the_configured_lcd_and_it_follows_the_lanes() -> None:
     """`[guard] lcd = {driver = "sim", ...}` in the config: `gate run` shows decisions on it."""
     import textwrap
 
-    from gate import drill_file
-    from gate.daemon import _start_lcd
-    from gate.drill import Rehearsal
-    from gate.drill_file import Step
+    from gate.drill import file as drill_file
+    from gate.cli.run import _start_lcd
+    from gate.drill.runner import Rehearsal
+    from gate.drill.file import Step
 
     d = drill_file.parse(textwrap.dedent("""
         name: lcd

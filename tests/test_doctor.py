@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from gate import config as cfgmod
-from gate import doctor
+from gate.ops import doctor
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def gate(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gate.cli", *args], cwd=ROOT, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "gate.cli.main", *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
 
 
@@ -125,7 +125,7 @@ def test_fresh_gate_with_the_example_config_gets_a_table_not_a_traceback(tmp_pat
 @pytest.mark.parametrize("where", ["construction", "start"])
 def test_any_exception_setting_up_the_gate_is_a_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                     where: str) -> None:
-    from gate.app import GateApp
+    from gate.app.gate_app import GateApp
 
     missing = str(tmp_path / "not-here.wav")
 
@@ -147,7 +147,7 @@ def test_any_exception_setting_up_the_gate_is_a_row(tmp_path: Path, monkeypatch:
 def test_gpio_that_cannot_start_is_a_row_and_the_other_devices_are_checked(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from drivers import gpio
-    from gate import app as appmod
+    from gate.app import gate_app as appmod
 
     def no_gpio(name: str) -> gpio.PinFactory:  # as off a Pi, or with lgpio missing on one
         raise gpio.GpioUnavailable(f"no GPIO backend found ({name}): lgpio: No module named 'lgpio'")
@@ -229,7 +229,7 @@ def test_lgpio_is_installed_where_the_gate_s_python_finds_it(monkeypatch: pytest
 
 
 def test_keys(tmp_path: Path) -> None:
-    from gate.passes import new_keypair
+    from gate.core.tokens import new_keypair
 
     priv, pub = new_keypair(tmp_path / "keys", "central")
 
@@ -244,7 +244,7 @@ def test_keys(tmp_path: Path) -> None:
 
 
 def test_central_keys_are_checked_apart_from_pass_keys(tmp_path: Path) -> None:
-    from gate.passes import new_keypair
+    from gate.core.tokens import new_keypair
 
     _, pub = new_keypair(tmp_path / "keys", "central")
     conf = cfgmod.Config.model_validate({"keys": {"trusted": [str(pub)]}, "lanes": [{"name": "in", "direction": "in"}],
@@ -255,9 +255,9 @@ def test_central_keys_are_checked_apart_from_pass_keys(tmp_path: Path) -> None:
     ok = doctor._keys(conf.model_copy(update={"sync": conf.sync.model_copy(update={"central_keys": [pub]})}))  # type: ignore[union-attr]
     assert ok.status == "ok" and ok.figures == "1 pass-signing key(s), 1 central key(s)"
     # Central withdrew the configured pass key: the row says so.
-    from gate import withdrawn
-    from gate.passes import key_id, load_public
-    from gate.store import Store
+    from gate.store import withdrawn
+    from gate.core.tokens import key_id, load_public
+    from gate.store.database import Store
 
     kid = key_id(load_public(pub))
     conf = conf.model_copy(update={"store": cfgmod.StoreSection(path=tmp_path / "gate.db"), "sync": None})
@@ -271,9 +271,9 @@ def test_central_keys_are_checked_apart_from_pass_keys(tmp_path: Path) -> None:
 
 
 def test_secret_files_readable_by_others_are_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    from gate.drill import Rehearsal
-    from gate.drill_file import parse
-    from gate.passes import new_keypair
+    from gate.drill.runner import Rehearsal
+    from gate.drill.file import parse
+    from gate.core.tokens import new_keypair
 
     priv, _ = new_keypair(tmp_path / "keys", "gate")  # 0600
     pin = tmp_path / "pin"

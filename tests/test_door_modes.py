@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import textwrap
 
-from gate import drill, drill_file
-from gate.drill_file import Step
-from gate.events import GuardAnswer, SetDoorMode
+from gate.drill import runner as drill
+
+from gate.drill import file as drill_file
+from gate.drill.file import Step
+from gate.core.events import GuardAnswer, SetDoorMode
 
 BASE = """
     name: door modes

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from gate import drill, drill_file
+from gate.drill import runner as drill
+
+from gate.drill import file as drill_file
 from tests.conftest import ROOT, SHARED
 from tests.helpers import decisions, of_type, run_drill
 
@@ -31,7 +33,7 @@ def test_drill_passes(path: Path) -> None:
 
 
 def test_drill_cli_json_and_exit_codes(tmp_path: Path) -> None:
-    gate = [sys.executable, "-m", "gate.cli"]
+    gate = [sys.executable, "-m", "gate.cli.main"]
     ok = subprocess.run([*gate, "drill", "--json", str(SHARED / "drills" / "resident_enters.yaml")], capture_output=True, text=True, cwd=ROOT)
     assert ok.returncode == 0, ok.stderr
     lines = [json.loads(l) for l in ok.stdout.splitlines()]
@@ -51,7 +53,7 @@ def test_drill_cli_json_and_exit_codes(tmp_path: Path) -> None:
 
 def test_drill_report_is_last_line() -> None:
     res = subprocess.run(
-        [sys.executable, "-m", "gate.cli", "drill", "--json", "--report", str(SHARED / "drills" / "lent_pass.yaml")],
+        [sys.executable, "-m", "gate.cli.main", "drill", "--json", "--report", str(SHARED / "drills" / "lent_pass.yaml")],
         capture_output=True, text=True, cwd=ROOT,
     )
     assert res.returncode == 0, res.stderr
@@ -69,7 +71,7 @@ def test_drill_report_is_last_line() -> None:
 def test_drill_file_errors_name_the_key(tmp_path: Path) -> None:
     bad = tmp_path / "typo.yaml"
     bad.write_text('name: x\nstart: "2026-11-22T08:00:00+08:00"\nsteps:\n  - {at: 0, lane: in, qrr: r1}\n', encoding="utf-8")
-    res = subprocess.run([sys.executable, "-m", "gate.cli", "drill", str(bad)], capture_output=True, text=True, cwd=ROOT)
+    res = subprocess.run([sys.executable, "-m", "gate.cli.main", "drill", str(bad)], capture_output=True, text=True, cwd=ROOT)
     assert res.returncode == 2
     assert "steps[0].qrr: unknown key" in res.stderr
 

@@ -7,10 +7,10 @@ import textwrap
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gate import drill_file
-from gate.drill import Rehearsal
-from gate.drill_file import Step
-from gate.passes import KeyRing, PassToken, TokenError, dynamic_code, sign, time_step
+from gate.drill import file as drill_file
+from gate.drill.runner import Rehearsal
+from gate.drill.file import Step
+from gate.core.tokens import KeyRing, PassToken, TokenError, dynamic_code, sign, time_step
 
 DRILL = drill_file.parse(
     textwrap.dedent(

@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 from drivers.thermometer import AsciiLineParser, Gy90614Parser, ModbusRtuParser, crc16_modbus, encode_frame
 from drivers.wiegand import WiegandError, decode
 from gate import config as cfgmod
-from gate import drill_file
+from gate.drill import file as drill_file
 from gate.config import ConfigError
-from gate.passes import KeyRing, PassToken, TokenError, sign
+from gate.core.tokens import KeyRing, PassToken, TokenError, sign
 from sync import codec
 
 N = int(os.environ.get("GATE_FUZZ_EXAMPLES", "300"))
@@ -235,9 +235,9 @@ def test_long_fuzz_wiegand(bits: list[int]) -> None:
 def test_fuzz_lane_survives_any_qr_text_and_card() -> None:
     """Random QR texts and card numbers straight into a running lane: every one is
     refused and counted, and a real resident still gets in afterwards."""
-    from gate.drill import Rehearsal
-    from gate.drill_file import Step
-    from gate.events import CardRead, QrSeen
+    from gate.drill.runner import Rehearsal
+    from gate.drill.file import Step
+    from gate.core.events import CardRead, QrSeen
 
     d = drill_file.parse(textwrap.dedent("""
         name: fuzz lane

@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gate.guards import GuardsError, add, load
-from gate.report import daily
+from gate.desk.guards import GuardsError, add, load
+from gate.store.daily import daily
 from tests.conftest import ROOT
 from tests.test_web import guard_env
 from tests.test_web_guard import csrf_of, open_door
@@ -22,7 +22,7 @@ def test_gate_guards_add_keeps_a_hash_and_refuses_a_pin_twice(tmp_path: Path) ->
     guards = tmp_path / "guards.json"
     conf = tmp_path / "gate.toml"
     conf.write_text(f'[guard]\nguards_file = "{guards}"\n[[lanes]]\nname = "in"\ndirection = "in"\ncamera = {{driver = "sim"}}\n')
-    run = lambda *a, pin="": subprocess.run([sys.executable, "-m", "gate.cli", "guards", *a, "-c", str(conf)],  # noqa: E731
+    run = lambda *a, pin="": subprocess.run([sys.executable, "-m", "gate.cli.main", "guards", *a, "-c", str(conf)],  # noqa: E731
                                             input=pin, capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert run("add", "王师傅", "--pin-stdin", pin="135790\n").returncode == 0
     assert run("add", "李阿姨", "--pin-stdin", pin="135790\n").returncode == 2  # the same PIN: who would it be?
@@ -76,7 +76,7 @@ def test_a_shift_names_the_guard_hands_over_and_is_in_the_report(tmp_path: Path)
 
 def test_a_guard_added_or_removed_counts_on_the_running_page(tmp_path: Path) -> None:
     """A dismissed guard's PIN must stop opening the door at once, not at the next restart."""
-    from gate.guards import remove
+    from gate.desk.guards import remove
 
     guards = tmp_path / "guards.json"
     add(guards, "王师傅", "135790")

@@ -4,10 +4,10 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from gate import drill_file
-from gate.drill import Rehearsal
-from gate.drill_file import Step
-from gate.integrity import check, save_snapshot
+from gate.drill import file as drill_file
+from gate.drill.runner import Rehearsal
+from gate.drill.file import Step
+from gate.store.integrity import check, save_snapshot
 
 DRILL = drill_file.parse(
     textwrap.dedent(
@@ -63,8 +63,8 @@ def test_not_a_database_at_all(tmp_path: Path) -> None:
 
 
 def test_the_hourly_pass_snapshot_is_written_only_when_the_table_changed(tmp_path: Path) -> None:
-    from gate.maintenance import Maintenance
-    from gate.store import Store
+    from gate.app.maintenance import Maintenance
+    from gate.store.database import Store
 
     store = Store(tmp_path / "gate.db")
     try:

@@ -15,9 +15,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gate import config as cfgmod
-from gate.drill import Rehearsal
-from gate.passes import PassToken, key_id, load_private, new_keypair, sign
-from gate.store import Store
+from gate.drill.runner import Rehearsal
+from gate.core.tokens import PassToken, key_id, load_private, new_keypair, sign
+from gate.store.database import Store
 from sync import codec
 from sync.central import Central, load_central_config
 from tests.conftest import ROOT
@@ -139,7 +139,7 @@ def _central(tmp_path: Path, broker: Broker, key: Ed25519PrivateKey) -> Path:
 
 
 def _cli(conf: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gate.cli", "central", "-c", str(conf), "keys", *args],
+    return subprocess.run([sys.executable, "-m", "gate.cli.main", "central", "-c", str(conf), "keys", *args],
                           capture_output=True, text=True, cwd=ROOT, timeout=60)
 
 

@@ -14,13 +14,17 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gate import drill, drill_file, rules
+from gate.drill import runner as drill
+
+from gate.drill import file as drill_file
+
+from gate.core import rules
 from gate.config import ConfigError, PolicyConfig, from_dict
-from gate.drill_file import Step
-from gate.events import AckAlarm
-from gate.policy import Situation, decide
-from gate.records import PassRecord
-from gate.replay import replay
+from gate.drill.file import Step
+from gate.core.events import AckAlarm
+from gate.core.policy import Situation, decide
+from gate.core.records import PassRecord
+from gate.desk.replay import replay
 from tests.conftest import ROOT
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -232,7 +236,7 @@ def test_forbid_fails_the_drill_and_names_what_happened(tmp_path: Path) -> None:
         forbid:
           - {type: door, action: unlock}
     """), encoding="utf-8")
-    res = subprocess.run([sys.executable, "-m", "gate.cli", "drill", str(f)], capture_output=True, text=True, cwd=ROOT)
+    res = subprocess.run([sys.executable, "-m", "gate.cli.main", "drill", str(f)], capture_output=True, text=True, cwd=ROOT)
     assert res.returncode == 1
     assert 'forbidden {"type": "door", "action": "unlock"} happened' in res.stderr
 
@@ -251,14 +255,14 @@ def test_forbid_fails_the_drill_and_names_what_happened(tmp_path: Path) -> None:
 def test_drill_file_mistakes_are_named_without_a_traceback(tmp_path: Path, text: str, says: str) -> None:
     f = tmp_path / "bad.yaml"
     f.write_text("name: x\n" + text, encoding="utf-8")
-    res = subprocess.run([sys.executable, "-m", "gate.cli", "drill", str(f)], capture_output=True, text=True, cwd=ROOT)
+    res = subprocess.run([sys.executable, "-m", "gate.cli.main", "drill", str(f)], capture_output=True, text=True, cwd=ROOT)
     assert res.returncode == 2, res.stderr
     assert says in res.stderr and "Traceback" not in res.stderr
 
 
 def test_several_gates_print_their_gate_and_report_each(tmp_path: Path) -> None:
     res = subprocess.run(
-        [sys.executable, "-m", "gate.cli", "drill", "--json", "--report", str(ROOT / "tests" / "drills" / "two_gates_hard_passback.yaml")],
+        [sys.executable, "-m", "gate.cli.main", "drill", "--json", "--report", str(ROOT / "tests" / "drills" / "two_gates_hard_passback.yaml")],
         capture_output=True, text=True, cwd=ROOT,
     )
     assert res.returncode == 0, res.stderr
@@ -273,9 +277,9 @@ def test_several_gates_print_their_gate_and_report_each(tmp_path: Path) -> None:
 
 
 def test_the_report_judges_each_reading_by_the_policy_it_was_decided_under(tmp_path: Path) -> None:
-    from gate.events import ApplyPolicy
-    from gate.report import daily
-    from gate.report_doc import collect, policy_note, write_html
+    from gate.core.events import ApplyPolicy
+    from gate.store.daily import daily
+    from gate.desk.report_doc import collect, policy_note, write_html
 
     d = drill_file.parse(textwrap.dedent("""
         name: the fever line is raised at noon

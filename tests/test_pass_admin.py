@@ -12,8 +12,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gate.records import DecisionRecord
-from gate.store import Store
+from gate.core.records import DecisionRecord
+from gate.store.database import Store
 from tests.conftest import ROOT
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -44,7 +44,7 @@ def desk(tmp_path: Path) -> dict:
 
 
 def gate(desk: dict, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gate.cli", "passes", *args, "-c", str(desk["conf"])],
+    return subprocess.run([sys.executable, "-m", "gate.cli.main", "passes", *args, "-c", str(desk["conf"])],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
 
 
@@ -96,7 +96,7 @@ def test_revoke_is_refused_at_once_recorded_and_can_be_taken_back(desk):
 def test_a_revoked_pass_is_denied_by_the_policy(desk):
     """What the lane will see: the pass table says revoked, and decide() refuses it."""
     from gate.config import PolicyConfig
-    from gate.policy import Situation, decide
+    from gate.core.policy import Situation, decide
 
     assert gate(desk, "revoke", "3-2-501-王芳", "--by", "张主任", "--reason", "lost").returncode == 0
     s = Store(desk["db"], gate_id="east", tz=SHANGHAI)

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gate.config import CATEGORIES
-from gate.passes import (
+from gate.core.tokens import (
     PREFIX,
     KeyRing,
     PassToken,
@@ -65,7 +65,7 @@ def hand_made(
     fields: bytes | None = None,
     key: Ed25519PrivateKey = KEY,
 ) -> str:
-    """A token built from the documented layout, independently of gate.passes, and truly signed."""
+    """A token built from the documented layout, independently of gate.core.tokens, and truly signed."""
     kid = hashlib.sha256(raw_pub(key)).digest()[:4]
     if fields is None:
         fields = bytes([2]) + b"p1" + bytes([0])

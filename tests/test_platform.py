@@ -78,7 +78,7 @@ def test_orjson_and_pydantic_core_round_trip() -> None:
 
 
 def test_cel_evaluates_a_rule() -> None:
-    from gate.rules import compile_expression
+    from gate.core.rules import compile_expression
 
     import cel
 

@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from gate.config import PolicyConfig
-from gate.policy import Situation, decide, in_span, is_night, temperature_used
-from gate.records import PassRecord
+from gate.core.policy import Situation, decide, in_span, is_night, temperature_used
+from gate.core.records import PassRecord
 
 TZ = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=TZ)

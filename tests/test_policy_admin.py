@@ -12,9 +12,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from gate.config import PolicyConfig, load_policy
-from gate.drill import Rehearsal
-from gate.drill_file import Drill
-from gate.store import Store
+from gate.drill.runner import Rehearsal
+from gate.drill.file import Drill
+from gate.store.database import Store
 from tests.conftest import ROOT
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -33,7 +33,7 @@ def desk(tmp_path: Path) -> dict:
 
 
 def gate(desk: dict, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gate.cli", "policy", *args, "-c", str(desk["conf"])],
+    return subprocess.run([sys.executable, "-m", "gate.cli.main", "policy", *args, "-c", str(desk["conf"])],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
 
 
@@ -124,7 +124,7 @@ def test_the_gate_decides_by_the_applied_policy_after_a_restart(tmp_path):
     conf.write_text('[[lanes]]\nname = "in"\ndirection = "in"\ncamera = { driver = "sim" }\n')
     new = tmp_path / "new.toml"
     new.write_text("fever_c = 37.5\n")  # a policy document may also be the bare table
-    done = subprocess.run([sys.executable, "-m", "gate.cli", "policy", "apply", str(new), "--by", "李书记", "-c", str(conf),
+    done = subprocess.run([sys.executable, "-m", "gate.cli.main", "policy", "apply", str(new), "--by", "李书记", "-c", str(conf),
                            "--store", str(store)], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert decisions(store) == [("allow", "ok")]
@@ -134,9 +134,9 @@ def test_a_running_gate_picks_up_a_policy_applied_at_the_desk(tmp_path: Path) ->
     """`gate policy apply` while the daemon runs: the lanes switch without a restart."""
     import textwrap as _tw
 
-    from gate import drill_file as _df
-    from gate.drill import Rehearsal
-    from gate.drill_file import Step
+    from gate.drill import file as _df
+    from gate.drill.runner import Rehearsal
+    from gate.drill.file import Step
 
 
     d = _df.parse(_tw.dedent("""

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from drivers.qr import make_decoder
-from gate.passes import KeyRing, load_public, new_keypair
-from gate.printing import CARD_H_MM, CARD_W_MM, unit_matches
-from gate.store import Store
+from gate.core.tokens import KeyRing, load_public, new_keypair
+from gate.desk.printing import CARD_H_MM, CARD_W_MM, unit_matches
+from gate.store.database import Store
 from tests.conftest import ROOT
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -27,7 +27,7 @@ UNTIL = datetime(2026, 12, 31, 23, 59, 59, tzinfo=SHANGHAI)
 def gate(*args: str, env: dict | None = None) -> subprocess.CompletedProcess[str]:
     import os
 
-    return subprocess.run([sys.executable, "-m", "gate.cli", *args], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "gate.cli.main", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=180, env={**os.environ, **(env or {})})
 
 
@@ -183,8 +183,8 @@ def test_refusals_are_plain_messages(desk):
                   env={"GATE_CJK_FONT": str(tmp / "missing.ttc")})
     assert nofont.returncode == 2 and "GATE_CJK_FONT" in nofont.stderr and "Traceback" not in nofont.stderr
     # A key central has withdrawn (the gate's store holds the list): no cards that every gate refuses.
-    from gate import withdrawn
-    from gate.passes import key_id, load_public
+    from gate.store import withdrawn
+    from gate.core.tokens import key_id, load_public
 
     kid = key_id(load_public(desk["pub"]))
     s = Store(tmp / "gate.db", gate_id="east", tz=SHANGHAI)

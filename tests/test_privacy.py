@@ -9,10 +9,10 @@ import textwrap
 import time
 from pathlib import Path
 
-from gate import drill_file
-from gate.drill import Rehearsal
-from gate.drill_file import Step
-from gate.privacy import purge
+from gate.drill import file as drill_file
+from gate.drill.runner import Rehearsal
+from gate.drill.file import Step
+from gate.desk.privacy import purge
 from tests.conftest import ROOT
 
 DRILL = drill_file.parse(
@@ -50,7 +50,7 @@ def test_events_name_passes_by_id_only(tmp_path: Path) -> None:
 def test_purge_keeps_undelivered_events_and_deletes_expired_visitors(tmp_path: Path) -> None:
     store = tmp_path / "g.db"
     run(store)
-    from gate.store import Store
+    from gate.store.database import Store
 
     s = Store(store)
     try:
@@ -75,7 +75,7 @@ def test_export_and_erase_cli(tmp_path: Path) -> None:
     run(store)
     cfg = tmp_path / "g.toml"
     cfg.write_text(f'[store]\npath = "{store}"\n[[lanes]]\nname = "in"\ndirection = "in"\n', encoding="utf-8")
-    gate = [sys.executable, "-m", "gate.cli"]
+    gate = [sys.executable, "-m", "gate.cli.main"]
     out = subprocess.run([*gate, "privacy", "export", "--pass", "r1", "-c", str(cfg)], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)

@@ -379,7 +379,7 @@ def test_thorough_decoder_finds_every_pass_on_a_sheet_in_reading_order() -> None
 def test_gate_scan_prints_every_pass_on_a_sheet(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from gate.cli import main
+    from gate.cli.main import main
 
     page = render_sheet(SHEET[:8], cols=2)
     scanned = tmp_path / "sheet.png"
@@ -395,7 +395,7 @@ def test_gate_scan_prints_every_pass_on_a_sheet(tmp_path: Path) -> None:
 def test_gate_scan_reads_a_photo_only_the_thorough_search_reads() -> None:
     from click.testing import CliRunner
 
-    from gate.cli import main
+    from gate.cli.main import main
 
     photo = PHOTOS / "qrcode-2" / "28.png"  # zxing-cpp reads it only shrunk or enlarged
     if not photo.exists():

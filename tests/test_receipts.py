@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from gate import drill_file
-from gate.drill import Rehearsal
-from gate.drill_file import Step
+from gate.drill import file as drill_file
+from gate.drill.runner import Rehearsal
+from gate.drill.file import Step
 from tests.mqtt_broker import Broker
 from tests.sync_helpers import Listener, start_central
 
@@ -137,7 +137,7 @@ def test_central_asks_for_a_hole_and_the_gate_fills_it(broker: Broker, tmp_path:
     3 as missing (again a few seconds later while it stays open)."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from gate.passes import KeyRing
+    from gate.core.tokens import KeyRing
     from sync import receipts
 
     key = Ed25519PrivateKey.generate()
@@ -179,7 +179,7 @@ def test_central_asks_for_a_hole_and_the_gate_fills_it(broker: Broker, tmp_path:
 def test_a_receipt_naming_another_event_marks_only_what_it_lists(tmp_path: Path) -> None:
     """A gate whose store was replaced starts its seqs again at 1: central's mark for
     seq N names the old event, so the gate does not take it as covering its own."""
-    from gate.store import Store
+    from gate.store.database import Store
     from sync import receipts
 
     s = Store(tmp_path / "g.db")

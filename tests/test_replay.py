@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from gate.config import PolicyConfig
-from gate.replay import format_text, replay
-from gate.store import Store
+from gate.desk.replay import format_text, replay
+from gate.store.database import Store
 from tests.conftest import ROOT
 from tests.week import POLICY, TZ, record_week
 
@@ -133,7 +133,7 @@ def test_cli_replay_text_and_json(week, tmp_path):
     conf.write_text('[gate]\nid = "drill"\n[[lanes]]\nname = "in"\ndirection = "in"\ncamera = { driver = "sim" }\n')
     new = tmp_path / "new.toml"
     new.write_text("[policy]\nfever_c = 37.5\npcr_within_h = 48\n")
-    base = [sys.executable, "-m", "gate.cli", "policy", "replay", str(new), "--since", "2026-11-02", "--until", "2026-11-08",
+    base = [sys.executable, "-m", "gate.cli.main", "policy", "replay", str(new), "--since", "2026-11-02", "--until", "2026-11-08",
             "-c", str(conf), "--store", str(week[0])]
     done = subprocess.run([*base, "--json"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

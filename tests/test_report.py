@@ -12,9 +12,9 @@ import re
 
 import pytest
 
-from gate.records import AlarmRecord, DecisionRecord, DoorRecord, PromptRecord
-from gate.report import daily
-from gate.store import Store
+from gate.core.records import AlarmRecord, DecisionRecord, DoorRecord, PromptRecord
+from gate.store.daily import daily
+from gate.store.database import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -157,7 +157,7 @@ def test_cli_report_daily_json_matches_the_store(tmp_path):
     expected = daily(s, DAY)
     s.close()
     done = subprocess.run(
-        [sys.executable, "-m", "gate.cli", "report", "daily", "--date", DAY, "--json", "-c", str(conf), "--store", str(db)],
+        [sys.executable, "-m", "gate.cli.main", "report", "daily", "--date", DAY, "--json", "-c", str(conf), "--store", str(db)],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )
     assert done.returncode == 0, done.stderr
@@ -167,7 +167,7 @@ def test_cli_report_daily_json_matches_the_store(tmp_path):
 
 # ---------------------------------------------------------------- the page people read (PDF, HTML)
 
-from gate.records import AckRecord, OverrideRecord  # noqa: E402
+from gate.core.records import AckRecord, OverrideRecord  # noqa: E402
 
 
 def busy_day(s: Store) -> None:
@@ -199,7 +199,7 @@ def busy_day(s: Store) -> None:
 
 def test_report_details_count_each_reading_once(store):
     from gate.config import PolicyConfig
-    from gate.report_doc import collect
+    from gate.desk.report_doc import collect
 
     busy_day(store)
     d = collect(store, DAY, PolicyConfig())
@@ -222,7 +222,7 @@ def _render_cli(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]
     conf = tmp_path / "gate.toml"
     conf.write_text('[gate]\nid = "east-gate-1"\n[[lanes]]\nname = "in"\ndirection = "in"\ncamera = { driver = "sim" }\n')
     return subprocess.run(
-        [sys.executable, "-m", "gate.cli", "report", "daily", "--date", DAY, "-c", str(conf),
+        [sys.executable, "-m", "gate.cli.main", "report", "daily", "--date", DAY, "-c", str(conf),
          "--store", str(tmp_path / "gate.db"), *extra],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )
@@ -304,7 +304,7 @@ def test_report_range_exports_events_for_a_spreadsheet(store, tmp_path):
     conf = tmp_path / "gate.toml"
     conf.write_text('[gate]\nid = "east-gate-1"\n[[lanes]]\nname = "in"\ndirection = "in"\ncamera = { driver = "sim" }\n')
     out = tmp_path / "events.csv"
-    base = [sys.executable, "-m", "gate.cli", "report", "range", "--since", DAY, "--until", "2026-11-23", "-c", str(conf),
+    base = [sys.executable, "-m", "gate.cli.main", "report", "range", "--since", DAY, "--until", "2026-11-23", "-c", str(conf),
             "--store", str(tmp_path / "gate.db")]
     done = subprocess.run([*base, "--csv", "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

@@ -11,8 +11,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gate.roster import RosterError, read_roster
-from gate.store import Store
+from gate.desk.roster import RosterError, read_roster
+from gate.store.database import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -179,7 +179,7 @@ def gate_import(tmp_path: Path, roster: Path, *extra: str) -> subprocess.Complet
     if not conf.exists():
         conf.write_text(CONFIG)
     return subprocess.run(
-        [sys.executable, "-m", "gate.cli", "passes", "import", str(roster), "-c", str(conf),
+        [sys.executable, "-m", "gate.cli.main", "passes", "import", str(roster), "-c", str(conf),
          "--store", str(tmp_path / "gate.db"), *extra],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )
@@ -356,7 +356,7 @@ def test_a_replaced_card_stops_working_and_a_revocation_stays(tmp_path):
     assert gate_import(tmp_path, csv_file(tmp_path, [ZH_HEADER, *ZH_ROWS[:2]], "first.csv")).returncode == 0
     conf = tmp_path / "gate.toml"
     revoke = subprocess.run(
-        [sys.executable, "-m", "gate.cli", "passes", "revoke", "5-1-302-李雷", "--by", "张主任", "--reason", "搬走",
+        [sys.executable, "-m", "gate.cli.main", "passes", "revoke", "5-1-302-李雷", "--by", "张主任", "--reason", "搬走",
          "-c", str(conf), "--store", str(tmp_path / "gate.db")], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert revoke.returncode == 0, revoke.stderr
     # 王芳 lost her card 1234567 and got 1111111; the office's file still lists 李雷 (moved out, revoked here).
@@ -412,7 +412,7 @@ def test_columns_the_config_names_become_attributes_that_rules_read(tmp_path):
     assert shi.attributes is None
     assert "110101199001011234" not in dump  # an unmapped column is never kept
     from gate.config import PolicyConfig
-    from gate.policy import Situation, decide
+    from gate.core.policy import Situation, decide
 
     policy = PolicyConfig.model_validate({"rules": [{"name": "vaccinated", "require": "pass.attributes.vaccine_doses >= 2",
                                                      "prompt": {"zh": "请先接种", "en": "Vaccinate first."}}]})

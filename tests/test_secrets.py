@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from gate import drill_file
-from gate.drill import Rehearsal
-from gate.drill_file import Step
-from gate.passes import new_keypair
+from gate.drill import file as drill_file
+from gate.drill.runner import Rehearsal
+from gate.drill.file import Step
+from gate.core.tokens import new_keypair
 from tests.mqtt_broker import Broker, make_password_file
 from tests.sync_helpers import start_central
 

@@ -48,7 +48,7 @@ class Stream:
 
 def run_then_stop(tmp_path: Path, sig: signal.Signals, run_s: float) -> float:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "gate.cli", "run", "-c", str(demo_config(tmp_path, port))],
+    proc = subprocess.Popen([sys.executable, "-m", "gate.cli.main", "run", "-c", str(demo_config(tmp_path, port))],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     out: list[str] = []
     try:

@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gate.records import AlarmRecord, DecisionRecord, DoorRecord, PromptRecord
-from gate.maintenance import Maintenance
-from gate.store import Store
+from gate.core.records import AlarmRecord, DecisionRecord, DoorRecord, PromptRecord
+from gate.app.maintenance import Maintenance
+from gate.store.database import Store
 
 TZ = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 11, 22, 8, 0, tzinfo=TZ)
@@ -444,7 +444,7 @@ def old_schema_store(path) -> None:
     """A store as gates had it before m006 (card bindings in cards.pass_id), with data."""
     from sqlite_utils import Database
 
-    from gate.migrations import migrations
+    from gate.store.migrations import migrations
 
     db = Database(path)
     migrations.apply(db, stop_before="m006_card_bindings")
@@ -470,8 +470,9 @@ def old_schema_store(path) -> None:
 
 
 def test_m006_moves_bindings_out_of_cards_and_keeps_the_history(tmp_path):
-    from gate import pass_admin, privacy
-    from gate.report import daily
+    from gate.desk import pass_admin
+    from gate.desk import privacy
+    from gate.store.daily import daily
 
     path = tmp_path / "gate.db"
     old_schema_store(path)
@@ -592,9 +593,9 @@ def swap_writes(store: Store, n_cards: int) -> tuple[int, list[int]]:
 
 
 def test_the_swap_rewrites_no_card_row_whatever_the_number_of_cards(tmp_path, monkeypatch):
-    import gate.store
+    import gate.store.database
 
-    monkeypatch.setattr(gate.store, "CLEANUP_CHUNK", 1000)
+    monkeypatch.setattr(gate.store.database, "CLEANUP_CHUNK", 1000)
     swaps = []
     for n in (1000, 10_000):
         s = Store(tmp_path / f"{n}.db")
@@ -665,7 +666,7 @@ def test_a_staging_under_way_is_left_alone_by_maintenance_and_an_abandoned_one_i
 
 
 def test_a_second_stager_is_refused_and_the_first_goes_on(tmp_path, monkeypatch):
-    from gate.store import StagingBusy
+    from gate.store.database import StagingBusy
 
     path = tmp_path / "gate.db"
     a, b = Store(path), Store(path)

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from gate import drill_file
-from gate.drill import Rehearsal
-from gate.drill_file import Step
-from gate.integrity import StoreUnavailable
+from gate.drill import file as drill_file
+from gate.drill.runner import Rehearsal
+from gate.drill.file import Step
+from gate.store.integrity import StoreUnavailable
 from tests.conftest import ROOT
 from tests.disk_helpers import Ext2Image, fill, tmpfs
 
@@ -127,7 +127,7 @@ def test_an_io_error_reading_the_store_keeps_it(tmp_path: Path) -> None:
 EACCES_PROBE = """
 import sys
 from pathlib import Path
-from gate.drill import Rehearsal
+from gate.drill.runner import Rehearsal
 from tests.test_store_unavailable import DRILL
 r = Rehearsal(DRILL, store_path=Path(sys.argv[1]))
 try:
@@ -207,7 +207,7 @@ def test_gate_run_says_why_it_waits_and_starts_when_there_is_room(tmp_path: Path
         cfg.write_text(f'[store]\npath = "{store}"\n[guard]\nlisten = "127.0.0.1:{port}"\n[[lanes]]\nname = "in"\n'
                        'direction = "in"\nrelay = { driver = "sim", pin = 22 }\n', encoding="utf-8")
         env = {**os.environ, "NOTIFY_SOCKET": str(sock_path)}
-        proc = subprocess.Popen([sys.executable, "-m", "gate.cli", "run", "-c", str(cfg)], env=env, cwd=ROOT,
+        proc = subprocess.Popen([sys.executable, "-m", "gate.cli.main", "run", "-c", str(cfg)], env=env, cwd=ROOT,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             messages = [sock.recv(4096).decode()]

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gate import drill_file
-from gate.drill import Rehearsal
-from gate.drill_file import Step
+from gate.drill import file as drill_file
+from gate.drill.runner import Rehearsal
+from gate.drill.file import Step
 from sync import codec
 from sync.topics import Topics
 from tests.conftest import ROOT
@@ -153,14 +153,14 @@ def test_sync_drain_cli_publishes_a_stored_backlog(broker: Broker, tmp_path: Pat
     )
     # No broker at all: a clear failure naming what is left, not a hang, and nothing lost.
     res = subprocess.run(
-        [sys.executable, "-m", "gate.cli", "sync", "--drain", "-c", str(cfg), "--broker", "mqtt://127.0.0.1:1", "--timeout", "2"],
+        [sys.executable, "-m", "gate.cli.main", "sync", "--drain", "-c", str(cfg), "--broker", "mqtt://127.0.0.1:1", "--timeout", "2"],
         capture_output=True, text=True, cwd=ROOT, timeout=60,
     )
     assert res.returncode == 1 and f"{pending} pending" in res.stderr and "Connection refused" in res.stderr
     listener = Listener(broker.port)
     central = start_central(tmp_path / "central", broker.url, central_key)
     res = subprocess.run(
-        [sys.executable, "-m", "gate.cli", "sync", "--drain", "-c", str(cfg), "--broker", broker.url, "--timeout", "60"],
+        [sys.executable, "-m", "gate.cli.main", "sync", "--drain", "-c", str(cfg), "--broker", broker.url, "--timeout", "60"],
         capture_output=True, text=True, cwd=ROOT, timeout=120,
     )
     assert len(central.store.events("drill")) == pending  # "drained" means stored at central
@@ -328,7 +328,7 @@ def test_central_sets_a_door_mode_with_a_signed_command(broker: Broker, tmp_path
 def test_publisher_survives_a_store_error_and_link_survives_missing_tls_files(broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import threading as _t
 
-    from gate.store import Store
+    from gate.store.database import Store
 
     real_write = Store.write
     failed = []
@@ -361,7 +361,7 @@ def test_the_daily_report_goes_up_once_the_day_is_over(tmp_path: Path) -> None:
     from datetime import datetime as _dt
     from zoneinfo import ZoneInfo
 
-    from gate.store import Store
+    from gate.store.database import Store
     from sync.status import Heartbeat
 
     tz = ZoneInfo("Asia/Shanghai")
@@ -413,8 +413,8 @@ def test_a_snapshot_that_cannot_stage_beside_a_desk_import_is_dropped_cleanly(tm
 
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from gate.passes import KeyRing
-    from gate.store import Store
+    from gate.core.tokens import KeyRing
+    from gate.store.database import Store
     from sync import codec
     from sync.downstream import Downstream, Hooks
     from sync.topics import Topics

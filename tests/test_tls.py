@@ -15,9 +15,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gate import drill_file
-from gate.drill import Rehearsal
-from gate.drill_file import Step
+from gate.drill import file as drill_file
+from gate.drill.runner import Rehearsal
+from gate.drill.file import Step
 from tests.crash_harness import Daemon, wait_until, write_config, write_fast_demo
 from tests.mqtt_broker import Broker
 from tests.sync_helpers import central_pub

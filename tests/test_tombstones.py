@@ -11,12 +11,12 @@ import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 
-from gate import drill_file
-from gate.drill import Rehearsal
-from gate.drill_file import Step
-from gate.maintenance import Maintenance
-from gate.privacy import erase
-from gate.store import Store, Tombstone
+from gate.drill import file as drill_file
+from gate.drill.runner import Rehearsal
+from gate.drill.file import Step
+from gate.app.maintenance import Maintenance
+from gate.desk.privacy import erase
+from gate.store.database import Store, Tombstone
 from sync.central import quarantine
 from sync.central import Central, load_central_config
 from sync.central.cli import central as central_cli
@@ -179,8 +179,8 @@ def test_passes_are_issued_with_an_end_date_by_default(tmp_path: Path) -> None:
     import json
     from zoneinfo import ZoneInfo
 
-    from gate.cli import main
-    from gate.passes import KeyRing, load_public, new_keypair
+    from gate.cli.main import main
+    from gate.core.tokens import KeyRing, load_public, new_keypair
 
     priv, pub = new_keypair(tmp_path / "keys", "central")
     conf = tmp_path / "central.toml"
@@ -212,7 +212,7 @@ def test_passes_are_issued_with_an_end_date_by_default(tmp_path: Path) -> None:
 
 
 def test_a_store_rebuilt_from_its_pass_snapshot_keeps_its_tombstones(tmp_path: Path) -> None:
-    from gate.integrity import ensure_sound, save_snapshot
+    from gate.store.integrity import ensure_sound, save_snapshot
 
     path = tmp_path / "gate.db"
     s = Store(path)
@@ -258,7 +258,7 @@ def test_central_keeps_tombstones_until_the_pass_would_have_expired(tmp_path: Pa
 
 
 def test_passes_show_says_a_removed_pass_is_refused(tmp_path: Path) -> None:
-    from gate.cli import main
+    from gate.cli.main import main
 
     db = tmp_path / "gate.db"
     s = Store(db)

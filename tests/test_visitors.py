@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gate.passes import KeyRing, load_private, new_keypair
-from gate.store import Store
-from gate.visitors import NoSigningKey, RegistrationError, VisitorDesk, valid_until_today
+from gate.core.tokens import KeyRing, load_private, new_keypair
+from gate.store.database import Store
+from gate.desk.visitors import NoSigningKey, RegistrationError, VisitorDesk, valid_until_today
 
 TZ = ZoneInfo("Asia/Shanghai")
 
@@ -109,7 +109,7 @@ def test_after_the_day_s_end_time_no_pass_is_issued(tmp_path: Path) -> None:
 
 
 def test_a_signing_key_central_withdrew_issues_no_visitor_pass(tmp_path: Path) -> None:
-    from gate.passes import key_id
+    from gate.core.tokens import key_id
 
     d, ring = desk(tmp_path, datetime(2026, 11, 22, 9, 30, tzinfo=TZ))
     assert d.signer is not None

@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 
 from drivers.qr import make_decoder
-from gate import drill_file
-from gate.drill import Rehearsal
-from gate.drill_file import Step
-from gate.passes import new_keypair
+from gate.drill import file as drill_file
+from gate.drill.runner import Rehearsal
+from gate.drill.file import Step
+from gate.core.tokens import new_keypair
 from gate.web import GuardPage
 from tests.conftest import ROOT
 
@@ -607,7 +607,7 @@ def test_gate_run_demo_serves_the_page_with_live_traffic(browser: Any, tmp_path:
 
     port = free_port()
     cfg = demo_config(tmp_path, port)
-    proc = subprocess.Popen([sys.executable, "-m", "gate.cli", "run", "-c", str(cfg)], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "gate.cli.main", "run", "-c", str(cfg)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         assert proc.stdout is not None

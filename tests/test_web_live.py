@@ -5,8 +5,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from gate.records import AckRecord, AlarmRecord, DecisionRecord, DoorRecord, OverrideRecord
-from gate.store import Store
+from gate.core.records import AckRecord, AlarmRecord, DecisionRecord, DoorRecord, OverrideRecord
+from gate.store.database import Store
 from gate.web.live import LiveState, mask_phone
 from gate.web.status import parse_when
 

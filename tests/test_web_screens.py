@@ -120,7 +120,7 @@ def test_every_state_fits_every_pi_screen(browser: Any, tmp_path: Path) -> None:
     pin = tmp_path / "pin"
     pin.write_text("2468\n")
     pin.chmod(0o600)
-    from gate.guards import add
+    from gate.desk.guards import add
 
     add(tmp_path / "guards.json", "王师傅", "1357")
     with guard_env(tmp_path, {"guard": {"pin_file": str(pin), "guards_file": str(tmp_path / "guards.json")}}) as env, \

@@ -1,5 +1,5 @@
 """A recorded week at the gate, for policy replays: seven mornings of the same
-people run through the real lanes (gate.drill.Rehearsal) into a store, under a
+people run through the real lanes (gate.drill.runner.Rehearsal) into a store, under a
 policy with the fever line at 37.3 °C and a 72-hour nucleic-acid test window.
 
 Who comes, day d = 0..6 (2026-11-02 .. 2026-11-08, 08:00 Beijing time):
@@ -18,8 +18,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from gate.drill import Rehearsal
-from gate.drill_file import Drill
+from gate.drill.runner import Rehearsal
+from gate.drill.file import Drill
 
 TZ = ZoneInfo("Asia/Shanghai")
 START = datetime(2026, 11, 2, 8, 0, tzinfo=TZ)

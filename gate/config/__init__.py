@@ -31,7 +31,7 @@ from gate.config.sections import (
     SyncSection,
     VoiceSection,
 )
-from gate.schedules import BUILT_IN as BUILT_IN_SCHEDULES
+from gate.core.schedules import BUILT_IN as BUILT_IN_SCHEDULES
 
 
 class Config(Strict):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from gate.schedules import parse_span
+from gate.core.schedules import parse_span
 
 CATEGORIES = ("resident", "renter", "returnee", "visitor", "staff", "courier")
 

@@ -8,8 +8,8 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from gate.config.base import CATEGORIES, Strict, _check_span
-from gate.schedules import BUILT_IN as BUILT_IN_SCHEDULES
-from gate.schedules import Holidays, ScheduleEntry
+from gate.core.schedules import BUILT_IN as BUILT_IN_SCHEDULES
+from gate.core.schedules import Holidays, ScheduleEntry
 
 # ---------------------------------------------------------------- policy
 
@@ -34,7 +34,7 @@ class RuleConfig(Strict):
     @field_validator("when", "require")
     @classmethod
     def _compiles(cls, v: str | None) -> str | None:
-        from gate.rules import RuleError, compile_expression
+        from gate.core.rules import RuleError, compile_expression
 
         if v is not None:
             try:
@@ -104,7 +104,7 @@ class PolicyConfig(Strict):
     presence_stale_s: float = Field(60.0, gt=0)
     card_sweep: CardSweepPolicy = CardSweepPolicy()
     rules: list[RuleConfig] = Field(default_factory=list)
-    # Named weekly schedules (gate/schedules.py) for categories, passes and lanes,
+    # Named weekly schedules (gate/core/schedules.py) for categories, passes and lanes,
     # and the dates on which another schedule applies.
     schedules: dict[str, list[ScheduleEntry]] = Field(default_factory=dict)
     holidays: Holidays = Holidays()

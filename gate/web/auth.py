@@ -147,7 +147,7 @@ class Guardian:
                  guards: Callable[[], dict[str, str]] = dict) -> None:
         self.password = password
         self.pin = pin
-        self._guards = guards  # name -> PIN hash as of now (gate/guards.py GuardsFile.current)
+        self._guards = guards  # name -> PIN hash as of now (gate/desk/guards.py GuardsFile.current)
         self.throttle = Throttle(clock=clock)
 
     @property
@@ -182,7 +182,7 @@ class Guardian:
         name = None
         guards = self.guards
         if not ok and given and guards and secrets != (self.password,):
-            from gate.guards import who_has
+            from gate.desk.guards import who_has
 
             name = who_has(guards, given)
             ok = name is not None

@@ -21,7 +21,7 @@ from collections import OrderedDict
 from datetime import tzinfo
 from typing import Any
 
-from gate.records import AckRecord, AlarmRecord, DecisionRecord, LaneRecord
+from gate.core.records import AckRecord, AlarmRecord, DecisionRecord, LaneRecord
 
 log = logging.getLogger(__name__)
 

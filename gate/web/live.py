@@ -24,7 +24,7 @@ from collections import OrderedDict, deque
 from datetime import datetime, timedelta, tzinfo
 from typing import Any, Callable
 
-from gate.records import (
+from gate.core.records import (
     AckRecord,
     AlarmRecord,
     DecisionRecord,
@@ -32,7 +32,7 @@ from gate.records import (
     LaneRecord,
     OverrideRecord,
 )
-from gate.store import Store
+from gate.store.database import Store
 
 log = logging.getLogger(__name__)
 

@@ -1,12 +1,12 @@
 """The guard sets a lane's door mode from the page (normal, held open, locked), with a
-reason from a list: every change is a `mode` event with who and why (gate/door_control.py)."""
+reason from a list: every change is a `mode` event with who and why (gate/core/door.py)."""
 from __future__ import annotations
 
 from typing import Any
 
 from flask import Flask, jsonify, request
 
-from gate.door_control import MODES
+from gate.core.door import MODES
 from gate.web.protect import Protection, who
 
 

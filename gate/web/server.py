@@ -19,8 +19,8 @@ from typing import Any
 from flask import Flask, Response, abort, jsonify, redirect, render_template, request, url_for
 from waitress import wasyncore
 
-from gate.events import AckAlarm, GuardAnswer, ManualOpen
-from gate.records import AckRecord
+from gate.core.events import AckAlarm, GuardAnswer, ManualOpen
+from gate.core.records import AckRecord
 from gate.web import i18n
 from gate.web.auth import UNLOCK_HOURS, AuthConfigError, Guardian, is_loopback, read_secret
 from gate.web.hosts import HostCheck
@@ -59,7 +59,7 @@ class GuardPage:
         monitor_every_s: float = 5.0,
         threads: int = 8,
     ) -> None:
-        from gate.visitors import VisitorDesk
+        from gate.desk.visitors import VisitorDesk
 
         self.app = app
         self.conf = app.config.guard
@@ -75,7 +75,7 @@ class GuardPage:
                 "that needs a guard password: set guard.password_file (a file holding the password, mode 0600), "
                 "or listen on 127.0.0.1"
             )
-        from gate.guards import GuardsFile
+        from gate.desk.guards import GuardsFile
 
         self.guardian = Guardian(password, pin, guards=GuardsFile(self.conf.guards_file).current)
         self.on_duty: str | None = None  # the named guard whose shift it is (gate/web/shifts.py)
@@ -367,7 +367,7 @@ def create_flask(page: GuardPage) -> Flask:
 
     @app.post("/api/visitor")
     def visitor() -> Any:
-        from gate.visitors import RegistrationError
+        from gate.desk.visitors import RegistrationError
 
         data = body()
         refused = guard.authorize(data)

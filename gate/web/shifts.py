@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import Flask, jsonify, request, session
 
-from gate.records import AdminRecord
+from gate.core.records import AdminRecord
 from gate.web.protect import Protection, local
 
 

@@ -17,7 +17,7 @@ Where the numbers come from:
   ``{"connected": bool, "detail": str}``; None: "not configured".
 - outbox backlog: outbox rows whose state is not ``sent``.
 - disk: free space where the store lives (low under 10 % or 1 GiB).
-- today: ``gate.report.daily`` for the local date.
+- today: ``gate.store.daily.daily`` for the local date.
 """
 from __future__ import annotations
 
@@ -27,9 +27,9 @@ import threading
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from gate.records import LaneRecord
-from gate.report import daily
-from gate.store import Store
+from gate.core.records import LaneRecord
+from gate.store.daily import daily
+from gate.store.database import Store
 
 log = logging.getLogger(__name__)
 

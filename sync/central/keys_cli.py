@@ -28,7 +28,7 @@ def keys_group() -> None:
 
 def _kid(text: str) -> str:
     """A key id (8 hex digits) or a public key file, to its key id."""
-    from gate.passes import key_id, load_public
+    from gate.core.tokens import key_id, load_public
 
     if re.fullmatch(r"[0-9a-fA-F]{8}", text) and not Path(text).exists():
         return text.lower()
@@ -39,7 +39,7 @@ def _kid(text: str) -> str:
 
 
 def _change(ctx: click.Context, conf: Any, what: str, **kw: Any) -> None:
-    from gate.passes import load_private
+    from gate.core.tokens import load_private
     from sync import keylist
     from sync.central import now_iso, publish_once
 

@@ -49,7 +49,7 @@ def passes_add(ctx: click.Context, pass_id: str, holder: str, unit: str, categor
     from datetime import datetime, timedelta
     from zoneinfo import ZoneInfo
 
-    from gate.roster import parse_when
+    from gate.desk.roster import parse_when
 
     conf = load_conf(ctx, config_path, broker, db)
     tz = ZoneInfo(conf.timezone)

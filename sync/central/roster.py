@@ -1,4 +1,4 @@
-"""A CSV roster (gate.roster format) imported into central's roster as changes."""
+"""A CSV roster (gate.desk.roster format) imported into central's roster as changes."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,9 +9,9 @@ from sync.central.wire import wire_text, wire_pass
 
 
 def import_roster(store: CentralStore, path: Path, *, tz: str = "Asia/Shanghai", replace: bool = False) -> tuple[int, int]:
-    """A CSV roster (gate.roster format) into the roster: changed rows become changes;
+    """A CSV roster (gate.desk.roster format) into the roster: changed rows become changes;
     with replace, passes missing from the file are deleted. All or nothing."""
-    from gate.roster import RosterError as CsvError, read_roster
+    from gate.desk.roster import RosterError as CsvError, read_roster
 
     try:
         roster = read_roster(path, tz=tz)

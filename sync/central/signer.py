@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from gate.config import PolicyConfig
-from gate.passes import load_private
+from gate.core.tokens import load_private
 from sync import codec
 from sync.central.wire import now_iso
 from sync.topics import CentralTopics
@@ -79,6 +79,6 @@ class Signer:
 
 
 def _self_ring(key: Any) -> Any:
-    from gate.passes import KeyRing
+    from gate.core.tokens import KeyRing
 
     return KeyRing([key.public_key()])

@@ -92,7 +92,7 @@ def write_figure(rep: dict[str, Any], out: Path) -> None:
     import matplotlib
     from matplotlib.figure import Figure
 
-    from gate.report_doc import chart_style
+    from gate.desk.report_doc import chart_style
 
     with matplotlib.rc_context(chart_style()):
         fig = Figure(figsize=(210 / 25.4, 297 / 25.4))

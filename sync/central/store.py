@@ -189,7 +189,7 @@ class CentralStore:
         )
 
     def upsert_passes(self, rows: list[dict[str, Any]], cards: dict[str, str] | None = None, *, only_changed: bool = True) -> tuple[int, int]:
-        """Roster rows (gate.roster format, times as datetimes) in; unchanged rows are skipped."""
+        """Roster rows (gate.desk.roster format, times as datetimes) in; unchanged rows are skipped."""
         bind = {pid: card for card, pid in (cards or {}).items()}
         wires = []
         for r in rows:

@@ -1,0 +1,1 @@
+"""The `gate` command: one module per command group; `main` is the entry point."""

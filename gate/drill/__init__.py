@@ -1,0 +1,1 @@
+"""Drills (DRILLS.md): the file format, the runner, and the site of several gates."""

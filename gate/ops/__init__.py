@@ -1,0 +1,1 @@
+"""Operations on a gate's devices: `gate doctor` and `gate thermometer calibrate`."""
