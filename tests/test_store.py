@@ -593,9 +593,9 @@ def swap_writes(store: Store, n_cards: int) -> tuple[int, list[int]]:
 
 
 def test_the_swap_rewrites_no_card_row_whatever_the_number_of_cards(tmp_path, monkeypatch):
-    import gate.store.database
+    import gate.store.snapshot
 
-    monkeypatch.setattr(gate.store.database, "CLEANUP_CHUNK", 1000)
+    monkeypatch.setattr(gate.store.snapshot, "CLEANUP_CHUNK", 1000)
     swaps = []
     for n in (1000, 10_000):
         s = Store(tmp_path / f"{n}.db")
