@@ -561,7 +561,7 @@ def test_picamera2_missing_says_how_to_install(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_gate_with_its_usb_camera_missing_starts_and_raises_a_sensor_fault(tmp_path: Path) -> None:
-    # The wiring in gate/app/gate_app.py: a live camera is supervised, so a missing one
+    # The wiring in gate/app/drivers.py: a live camera is supervised, so a missing one
     # degrades its lane (alarm, guard mode) instead of keeping the gate from starting.
     from gate.app.gate_app import GateApp
     from gate.config import Config

@@ -147,7 +147,7 @@ def test_any_exception_setting_up_the_gate_is_a_row(tmp_path: Path, monkeypatch:
 def test_gpio_that_cannot_start_is_a_row_and_the_other_devices_are_checked(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from drivers import gpio
-    from gate.app import gate_app as appmod
+    from gate.app import drivers as appmod
 
     def no_gpio(name: str) -> gpio.PinFactory:  # as off a Pi, or with lgpio missing on one
         raise gpio.GpioUnavailable(f"no GPIO backend found ({name}): lgpio: No module named 'lgpio'")
