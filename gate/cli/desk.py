@@ -73,7 +73,8 @@ def passes_import(file: str, dry_run: bool, as_json: bool, by: str | None, confi
     import sqlite3
     import time
 
-    from gate.desk.roster import RosterError, apply_roster, diff_roster, read_roster
+    from gate.desk.roster import RosterError, read_roster
+    from gate.desk.roster_changes import apply_roster, diff_roster
 
     conf = _h().load_config(config_path, store_path)
     t0 = time.perf_counter()
