@@ -8,7 +8,7 @@ import time
 
 from gate.app.gate_app import GateApp
 from gate.core.events import AckAlarm
-from gate.drill.runner import DrillError, Keys, apply_step, pass_rows
+from gate.drill.stimuli import DrillError, Keys, apply_step, pass_rows
 from gate.drill.file import Drill
 
 log = logging.getLogger(__name__)

@@ -12,25 +12,22 @@ from __future__ import annotations
 import copy
 import tempfile
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives import serialization
 
 from gate import config as cfgmod
 from gate.core import site as sitemod
-from gate.app.gate_app import GateApp, LaneDevices
+from gate.app.gate_app import GateApp
 from sync.attach import services as sync_services  # a drill with [sync] or --broker runs sync as `gate run` does
 from gate.core.clock import DrillClock
-from gate.drill.file import Drill, DrillPass, Step
+from gate.drill.file import Drill, Step
 from gate.drill.site import DrillSite
-from gate.core.events import GuardAnswer, Tick
-from gate.core.tokens import PassToken, sign
 from gate.core.records import LaneRecord
 from gate.store.daily import daily
+from gate.drill.stimuli import SETTLE_S, DrillError, Keys, _fire_timers, apply_step, pass_rows, seed_store  # noqa: F401
 
 PRINTED = ("decision", "prompt", "alarm", "door")
 
@@ -56,13 +53,6 @@ DEFAULT_CONFIG: dict[str, Any] = {
         },
     ],
 }
-
-SETTLE_S = 10.0  # real seconds a driver may take to digest one stimulus before the drill fails
-
-
-class DrillError(Exception):
-    pass
-
 
 def simulated(data: dict[str, Any]) -> dict[str, Any]:
     """The same lanes with every device simulated (a drill never touches hardware)."""
@@ -119,128 +109,6 @@ def match_forbidden(
             if all(line.get(k) == v for k, v in bad.items()):
                 return bad, line
     return None
-
-
-class Keys:
-    """The drill's central key (trusted) and a stranger's key (for forgeries)."""
-
-    def __init__(self, directory: Path) -> None:
-        self.central = Ed25519PrivateKey.generate()
-        self.unknown = Ed25519PrivateKey.generate()
-        self.central_pub = directory / "central.pub"
-        self.central_pub.write_bytes(
-            self.central.public_key().public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-        )
-
-    def token(self, p: DrillPass) -> str:
-        key = self.central if p.signed_by == "central" else self.unknown
-        return sign(PassToken(p.id, p.category, p.unit or "", p.valid_from, p.valid_until), key)
-
-
-def pass_rows(passes: list[DrillPass]) -> tuple[list[dict[str, Any]], dict[str, str]]:
-    rows, cards = [], {}
-    for p in passes:
-        if not p.in_table or p.removed:
-            continue
-        rows.append(p.model_dump(exclude={"in_table", "signed_by", "card", "removed"}))
-        if p.card:
-            cards[p.card] = p.id
-    return rows, cards
-
-
-def seed_store(app: GateApp, passes: list[DrillPass]) -> None:
-    """The drill's pass table; a removed pass leaves the tombstone central would send."""
-    store = app.open_store()
-    try:
-        rows, cards = pass_rows(passes)
-        removed = [p for p in passes if p.removed]
-        # A removed pass was in the table first: its tombstone keeps its category, as central's does.
-        rows += [p.model_dump(exclude={"in_table", "signed_by", "card", "removed"}) for p in removed]
-        store.upsert_passes(rows, cards)
-        if removed:
-            store.remove_passes([p.id for p in removed])
-    finally:
-        store.close()
-
-
-def apply_step(app: GateApp, step: Step, tokens: dict[str, str], *, settle: bool = True) -> None:
-    """Drive the simulated device a step names (used by drills and the live demo)."""
-    lane = app.lanes.get(step.lane)
-    if lane is None:
-        raise DrillError(f"step at {step.at}: no lane named {step.lane!r} (lanes: {', '.join(app.lanes)})")
-    dev: LaneDevices = app.devices[step.lane]
-    kind, value = step.kind, step.value
-
-    def need(obj: Any, what: str) -> Any:
-        if obj is None:
-            raise DrillError(f"step at {step.at}: lane {step.lane!r} has no simulated {what}")
-        return obj
-
-    assert step.lane is not None  # link steps are the site's, not a lane's
-
-    def wait(ok: bool, what: str) -> None:
-        if settle and not ok:
-            raise DrillError(f"step at {step.at}: the {what} driver did not take the input within {SETTLE_S:g} s")
-
-    if kind in ("qr", "qr_text"):
-        cam = need(dev.camera if hasattr(dev.camera, "show") else None, "camera")
-        cam.show(tokens[value] if kind == "qr" else value, frames=3)
-        wait(cam.settle(dev.scanner, SETTLE_S) if settle else True, "camera")
-    elif kind == "temperature":
-        sim = need(dev.sim_thermometer, "thermometer")
-        sim.present(dev.compensation.skin_for(value, dev.ambient_c))
-        wait(sim.settle(dev.thermometer, SETTLE_S) if settle else True, "thermometer")
-    elif kind == "card":
-        sim = need(dev.sim_wiegand, "card reader")
-        sim.swipe(int(value))
-        wait(sim.settle(dev.wiegand, SETTLE_S) if settle else True, "card reader")
-    elif kind == "presence":
-        _set_input(dev, "pir", value, settle, wait)
-    elif kind == "door":
-        _set_input(dev, "door_contact", value == "open", settle, wait)
-    elif kind == "exit_button":
-        _set_input(dev, "exit_button", True, settle, wait)
-        _set_input(dev, "exit_button", False, settle, wait)
-    elif kind == "guard":
-        lane.post(GuardAnswer(value, who="drill"))
-    if settle:
-        lane.join()
-
-
-def _set_input(dev: LaneDevices, name: str, active: bool, settle: bool, wait: Callable[[bool, str], None]) -> None:
-    sim = dev.sim_inputs.get(name)
-    if sim is None:
-        raise DrillError(f"this lane has no simulated {name.replace('_', ' ')}")
-    sim.set(active)
-    if settle:
-        wait(sim.settle(dev.inputs[name], SETTLE_S), name.replace("_", " "))
-
-
-def _fire_timers(
-    apps: list[GateApp], clock: DrillClock, until: datetime, after: Callable[[], None] = lambda: None
-) -> None:
-    """Fire every lane timer due before `until`, each at its own moment, in time order;
-    `after` runs after each (the site's news travels). A timer due exactly at `until`
-    waits for what happens then: a reading at the 10th second of a 10 s wait counts,
-    a door closed at the 30th second of held_s is not held open (the lane fires it
-    right after that event, if it is still due)."""
-    lanes = [lane for app in apps for lane in app.lanes.values()]
-    for _ in range(100_000):
-        due = [d for lane in lanes if (d := lane.next_deadline()) is not None and d < until]
-        if not due:
-            return
-        moment = min(due)
-        if moment > clock.now():
-            clock.set_time(moment)
-        after()  # a live link is live at this moment too
-        for lane in lanes:
-            lane.post(Tick())
-        for app in apps:
-            app.join()
-        after()
-    raise DrillError("lane timers keep firing without end")
 
 
 class Rehearsal:
