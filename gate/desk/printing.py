@@ -20,6 +20,7 @@ from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from gate.core.words import CARD, both
 from gate.config import PolicyConfig
 
 MM = 72.0 / 25.4  # points per millimetre
@@ -107,12 +108,12 @@ def _day(v: datetime | None, tz: tzinfo) -> str:
 
 def validity_text(p: CardPass, tz: tzinfo) -> str:
     if p.valid_from and p.valid_until:
-        return f"有效期 {_day(p.valid_from, tz)} 至 {_day(p.valid_until, tz)}"
+        return CARD["valid_between"][0].format(start=_day(p.valid_from, tz), end=_day(p.valid_until, tz))
     if p.valid_until:
-        return f"有效期至 {_day(p.valid_until, tz)}"
+        return CARD["valid_until"][0].format(end=_day(p.valid_until, tz))
     if p.valid_from:
-        return f"自 {_day(p.valid_from, tz)} 起长期有效"
-    return "长期有效 no end date"
+        return CARD["valid_since"][0].format(start=_day(p.valid_from, tz))
+    return both(CARD, "no_end")
 
 
 def qr_matrix(token: str) -> list[list[bool]]:
@@ -180,7 +181,7 @@ def _draw_card(c: Any, p: CardPass, x: float, y: float, policy: PolicyConfig, tz
     c.setFont(FONT, 8)
     c.drawString(en_x, by + 3.3 * MM, (cat.label_en or p.category).upper())
     c.setFont(FONT, 9)
-    c.drawRightString(bx + bw - 2.5 * MM, by + 3.3 * MM, "通行证  PASS")
+    c.drawRightString(bx + bw - 2.5 * MM, by + 3.3 * MM, f"{CARD['pass'][0]}  {CARD['pass'][1]}")
     # QR, bottom left.
     qr = h - 2 * inset - band_h - 1.5 * MM
     _draw_qr(c, p.token, x + inset, y + inset, qr)
@@ -212,13 +213,13 @@ def _draw_card(c: Any, p: CardPass, x: float, y: float, policy: PolicyConfig, tz
     c.drawString(tx, top - 20.5 * MM, vt)
     if p.observation_until:
         c.setFillColorRGB(0.75, 0.1, 0.1)
-        ot = f"居家观察至 {_day(p.observation_until, tz)}"
+        ot = CARD["observation_until"][0].format(end=_day(p.observation_until, tz))
         c.setFont(FONT, _fit(ot, tw, 7.5, 5.5))
         c.drawString(tx, top - 24.5 * MM, ot)
         c.setFillColorRGB(0, 0, 0)
     c.setFillColorRGB(0.35, 0.35, 0.35)
     c.setFont(FONT, 6.5)
-    c.drawString(tx, y + inset + 4.2 * MM, "一人一证 请勿转借")
+    c.drawString(tx, y + inset + 4.2 * MM, CARD["one_person"][0])
     c.setFont(FONT, 5.5)
     c.drawString(tx, y + inset + 1.0 * MM, _clip(f"No. {p.pass_id}", tw, 5.5))
 
@@ -266,9 +267,9 @@ def render(cards: list[CardPass], out: Path, policy: PolicyConfig, tz: tzinfo, *
         c.setFillColorRGB(0.4, 0.4, 0.4)
         c.setFont(FONT, 6.5)
         room = CARD_W_MM * MM - 4 * MM
-        c.drawString(x0 + 2 * MM, 7 * MM, _clip(f"{title}  第 {page + 1}/{pages} 页 page", room, 6.5))
+        c.drawString(x0 + 2 * MM, 7 * MM, _clip(f"{title}  {CARD['page'][0].format(n=page + 1, of=pages)} {CARD['page'][1]}", room, 6.5))
         c.drawString(x0 + CARD_W_MM * MM + 2 * MM, 7 * MM,
-                     _clip("按实际大小(100%)打印，沿裁切线剪开 · print at 100%, cut on the marks", room, 6.5))
+                     _clip(" · ".join(CARD["print_hint"]), room, 6.5))
         c.showPage()
         if progress is not None:
             progress(len(chunk))

@@ -10,9 +10,6 @@ on: units and card numbers, no names.
 """
 from __future__ import annotations
 
-import base64
-import html
-import io
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -24,20 +21,12 @@ from gate.store.daily import _day_bounds, daily
 from gate.store.database import Store
 
 
-try:  # the guard page's words (zh, en) for every code; plain codes if unavailable
-    from gate.web.i18n import ALARMS, REASONS
-except Exception:  # pragma: no cover - only without the web extras
-    ALARMS, REASONS = {}, {}
+from gate.core.words import CATEGORIES as CATEGORY_WORDS, REPORT, alarm_label, both, reason_label  # noqa: F401
 
 
-def reason_label(code: str) -> str:
-    zh, en = REASONS.get(code, ("", code))
-    return f"{zh} {en}".strip() if zh else code
-
-
-def alarm_label(code: str) -> str:
-    zh, en = ALARMS.get(code, ("", code))
-    return f"{zh} {en}".strip() if zh else code
+def _r(key: str, **fill: object) -> str:
+    """A report's words, "中文 English" (gate/core/words.toml, [report])."""
+    return both(REPORT, key, **fill)
 
 
 @dataclass
@@ -133,7 +122,7 @@ def collect(store: Store, day: str, policy: PolicyConfig) -> DayDetails:
             what = alarm_label(kind or "")
             detail = b.get("detail") or ""
         else:
-            what = "人工开门 opened by hand"
+            what = _r("opened_by_hand")
             detail = f"{b.get('reason') or ''} ({b.get('who') or '?'})"
         ack = acks.get(fever_alarms.get((lane, ts), "") if typ == "decision" else b.get("id", ""))
         if ack:
@@ -169,10 +158,10 @@ def collect(store: Store, day: str, policy: PolicyConfig) -> DayDetails:
 def policy_note(d: DayDetails) -> str:
     """The fever line(s) of the day, and when the policy changed."""
     if not d.policy_changed:
-        return f"发热线 fever line {d.fever_line:g} °C"
+        return f"{_r('fever_line')} {d.fever_line:g} °C"
     lines = " → ".join(f"{line:g}" for _, _, line in d.policies)
     when = ", ".join(f"v{v} {t[:5]}" for t, v, _ in d.policies)
-    return f"政策当天有变更 policy changed during the day ({when}); 发热线 fever line {lines} °C, each reading judged by its own"
+    return f"{_r('policy_changed')} ({when}); {_r('fever_line')} {lines} °C, {REPORT['each_judged'][1]}"
 
 
 # ---------------------------------------------------------------- charts
@@ -226,13 +215,13 @@ def _int_locator() -> Any:
 def _hourly(ax: Any, d: DayDetails) -> None:
     hrs = list(range(24))
     a, n, o = d.hours["allow"], d.hours["deny"], d.hours["other"]
-    ax.bar(hrs, a, color="#2e7d32", label="通过 allowed")
-    ax.bar(hrs, n, bottom=a, color="#c62828", label="拒绝 denied")
-    ax.bar(hrs, o, bottom=[x + y for x, y in zip(a, n)], color="#f9a825", label="复测/核验 retest/check")
+    ax.bar(hrs, a, color="#2e7d32", label=_r("allowed"))
+    ax.bar(hrs, n, bottom=a, color="#c62828", label=_r("denied"))
+    ax.bar(hrs, o, bottom=[x + y for x, y in zip(a, n)], color="#f9a825", label=_r("retest_check"))
     ax.set_xticks(hrs, [f"{h}" for h in hrs], fontsize=7)
     ax.set_xlim(-0.6, 23.6)
-    ax.set_title("每小时通行 Decisions by hour", loc="left", fontsize=10)
-    ax.set_xlabel("时 hour", fontsize=7)
+    ax.set_title(_r("by_hour"), loc="left", fontsize=10)
+    ax.set_xlabel(_r("hour"), fontsize=7)
     ax.legend(fontsize=7, frameon=False, ncols=3, loc="upper left")
     top = max((x + y + z for x, y, z in zip(a, n, o)), default=0)
     ax.set_ylim(0, max(1, top) * 1.3)
@@ -241,10 +230,10 @@ def _hourly(ax: Any, d: DayDetails) -> None:
 
 
 def _histogram(ax: Any, d: DayDetails) -> None:
-    ax.set_title("体温分布 Temperatures", loc="left", fontsize=10)
+    ax.set_title(_r("temperatures"), loc="left", fontsize=10)
     t = d.temperatures
     if not t:
-        ax.text(0.5, 0.5, "今天没有测温记录\nno temperatures today", ha="center", va="center", transform=ax.transAxes,
+        ax.text(0.5, 0.5, "\n".join(REPORT["no_temperatures"]), ha="center", va="center", transform=ax.transAxes,
                 color="#777777", fontsize=9)
         ax.set_axis_off()
         return
@@ -254,12 +243,12 @@ def _histogram(ax: Any, d: DayDetails) -> None:
     flags = d.high if len(d.high) == len(t) else [x >= d.fever_line for x in t]
     normal = [x for x, h in zip(t, flags) if not h]
     high = [x for x, h in zip(t, flags) if h]
-    ax.hist([normal, high], bins=bins, stacked=True, color=["#1565c0", "#c62828"], label=["正常 normal", "发热线以上 at or over the line"])
+    ax.hist([normal, high], bins=bins, stacked=True, color=["#1565c0", "#c62828"], label=[_r("normal"), _r("over_line")])
     ax.set_ylim(0, ax.get_ylim()[1] * 1.35)
     lines = sorted({line for _, _, line in d.policies} or {d.fever_line})
     for i, line in enumerate(lines):
         ax.axvline(line, color="#c62828", linestyle="--" if line == d.fever_line else ":", linewidth=1)
-        ax.text(line, ax.get_ylim()[1] * (0.98 - 0.1 * i), f" 发热线 {line:g} °C", color="#c62828", fontsize=7, va="top")
+        ax.text(line, ax.get_ylim()[1] * (0.98 - 0.1 * i), f" {REPORT['fever_line'][0]} {line:g} °C", color="#c62828", fontsize=7, va="top")
     ax.yaxis.set_major_locator(_int_locator())
     ax.set_xlabel("°C", fontsize=7)
     ax.legend(fontsize=6.5, frameon=False, loc="upper left")
@@ -282,7 +271,7 @@ def _table(ax: Any, title: str, header: list[str], rows: list[list[str]], empty:
     shown = rows
     if len(rows) > fit:
         more = len(rows) - (fit - 1)
-        shown = rows[: fit - 1] + [["…", f"and {more} more / 另有 {more} 条"] + [""] * (len(header) - 2)]
+        shown = rows[: fit - 1] + [["…", f"{REPORT['more'][1].format(n=more)} / {REPORT['more'][0].format(n=more)}"] + [""] * (len(header) - 2)]
     h = (len(shown) + 1) * ROW_IN / ax_h
     tab = ax.table(cellText=shown, colLabels=header, colWidths=widths, bbox=[0, 1 - h, 1, h], cellLoc="left",
                    colLoc="left", edges="horizontal")
@@ -304,40 +293,41 @@ def figure(d: DayDetails, policy: PolicyConfig) -> Any:
                           left=0.1, right=0.96, top=0.95, bottom=0.04)
     head = fig.add_subplot(gs[0, :])
     head.set_axis_off()
-    weekday = "一二三四五六日"[datetime.fromisoformat(rep["date"]).weekday()]
-    head.text(0, 1.0, f"门岗日报  Daily report — {rep['date']} (周{weekday})", fontsize=16, va="top")
+    weekday = REPORT["weekdays"][0].split()[datetime.fromisoformat(rep["date"]).weekday()]
+    head.text(0, 1.0, f"{REPORT['title'][0]}  {REPORT['title'][1]} — {rep['date']} ({REPORT['weekday'][0].format(d=weekday)})",
+              fontsize=16, va="top")
     allowed, denied = sum(rep["allowed"].values()), sum(rep["denied"].values())
-    head.text(0, 0.45, f"门岗 gate {rep['gate']}    通过 allowed {allowed}    拒绝 denied {denied}    "
-              f"发热 fevers {rep['fevers']}    核验 checks {rep['challenges']}    事件 events {rep['events']}",
+    head.text(0, 0.45, f"{_r('gate')} {rep['gate']}    {_r('allowed')} {allowed}    {_r('denied')} {denied}    "
+              f"{_r('fevers')} {rep['fevers']}    {_r('checks')} {rep['challenges']}    {_r('events')} {rep['events']}",
               fontsize=9.5, va="top")
-    zero = "" if rep["events"] else "零报告：今天没有任何事件 (zero report: nothing happened today)    "
-    head.text(0, 0.05, f"{zero}{policy_note(d)}    生成 generated {d.generated}",
+    zero = "" if rep["events"] else f"{REPORT['zero'][0]} ({REPORT['zero'][1]})    "
+    head.text(0, 0.05, f"{zero}{policy_note(d)}    {_r('generated')} {d.generated}",
               fontsize=8, va="top", color="#555555")
     _bars(
         fig.add_subplot(gs[1, 0]),
-        [(d.labels.get(k, "无通行证 none" if k == "none" else k), v, d.colours.get(k, "#9e9e9e"))
+        [(d.labels.get(k, both(CATEGORY_WORDS, k)), v, d.colours.get(k, "#9e9e9e"))
          for k, v in sorted(rep["allowed"].items(), key=lambda kv: -kv[1])],
-        "通过（按类别）Allowed by category", "无 none",
+        _r("allowed_by_category"), _r("none"),
     )
     _bars(
         fig.add_subplot(gs[1, 1]),
         [(reason_label(k), v, "#c62828") for k, v in sorted(rep["denied"].items(), key=lambda kv: -kv[1])],
-        "拒绝（按原因）Denied by reason", "无 none",
+        _r("denied_by_reason"), _r("none"),
     )
     _hourly(fig.add_subplot(gs[2, :]), d)
     _histogram(fig.add_subplot(gs[3, 0]), d)
     unknown = {u["number"]: u for u in d.unknown_cards}
-    cards = [[c["number"], c["time"], f"未知卡 unknown ×{unknown[c['number']]['swipes']}" if c["number"] in unknown
-              else (c["unit"] or "未绑定 unbound")] for c in d.new_cards]
-    cards += [[u["number"], u["time"], f"未知卡 unknown ×{u['swipes']}"] for u in d.unknown_cards
+    cards = [[c["number"], c["time"], f"{_r('unknown_card')} ×{unknown[c['number']]['swipes']}" if c["number"] in unknown
+              else (c["unit"] or _r("unbound"))] for c in d.new_cards]
+    cards += [[u["number"], u["time"], f"{_r('unknown_card')} ×{u['swipes']}"] for u in d.unknown_cards
               if u["number"] not in {c["number"] for c in d.new_cards}]
-    _table(fig.add_subplot(gs[3, 1]), f"新卡与未知卡 Cards: {len(d.new_cards)} new, {len(d.unknown_cards)} unknown",
-           ["卡号 card", "时间 time", "单元 unit"], cards, "今天没有新卡或未知卡 none today", [0.3, 0.22, 0.48])
-    _table(fig.add_subplot(gs[4, :]), f"发热、报警与人工开门 Fevers, alarms, doors opened by hand: {len(d.incidents)}",
-           ["时间 time", "通道 lane", "事件 what", "详情 detail"],
+    _table(fig.add_subplot(gs[3, 1]), f"{_r('cards')}: {len(d.new_cards)} new, {len(d.unknown_cards)} unknown",
+           [_r("card"), _r("time"), _r("unit")], cards, _r("no_new_or_unknown"), [0.3, 0.22, 0.48])
+    _table(fig.add_subplot(gs[4, :]), f"{_r('incidents')}: {len(d.incidents)}",
+           [_r("time"), _r("lane"), _r("what"), _r("detail")],
            # fevers first: if the list is cut short, what is cut is not a fever
            [[i["time"], i["lane"], i["what"], i["detail"]]
-            for i in sorted(d.incidents, key=lambda i: i["what"] != reason_label("fever"))], "今天没有 none today",
+            for i in sorted(d.incidents, key=lambda i: i["what"] != reason_label("fever"))], _r("none_today"),
            [0.12, 0.08, 0.28, 0.52])
     return fig
 
@@ -357,64 +347,8 @@ def write_png(d: DayDetails, policy: PolicyConfig, out: Path, dpi: int = 150) ->
         figure(d, policy).savefig(out, format="png", dpi=dpi)
 
 
-def _png(fig: Any) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=130, bbox_inches="tight")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
 def write_html(d: DayDetails, policy: PolicyConfig, out: Path) -> None:
-    """A self-contained page: tables as text, the charts as embedded PNG images."""
-    import matplotlib
-    from matplotlib.figure import Figure
+    """A self-contained page: tables as text, the charts as embedded PNG images (gate/desk/report_html.py)."""
+    from gate.desk.report_html import write_html as write
 
-    rep = d.report
-    with matplotlib.rc_context(chart_style()):
-        f1 = Figure(figsize=(7.5, 2.6))
-        _hourly(a1 := f1.add_subplot(), d)
-        f2 = Figure(figsize=(5.5, 2.6))
-        _histogram(a2 := f2.add_subplot(), d)
-        a1.set_title("")  # the page's heading says it
-        a2.set_title("")
-        hourly, hist = _png(f1), _png(f2)
-    e = html.escape
-
-    def table(header: list[str], rows: list[list[Any]], empty: str) -> str:
-        if not rows:
-            return f'<p class="none">{e(empty)}</p>'
-        head = "".join(f"<th>{e(h)}</th>" for h in header)
-        body = "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in r) + "</tr>" for r in rows)
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-    allowed = [[d.labels.get(k, k), v] for k, v in sorted(rep["allowed"].items(), key=lambda kv: -kv[1])]
-    denied = [[reason_label(k), v] for k, v in sorted(rep["denied"].items(), key=lambda kv: -kv[1])]
-    zero = "<p><b>零报告：今天没有任何事件</b> (zero report: nothing happened today)</p>" if not rep["events"] else ""
-    page = f"""<!doctype html>
-<html lang="zh"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>门岗日报 {e(rep['date'])} {e(rep['gate'])}</title>
-<style>
-body {{ font-family: "WenQuanYi Micro Hei", "Noto Sans CJK SC", "PingFang SC", "Microsoft YaHei", sans-serif; margin: 1.2em; max-width: 52em; color: #222; }}
-h1 {{ font-size: 1.5em; margin-bottom: .2em; }} h2 {{ font-size: 1.1em; margin: 1.2em 0 .3em; }}
-.sum span {{ display: inline-block; margin-right: 1.2em; }} .none {{ color: #777; }}
-table {{ border-collapse: collapse; }} th, td {{ text-align: left; padding: .15em .8em .15em 0; border-bottom: 1px solid #ddd; }}
-img {{ max-width: 100%; }} .cols {{ display: flex; flex-wrap: wrap; gap: 2em; }}
-@media print {{ body {{ margin: 0; }} }}
-</style></head><body>
-<h1>门岗日报 Daily report — {e(rep['date'])}</h1>
-<p class="sum"><span>门岗 gate <b>{e(rep['gate'])}</b></span><span>通过 allowed <b>{sum(rep['allowed'].values())}</b></span>
-<span>拒绝 denied <b>{sum(rep['denied'].values())}</b></span><span>发热 fevers <b>{rep['fevers']}</b></span>
-<span>核验 checks <b>{rep['challenges']}</b></span><span>事件 events <b>{rep['events']}</b></span></p>
-{zero}<p class="none">{e(policy_note(d))} · 生成 generated {e(d.generated)}</p>
-<div class="cols"><div><h2>通过（按类别）Allowed by category</h2>{table(['类别 category', '人次 count'], allowed, '无 none')}</div>
-<div><h2>拒绝（按原因）Denied by reason</h2>{table(['原因 reason', '人次 count'], denied, '无 none')}</div></div>
-<h2>每小时通行 Decisions by hour</h2><img id="hourly" alt="decisions by hour" src="{hourly}">
-<h2>体温分布 Temperatures</h2><img id="temperatures" alt="temperature histogram" src="{hist}">
-<h2>发热、报警与人工开门 Fevers, alarms, doors opened by hand</h2>
-{table(['时间 time', '通道 lane', '事件 what', '详情 detail'], [[i['time'], i['lane'], i['what'], i['detail']] for i in d.incidents], '今天没有 none today')}
-<h2>新卡 New cards ({len(d.new_cards)})</h2>
-{table(['卡号 card', '首次 first seen', '单元 unit'], [[c['number'], c['time'], c['unit'] or ('未知卡 unknown' if any(u['number'] == c['number'] for u in d.unknown_cards) else '未绑定 unbound')] for c in d.new_cards], '今天没有新卡 none today')}
-<h2>未知卡 Unknown cards ({len(d.unknown_cards)})</h2>
-{table(['卡号 card', '首次 first', '刷卡次数 swipes'], [[u['number'], u['time'], u['swipes']] for u in d.unknown_cards], '今天没有未知卡 none today')}
-</body></html>
-"""
-    Path(out).write_text(page, encoding="utf-8")
+    write(d, policy, out)

@@ -22,16 +22,13 @@ from datetime import tzinfo
 from typing import Any
 
 from gate.core.records import AckRecord, AlarmRecord, DecisionRecord, LaneRecord
+from gate.core.words import LCD, LCD_ALARMS
 
 log = logging.getLogger(__name__)
 
-_ALARM_WORDS = {
-    "fever": "FEVER",
-    "door_forced": "DOOR FORCED",
-    "door_held": "DOOR OPEN",
-    "sensor_fault": "DEVICE FAULT",
-    "sync_backlog": "UPLOAD BACKLOG",
-}
+# The alarms the LCD shows, in the vocabulary's English column (an HD44780 has no Chinese).
+_ALARM_WORDS = {kind: en for kind, (_zh, en) in LCD_ALARMS.items()}
+_READY = ["gate", LCD["ready"][1]]
 
 
 class LcdPresenter:
@@ -52,7 +49,7 @@ class LcdPresenter:
         self._inbox.put_nowait(rec)
 
     def start(self) -> None:
-        self.display.show(["gate", "ready"])
+        self.display.show(_READY)
         self._thread = threading.Thread(target=self._run, name="lcd", daemon=True)
         self._thread.start()
 
@@ -112,17 +109,17 @@ class LcdPresenter:
             more = f" +{len(self.alarms) - 1}" if len(self.alarms) > 1 else ""
             out = [f"!{_ALARM_WORDS[a.kind]}{more}", f"{a.lane.upper()} {a.detail}".strip()]
             if self.rows > 2:
-                out += [a.at.astimezone(self.tz).strftime("%H:%M:%S"), "ACK ON GUARD SCREEN"]
+                out += [a.at.astimezone(self.tz).strftime("%H:%M:%S"), LCD["acknowledge"][1]]
             return out
         if self.checks:
             c = next(iter(self.checks.values()))
-            out = [f"CHECK {c.lane.upper()}", f"{c.unit or c.pass_id or ''}"]
+            out = [f"{LCD['check'][1]} {c.lane.upper()}", f"{c.unit or c.pass_id or ''}"]
             if self.rows > 2:
-                out += [c.reason, "ANSWER ON SCREEN"]
+                out += [c.reason, LCD["answer"][1]]
             return out
         d = self.last
         if d is None:
-            return ["gate", "ready"]
+            return _READY
         temp = "" if d.temperature_c is None else (f"{d.temperature_c:.1f}°C" if wide else f"{d.temperature_c:.1f}°")
         head = f"{d.lane.upper():<3} {d.decision.upper()}"
         first = head + temp.rjust(self.cols - len(head)) if temp else head
