@@ -68,7 +68,7 @@ def test_a_full_disk_at_start_up_keeps_the_store_and_waits_with_the_door_locked(
 
         def wait(err: StoreUnavailable) -> bool:
             said.append(str(err))
-            relay_levels.append(r.app._sim_pins["in"].pin(22).read())
+            relay_levels.append(r.app.drivers._sim_pins["in"].pin(22).read())
             waiting.set()
             threading.Event().wait(0.05)  # gate run waits 5 s between tries
             return len(said) < 500

@@ -53,7 +53,7 @@ def test_install_is_idempotent_and_keeps_site_config(tmp_path: Path) -> None:
     cfg = root / "etc" / "gate" / "gate.toml"
     assert (root / "etc" / "systemd" / "system" / "gate.service").read_text() == UNIT.read_text()
     assert cfg.stat().st_mode & 0o777 == 0o640
-    assert (root / "opt" / "gate" / "gate" / "lane.py").exists()
+    assert (root / "opt" / "gate" / "gate" / "core" / "lane.py").exists()
     # ModemManager is told to leave the thermometer's USB-serial adapter alone.
     rules = (root / "etc" / "udev" / "rules.d" / "99-gate-serial.rules").read_text()
     lines = [ln for ln in rules.splitlines() if ln and not ln.startswith("#")]
