@@ -191,7 +191,7 @@ def report_daily(
     try:
         rep = daily(store, day)
         if pdf or html or png:
-            from gate.cli.desk import report_documents
+            from gate.cli.passes import report_documents
 
             report_documents(conf, store, day, pdf, html, png)
     finally:
@@ -291,7 +291,7 @@ def passes_issue(pass_id: str, category: str, unit: str, valid_from: Any, valid_
 @store_option
 def passes_import(file: str, dry_run: bool, as_json: bool, by: str | None, config_path: str | None, store_path: str | None) -> None:
     """Load a roster (CSV or XLSX); the whole file goes in or nothing does."""
-    from gate.cli import desk as cli_desk
+    from gate.cli import passes as cli_desk
 
     cli_desk.passes_import(file, dry_run, as_json, by, config_path, store_path)
 
@@ -444,8 +444,8 @@ _register()
 
 
 def _register_desk() -> None:
-    """passes print/list/show/revoke/export, policy ..., report range (gate/cli/desk.py)."""
-    from gate.cli.desk import register
+    """passes print/list/show/revoke/export, policy ..., report range (gate/cli/passes.py)."""
+    from gate.cli.passes import register
 
     register(main, passes_group, report_group, fail=_fail, load_config=_load_config, open_store=_open_store)
 

@@ -30,7 +30,7 @@ store_option = click.option("--store", "store_path", type=click.Path(dir_okay=Fa
 
 
 def _h() -> Helpers:
-    assert H is not None, "gate.cli.desk.register() was not called"
+    assert H is not None, "gate.cli.passes.register() was not called"
     return H
 
 
