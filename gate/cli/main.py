@@ -112,59 +112,6 @@ def drill_cmd(file: str, as_json: bool, with_report: bool, config_path: str | No
         click.echo(f"{file}: ok, {', '.join(said)}", err=True)
 
 
-# ---------------------------------------------------------------- report
-
-
-@main.group("report")
-def report_group() -> None:
-    """Reports from the store."""
-
-
-@report_group.command("daily")
-@click.option("--date", "day", default=None, help="YYYY-MM-DD (local date); default: yesterday, the last whole day")
-@click.option("--json", "as_json", is_flag=True)
-@click.option("--pdf", type=click.Path(dir_okay=False), help="also write the report as a one-page PDF")
-@click.option("--html", type=click.Path(dir_okay=False), help="also write the report as a self-contained HTML page")
-@click.option("--png", type=click.Path(dir_okay=False), help="also write the report page as a PNG (for a chat)")
-@config_option
-@store_option
-def report_daily(
-    day: str | None, as_json: bool, config_path: str | None, store_path: str | None,
-    pdf: str | None = None, html: str | None = None, png: str | None = None,
-) -> None:
-    """The daily report, also for a day with no events (default: yesterday's)."""
-    from datetime import date, datetime, timedelta
-    from zoneinfo import ZoneInfo
-
-    from gate.store.daily import daily
-
-    conf = _load_config(config_path, store_path)
-    if day is None:
-        day = (datetime.now(ZoneInfo(conf.gate.timezone)).date() - timedelta(days=1)).isoformat()
-    try:
-        date.fromisoformat(day)
-    except ValueError:
-        _fail(f"--date: expected YYYY-MM-DD, got {day!r}")
-    store = _open_store(conf)
-    try:
-        rep = daily(store, day)
-        if pdf or html or png:
-            from gate.cli.passes import report_documents
-
-            report_documents(conf, store, day, pdf, html, png)
-    finally:
-        store.close()
-    if as_json:
-        click.echo(json.dumps(rep, ensure_ascii=False))
-        return
-    click.echo(f"Daily report {rep['date']} — gate {rep['gate']}")
-    click.echo(f"  events: {rep['events']}   fevers: {rep['fevers']}   challenges: {rep['challenges']}")
-    click.echo(f"  allowed: {rep['allowed'] or '-'}")
-    click.echo(f"  denied:  {rep['denied'] or '-'}")
-    click.echo(f"  new cards: {', '.join(rep['new_cards']) or '-'}   unknown cards: {', '.join(rep['unknown_cards']) or '-'}")
-    click.echo(f"  by hour: {rep['by_hour']}")
-
-
 # ---------------------------------------------------------------- keys
 
 
@@ -193,65 +140,6 @@ def keys_new(name_arg: str | None, name: str | None, directory: str) -> None:
     except FileExistsError as exc:
         _fail(str(exc))
     click.echo(f"wrote {priv} (keep secret) and {pub}; key id {key_id(load_public(pub))}")
-
-
-# ---------------------------------------------------------------- passes
-
-
-@main.group("passes")
-def passes_group() -> None:
-    """The local pass table and pass QR codes."""
-
-
-@passes_group.command("issue")
-@click.option("--id", "pass_id", required=True)
-@click.option("--category", required=True, type=click.Choice(cfgmod.CATEGORIES))
-@click.option("--unit", default="", help="holder's unit, e.g. 3-2-501 (goes into the token as holder reference)")
-@click.option("--valid-from", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]))
-@click.option("--valid-until", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]))
-@click.option("--valid-days", type=click.IntRange(0, 36500), default=365, show_default=True,
-              help="without --valid-until: the pass ends this many days from today (0: no end date)")
-@click.option("--key", "key_path", required=True, type=click.Path(dir_okay=False, exists=True), help="private signing key")
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG file to write")
-@click.option("--tz", default="Asia/Shanghai", show_default=True, help="time zone of the validity dates")
-def passes_issue(pass_id: str, category: str, unit: str, valid_from: Any, valid_until: Any, valid_days: int, key_path: str,
-                 out: str, tz: str) -> None:
-    """Sign a pass and write its QR code as a PNG. It ends (--valid-until, or in a year
-    by default): a pass removed later need only be refused until then."""
-    from datetime import datetime as dt, time as dtime, timedelta
-    from zoneinfo import ZoneInfo
-
-    import segno
-
-    from gate.core.tokens import PassToken, load_private, sign
-
-    zone = ZoneInfo(tz)
-    vfrom = valid_from.replace(tzinfo=zone) if valid_from else None
-    vuntil = valid_until.replace(tzinfo=zone) if valid_until else None
-    if vuntil is None and valid_days:
-        vuntil = dt.combine(dt.now(zone).date() + timedelta(days=valid_days), dtime(0), zone)
-    if vuntil is not None and vuntil.time() == dtime(0):
-        vuntil = vuntil.replace(hour=23, minute=59, second=59)  # a date means "through that day"
-    try:
-        token = sign(PassToken(pass_id, category, unit, vfrom, vuntil), load_private(Path(key_path)))
-    except ValueError as exc:
-        _fail(str(exc))
-    segno.make(token, error="m").save(out, scale=8, border=4)
-    click.echo(f"wrote {out}: {token}")
-
-
-@passes_group.command("import")
-@click.argument("file", type=click.Path(dir_okay=False, exists=True))
-@click.option("--dry-run", is_flag=True, help="validate and show what would change, write nothing")
-@click.option("--json", "as_json", is_flag=True, help="the outcome as one JSON object")
-@click.option("--by", default=None, help="who is importing (recorded; default: the login name)")
-@config_option
-@store_option
-def passes_import(file: str, dry_run: bool, as_json: bool, by: str | None, config_path: str | None, store_path: str | None) -> None:
-    """Load a roster (CSV or XLSX); the whole file goes in or nothing does."""
-    from gate.cli import passes as cli_desk
-
-    cli_desk.passes_import(file, dry_run, as_json, by, config_path, store_path)
 
 
 # ---------------------------------------------------------------- privacy
@@ -386,22 +274,16 @@ def sync_cmd(drain: bool, timeout: float, config_path: str | None, store_path: s
 
 
 def _register() -> None:
+    from gate.cli.passes import passes_group
+    from gate.cli.policy import policy_group
+    from gate.cli.report import report_group
     from sync.central.cli import central
 
-    main.add_command(central)
+    for command in (passes_group, policy_group, report_group, central):
+        main.add_command(command)
 
 
 _register()
-
-
-def _register_desk() -> None:
-    """passes print/list/show/revoke/export, policy ..., report range (gate/cli/passes.py)."""
-    from gate.cli.passes import register
-
-    register(main, passes_group, report_group, fail=_fail, load_config=_load_config, open_store=_open_store)
-
-
-_register_desk()
 
 
 def _register_clock() -> None:
