@@ -274,36 +274,19 @@ def sync_cmd(drain: bool, timeout: float, config_path: str | None, store_path: s
 
 
 def _register() -> None:
+    from gate.cli.clock import clock_group
+    from gate.cli.guards import guards_group
     from gate.cli.passes import passes_group
     from gate.cli.policy import policy_group
     from gate.cli.report import report_group
     from sync.central.cli import central
 
-    for command in (passes_group, policy_group, report_group, central):
+    for command in (passes_group, policy_group, report_group, clock_group, guards_group, central):
         main.add_command(command)
 
 
 _register()
 
-
-def _register_clock() -> None:
-    """gate clock floor [--reset --by NAME] (gate/cli/clock.py)."""
-    from gate.cli.clock import register
-
-    register(main, fail=_fail, load_config=_load_config, open_store=_open_store)
-
-
-_register_clock()
-
-
-def _register_guards() -> None:
-    """gate guards add|remove|list (gate/cli/guards.py)."""
-    from gate.cli.guards import register
-
-    register(main, fail=_fail, load_config=_load_config)
-
-
-_register_guards()
 
 # ---------------------------------------------------------------- devices: doctor, thermometer calibration
 
