@@ -17,7 +17,8 @@ def keys_group() -> None:
 @keys_group.command("new")
 @click.argument("name_arg", metavar="[NAME]", required=False)
 @click.option("--name", default=None, help="the same as NAME (default: central)")
-@click.option("--dir", "directory", default="keys", show_default=True, type=click.Path(file_okay=False))
+@click.option("--dir", "directory", default="keys", show_default=True, type=click.Path(file_okay=False),
+              help="directory to write the pair into (made if missing)")
 def keys_new(name_arg: str | None, name: str | None, directory: str) -> None:
     """Make an Ed25519 key pair: NAME.key (private, mode 0600) and NAME.pub.
 

@@ -23,11 +23,13 @@ def passes_group() -> None:
 
 
 @passes_group.command("issue")
-@click.option("--id", "pass_id", required=True)
-@click.option("--category", required=True, type=click.Choice(CATEGORIES))
+@click.option("--id", "pass_id", required=True, help="the pass id (as in the pass table)")
+@click.option("--category", required=True, type=click.Choice(CATEGORIES), help="whose pass it is")
 @click.option("--unit", default="", help="holder's unit, e.g. 3-2-501 (goes into the token as holder reference)")
-@click.option("--valid-from", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]))
-@click.option("--valid-until", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]))
+@click.option("--valid-from", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
+              help="not valid before this day or time, in --tz (default: valid at once)")
+@click.option("--valid-until", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
+              help="valid through this day (or until this time), in --tz")
 @click.option("--valid-days", type=click.IntRange(0, 36500), default=365, show_default=True,
               help="without --valid-until: the pass ends this many days from today (0: no end date)")
 @click.option("--key", "key_path", required=True, type=click.Path(dir_okay=False, exists=True), help="private signing key")
@@ -146,7 +148,7 @@ def _v(f: str, value: Any) -> str:
 @passes_group.command("print")
 @click.option("--unit", "units", multiple=True, help="a unit or its building/entrance prefix: 3-2 prints 3-2-*")
 @click.option("--id", "ids", multiple=True, help="a pass id (repeatable)")
-@click.option("--category", "categories", multiple=True, type=click.Choice(CATEGORIES))
+@click.option("--category", "categories", multiple=True, type=click.Choice(CATEGORIES), help="every pass of this category (repeatable)")
 @click.option("--all", "everything", is_flag=True, help="every pass in the table")
 @click.option("--include-expired", is_flag=True, help="print expired passes too")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="PDF file to write")
@@ -207,7 +209,7 @@ def passes_print(units: tuple[str, ...], ids: tuple[str, ...], categories: tuple
 
 @passes_group.command("list")
 @click.option("--unit", "units", multiple=True, help="a unit or its prefix (3-2)")
-@click.option("--category", "categories", multiple=True, type=click.Choice(CATEGORIES))
+@click.option("--category", "categories", multiple=True, type=click.Choice(CATEGORIES), help="only this category (repeatable)")
 @click.option("--revoked/--active", "revoked", default=None, help="only revoked / only not revoked passes")
 @click.option("--search", help="text in the id, name, unit or card number")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object a line")
@@ -241,7 +243,7 @@ def passes_list(units: tuple[str, ...], categories: tuple[str, ...], revoked: bo
 
 @passes_group.command("show")
 @click.argument("pass_id")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="the pass as JSON")
 @config_option
 @store_option
 def passes_show(pass_id: str, as_json: bool, config_path: str | None, store_path: str | None) -> None:
@@ -301,7 +303,7 @@ def passes_revoke(pass_id: str, by: str, reason: str, undo: bool, config_path: s
 
 
 @passes_group.command("export")
-@click.option("--unit", "units", multiple=True)
+@click.option("--unit", "units", multiple=True, help="only a unit or its prefix (3-2), repeatable (default: every pass)")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object a line")
 @click.option("--csv", "as_csv", is_flag=True, help="CSV with the roster's headers (the default); imports back")
 @click.option("--out", type=click.Path(dir_okay=False), help="file to write (default: standard output)")

@@ -68,8 +68,9 @@ def policy_show(config_path: str | None, store_path: str | None) -> None:
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--since", required=True, help="first local day, YYYY-MM-DD")
 @click.option("--until", default=None, help="last local day, YYYY-MM-DD (default: today)")
-@click.option("--examples", default=3, show_default=True, type=click.IntRange(0, 100))
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--examples", default=3, show_default=True, type=click.IntRange(0, 100),
+              help="recorded decisions to show for each change (old -> new decision and reason)")
+@click.option("--json", "as_json", is_flag=True, help="the outcome as one JSON object")
 @config_option
 @store_option
 def policy_replay(file: str, since: str, until: str | None, examples: int, as_json: bool,
@@ -132,7 +133,7 @@ def policy_apply(file: str, by: str, note: str, version: int | None, config_path
 
 
 @policy_group.command("history")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="the history as one JSON array")
 @config_option
 @store_option
 def policy_history(as_json: bool, config_path: str | None, store_path: str | None) -> None:

@@ -15,7 +15,7 @@ def privacy_group() -> None:
 
 
 @privacy_group.command("export")
-@click.option("--pass", "pass_id", required=True)
+@click.option("--pass", "pass_id", required=True, help="the pass id")
 @config_option
 @store_option
 def privacy_export(pass_id: str, config_path: str | None, store_path: str | None) -> None:
@@ -34,7 +34,7 @@ def privacy_export(pass_id: str, config_path: str | None, store_path: str | None
 
 
 @privacy_group.command("erase")
-@click.option("--pass", "pass_id", required=True)
+@click.option("--pass", "pass_id", required=True, help="the pass id")
 @click.option("--yes", is_flag=True, help="do not ask")
 @config_option
 @store_option

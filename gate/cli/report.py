@@ -17,7 +17,7 @@ def report_group() -> None:
 
 @report_group.command("daily")
 @click.option("--date", "day", default=None, help="YYYY-MM-DD (local date); default: yesterday, the last whole day")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="the report as one JSON object")
 @click.option("--pdf", type=click.Path(dir_okay=False), help="also write the report as a one-page PDF")
 @click.option("--html", type=click.Path(dir_okay=False), help="also write the report as a self-contained HTML page")
 @click.option("--png", type=click.Path(dir_okay=False), help="also write the report page as a PNG (for a chat)")

@@ -9,7 +9,8 @@ import click
 
 @click.command("scan")
 @click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--decoder", default="auto", type=click.Choice(["auto", "thorough", "fast", "zxing", "pyzbar"]), show_default=True)
+@click.option("--decoder", default="auto", type=click.Choice(["auto", "thorough", "fast", "zxing", "pyzbar"]), show_default=True,
+              help="auto: the thorough still-image decoder; or the live camera's (fast) or one library alone")
 def scan(images: tuple[str, ...], decoder: str) -> None:
     """Print PATH<TAB>TEXT for each code found in each image (PATH alone if none)."""
     import cv2
