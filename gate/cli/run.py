@@ -1,29 +1,57 @@
-"""`gate run`: start the gate, show what it does, stop cleanly on SIGTERM/SIGINT."""
+"""`gate run`: start the gate, show what it does, stop cleanly on SIGTERM/SIGINT. The
+command reads its options here; `run` is the daemon's body (imported only when it runs)."""
 from __future__ import annotations
 
 import faulthandler
 import os
+import re
 import signal
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gate.app import console
+import click
 
-from gate.drill import file as drill_file
-from gate.app.gate_app import GateApp
-from gate.config import Config, ConfigError
-from gate.core.records import LaneRecord
-from gate.app.sdnotify import Notifier
-from sync.attach import services as sync_services
+from gate.cli.common import broker_option, check_broker, config_option, fail, load_config, log_in_timezone, store_option
+
+if TYPE_CHECKING:
+    from gate.app.gate_app import GateApp
+    from gate.config import Config
+    from gate.core.records import LaneRecord
 
 STOP_BUDGET_S = 4.0  # systemd's TimeoutStopSec=5 kills at 5 s; past this the stop is cut short
 
 
+@click.command("run")
+@config_option
+@store_option
+@broker_option
+@click.option("--listen", default=None, metavar="HOST:PORT", help="where the guard page listens (overrides guard.listen)")
+def run_cmd(config_path: str | None, store_path: str | None, broker: str | None, listen: str | None) -> None:
+    """Run the gate: every lane, its drivers, and (in demo configs) scripted people."""
+    check_broker(broker)
+    conf = load_config(config_path, store_path)
+    if listen is not None:
+        if not re.fullmatch(r"[^:\s]+:\d{1,5}", listen):
+            fail(f"--listen: expected HOST:PORT such as 127.0.0.1:8080, got {listen!r}")
+        conf = conf.model_copy(update={"guard": conf.guard.model_copy(update={"listen": listen})})
+    log_in_timezone(conf.gate.timezone)
+    sys.exit(run(conf, broker=broker, config_path=Path(config_path) if config_path else None))
+
+
 def run(conf: Config, *, broker: str | None = None, config_path: Path | None = None) -> int:
+    """The daemon: the app and its services started, the guard page, LCD and demo beside
+    it, the watchdog pinged while every lane turns; everything stopped in order."""
+    from gate.app import console
+    from gate.app.gate_app import GateApp
+    from gate.app.sdnotify import Notifier
+    from gate.config import ConfigError
+    from gate.drill import file as drill_file
+    from sync.attach import services as sync_services
+
     stop = threading.Event()
 
     def show(rec: LaneRecord) -> None:
