@@ -471,6 +471,8 @@ def _register_guards() -> None:
 
 
 _register_guards()
+from gate.cli import tokens as _tokens  # noqa: E402 - gate tokens add|list|remove (gate/cli/tokens.py)
+_tokens.register(main, fail=_fail, load_config=_load_config)
 
 # ---------------------------------------------------------------- devices: doctor, thermometer calibration
 
