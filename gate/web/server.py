@@ -100,6 +100,7 @@ class GuardPage:
             no_key_reason=signer_note or "no signing key is configured (keys.signing)",
         )
         self.threads = threads
+        self.api: Any = None  # the HTTP API's Authority when [guard] api = true (gate/web/api.py)
         self.flask = create_flask(self)
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -396,4 +397,8 @@ def create_flask(page: GuardPage) -> Flask:
 
     modes.register(app, page, guard)  # /api/mode: the door modes (gate/web/modes.py)
     shifts.register(app, page, guard)  # /api/shift: a named guard takes over (gate/web/shifts.py)
+    if page.conf.api:
+        from gate.web import api
+
+        page.api = api.register(app, page)  # /api/v1/: the bearer-token HTTP API (gate/web/api.py)
     return app
