@@ -17,6 +17,7 @@ from typing import Any, Iterator
 import pytest
 
 from gate.desk import api_tokens
+from sync import codec
 from tests.conftest import ROOT
 from tests.helpers import demo_config
 from tests.mqtt_broker import free_port
@@ -217,6 +218,7 @@ def test_an_open_token_opens_the_door_and_the_event_names_it(gate: Gate) -> None
     mine = [e for e in overrides(gate, token) if e["who"] == "api:intercom"]
     assert len(mine) == 1
     assert mine[0]["action"] == "open_door" and mine[0]["reason"] == "parcel for 3-2-501" and mine[0]["lane"] == "in"
+    codec.decode(json.dumps(mine[0]).encode(), "event")  # as central will take it
     status, _, body = gate.call("GET", f"/api/v1/events?since_seq={mine[0]['seq'] - 1}&limit=5", token=token)
     assert status == 200 and body["events"][0]["id"] == mine[0]["id"]
     assert any(e["type"] == "door" and e["action"] == "unlock" for e in body["events"])
@@ -304,6 +306,14 @@ def test_wrong_tokens_are_throttled_per_client_address(gate: Gate) -> None:
     status, headers, body = gate.call("GET", "/api/v1/lanes", token=good, source=guesser)
     assert status == 429 and body["error"] == "throttled" and int(headers["retry-after"]) > 0  # even a right token waits
     assert gate.call("GET", "/api/v1/lanes", token=good)[0] == 200  # the kiosk's address is not locked out
+
+
+def test_a_broken_tokens_file_stops_gate_run_with_a_message(tmp_path: Path) -> None:
+    cfg = gate_config(tmp_path, free_port(), api=True)
+    (tmp_path / "api-tokens.json").write_text("{not json")
+    done = subprocess.run([sys.executable, "-m", "gate.cli.main", "run", "-c", str(cfg)], capture_output=True,
+                          text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 2 and "guard.tokens_file" in done.stderr and "Traceback" not in done.stderr, done.stderr
 
 
 def test_the_api_is_404_when_off(tmp_path: Path) -> None:

@@ -398,7 +398,11 @@ def create_flask(page: GuardPage) -> Flask:
     modes.register(app, page, guard)  # /api/mode: the door modes (gate/web/modes.py)
     shifts.register(app, page, guard)  # /api/shift: a named guard takes over (gate/web/shifts.py)
     if page.conf.api:
+        from gate.desk.api_tokens import TokensError
         from gate.web import api
 
-        page.api = api.register(app, page)  # /api/v1/: the bearer-token HTTP API (gate/web/api.py)
+        try:
+            page.api = api.register(app, page)  # /api/v1/: the bearer-token HTTP API (gate/web/api.py)
+        except TokensError as exc:
+            raise GuardPageError(f"guard.tokens_file: {exc}") from None
     return app
