@@ -274,17 +274,22 @@ def test_a_removed_token_stops_working_in_the_running_gate(gate: Gate) -> None:
     assert "old-intercom" not in gate.tokens("list").stdout
 
 
-def test_the_guard_page_session_does_not_authorize_api_calls(gate: Gate) -> None:
-    # A browser session on the page, unlocked with the guard's PIN: it may act on the page ...
+def page_session(gate: Gate) -> dict[str, str]:
+    """The headers of a browser session on the guard page, unlocked with the guard's PIN."""
     status, headers, html = gate.call("GET", "/")
     assert status == 200
     cookie = headers["set-cookie"].split(";", 1)[0]
     csrf = html.split('name="csrf-token" content="')[1].split('"')[0]
-    page_headers = {"Cookie": cookie, "X-CSRF-Token": csrf}
-    status, headers, body = gate.call("POST", "/api/unlock", body={"secret": PIN}, headers=page_headers)
+    status, headers, body = gate.call("POST", "/api/unlock", body={"secret": PIN},
+                                      headers={"Cookie": cookie, "X-CSRF-Token": csrf})
     assert status == 200 and body["unlocked"] is True, body
     cookie = headers["set-cookie"].split(";", 1)[0]  # unlocking gives the browser a new id
-    page_headers = {"Cookie": cookie, "X-CSRF-Token": csrf}
+    return {"Cookie": cookie, "X-CSRF-Token": csrf}
+
+
+def test_the_guard_page_session_does_not_authorize_api_calls(gate: Gate) -> None:
+    # A browser session on the page, unlocked with the guard's PIN: it may act on the page ...
+    page_headers = page_session(gate)
     assert gate.call("GET", "/api/state", headers=page_headers)[0] == 200
     # ... but the API answers only to a bearer token.
     for method, path, body in (("GET", "/api/v1/lanes", None), ("GET", "/api/v1/events", None),
@@ -295,6 +300,33 @@ def test_the_guard_page_session_does_not_authorize_api_calls(gate: Gate) -> None
     # A bearer token's answers set no cookie either.
     token = gate.add_token("no-cookies", "read")
     assert "set-cookie" not in gate.call("GET", "/api/v1/lanes", token=token)[1]
+
+
+def test_a_lane_in_lockdown_is_not_opened_through_the_api(gate: Gate) -> None:
+    token = gate.add_token("lockdown-check", "open,read")
+    page_headers = page_session(gate)
+
+    def mode(m: str, why: str) -> None:
+        status, _, body = gate.call("POST", "/api/mode", body={"lane": "in", "mode": m, "reason": why}, headers=page_headers)
+        assert status == 202, body
+        deadline = time.monotonic() + 2
+        while gate.lane(token, "in")["door"]["mode"] != m:
+            assert time.monotonic() < deadline, f"mode {m} not taken"
+            time.sleep(0.05)
+
+    deadline = time.monotonic() + 10
+    while gate.lane(token, "in")["door"]["lock"] != "locked":  # an earlier test's opening relocks first
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    mode("locked", "封控 lockdown")
+    try:
+        status, _, body = gate.call("POST", "/api/v1/lanes/in/open", token=token, body={"reason": "during lockdown"})
+        assert status == 409 and body["error"] == "door_locked", body
+        time.sleep(0.3)
+        assert gate.lane(token, "in")["door"]["lock"] == "locked"
+        assert not [e for e in overrides(gate, token) if e["who"] == "api:lockdown-check"]
+    finally:
+        mode("normal", "恢复正常 back to normal")
 
 
 def test_wrong_tokens_are_throttled_per_client_address(gate: Gate) -> None:

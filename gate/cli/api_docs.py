@@ -32,7 +32,7 @@ SCHEMAS = "../sync/schemas"  # from docs/ to the schemas, as the documents refer
 
 STATUS_TEXT = {200: "OK", 202: "Accepted: the lane has been told", 400: "Bad request: query or body",
                401: "No token, or not a token known here", 403: "The token lacks the right this needs",
-               404: "No such lane", 409: "The lane has no door relay", 429: "Too many wrong tokens from this address",
+               404: "No such lane", 409: "The lane has no door relay, or its door mode is locked", 429: "Too many wrong tokens from this address",
                503: "Not ok: a lane or service is down"}
 
 

@@ -69,7 +69,7 @@ ERROR = {
     "required": ["error", "detail"],
     "properties": {
         "error": {"type": "string", "description": "a short code: no_token, bad_token, throttled, forbidden, not_found, "
-                  "bad_request, no_relay, method_not_allowed"},
+                  "bad_request, no_relay, door_locked, method_not_allowed"},
         "detail": {"type": "string", "description": "what went wrong, for a person"},
     },
 }
@@ -139,6 +139,7 @@ ROUTES: tuple[Route, ...] = (
         "Open a lane's door",
         "Unlocks the lane's door for `door.unlock_s`, as the guard's Open door does; recorded as an `override` "
         "event (action open_door) with who = `api:<token name>` and the reason. Needs the `open` right. "
+        "409 when the lane has no relay, or its door mode is `locked` (a lockdown: only the guard opens then). "
         "202: the lane has been told (it acts within milliseconds; GET /lanes shows the lock).",
         202, {"type": "object", "required": ["ok", "lane", "who"],
               "properties": {"ok": {"const": True}, "lane": LANE_NAME, "who": {"type": "string"}}},
@@ -283,6 +284,10 @@ def make_blueprint(page: Any, authority: Authority | None) -> Blueprint:
             return error(400, "bad_request", str(exc))
         if target.relay is None:
             return error(409, "no_relay", f"lane {lane!r} has no door relay to open")
+        if target.door_mode == "locked":
+            # A lockdown is a person's decision (the guard, central, a schedule): a client
+            # of the API does not open through it; the guard still can, from the page.
+            return error(409, "door_locked", f"lane {lane!r} is in door mode locked: only the guard opens it now")
         who = f"api:{tok.name}"
         if not page.app.open_door(lane, reason, who):
             return error(404, "not_found", f"no lane named {lane!r}")
