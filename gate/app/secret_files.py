@@ -27,6 +27,8 @@ class Loose:
 def named(config: Config) -> list[tuple[str, Path]]:
     out = [("keys.signing", config.keys.signing), ("guard.pin_file", config.guard.pin_file),
            ("guard.password_file", config.guard.password_file), ("guard.guards_file", config.guard.guards_file)]
+    if config.guard.api:  # the HTTP API's token hashes (gate/desk/api_tokens.py)
+        out.append(("guard.tokens_file", config.tokens_path()))
     if config.sync is not None:
         out += [("sync.password_file", config.sync.password_file), ("sync.key_file", config.sync.key_file)]
     return [(k, Path(p)) for k, p in out if p is not None]

@@ -20,6 +20,7 @@ from gate.cli.report import report_group
 from gate.cli.run import run_cmd
 from gate.cli.scan import scan
 from gate.cli.sync import sync_cmd
+from gate.cli.tokens import tokens_group
 from sync.central.cli import central
 
 
@@ -43,6 +44,7 @@ for command in (
     privacy_group,  # gate privacy export|erase
     clock_group,  # gate clock floor
     guards_group,  # gate guards add|remove|list
+    tokens_group,  # gate tokens add|list|remove
     scan,  # gate scan
     run_cmd,  # gate run
     sync_cmd,  # gate sync --drain

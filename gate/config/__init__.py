@@ -89,6 +89,15 @@ class Config(Strict):
                     raise ValueError(f"door.modes[{i}].lanes: no lane named {name!r}")
         return self
 
+    def tokens_path(self) -> Path:
+        """Where the HTTP API's tokens are kept: guard.tokens_file, else api-tokens.json
+        beside the guards file, else beside the store."""
+        g = self.guard
+        if g.tokens_file is not None:
+            return Path(g.tokens_file)
+        beside = g.guards_file if g.guards_file is not None else self.store.path
+        return Path(beside).parent / "api-tokens.json"
+
     def lane(self, name: str) -> LaneConfig:
         for lane in self.lanes:
             if lane.name == name:
@@ -184,6 +193,7 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
         fix(data["guard"], "password_file")
         fix(data["guard"], "pin_file")
         fix(data["guard"], "guards_file")
+        fix(data["guard"], "tokens_file")
     for lane in data.get("lanes", []) if isinstance(data.get("lanes"), list) else []:
         if isinstance(lane, dict) and isinstance(lane.get("camera"), dict) and lane["camera"].get("driver") == "file":
             fix(lane["camera"], "path")

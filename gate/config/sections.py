@@ -90,6 +90,11 @@ class GuardSection(Strict):
     # Named guards, each with a PIN of their own (`gate guards add NAME`): who is on duty,
     # and whose name goes with each override, acknowledgement and registration.
     guards_file: Path | None = None
+    # The local HTTP API under /api/v1/ (gate/web/api.py), for intercoms, Home Assistant,
+    # Node-RED: off unless true. Each client has a bearer token of its own (`gate tokens add`),
+    # kept hashed in tokens_file (default: api-tokens.json beside guards_file, else beside the store).
+    api: bool = False
+    tokens_file: Path | None = None
     # Host names the page answers to besides localhost, the listen address and this
     # machine's name (a name it is reached by on the LAN; others are refused: DNS rebinding).
     allowed_hosts: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9.:\[\]_-]{1,253}$")]] = []

@@ -100,6 +100,7 @@ class GuardPage:
             no_key_reason=signer_note or "no signing key is configured (keys.signing)",
         )
         self.threads = threads
+        self.api: Any = None  # the HTTP API's Authority when [guard] api = true (gate/web/api.py)
         self.flask = create_flask(self)
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -396,4 +397,12 @@ def create_flask(page: GuardPage) -> Flask:
 
     modes.register(app, page, guard)  # /api/mode: the door modes (gate/web/modes.py)
     shifts.register(app, page, guard)  # /api/shift: a named guard takes over (gate/web/shifts.py)
+    if page.conf.api:
+        from gate.desk.api_tokens import TokensError
+        from gate.web import api
+
+        try:
+            page.api = api.register(app, page)  # /api/v1/: the bearer-token HTTP API (gate/web/api.py)
+        except TokensError as exc:
+            raise GuardPageError(f"guard.tokens_file: {exc}") from None
     return app
