@@ -29,6 +29,7 @@ from typing import Any
 import click
 
 from gate.config import ConfigError
+from sync.central.broker_cli import broker_group
 from sync.central.cli_common import common_opts, fail, load_conf, open_store
 from sync.central.commands_cli import cmd_group, policy_group
 from sync.central.keys_cli import keys_group
@@ -173,5 +174,5 @@ def report_daily_cmd(ctx: click.Context, day: str | None, as_json: bool, pdf: st
             write_figure(rep, Path(out))
 
 
-for _group in (passes_group, cmd_group, policy_group, keys_group, quarantine_group):
+for _group in (passes_group, cmd_group, policy_group, keys_group, quarantine_group, broker_group):
     central.add_command(_group)

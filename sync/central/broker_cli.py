@@ -1,0 +1,95 @@
+"""`gate central broker dynsec`: write the site broker's users and rights for mosquitto's
+dynamic-security plugin (sync/dynsec.py), with docs/mosquitto-dynsec.conf.
+
+    gate central -c CENTRAL.toml broker dynsec /var/lib/mosquitto/dynsec.json \\
+        --gate east-1 --gate west-1 --passwords /etc/gate/broker-passwords
+
+Each user's password is read from PASSWORDS/NAME (what the gate's `[sync]
+password_file` holds); a user without a file gets a new random password, written
+there with mode 0600 for the operator to copy to that gate. Central's user is the
+config's `username` (default `central`); a second instance is one more `--central`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+from pathlib import Path
+
+import click
+
+from sync.central.cli_common import common_opts, fail, load_conf
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@click.group("broker")
+def broker_group() -> None:
+    """The site broker's users and rights (mosquitto's dynamic-security plugin)."""
+
+
+def _password(directory: Path, name: str, made: list[str]) -> str:
+    path = directory / name
+    if path.exists():
+        text = path.read_text(encoding="utf-8").strip()
+        if not text:
+            fail(f"{path}: empty password file")
+        return text
+    text = secrets.token_urlsafe(24)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text + "\n")
+    made.append(name)
+    return text
+
+
+@broker_group.command("dynsec")
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.option("--gate", "gates", multiple=True, required=True, help="a gate id of the site (repeatable): its user and role")
+@click.option("--central", "centrals", multiple=True,
+              help="a central instance's user (repeatable; default: the config's username, or central)")
+@click.option("--bridge", "bridges", multiple=True, help="a site broker's bridge user, for a central broker (repeatable)")
+@click.option("--passwords", "password_dir", required=True, type=click.Path(file_okay=False),
+              help="folder of one password file per user (PASSWORDS/NAME); missing ones are made (mode 0600)")
+@common_opts
+@click.pass_context
+def dynsec(ctx: click.Context, out: str, gates: tuple[str, ...], centrals: tuple[str, ...], bridges: tuple[str, ...],
+           password_dir: str, config_path: str | None, broker: str | None, db: str | None) -> None:
+    """Write OUT: every gate, central and bridge user with a role naming only its own
+    topics (a SUBSCRIBE to anything else, `$share/...` included, is refused)."""
+    from gate.core.tokens import load_private
+    from sync import dynsec as ds
+    from sync.central.hardening import share_group
+
+    conf = load_conf(ctx, config_path, broker, db)
+    centrals = centrals or (conf.username or "central",)
+    for name in (*gates, *centrals, *bridges):
+        if not _NAME.match(name):
+            fail(f"{name!r}: a broker user name is letters, digits, '-', '_' and '.' (at most 64)")
+    try:
+        group = conf.group or share_group(load_private(conf.signing_key), conf.site)
+    except ValueError as exc:
+        fail(str(exc))
+    directory = Path(password_dir)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    made: list[str] = []
+
+    def users(names: tuple[str, ...]) -> list[ds.User]:
+        return [ds.User(n, _password(directory, n, made)) for n in names]
+
+    try:
+        doc = ds.build(conf.site, gates=users(gates), centrals=users(centrals), bridges=users(bridges),
+                       share_group=group, prefix=conf.prefix)
+    except ValueError as exc:
+        fail(str(exc))
+    target = Path(out)
+    tmp = target.with_name(target.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(doc, f, indent=1)
+    os.replace(tmp, target)
+    click.echo(f"{target}: {len(gates)} gate(s), {len(centrals)} central user(s), {len(bridges)} bridge(s) "
+               f"for site {conf.site}; restart mosquitto to load it")
+    if made:
+        click.echo(f"new passwords in {directory}: {', '.join(made)} (copy each gate's to its [sync] password_file)")
