@@ -22,6 +22,7 @@ from gate.drill import file as drill_file
 from gate.drill.file import Step
 from gate.drill.runner import Rehearsal
 from tests.conftest import ROOT
+from tests.docs_broker import docs_broker
 from tests.mqtt_broker import Broker
 from tests.sync_helpers import Listener, central_pub
 
@@ -45,10 +46,13 @@ def drill(door_commands: bool) -> drill_file.Drill:
 class Watcher:
     """Subscribes to '#' and keeps (topic, payload, retain) of every message."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, user: str | None = None, password: str | None = None) -> None:
         self.messages: list[tuple[str, bytes, bool]] = []
         self._lock = threading.Lock()
-        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=user or "",
+                                  protocol=mqtt.MQTTv5)
+        if user:
+            self.client.username_pw_set(user, password)
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe("#", qos=1)
         self.client.on_message = self._on
         self.client.connect("127.0.0.1", port)
@@ -78,6 +82,14 @@ class Watcher:
 
     def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
         self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(5)
+
+    def refused(self, topic: str, payload: bytes) -> bool:
+        """Publish; True if the broker answered 135 Not authorized (MQTT v5)."""
+        acks: list[Any] = []
+        self.client.on_publish = lambda c, u, mid, rc, props: acks.append(rc)
+        self.client.publish(topic, payload, qos=1)
+        assert Listener.wait_for(lambda: bool(acks), 5), "no PUBACK"
+        return bool(getattr(acks[0], "is_failure", False)) and acks[0].value == 135
 
     def close(self) -> None:
         self.client.loop_stop()
@@ -308,6 +320,38 @@ def test_the_last_will_says_offline_when_gate_run_is_killed(broker: Broker, tmp_
             proc.kill()
             proc.wait()
         w.close()
+
+
+def test_the_shipped_acl_lets_only_home_assistant_command_a_door(broker_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """docs/mosquitto.conf and docs/mosquitto.acl as shipped: gate east-1 on its own user, its
+    Home Assistant connection on east-1-ha (the ACL's example block), Home Assistant as
+    `homeassistant`. Another gate cannot write east-1's door/set; Home Assistant can."""
+    users = {"east-1": "gate-pw", "east-1-ha": "gate-ha-pw", "west-2": "west-pw", "homeassistant": "hass-pw"}
+    b = docs_broker(broker_factory, tmp_path / "broker", users)
+    for user, pw in users.items():
+        (tmp_path / f"{user}.pw").write_text(pw + "\n", encoding="utf-8")
+    d = drill(door_commands=True)
+    d = d.model_copy(update={"config": {**d.config, "gate": {"id": "east-1"}, "sync": {
+        **d.config["sync"], "username": "east-1", "password_file": str(tmp_path / "east-1.pw"),
+        "homeassistant_username": "east-1-ha", "homeassistant_password_file": str(tmp_path / "east-1-ha.pw")}}})
+    with Rehearsal(d, broker=b.url) as r:
+        ha = started(r)
+        hass = Watcher(b.port, "homeassistant", "hass-pw")
+        rogue = Watcher(b.port, "west-2", "west-pw")
+        try:
+            assert hass.wait("gate/v1/drill/east-1/available", b"online")
+            assert Listener.wait_for(lambda: "homeassistant/lock/east-1/in_door/config" in hass.configs(), 10)
+            assert hass.wait("gate/v1/drill/east-1/in/door/lock", b"LOCKED")
+            assert rogue.refused("gate/v1/drill/east-1/in/door/set", b"UNLOCK")
+            time.sleep(0.5)
+            assert not overrides(r) and "door_command_unlock" not in ha.counters
+            hass.publish("gate/v1/drill/east-1/in/door/set", b"UNLOCK")
+            assert Listener.wait_for(lambda: [o.who for o in overrides(r)] == ["homeassistant"], 10)
+            assert hass.wait("gate/v1/drill/east-1/in/door/lock", b"UNLOCKED")
+            assert r.app.sync.link.connected  # the two connections did not knock each other off
+        finally:
+            hass.close()
+            rogue.close()
 
 
 @pytest.mark.parametrize("sync, key", [
