@@ -62,7 +62,7 @@ def config_topic(component: str, gate: str, lane: str, what: str) -> str:
 
 def device(config: Config) -> dict[str, Any]:
     return {"identifiers": [config.gate.id], "name": f"Gate {config.gate.id}", "manufacturer": "gate",
-            "model": f"checkpoint ({len(config.lanes)} lanes)", "sw_version": software_version()}
+            "model": "checkpoint", "sw_version": software_version()}
 
 
 def _lane_entities(lane: LaneConfig, topics: Topics, door_commands: bool) -> list[tuple[str, str, str, dict[str, Any] | None]]:
