@@ -116,7 +116,10 @@ def expected_configs(door_commands: bool) -> set[str]:
 def test_retained_configs_for_every_lane_with_the_keys_home_assistant_expects(broker: Broker) -> None:
     with Rehearsal(drill(door_commands=True), broker=broker.url) as r:
         started(r)
-        w = Watcher(broker.port)  # subscribed after the gate published: it gets only what is retained
+        first = Watcher(broker.port)
+        assert Listener.wait_for(lambda: expected_configs(True) <= set(first.configs()), 10), sorted(first.configs())
+        first.close()
+        w = Watcher(broker.port)  # subscribed after the broker had them all: it gets only what is retained
         try:
             assert Listener.wait_for(lambda: expected_configs(True) <= set(w.configs()), 10), sorted(w.configs())
             configs = {t: c for t, c in w.configs().items() if c is not None}
@@ -309,8 +312,10 @@ def test_the_last_will_says_offline_when_gate_run_is_killed(broker: Broker, tmp_
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         assert w.wait(available, b"online", 30), proc.stderr.read() if proc.poll() is not None and proc.stderr else ""
+        read_only = "homeassistant/binary_sensor/east-1/in_door_lock/config"
+        assert Listener.wait_for(lambda: read_only in w.configs(), 10), sorted(w.configs())
+        assert w.configs()[read_only]["device"]["identifiers"] == ["east-1"]
         assert w.configs().get("homeassistant/lock/east-1/in_door/config") is None  # door_commands off: read-only
-        assert w.configs()["homeassistant/binary_sensor/east-1/in_door_lock/config"]["device"]["identifiers"] == ["east-1"]
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         assert w.wait(available, b"offline", 10), "the broker did not publish the last will"
