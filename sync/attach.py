@@ -8,7 +8,9 @@ from typing import Any, Callable
 from gate.config import Config
 from gate.core.records import AlarmRecord
 from sync.downstream import Hooks
-from sync.service import SyncService
+from sync.homeassistant import OFFLINE, HomeAssistant
+from sync.service import SyncService, link_config
+from sync.topics import Topics
 
 
 def services(config: Config, broker: str | None = None) -> dict[str, Callable[[Any], SyncService]]:
@@ -54,6 +56,28 @@ def attach(app: Any, broker: str | None = None) -> SyncService:
     built.append(service)
     publisher, link = service.publisher, service.link
     app.add_sink(lambda rec: publisher.nudge() if rec.type != "prompt" else None)
+    if config.sync is not None and config.sync.homeassistant:
+        service.homeassistant = homeassistant(app, broker)
+        app.add_sink(service.homeassistant.sink)
     app.upstream = lambda: {"connected": link.connected,
                             "detail": link.last_error or ("connected" if link.connected else "connecting")}
     return service
+
+
+def homeassistant(app: Any, broker: str | None = None) -> HomeAssistant:
+    """The Home Assistant entities of ``app``'s lanes ([sync] homeassistant), on a connection of
+    their own (client id: the gate's + "-ha") whose last will is ``{prefix}/{gate}/available`` offline."""
+    config = app.config
+    sync = config.sync
+    topics = Topics.for_gate(config.gate.site, config.gate.id, sync.prefix)
+    lcfg = link_config(sync, (sync.client_id or config.gate.id) + "-ha", broker=broker, homeassistant=True,
+                       will_topic=topics.available, will_payload=OFFLINE,
+                       session_expiry_s=0)  # a door command sent while the gate was away is not kept for it
+    return HomeAssistant(
+        config,
+        lcfg,
+        open_store=app.open_store,
+        open_door=app.open_door,
+        lane_state=lambda: {name: (lane.unlocked, lane.door_open) for name, lane in list(app.lanes.items())},
+        now=app.clock.now,
+    )

@@ -1,5 +1,6 @@
 """The gate's side of sync, wired: one MQTT link, the outbox publisher, the
-downstream handler and the heartbeat. It never blocks a decision: if the broker
+downstream handler and the heartbeat (and, with [sync] homeassistant, the Home
+Assistant entities on a second link: sync/homeassistant.py). It never blocks a decision: if the broker
 is gone, the lanes go on and the outbox grows."""
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from gate.config import Config, SyncSection
 from gate.core.tokens import KeyRing
 from gate.store.database import Store
 from sync.downstream import Downstream, Hooks
+from sync.homeassistant import HomeAssistant
 from sync.link import Link, LinkConfig
 from sync.outbox import Limits, Publisher, ReceiptSettings
 from sync.status import Heartbeat, offline_payload
@@ -21,17 +23,22 @@ from sync.topics import Topics
 log = logging.getLogger(__name__)
 
 
-def link_config(sync: SyncSection, client_id: str, *, broker: str | None = None, **kw: Any) -> LinkConfig:
+def link_config(sync: SyncSection, client_id: str, *, broker: str | None = None, homeassistant: bool = False,
+                **kw: Any) -> LinkConfig:
+    """The link's settings; ``homeassistant``: the Home Assistant connection's (its own login if set)."""
+    username, password_file = sync.username, sync.password_file
+    if homeassistant and sync.homeassistant_username is not None:
+        username, password_file = sync.homeassistant_username, sync.homeassistant_password_file
     password = None
-    if sync.password_file is not None:
-        password = Path(sync.password_file).read_text(encoding="utf-8").strip()
+    if password_file is not None:
+        password = Path(password_file).read_text(encoding="utf-8").strip()
     return LinkConfig.from_url(
         broker or sync.broker,
         client_id,
         ca_file=sync.ca_file,
         cert_file=sync.cert_file,
         key_file=sync.key_file,
-        username=sync.username,
+        username=username,
         password=password,
         keepalive_s=sync.keepalive_s,
         backoff_s=sync.backoff_s,
@@ -45,6 +52,7 @@ class SyncService:
     publisher: Publisher
     downstream: Downstream | None
     heartbeat: Heartbeat | None
+    homeassistant: HomeAssistant | None = None
 
     @classmethod
     def build(
@@ -155,8 +163,12 @@ class SyncService:
         if self.heartbeat is not None:
             self.heartbeat.start()
         self.link.start()
+        if self.homeassistant is not None:
+            self.homeassistant.start()
 
     def stop(self) -> None:
+        if self.homeassistant is not None:
+            self.homeassistant.stop()  # its will says offline to Home Assistant
         self.link.stop()
         if self.heartbeat is not None:
             self.heartbeat.stop()
@@ -166,4 +178,5 @@ class SyncService:
 
     @property
     def alive(self) -> bool:
-        return self.link.alive and self.publisher.alive and (self.downstream is None or self.downstream.alive)
+        return (self.link.alive and self.publisher.alive and (self.downstream is None or self.downstream.alive)
+                and (self.homeassistant is None or self.homeassistant.alive))

@@ -64,6 +64,16 @@ class Topics(SiteTopics):
     def snapshot_request(self) -> str:
         return f"{self.prefix}/{self.gate}/snapshot/request"
 
+    # gate -> Home Assistant (sync/homeassistant.py): plain online/offline, the last will of
+    # the Home Assistant connection, and each lane's entity states and door commands
+    @property
+    def available(self) -> str:
+        return f"{self.prefix}/{self.gate}/available"
+
+    def lane(self, lane: str, what: str) -> str:
+        """'{prefix}/{gate}/{lane}/{what}', e.g. what = 'door/lock', 'door/set' (Home Assistant's command)."""
+        return f"{self.prefix}/{self.gate}/{lane}/{what}"
+
     # central -> gate
     @property
     def cmd(self) -> str:

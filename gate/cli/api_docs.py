@@ -131,6 +131,17 @@ TOPICS: dict[str, tuple[str, str, bool]] = {
     "snapshot": ("receive", "snapshot_chunk", False),
     "presence_reply": ("receive", "presence", False),
     "receipt": ("receive", "receipt", True),
+    "available": ("send", "available", True),
+}
+
+# Payloads that are not JSON documents of sync/schemas/: Home Assistant's plain words.
+PLAIN: dict[str, dict[str, Any]] = {
+    "available": {
+        "name": "available", "title": "available",
+        "summary": "online / offline: the Home Assistant connection's state, `offline` by its last will",
+        "contentType": "text/plain",
+        "payload": {"type": "string", "enum": ["online", "offline"]},
+    },
 }
 
 
@@ -159,11 +170,13 @@ def asyncapi() -> dict[str, Any]:
     messages: dict[str, Any] = {}
     for name in sorted(TOPICS, key=lambda n: (TOPICS[n][0] != "send", n)):
         action, kind, retained = TOPICS[name]
-        if kind not in codec.KINDS or not (ROOT / "sync" / "schemas" / f"{kind}.schema.json").exists():
-            raise DocsError(f"topic {name}: no payload kind {kind!r} in sync/codec.py KINDS / sync/schemas/")
         address = getattr(topics, name)
-        schema = codec.schema(kind)
+        if kind in PLAIN:
+            messages[kind] = PLAIN[kind]
+        elif kind not in codec.KINDS or not (ROOT / "sync" / "schemas" / f"{kind}.schema.json").exists():
+            raise DocsError(f"topic {name}: no payload kind {kind!r} in sync/codec.py KINDS / sync/schemas/")
         if kind not in messages:
+            schema = codec.schema(kind)
             messages[kind] = {
                 "name": kind,
                 "title": kind,
@@ -181,7 +194,7 @@ def asyncapi() -> dict[str, Any]:
         channel_id = _camel(name)
         channels[channel_id] = {
             "address": address,
-            "title": f"{name}: {'gate → central' if action == 'send' else 'central → ' + ('this gate' if '{gate}' in address else 'every gate')}",
+            "title": f"{name}: {('gate → Home Assistant' if kind in PLAIN else 'gate → central') if action == 'send' else 'central → ' + ('this gate' if '{gate}' in address else 'every gate')}",
             "messages": {kind: {"$ref": f"#/components/messages/{kind}"}},
             "parameters": params,
         }

@@ -183,7 +183,7 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
         fix(data["demo"], "script")
     if isinstance(data.get("sync"), dict):
         sync = data["sync"]
-        for key in ("password_file", "ca_file", "cert_file", "key_file"):
+        for key in ("password_file", "ca_file", "cert_file", "key_file", "homeassistant_password_file"):
             fix(sync, key)
         if isinstance(sync.get("central_keys"), list):
             sync["central_keys"] = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, StrictBool, field_validator, model_validator
 
 from gate.config.base import Strict, _check_span, check_timezone
 
@@ -143,12 +143,29 @@ class SyncSection(Strict):
     receipts: bool = True
     receipt_timeout_s: float = Field(10.0, gt=0, le=3600)  # no receipt this long: send again (doubling, up to 5 min)
     receipt_window: int = Field(2000, ge=1, le=100_000)  # events handed over and waiting for a receipt, at most
+    # Home Assistant MQTT discovery (sync/homeassistant.py, docs/mqtt.md "Home Assistant"): each
+    # lane's door, contact, last decision, temperature, decisions and alarms as entities, on a
+    # second connection whose last will marks them unavailable. TOML true/false only.
+    homeassistant: StrictBool = False
+    # Home Assistant may open a lane's door ({prefix}/{gate}/{lane}/door/set, LOCK/UNLOCK); off,
+    # its lock is read-only. The broker must let only Home Assistant's user write that topic.
+    door_commands: StrictBool = False
+    # The Home Assistant connection's broker login (default: username / password_file). With
+    # use_username_as_clientid (docs/mosquitto.conf) it needs a user of its own, e.g. "east-1-ha".
+    homeassistant_username: str | None = None
+    homeassistant_password_file: Path | None = None
 
     @field_validator("report_at")
     @classmethod
     def _hhmm(cls, v: str) -> str:
         _check_span(f"{v}-{v}")
         return v
+
+    @model_validator(mode="after")
+    def _door_commands_need_homeassistant(self) -> "SyncSection":
+        if self.door_commands and not self.homeassistant:
+            raise ValueError("door_commands = true needs homeassistant = true (the commands come from Home Assistant)")
+        return self
 
     def endpoint(self) -> tuple[str, int, bool]:
         """(host, port, tls) from the broker URL."""
