@@ -6,7 +6,7 @@ because sync may use the store, not the desk (.importlinter).
 What goes: the pass row and its card bindings, the cards' history, whether it is
 inside, its last movement and fever hold, its dynamic-pass steps; its events stay
 (the daily report counts them) with no pass id, card, name, unit or ID/phone digits
-left in them, and so do their outbox rows not yet delivered. The id stays as a
+left in them, and so do their outbox rows (delivered or not). The id stays as a
 tombstone (no personal data) until the pass would have expired: its signed QR is
 refused `revoked`, never admitted as unlisted. Running it again changes nothing.
 """
@@ -68,5 +68,6 @@ def erase_in(store: "Store", c: sqlite3.Connection, pass_id: str) -> dict[str, i
     for seq, body in rows:
         text = json.dumps(scrub(json.loads(body)), ensure_ascii=False, separators=(",", ":"))
         c.execute("UPDATE events SET pass_id = NULL, card = NULL, situation = NULL, body = ? WHERE seq = ?", (text, seq))
-        c.execute("UPDATE outbox SET payload = ? WHERE seq = ? AND state != 'sent'", (text, seq))
+        # delivered rows too: a payload kept after central's receipt is a copy nobody needs
+        c.execute("UPDATE outbox SET payload = ? WHERE seq = ? AND topic IS NULL", (text, seq))
     return {"passes": n_pass, "cards": len(cards_list), "events": len(rows)}
