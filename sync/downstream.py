@@ -22,7 +22,7 @@ from drivers.base import Counters
 from gate.config import PolicyConfig
 from gate.core.tokens import KeyRing
 from gate.store.database import Store
-from gate.store.erasure import erase_in, erasure_record
+from gate.store.erasure import erase_in, erasure_record, refresh_snapshot
 from gate.store import withdrawn
 from sync import codec, keylist
 from sync.link import Link
@@ -297,4 +297,5 @@ class Downstream(SnapshotReceiver):
             done = {}
             rec = erasure_record(self.hooks.now(), erasure, who)
             store.record(rec, also=lambda c: done.update(erase_in(store, c, pass_id)))
+            refresh_snapshot(store)
         log.info("downstream: erasure %s from %s: %s", erasure, who, done)

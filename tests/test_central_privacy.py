@@ -236,6 +236,32 @@ def test_the_running_central_purges_on_its_timer(broker: Broker, tmp_path: Path)
 # ---------------------------------------------------------------- every gate erases
 
 
+def test_the_gate_side_erasure_leaves_nothing_of_the_pass(tmp_path: Path) -> None:
+    """gate/store/erasure.py, what `gate privacy erase` and central's command both run:
+    also its movements, fever hold, the cards its events show and the pass snapshot."""
+    from gate.store.database import Store
+    from gate.store.erasure import erase_pass
+    from gate.store.integrity import save_snapshot, snapshot_path
+
+    s = Store(tmp_path / "gate.db")
+    try:
+        s.upsert_passes([{"id": "r1", "category": "resident", "holder": "王芳", "unit": "3-2-501", "phone_last4": "1234"}],
+                        {"1234567": "r1"})
+        with s.write() as c:
+            c.execute("INSERT INTO last_move (pass_id, at, direction, gate) VALUES ('r1', 1, 'in', 'west')")
+            c.execute("INSERT INTO fever_holds (pass_id, alarm_id, since, gate) VALUES ('r1', 'a1', 1, 'west')")
+        save_snapshot(s.conn, s.path)
+        assert "王芳".encode() in snapshot_path(s.path).read_bytes()
+        assert erase_pass(s, "r1")["passes"] == 1
+        assert erase_pass(s, "r1") == {"passes": 0, "cards": 0, "events": 0}  # again: nothing more to do
+        assert s.get_pass("r1").revoked
+        for table in ("last_move", "fever_holds", "passes", "card_bindings"):
+            assert s.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0, table
+        assert "王芳".encode() not in snapshot_path(s.path).read_bytes()
+    finally:
+        s.close()
+
+
 def drill(passes: bool = True) -> Any:
     start = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
     rows = ("\n  - {id: r1, holder: 王芳, unit: 3-2-501, category: resident, phone_last4: '1234', card: '1234567'}"

@@ -30,7 +30,7 @@ from gate.core.records import AdminRecord, AlarmRecord, LaneRecord
 from gate.core.site import SiteView
 from gate.core.tokens import KeyRing
 from gate.store.database import Store
-from gate.store.erasure import erase_in, erasure_record
+from gate.store.erasure import erase_in, erasure_record, refresh_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -358,6 +358,7 @@ class GateApp(StoredState):
         try:
             self.record_gate_event(erasure_record(self.clock.now(), erasure, who),
                                    also=lambda c: done.update(erase_in(store, c, pass_id)), store=store)
+            refresh_snapshot(store)
         finally:
             store.close()
         return done

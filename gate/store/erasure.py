@@ -44,7 +44,19 @@ def erase_pass(store: "Store", pass_id: str) -> dict[str, int]:
     """Erase one pass from this store in one transaction; returns what it touched:
     {"passes", "cards", "events"}."""
     with store.write() as c:
-        return erase_in(store, c, pass_id)
+        done = erase_in(store, c, pass_id)
+    refresh_snapshot(store)
+    return done
+
+
+def refresh_snapshot(store: "Store") -> None:
+    """After an erasure: the hourly pass snapshot beside the store (the copy a corrupt
+    store is rebuilt from) still holds the pass; it is written again now."""
+    from gate.store.integrity import pass_table_signature, save_snapshot, snapshot_path
+
+    if snapshot_path(store.path).exists():
+        save_snapshot(store.conn, store.path)
+        store.set_meta("pass_snapshot_signature", pass_table_signature(store.conn))
 
 
 def erase_in(store: "Store", c: sqlite3.Connection, pass_id: str) -> dict[str, int]:
