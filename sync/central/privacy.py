@@ -198,8 +198,8 @@ def erase(store: Any, pass_id: str, by: str, *, force: bool = False, now: float 
     Raises UnknownPass when central holds nothing about it (unless force)."""
     db = store.db
     now = time.time() if now is None else now
-    cards = _cards(store, pass_id)
     before = export(store, pass_id)
+    cards = set(before["cards"])
     if not holds_anything(before) and not force:
         raise UnknownPass(f"central holds nothing about pass {pass_id!r}")
     ref = secrets.token_hex(8)
