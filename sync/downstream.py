@@ -22,6 +22,7 @@ from drivers.base import Counters
 from gate.config import PolicyConfig
 from gate.core.tokens import KeyRing
 from gate.store.database import Store
+from gate.store.erasure import erase_in, erasure_record, refresh_snapshot
 from gate.store import withdrawn
 from sync import codec, keylist
 from sync.link import Link
@@ -45,6 +46,9 @@ class Hooks:
     # Central's key list withdrew these pass-signing key ids (the whole set) and says who by.
     withdraw_keys: Callable[[frozenset[str], str], None] = lambda kids, who: None
     set_door_mode: Callable[[str, str, str, str], bool] = lambda lane, mode, why, who: False  # lane or "all"
+    # Central's signed erase: (pass id, erasure id, who) -> what was erased. None: downstream
+    # erases in its own store and records the admin event there (nothing shown on a page).
+    erase_pass: Callable[[str, str, str], dict[str, int]] | None = None
     site: Any = None  # gate.core.site.SiteView: presence across the site is followed when set
 
 
@@ -277,4 +281,21 @@ class Downstream(SnapshotReceiver):
             if not self.hooks.set_door_mode(msg["lane"], msg["mode"], msg["reason"], who):
                 self.counters.inc("cmd_bad_lane")
                 return
+        elif cmd == "erase":
+            self._erase(msg["pass"], msg["erasure"], who)
         self.counters.inc(f"cmd_{cmd}")
+
+    def _erase(self, pass_id: str, erasure: str, who: str) -> None:
+        """As `gate privacy erase` (gate/store/erasure.py); the `privacy_erase` admin event
+        naming the erasure (not the pass) goes upstream and is central's acknowledgement.
+        Idempotent: central sends it again until that event arrives."""
+        if self.hooks.erase_pass is not None:
+            done = self.hooks.erase_pass(pass_id, erasure, who)
+        else:
+            assert self.store is not None
+            store = self.store
+            done = {}
+            rec = erasure_record(self.hooks.now(), erasure, who)
+            store.record(rec, also=lambda c: done.update(erase_in(store, c, pass_id)))
+            refresh_snapshot(store)
+        log.info("downstream: erasure %s from %s: %s", erasure, who, done)

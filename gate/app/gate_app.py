@@ -30,6 +30,7 @@ from gate.core.records import AdminRecord, AlarmRecord, LaneRecord
 from gate.core.site import SiteView
 from gate.core.tokens import KeyRing
 from gate.store.database import Store
+from gate.store.erasure import erase_in, erasure_record, refresh_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -349,6 +350,19 @@ class GateApp(StoredState):
             target.post(SetDoorMode(mode, who, why))
         return True
 
+    def erase_pass(self, pass_id: str, erasure: str, who: str) -> dict[str, int]:
+        """Central's signed erase: as `gate privacy erase`, in one transaction with the
+        `privacy_erase` admin event that tells central it is done (gate/store/erasure.py)."""
+        done: dict[str, int] = {}
+        store = self.open_store()
+        try:
+            self.record_gate_event(erasure_record(self.clock.now(), erasure, who),
+                                   also=lambda c: done.update(erase_in(store, c, pass_id)), store=store)
+            refresh_snapshot(store)
+        finally:
+            store.close()
+        return done
+
     def reload(self) -> None:
         """Re-read the config file's policy (what `reload` from central asks for)."""
         if self.config_path is None:
@@ -370,13 +384,16 @@ class GateApp(StoredState):
             for name, lane in self.lanes.items()
         }
 
-    def record_gate_event(self, rec: LaneRecord) -> None:
-        """An event that belongs to no lane (an outbox backlog alarm): stored, then shown."""
-        store = self.open_store()
+    def record_gate_event(self, rec: LaneRecord, *, also: Any = None, store: Store | None = None) -> None:
+        """An event that belongs to no lane (an outbox backlog alarm): stored, then shown.
+        ``also(conn)`` commits with it (Store.record); ``store``: one already open."""
+        own = store is None
+        st = self.open_store() if store is None else store
         try:
-            store.record(rec)
+            st.record(rec, also=also)
         finally:
-            store.close()
+            if own:
+                st.close()
         for sink in list(self.sinks):
             try:
                 sink(rec)

@@ -9,10 +9,10 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
 
-from gate.store.database import Store, Tombstone
+from gate.store.database import Store
+from gate.store.erasure import erase_pass
 
 log = logging.getLogger(__name__)
 
@@ -79,24 +79,6 @@ def erase(store: Store, pass_id: str) -> dict[str, int]:
     """Remove the pass and its cards, and unlink its events (kept as counts for the
     daily reports, with no pass id, card or name left in them). The id stays as a
     tombstone (no personal data) until the pass would have expired: its signed QR
-    is refused `revoked`, never admitted as unlisted."""
-    with store.write() as c:
-        row = c.execute("SELECT category, valid_until FROM passes WHERE id = ?", (pass_id,)).fetchone()
-        cards = [r[0] for r in c.execute("SELECT number FROM card_bindings WHERE pass_id = ?", (pass_id,))]
-        n_pass = 1 if row else 0
-        if row:
-            until = datetime.fromtimestamp(row[1], timezone.utc) if row[1] is not None else None
-            store.write_tombstones(c, [Tombstone(pass_id, row[0], until)])
-        c.executemany("DELETE FROM cards WHERE number = ?", [(n,) for n in cards])  # their history too
-        c.execute("DELETE FROM inside WHERE pass_id = ?", (pass_id,))
-        where = "pass_id = ?" + (f" OR card IN ({','.join('?' * len(cards))})" if cards else "")
-        rows = c.execute(f"SELECT seq, body FROM events WHERE {where}", (pass_id, *cards)).fetchall()
-        for seq, body in rows:
-            b = json.loads(body)
-            for key in ("pass", "card", "holder", "unit"):
-                if key in b:
-                    b[key] = None
-            text = json.dumps(b, ensure_ascii=False, separators=(",", ":"))
-            c.execute("UPDATE events SET pass_id = NULL, card = NULL, situation = NULL, body = ? WHERE seq = ?", (text, seq))
-            c.execute("UPDATE outbox SET payload = ? WHERE seq = ? AND state != 'sent'", (text, seq))
-    return {"passes": n_pass, "cards": len(cards), "events": len(rows)}
+    is refused `revoked`, never admitted as unlisted. The same erasure as central's
+    signed `erase` command makes a gate run (gate/store/erasure.py)."""
+    return erase_pass(store, pass_id)

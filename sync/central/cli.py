@@ -10,11 +10,13 @@ send commands and policy. Register with ``main.add_command(central)``.
     gate central -c CENTRAL.toml policy publish policy.toml
     gate central -c CENTRAL.toml keys withdraw desk.pub --note "stolen"
     gate central -c CENTRAL.toml quarantine [list|clear]   # messages set aside
+    gate central -c CENTRAL.toml privacy export|erase --pass P1 [--by NAME]   # a resident's request, site-wide
+    gate central -c CENTRAL.toml privacy purge|status   # retention now; erasures not yet confirmed
 
 -c (or $GATE_CENTRAL_CONFIG), --broker and --db may be given before or after the
 sub-command (sync/central/cli_common.py). Roster changes go to the database; the
 running central publishes them within its poll interval. The sub-groups live in
-passes_cli.py, commands_cli.py, keys_cli.py and quarantine_cli.py.
+passes_cli.py, commands_cli.py, keys_cli.py, quarantine_cli.py and privacy_cli.py.
 """
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ from sync.central.cli_common import common_opts, fail, load_conf, open_store
 from sync.central.commands_cli import cmd_group, policy_group
 from sync.central.keys_cli import keys_group
 from sync.central.passes_cli import passes_group
+from sync.central.privacy_cli import privacy_group
 from sync.central.quarantine_cli import quarantine_group
 
 log = logging.getLogger("sync.central")
@@ -174,5 +177,5 @@ def report_daily_cmd(ctx: click.Context, day: str | None, as_json: bool, pdf: st
             write_figure(rep, Path(out))
 
 
-for _group in (passes_group, cmd_group, policy_group, keys_group, quarantine_group, broker_group):
+for _group in (passes_group, cmd_group, policy_group, keys_group, quarantine_group, broker_group, privacy_group):
     central.add_command(_group)

@@ -9,10 +9,20 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gate.config import ConfigError, format_errors
+from gate.config.sections import RetentionSection
 from sync.topics import DEFAULT_PREFIX, CentralTopics
 
 
 _NAME = r"^[A-Za-z0-9_-]{1,64}$"
+
+
+class CentralRetention(RetentionSection):
+    """[retention]: `days` as the gate's (default 30): events central received longer
+    ago than that, and visitor registrations that long after the visit ended, are purged
+    every `purge_every_s`, `chunk` rows a transaction (sync/central/privacy.py)."""
+
+    purge_every_s: float = Field(3600.0, gt=0)
+    chunk: int = Field(1000, ge=1, le=100_000)
 
 
 class CentralConfig(BaseModel):
@@ -48,6 +58,8 @@ class CentralConfig(BaseModel):
     session_expiry_s: int = Field(7 * 86400, ge=0)  # the broker queues for a stopped instance this long
     receive_maximum: int = Field(1000, ge=1, le=65535)  # unacked messages the broker may have in flight to us
     timezone: str = "Asia/Shanghai"  # dates in imported rosters
+    retention: CentralRetention = CentralRetention()
+    erase_resend_s: float = Field(60.0, gt=0)  # an erase a gate has not confirmed goes again this often while it is online
     pass_valid_days: int = Field(365, ge=0, le=36500)  # `passes add` without --valid-until: ends after this many days (0: never)
 
     @field_validator("timezone")

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from gate.config import ConfigError
-from sync.central import presence_relay, quarantine, tombstones
+from sync.central import presence_relay, privacy, quarantine, tombstones
 from sync.central.config import is_dsn
 
 
@@ -16,6 +16,7 @@ _SCHEMA = [
     "CREATE TABLE IF NOT EXISTS events (id TEXT PRIMARY KEY, gate TEXT NOT NULL, seq BIGINT NOT NULL,"
     " ts TEXT NOT NULL, type TEXT NOT NULL, body TEXT NOT NULL, received DOUBLE PRECISION NOT NULL)",
     "CREATE INDEX IF NOT EXISTS events_gate_seq ON events (gate, seq)",
+    "CREATE INDEX IF NOT EXISTS events_received ON events (received)",  # retention (sync/central/privacy.py)
     "CREATE TABLE IF NOT EXISTS status (gate TEXT PRIMARY KEY, online INTEGER NOT NULL, ts TEXT NOT NULL,"
     " body TEXT NOT NULL, received DOUBLE PRECISION NOT NULL)",
     "CREATE TABLE IF NOT EXISTS reports (gate TEXT NOT NULL, date TEXT NOT NULL, body TEXT NOT NULL,"
@@ -54,6 +55,7 @@ class DB:
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=FULL")  # an acked event must survive a power cut
         self._in_tx = False
+        self.tx_serial = 0
 
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s") if self.pg else sql
@@ -78,7 +80,13 @@ class DB:
     @contextmanager
     def tx(self, write: bool = True) -> Iterator["DB"]:
         """A transaction: SQLite takes the write lock at once (BEGIN IMMEDIATE) for writes;
-        PostgreSQL reads use REPEATABLE READ so a snapshot sees one version."""
+        PostgreSQL reads use REPEATABLE READ so a snapshot sees one version. Inside
+        another transaction it joins that one (an erasure deletes a pass with the roster's
+        own apply() inside its transaction). tx_serial counts transactions begun."""
+        if self._in_tx:
+            yield self
+            return
+        self.tx_serial += 1
         if self.pg:
             self.conn.execute("BEGIN" if write else "BEGIN ISOLATION LEVEL REPEATABLE READ")
         else:
@@ -100,7 +108,7 @@ class DB:
         with self.tx():
             if self.pg:
                 self.execute("SELECT pg_advisory_xact_lock(7245001)")  # two instances starting at once
-            for stmt in _SCHEMA + quarantine.schema(self.pg) + tombstones.SCHEMA + presence_relay.SCHEMA:
+            for stmt in _SCHEMA + quarantine.schema(self.pg) + tombstones.SCHEMA + presence_relay.SCHEMA + privacy.SCHEMA:
                 self.execute(stmt)
 
     def lock_roster(self) -> int:

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import paho.mqtt.client as mqtt
 
 from gate.config import PolicyConfig, load_policy
-from sync.central import inbound, presence_relay
+from sync.central import inbound, presence_relay, privacy
 from sync.central.config import CentralConfig
 from sync.central.fanout import Presence, Snapshots
 from sync.central.hardening import share_group
@@ -85,6 +85,10 @@ class Central:
                                    count=self._count)
         self.presence = Presence(config, self.peer, self.signer, self.db_url, replays=self._presence_q,
                                  wake=self._presence_wake, stop=self._stop, count=self._count)
+        # erase commands sent until each gate confirms; the retention purge (sync/central/privacy.py)
+        self._privacy_wake = threading.Event()
+        self.privacy = privacy.Worker(config, self.peer, self.signer, lambda: CentralStore(self.db_url),
+                                      stop=self._stop, wake=self._privacy_wake, count=self._count)
 
     def _on_subscribe(self, client: Any, userdata: Any, mid: int, reason_codes: list[Any], properties: Any) -> None:
         bad = [str(rc) for rc in reason_codes if rc.is_failure]
@@ -98,7 +102,7 @@ class Central:
         if self.config.policy_file:
             self.publisher.load_policy_file(self.store, force=True)
         for name, fn in (("writer", self._writer), ("publisher", self.publisher.run), ("snapshots", self.snapshots.run),
-                         ("presence", self.presence.run)):
+                         ("presence", self.presence.run), ("privacy", self.privacy.run)):
             t = threading.Thread(target=self._guard(fn), name=f"central-{name}", daemon=True)
             t.start()
             self._threads.append(t)
@@ -108,6 +112,7 @@ class Central:
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
         self._wake.set()
+        self._privacy_wake.set()
         for t in self._threads:
             t.join(timeout)
         self._threads.clear()
@@ -218,6 +223,9 @@ class Central:
     def _handle(self, store: CentralStore, a: inbound.Accepted, counts: Counter[str], snaps: list[tuple[str, dict[str, Any]]]) -> None:
         obj, gate, kind, m = a.obj, a.gate, a.kind, a.msg
         if kind == "event":
+            obj = privacy.scrub_incoming(store, obj)  # dated before an erasure of its pass: stored without it
+            if privacy.acknowledge(store.db, gate, obj, m.received):
+                counts["erasures_confirmed"] += 1
             if store.insert_event(obj, m.received):
                 counts["events"] += 1
                 counts["presence_items"] += presence_relay.record(store.db, obj)  # the site hears of it (sync/central/presence_relay.py)
@@ -227,6 +235,8 @@ class Central:
         elif kind == "status":
             store.upsert_status(obj, m.received)
             counts["status"] += 1
+            if obj.get("online"):
+                self._privacy_wake.set()  # an erase it has not confirmed goes now
         elif kind == "report":
             store.upsert_report(obj, m.received)
             counts["reports"] += 1
@@ -266,6 +276,18 @@ class Central:
         rng = import_roster(self.store, Path(path), tz=self.config.timezone, replace=replace)
         self._notify()
         return rng
+
+    def erase_pass(self, pass_id: str, by: str, *, force: bool = False) -> dict[str, Any]:
+        """Erase a pass at central; every gate is told (sync/central/privacy.py)."""
+        done = privacy.erase(self.store, pass_id, by, force=force)
+        self._wake.set()  # the roster's delete batch
+        self._privacy_wake.set()
+        return done
+
+    def purge(self, now: float | None = None) -> dict[str, int]:
+        """The retention purge, now."""
+        r = self.config.retention
+        return privacy.purge(self.store, days=r.days, now=now, chunk=r.chunk)
 
     @property
     def passes_version(self) -> int:

@@ -14,7 +14,7 @@ from sync.central.wire import now_iso
 from sync.topics import CentralTopics
 
 
-COMMANDS = ("open_door", "resync", "report_now", "reload", "door_mode")
+COMMANDS = ("open_door", "resync", "report_now", "reload", "door_mode", "erase")
 
 
 class Signer:
@@ -44,6 +44,7 @@ class Signer:
     def command(
         self, gate: str, cmd: str, *, lane: str | None = None, reason: str | None = None, day: str | None = None,
         ttl_s: float = 300.0, by: str | None = None, now: float | None = None, mode: str | None = None,
+        pass_id: str | None = None, erasure: str | None = None,
     ) -> dict[str, Any]:
         if cmd not in COMMANDS:
             raise ValueError(f"unknown command {cmd!r}; expected one of {', '.join(COMMANDS)}")
@@ -51,6 +52,8 @@ class Signer:
             raise ValueError("open_door needs a lane and a reason")
         if cmd == "door_mode" and (not lane or not reason or mode not in ("normal", "open", "locked")):
             raise ValueError("door_mode needs a lane (or 'all'), a mode (normal, open or locked) and a reason")
+        if cmd == "erase" and (not pass_id or not erasure):
+            raise ValueError("erase needs a pass and the erasure's id")
         t = time.time() if now is None else now
         body: dict[str, Any] = {
             "type": "cmd", "cmd": cmd, "gate": gate, "nonce": secrets.token_hex(16),
@@ -64,6 +67,9 @@ class Signer:
             body["date"] = day
         if mode:
             body["mode"] = mode
+        if cmd == "erase":
+            body["pass"] = pass_id
+            body["erasure"] = erasure
         out = codec.sign(body, self.key)
         codec.decode(codec.encode(out), "cmd", _self_ring(self.key))  # our own output must pass our schema
         return out
