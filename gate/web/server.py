@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import queue
 import threading
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, abort, jsonify, redirect, render_template, request, url_for
+from flask import Flask, abort, jsonify, redirect, render_template, request, url_for
 from waitress import wasyncore
 
 from gate.core.events import AckAlarm, GuardAnswer, ManualOpen
@@ -25,7 +24,7 @@ from gate.web import i18n
 from gate.web.auth import UNLOCK_HOURS, AuthConfigError, Guardian, is_loopback, read_secret
 from gate.web.hosts import HostCheck
 from gate.web.live import LiveState
-from gate.web.protect import Protection, client, local, who
+from gate.web.protect import Protection, who
 from gate.web.status import Monitor
 
 log = logging.getLogger(__name__)
@@ -264,34 +263,6 @@ def create_flask(page: GuardPage) -> Flask:
     def healthz() -> Any:
         return jsonify(ok=all(l.alive for l in page.app.lanes.values()))
 
-    @app.get("/events")
-    def events() -> Response:
-        got = page.live.subscribe(client(), local=local())
-        if got is None:  # every stream is taken by other machines' pages: try again later
-            return Response("busy\n", 503, mimetype="text/plain", headers={"Retry-After": "10"})
-        sub, first = got
-
-        def stream() -> Any:
-            try:
-                yield "retry: 2000\n\n"
-                yield first
-                while not page.stopping.is_set():
-                    try:
-                        msg = sub.queue.get(timeout=HEARTBEAT_S)
-                    except queue.Empty:
-                        yield ": ping\n\n"  # keeps proxies and the connection awake; finds closed pages
-                        continue
-                    if msg is None:
-                        return
-                    yield msg
-            finally:
-                page.live.unsubscribe(sub)
-
-        return Response(
-            stream(), mimetype="text/event-stream",
-            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-        )
-
     @app.get("/api/state")
     def state() -> Any:
         return jsonify(page.live.snapshot())
@@ -393,8 +364,9 @@ def create_flask(page: GuardPage) -> Flask:
             qr=vp.qr_data_uri(), event_id=vp.record.id,
         )
 
-    from gate.web import modes, shifts
+    from gate.web import modes, shifts, stream
 
+    stream.register(app, page)  # /events: the live stream (gate/web/stream.py)
     modes.register(app, page, guard)  # /api/mode: the door modes (gate/web/modes.py)
     shifts.register(app, page, guard)  # /api/shift: a named guard takes over (gate/web/shifts.py)
     if page.conf.api:

@@ -119,10 +119,10 @@ def privacy_status(ctx: click.Context, as_json: bool, config_path: str | None, b
 @click.pass_context
 def privacy_purge(ctx: click.Context, config_path: str | None, broker: str | None, db: str | None) -> None:
     """Run the retention purge now (the running central runs it every retention.purge_every_s)."""
-    from sync.central import privacy
+    from sync.central import privacy_worker
 
     conf = load_conf(ctx, config_path, broker, db)
     with open_store(conf) as store:
-        got = privacy.purge(store, days=conf.retention.days, chunk=conf.retention.chunk)
+        got = privacy_worker.purge(store, days=conf.retention.days, chunk=conf.retention.chunk)
     click.echo(f"retention {conf.retention.days} days: purged {got['events']} events, {got['registrations']} visitor"
                f" registrations, {got['visitor_passes']} ended visitor passes, {got['quarantined']} quarantined messages")

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import paho.mqtt.client as mqtt
 
 from gate.config import PolicyConfig, load_policy
-from sync.central import inbound, presence_relay, privacy
+from sync.central import inbound, presence_relay, privacy, privacy_worker
 from sync.central.config import CentralConfig
 from sync.central.fanout import Presence, Snapshots
 from sync.central.hardening import share_group
@@ -87,7 +87,7 @@ class Central:
                                  wake=self._presence_wake, stop=self._stop, count=self._count)
         # erase commands sent until each gate confirms; the retention purge (sync/central/privacy.py)
         self._privacy_wake = threading.Event()
-        self.privacy = privacy.Worker(config, self.peer, self.signer, lambda: CentralStore(self.db_url),
+        self.privacy = privacy_worker.Worker(config, self.peer, self.signer, lambda: CentralStore(self.db_url),
                                       stop=self._stop, wake=self._privacy_wake, count=self._count)
 
     def _on_subscribe(self, client: Any, userdata: Any, mid: int, reason_codes: list[Any], properties: Any) -> None:
@@ -287,7 +287,7 @@ class Central:
     def purge(self, now: float | None = None) -> dict[str, int]:
         """The retention purge, now."""
         r = self.config.retention
-        return privacy.purge(self.store, days=r.days, now=now, chunk=r.chunk)
+        return privacy_worker.purge(self.store, days=r.days, now=now, chunk=r.chunk)
 
     @property
     def passes_version(self) -> int:
