@@ -76,8 +76,33 @@ def bridge_acls(t: CentralTopics) -> list[dict[str, Any]]:
             + [a for r in reads for a in (_acl("subscribePattern", r), _acl("publishClientReceive", r))])
 
 
+# What a gate's Home Assistant connection publishes under {prefix}/{gate}/{lane}/ (sync/homeassistant.py).
+HA_STATES = ("door/lock", "door/contact", "decision", "decision/attributes", "temperature", "event", "alarm",
+             "alarm/attributes")
+HA_ROOT = "homeassistant"
+
+
+def ha_gate_acls(t: Topics) -> list[dict[str, Any]]:
+    """A gate's Home Assistant connection ({gate}-ha): its availability, its discovery
+    configs and lane states; it reads Home Assistant's birth and its lanes' door commands."""
+    sends = [t.available, f"{HA_ROOT}/+/{t.gate}/+/config", *(f"{t.prefix}/{t.gate}/+/{leaf}" for leaf in HA_STATES)]
+    reads = [f"{HA_ROOT}/status", f"{t.prefix}/{t.gate}/+/door/set"]
+    return ([_acl("publishClientSend", s) for s in sends]
+            + [a for r in reads for a in (_acl("subscribePattern", r), _acl("publishClientReceive", r))])
+
+
+def homeassistant_acls(t: CentralTopics) -> list[dict[str, Any]]:
+    """Home Assistant's own user: it reads the configs and states and announces itself; it
+    alone may write the door command topics (unsigned: this role is all that guards them)."""
+    reads = [f"{HA_ROOT}/#", f"{t.prefix}/+/available", *(f"{t.prefix}/+/+/{leaf}" for leaf in HA_STATES)]
+    sends = [f"{HA_ROOT}/status", f"{t.prefix}/+/+/door/set"]
+    return ([_acl("publishClientSend", s) for s in sends]
+            + [a for r in reads for a in (_acl("subscribePattern", r), _acl("publishClientReceive", r))])
+
+
 def build(site: str, *, gates: Iterable[User], centrals: Iterable[User], share_group: str,
-          bridges: Iterable[User] = (), prefix: str = DEFAULT_PREFIX, iterations: int = ITERATIONS) -> dict[str, Any]:
+          bridges: Iterable[User] = (), ha_gates: Iterable[User] = (), homeassistant: User | None = None,
+          prefix: str = DEFAULT_PREFIX, iterations: int = ITERATIONS) -> dict[str, Any]:
     """The plugin's whole configuration for one site: nothing is allowed that a role does not name."""
     site_topics = CentralTopics.for_site(site, prefix)
     clients: list[dict[str, Any]] = []
@@ -90,13 +115,19 @@ def build(site: str, *, gates: Iterable[User], centrals: Iterable[User], share_g
         roles.append({"rolename": role, "acls": acls})
 
     names: set[str] = set()
+    ha: list[tuple[User, str]] = [(g, "ha") for g in ha_gates] + ([(homeassistant, "homeassistant")] if homeassistant else [])
     for user, kind in ([(g, "gate") for g in gates] + [(c, "central") for c in centrals]
-                       + [(b, "bridge") for b in bridges]):
+                       + [(b, "bridge") for b in bridges] + ha):
         if user.name in names:
             raise ValueError(f"{user.name!r} is named twice: every gate, central instance and bridge needs its own user")
         names.add(user.name)
         if kind == "gate":
             add(user, f"gate-{user.name}", gate_acls(site_topics.gate(user.name)), f"gate {user.name} of {site}")
+        elif kind == "ha":
+            gate = user.name.removesuffix("-ha")
+            add(user, f"ha-{gate}", ha_gate_acls(site_topics.gate(gate)), f"Home Assistant connection of gate {gate}")
+        elif kind == "homeassistant":
+            add(user, "homeassistant", homeassistant_acls(site_topics), "Home Assistant")
         elif kind == "central":
             add(user, f"central-{user.name}", central_acls(site_topics, share_group), f"central of {site}")
         else:

@@ -40,3 +40,32 @@ def docs_broker(make: Callable[..., Broker], directory: Path, users: dict[str, s
     lines = docs_lines(persistence=persistence) + [
         f"password_file {pw}", f"acl_file {acl}", f"persistence_location {directory / 'data'}/", *(extra or [])]
     return make(name=name, allow_anonymous=False, extra=lines, workdir=directory / "mosq", **kw)
+
+
+def dynsec_plugin() -> str:
+    """Where this machine's mosquitto package keeps the dynamic-security plugin."""
+    import glob
+
+    found = sorted(glob.glob("/usr/lib/*/mosquitto_dynamic_security.so") + glob.glob("/usr/lib/mosquitto_dynamic_security.so"))
+    if not found:
+        raise FileNotFoundError("mosquitto_dynamic_security.so not found: the mosquitto package ships it (apt install mosquitto)")
+    return found[0]
+
+
+def dynsec_broker(make: Callable[..., Broker], directory: Path, dynsec_json: Path, *, name: str = "dynsec",
+                  persistence: bool | None = None, **kw: Any) -> Broker:
+    """A mosquitto started from docs/mosquitto-dynsec.conf, with the users of ``dynsec_json``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "data").mkdir(exist_ok=True)
+    skip = (*_LOCAL, "plugin", "plugin_opt_config_file")
+    lines = []
+    for line in (DOCS / "mosquitto-dynsec.conf").read_text(encoding="utf-8").splitlines():
+        s = line.strip()
+        if not s or s.startswith("#") or s.split()[0] in skip:
+            continue
+        if s.split()[0] == "persistence" and persistence is not None:
+            s = f"persistence {'true' if persistence else 'false'}"
+        lines.append(s)
+    lines += [f"plugin {dynsec_plugin()}", f"plugin_opt_config_file {dynsec_json}",
+              f"persistence_location {directory / 'data'}/"]
+    return make(name=name, allow_anonymous=False, extra=lines, workdir=directory / "mosq", **kw)

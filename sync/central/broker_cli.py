@@ -8,6 +8,8 @@ Each user's password is read from PASSWORDS/NAME (what the gate's `[sync]
 password_file` holds); a user without a file gets a new random password, written
 there with mode 0600 for the operator to copy to that gate. Central's user is the
 config's `username` (default `central`); a second instance is one more `--central`.
+With `--homeassistant USER`, Home Assistant gets that user and each gate a `GATE-ha`
+user for its Home Assistant connection ([sync] homeassistant_username).
 """
 from __future__ import annotations
 
@@ -50,12 +52,14 @@ def _password(directory: Path, name: str, made: list[str]) -> str:
 @click.option("--central", "centrals", multiple=True,
               help="a central instance's user (repeatable; default: the config's username, or central)")
 @click.option("--bridge", "bridges", multiple=True, help="a site broker's bridge user, for a central broker (repeatable)")
+@click.option("--homeassistant", "homeassistant", default=None, metavar="USER",
+              help="Home Assistant's user (it alone may send door commands); each gate also gets a GATE-ha user")
 @click.option("--passwords", "password_dir", required=True, type=click.Path(file_okay=False),
               help="folder of one password file per user (PASSWORDS/NAME); missing ones are made (mode 0600)")
 @common_opts
 @click.pass_context
 def dynsec(ctx: click.Context, out: str, gates: tuple[str, ...], centrals: tuple[str, ...], bridges: tuple[str, ...],
-           password_dir: str, config_path: str | None, broker: str | None, db: str | None) -> None:
+           homeassistant: str | None, password_dir: str, config_path: str | None, broker: str | None, db: str | None) -> None:
     """Write OUT: every gate, central and bridge user with a role naming only its own
     topics (a SUBSCRIBE to anything else, `$share/...` included, is refused)."""
     from gate.core.tokens import load_private
@@ -64,7 +68,8 @@ def dynsec(ctx: click.Context, out: str, gates: tuple[str, ...], centrals: tuple
 
     conf = load_conf(ctx, config_path, broker, db)
     centrals = centrals or (conf.username or "central",)
-    for name in (*gates, *centrals, *bridges):
+    ha_gates = tuple(f"{g}-ha" for g in gates) if homeassistant else ()
+    for name in (*gates, *centrals, *bridges, *ha_gates, *((homeassistant,) if homeassistant else ())):
         if not _NAME.match(name):
             fail(f"{name!r}: a broker user name is letters, digits, '-', '_' and '.' (at most 64)")
     try:
@@ -80,6 +85,7 @@ def dynsec(ctx: click.Context, out: str, gates: tuple[str, ...], centrals: tuple
 
     try:
         doc = ds.build(conf.site, gates=users(gates), centrals=users(centrals), bridges=users(bridges),
+                       ha_gates=users(ha_gates), homeassistant=users((homeassistant,))[0] if homeassistant else None,
                        share_group=group, prefix=conf.prefix)
     except ValueError as exc:
         fail(str(exc))
@@ -89,7 +95,8 @@ def dynsec(ctx: click.Context, out: str, gates: tuple[str, ...], centrals: tuple
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(doc, f, indent=1)
     os.replace(tmp, target)
-    click.echo(f"{target}: {len(gates)} gate(s), {len(centrals)} central user(s), {len(bridges)} bridge(s) "
-               f"for site {conf.site}; restart mosquitto to load it")
+    click.echo(f"{target}: {len(gates)} gate(s), {len(centrals)} central user(s), {len(bridges)} bridge(s)"
+               + (f", Home Assistant ({homeassistant}, and a GATE-ha user per gate)" if homeassistant else "")
+               + f" for site {conf.site}; restart mosquitto to load it")
     if made:
         click.echo(f"new passwords in {directory}: {', '.join(made)} (copy each gate's to its [sync] password_file)")
