@@ -39,6 +39,7 @@ def attach(app: Any, broker: str | None = None) -> SyncService:
         raise_floor=app.floor.from_central,
         withdraw_keys=app.withdraw_keys,
         set_door_mode=app.set_door_mode,
+        pass_revoked=app.pass_revoked,
         site=app.site if config.sync is not None and config.sync.presence else None,
     )
     service = SyncService.build(

@@ -302,7 +302,6 @@ class GateApp(StoredState):
         lanes_ok = all(lane.alive and now - lane.alive_at < stall_s for lane in self.lanes.values())
         return lanes_ok and all(service.alive for service in self.services.values())
 
-
     # ------------------------------------------------------------ what services and the page ask of the gate
 
     def policy_version(self) -> int:
@@ -316,12 +315,9 @@ class GateApp(StoredState):
         changed = {
             k: (getattr(before, k), v) for k, v in policy.model_dump().items() if before.model_dump().get(k) != v
         }
-        self.record_gate_event(
-            AdminRecord(
-                at=self.clock.now(), lane="", action="policy_apply", who=who, reason=why,
-                detail=f"version {before.version} → {version}: " + "; ".join(f"{k}: {a!r} → {b!r}" for k, (a, b) in changed.items() if k != "version"),
-            )
-        )
+        self.record_gate_event(AdminRecord(
+            at=self.clock.now(), lane="", action="policy_apply", who=who, reason=why,
+            detail=f"version {before.version} → {version}: " + "; ".join(f"{k}: {a!r} → {b!r}" for k, (a, b) in changed.items() if k != "version")))
 
     def withdraw_keys(self, kids: frozenset[str], who: str) -> None:
         """Central's key list: QR passes signed by these keys are refused (forged) from now on."""
@@ -330,6 +326,11 @@ class GateApp(StoredState):
         self.record_gate_event(AdminRecord(
             at=self.clock.now(), lane="", action="keys_withdrawn", who=who, reason="signed key list from central",
             detail=f"withdrawn: {', '.join(sorted(kids)) or '-'}; given back: {', '.join(sorted(before - kids)) or '-'}"))
+
+    def pass_revoked(self, pass_id: str, revoked: bool, who: str, why: str) -> None:
+        """Central revoked (or restored) a pass naming who and why: an ``admin`` event, as at the desk."""
+        self.record_gate_event(AdminRecord(at=self.clock.now(), lane="", action="revoke" if revoked else "unrevoke",
+                                           who=f"central:{who}", reason=why or "pass batch from central", pass_id=pass_id))
 
     def open_door(self, lane: str, reason: str, who: str) -> bool:
         target = self.lanes.get(lane)
