@@ -370,7 +370,8 @@ def test_the_gates_board_shows_gates_online_then_offline_live(browser: Any, site
         page.wait_for_selector("#gates tr[data-gate=east][data-state=offline]", timeout=20000)
         assert page.evaluate("() => window.consoleState.updates") > updates
         assert page.locator("#gates tr[data-gate=west][data-state=online]").count() == 1
-        assert "离线" in page.locator("#gates tr[data-gate=east]").inner_text()
+        offline = page.locator("#gates tr[data-gate=east]").inner_text()
+        assert "离线" in offline and "as last reported before it went offline" in offline and "?" not in offline
         shot(page, "gates-offline")
         page.click("#nav a[href='/users']")
         page.wait_for_selector("#users")

@@ -23,16 +23,28 @@ def midnight(now: float, tz: tzinfo) -> float:
     return local.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
 
 
+_KEPT = ("passes_version", "policy_version", "outbox_depth", "devices", "software")
+
+
 def _since(db: Any, live: dict[str, dict[str, Any]], now: float) -> dict[str, float]:
-    """Since when each gate is in its state: kept in the database, moved when it changes."""
-    known = {r[0]: (r[1], float(r[2])) for r in db.all("SELECT gate, state, since FROM console_gate_state")}
+    """Since when each gate is in its state: kept in the database, moved when it changes.
+    A gate's last full status is kept too, and fills in what an offline gate's will lacks."""
+    known = {r[0]: (r[1], float(r[2]), r[3]) for r in db.all("SELECT gate, state, since, last FROM console_gate_state")}
     out = {}
     changed = []
     for gate, st in live.items():
         state = st["state"]
         was = known.get(gate)
-        if was is not None and was[0] == state:
+        full = {k: st[k] for k in _KEPT if k in st}
+        last = json.dumps(full, sort_keys=True, ensure_ascii=False) if "passes_version" in full else (was[2] if was else None)
+        if last and "passes_version" not in full:
+            st.update({k: v for k, v in json.loads(last).items() if k not in st} | {"kept": True})
+        if was is not None and was[0] == state and was[2] == last:
             out[gate] = was[1]
+            continue
+        if was is not None and was[0] == state:  # the same state, a newer status
+            out[gate] = was[1]
+            changed.append((gate, state, was[1], last))
             continue
         # New to the board: since its last status (online, offline) or since it went quiet.
         if state in ("stale", "silent"):
@@ -42,11 +54,11 @@ def _since(db: Any, live: dict[str, dict[str, Any]], now: float) -> dict[str, fl
         else:
             since = now
         out[gate] = since
-        changed.append((gate, state, since))
+        changed.append((gate, state, since, last))
     if changed:
         with db.tx():
-            db.executemany("INSERT INTO console_gate_state (gate, state, since) VALUES (?,?,?) ON CONFLICT (gate)"
-                           " DO UPDATE SET state = excluded.state, since = excluded.since", changed)
+            db.executemany("INSERT INTO console_gate_state (gate, state, since, last) VALUES (?,?,?,?) ON CONFLICT (gate)"
+                           " DO UPDATE SET state = excluded.state, since = excluded.since, last = excluded.last", changed)
     return out
 
 
@@ -90,7 +102,7 @@ def gates(store: Any, now: float, tz: tzinfo, silent_after_s: float) -> list[dic
         out.append({
             "gate": gate, "state": st["state"], "since": since.get(gate, now), "status_ts": st.get("ts"),
             "passes_version": st.get("passes_version"), "policy_version": st.get("policy_version"),
-            "outbox_depth": st.get("outbox_depth"), "software": st.get("software") or "",
+            "outbox_depth": st.get("outbox_depth"), "software": st.get("software") or "", "kept": bool(st.get("kept")),
             "faults": _faults(st.get("devices")), "devices_known": isinstance(st.get("devices"), dict),
             "last": _last_event(db, gate), "today": today.get(gate, {"decisions": 0, "allowed": 0, "denied": 0}),
         })

@@ -4,7 +4,8 @@ SQLite and PostgreSQL), and the indexes its pages read by.
 
 - ``console_users``: staff accounts (name, role, werkzeug scrypt hash, disabled).
 - ``console_audit``: every change made in the console, with the person's name.
-- ``console_gate_state``: since when each gate is in the state the board shows.
+- ``console_gate_state``: since when each gate is in the state the board shows, and the
+  last full status it sent (an offline gate's will carries no versions).
 - Indexes: the passes by holder, unit, card and id for search (prefix ranges in byte
   order: SQLite's default BINARY collation; on PostgreSQL ``COLLATE "C"``, so a range
   is a prefix whatever the database's locale), and the events by type and time
@@ -20,7 +21,7 @@ TABLES = [
     "CREATE INDEX IF NOT EXISTS console_audit_ts ON console_audit (ts)",
     "CREATE INDEX IF NOT EXISTS console_audit_target ON console_audit (target, ts)",
     "CREATE TABLE IF NOT EXISTS console_gate_state (gate TEXT PRIMARY KEY, state TEXT NOT NULL,"
-    " since DOUBLE PRECISION NOT NULL)",
+    " since DOUBLE PRECISION NOT NULL, last TEXT)",
     "CREATE INDEX IF NOT EXISTS events_type_received ON events (type, received)",
 ]
 
