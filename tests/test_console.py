@@ -495,3 +495,29 @@ def test_the_console_queries_run_on_postgresql(postgres_dsn: str) -> None:
         assert [(g["gate"], g["state"]) for g in b["gates"]] == [("east", "online")] and b["open_alarms"] == []
     finally:
         st.close()
+
+
+def test_a_session_ends_after_idle_min_without_a_request(tmp_path: Path) -> None:
+    from gate.core.tokens import new_keypair
+    from sync.central.config import load_central_config
+    from sync.central.store import CentralStore
+
+    new_keypair(tmp_path, "central")
+    conf = tmp_path / "central.toml"
+    conf.write_text('site = "s"\nsigning_key = "central.key"\ndb = "central.db"\n[console]\nlisten = "127.0.0.1:0"\n'
+                    "idle_min = 0.025\n", encoding="utf-8")  # 1.5 s
+    st = CentralStore(str(tmp_path / "central.db"))
+    users.add(st.db, "王芳", "staff", PASSWORDS["王芳"])
+    st.close()
+    c = Console(load_central_config(conf)).start()
+    try:
+        office = Client(c.url)
+        assert office.sign_in("王芳", PASSWORDS["王芳"])[0] == 200
+        for _ in range(3):  # clicking now and then keeps it
+            time.sleep(0.8)
+            assert office.get("audit")[0] == 200
+        time.sleep(1.8)
+        code, body = office.get("audit")
+        assert code == 401 and 'id="login"' in body  # idle too long: signed out on the server
+    finally:
+        c.stop()
