@@ -42,6 +42,7 @@ def attach(app: Any, broker: str | None = None) -> SyncService:
         withdraw_keys=app.withdraw_keys,
         set_door_mode=app.set_door_mode,
         erase_pass=app.erase_pass,
+        pass_revoked=app.pass_revoked,
         site=app.site if config.sync is not None and config.sync.presence else None,
     )
     service = SyncService.build(

@@ -49,6 +49,8 @@ class Hooks:
     # Central's signed erase: (pass id, erasure id, who) -> what was erased. None: downstream
     # erases in its own store and records the admin event there (nothing shown on a page).
     erase_pass: Callable[[str, str, str], dict[str, int]] | None = None
+    # A batch revoked (True) or restored (False) a pass, naming who at central and why.
+    pass_revoked: Callable[[str, bool, str, str], None] = lambda pass_id, revoked, who, why: None
     site: Any = None  # gate.core.site.SiteView: presence across the site is followed when set
 
 
@@ -192,15 +194,22 @@ class Downstream(SnapshotReceiver):
         # The last change of an id wins (a pass deleted and issued again in one batch is issued).
         last = {(ch["pass"]["id"] if ch["op"] == "upsert" else ch["id"]): ch for ch in msg["changes"]}
         upserts, cards, deletes = [], {}, []
+        named: list[tuple[str, bool, str, str]] = []  # revocations that say who made them
         for ch in last.values():
             if ch["op"] == "upsert":
                 p = ch["pass"]
                 upserts.append(codec.pass_from_wire(p))
                 cards[p["id"]] = p.get("card")
+                if ch.get("by"):
+                    before = self.store.get_pass(p["id"])
+                    if (before is not None and before.revoked) != bool(p.get("revoked")):
+                        named.append((p["id"], bool(p.get("revoked")), ch["by"], ch.get("reason") or ""))
             else:
                 deletes.append(codec.tombstone_from_wire(ch))  # removed: refused `revoked` from now on
         self.store.apply_pass_changes(upserts, cards, deletes, to)
         self.counters.inc("passes_batches")
+        for pass_id, revoked, who, why in named:  # recorded at the gate, and sent back up
+            self.hooks.pass_revoked(pass_id, revoked, who, why)
 
     def _on_policy(self, msg: dict[str, Any]) -> None:
         version = msg["version"]

@@ -57,6 +57,11 @@ class GateRequests:
             at=self.clock.now(), lane="", action="keys_withdrawn", who=who, reason="signed key list from central",
             detail=f"withdrawn: {', '.join(sorted(kids)) or '-'}; given back: {', '.join(sorted(before - kids)) or '-'}"))
 
+    def pass_revoked(self, pass_id: str, revoked: bool, who: str, why: str) -> None:
+        """Central revoked (or restored) a pass naming who and why: an ``admin`` event, as at the desk."""
+        self.record_gate_event(AdminRecord(at=self.clock.now(), lane="", action="revoke" if revoked else "unrevoke",
+                                           who=f"central:{who}", reason=why or "pass batch from central", pass_id=pass_id))
+
     def open_door(self, lane: str, reason: str, who: str) -> bool:
         target = self.lanes.get(lane)
         if target is None:

@@ -47,6 +47,8 @@ LCD = WORDS["lcd"]
 LCD_ALARMS = WORDS["lcd_alarms"]
 REPORT = WORDS["report"]
 CARD = WORDS["card"]
+CONSOLE = WORDS["console"]
+CONSOLE_EVENTS = WORDS["console_events"]
 
 
 def both(table: Mapping[str, Pair], key: str, **fill: object) -> str:

@@ -12,27 +12,25 @@
 A file holds the secret as plain text (mode 0600, owned by the gate's user), or a
 werkzeug hash (``scrypt:...``/``pbkdf2:...``, made with
 ``python -c 'from werkzeug.security import generate_password_hash as g; print(g("..."))'``).
-Wrong guesses are throttled per client (an IPv4 address, or an IPv6 /64): after
-``MAX_FAILS`` in a row from one client, nothing more from it is checked for
-``LOCKOUT_S`` seconds. A guess is counted before it is checked, under the same lock
-as the lockout test, so concurrent guesses cannot outrun the count; a client on the
-LAN cannot lock the guard at the kiosk out.
+Wrong guesses are throttled per client (gate/webbase/throttle.py): after ``MAX_FAILS``
+in a row from one client, nothing more from it is checked for ``LOCKOUT_S`` seconds;
+a client on the LAN cannot lock the guard at the kiosk out.
 """
 from __future__ import annotations
 
 import hmac
-import ipaddress
-import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+# The throttle is shared with the office console (gate/webbase/throttle.py).
+from gate.webbase.throttle import LOCKOUT_S, MAX_FAILS, Throttle, client_key, is_loopback
+
+__all__ = ["LOCKOUT_S", "MAX_FAILS", "UNLOCK_HOURS", "Attempt", "AuthConfigError", "Guardian", "Throttle",
+           "client_key", "is_loopback", "read_secret"]
+
 UNLOCK_HOURS = 12.0
-MAX_FAILS = 5
-LOCKOUT_S = 60.0
-MAX_CLIENTS = 1024  # throttle entries kept; the least recently seen unlocked one gives way
 
 
 class AuthConfigError(Exception):
@@ -51,15 +49,6 @@ def read_secret(path: Path | None, what: str) -> str | None:
     return text
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def _matches(given: str, secret: str) -> bool:
     if secret.startswith(("scrypt:", "pbkdf2:")):
         from werkzeug.security import check_password_hash
@@ -68,78 +57,12 @@ def _matches(given: str, secret: str) -> bool:
     return hmac.compare_digest(given.encode("utf-8"), secret.encode("utf-8"))
 
 
-def client_key(addr: str) -> str:
-    """Whom a guess is counted against: the address, or its /64 for IPv6 (one host owns a whole /64)."""
-    try:
-        ip = ipaddress.ip_address(addr)
-    except ValueError:
-        return addr
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
-    return str(ip)
-
-
 @dataclass
 class Attempt:
     ok: bool  # the secret matched
     wrong: bool  # it was checked and did not match
     locked_for: float  # seconds this client must wait before the next guess is checked
     name: str | None = None  # the named guard whose own PIN it was (guard.guards_file)
-
-
-@dataclass
-class _Tries:
-    fails: int = 0
-    locked_until: float = 0.0
-
-
-class Throttle:
-    """Wrong guesses per client: MAX_FAILS in a row lock that client out for LOCKOUT_S."""
-
-    def __init__(self, *, clock: Callable[[], float] = time.monotonic, max_fails: int = MAX_FAILS,
-                 lockout_s: float = LOCKOUT_S, max_clients: int = MAX_CLIENTS) -> None:
-        self._clock = clock
-        self.max_fails = max_fails
-        self.lockout_s = lockout_s
-        self.max_clients = max_clients
-        self._lock = threading.Lock()
-        self._tries: OrderedDict[str, _Tries] = OrderedDict()
-
-    def locked_for(self, client: str) -> float:
-        with self._lock:
-            t = self._tries.get(client_key(client))
-            return 0.0 if t is None else max(0.0, t.locked_until - self._clock())
-
-    def admit(self, client: str) -> float:
-        """0 if this guess may be checked (it is counted now, as if wrong); else the seconds to wait."""
-        key = client_key(client)
-        with self._lock:
-            now = self._clock()
-            t = self._tries.pop(key, None) or _Tries()
-            self._tries[key] = t  # most recently seen last
-            if now < t.locked_until:
-                return t.locked_until - now
-            t.fails += 1
-            if t.fails >= self.max_fails:
-                t.fails, t.locked_until = 0, now + self.lockout_s
-            self._trim(now)
-            return 0.0
-
-    def passed(self, client: str) -> None:
-        """The guess was right: the client starts afresh."""
-        with self._lock:
-            self._tries.pop(client_key(client), None)
-
-    def _trim(self, now: float) -> None:
-        if len(self._tries) <= self.max_clients:
-            return
-        for key, t in list(self._tries.items()):
-            if len(self._tries) <= self.max_clients:
-                return
-            if t.locked_until <= now:
-                del self._tries[key]
 
 
 class Guardian:

@@ -1,12 +1,12 @@
 """Who may use the guard's page and how its actions are protected, as Flask hooks.
 
-- Host: only names the page answers to (gate.web.hosts), before anything else.
+- Host: only names the page answers to (gate.webbase.hosts), before anything else.
 - Sign-in: beyond localhost, with a password set, a browser signs in first.
 - CSRF: every POST (the sign-in form too) carries the page's token, and a same-origin
   ``Origin`` when the browser sends one.
 - Actions: with a password or PIN set, the session must be unlocked; a guess is
-  checked through the per-client throttle (gate.web.auth). Sessions are kept on the
-  server (gate.web.sessions): unlocking, signing in and Lock give the browser a new id.
+  checked through the per-client throttle (gate.webbase.throttle). Sessions are kept on the
+  server (gate.webbase.sessions): unlocking, signing in and Lock give the browser a new id.
 """
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from typing import Any
 from flask import Flask, Response, jsonify, redirect, request, session, url_for
 
 from gate.web.auth import UNLOCK_HOURS, Guardian, is_loopback
-from gate.web.hosts import HostCheck
-from gate.web.sessions import ServerSession, SessionStore
+from gate.webbase.hosts import HostCheck
+from gate.webbase.sessions import ServerSession, SessionStore
 
 OPEN_ENDPOINTS = ("static", "login", "healthz")
 API_PREFIX = "/api/v1"  # gate/web/api.py (not imported: the API imports this module)

@@ -22,7 +22,7 @@ from gate.core.events import AckAlarm, GuardAnswer, ManualOpen
 from gate.core.records import AckRecord
 from gate.web import i18n
 from gate.web.auth import UNLOCK_HOURS, AuthConfigError, Guardian, is_loopback, read_secret
-from gate.web.hosts import HostCheck
+from gate.webbase.hosts import HostCheck
 from gate.web.live import LiveState
 from gate.web.protect import Protection, who
 from gate.web.status import Monitor

@@ -12,11 +12,14 @@ send commands and policy. Register with ``main.add_command(central)``.
     gate central -c CENTRAL.toml quarantine [list|clear]   # messages set aside
     gate central -c CENTRAL.toml privacy export|erase --pass P1 [--by NAME]   # a resident's request, site-wide
     gate central -c CENTRAL.toml privacy purge|status   # retention now; erasures not yet confirmed
+    gate central -c CENTRAL.toml users add NAME --role admin|staff|viewer   # the office console's accounts
 
 -c (or $GATE_CENTRAL_CONFIG), --broker and --db may be given before or after the
 sub-command (sync/central/cli_common.py). Roster changes go to the database; the
 running central publishes them within its poll interval. The sub-groups live in
-passes_cli.py, commands_cli.py, keys_cli.py, quarantine_cli.py and privacy_cli.py.
+passes_cli.py, commands_cli.py, keys_cli.py, quarantine_cli.py, privacy_cli.py, users_cli.py and
+broker_cli.py; with a [console] section the run also serves the office console
+(sync/central/console/).
 """
 from __future__ import annotations
 
@@ -38,6 +41,7 @@ from sync.central.keys_cli import keys_group
 from sync.central.passes_cli import passes_group
 from sync.central.privacy_cli import privacy_group
 from sync.central.quarantine_cli import quarantine_group
+from sync.central.users_cli import users_group
 
 log = logging.getLogger("sync.central")
 
@@ -73,6 +77,7 @@ def _run(ctx: click.Context) -> None:
         fail(str(exc))
     except Exception as exc:  # noqa: BLE001 - e.g. the database cannot be reached
         fail(f"central cannot start: {exc}", 1)
+    console = _console(conf, c)
     done = threading.Event()
 
     def bye(signum: int, frame: Any) -> None:
@@ -89,8 +94,25 @@ def _run(ctx: click.Context) -> None:
         if time.monotonic() - last >= 60:
             last = time.monotonic()
             log.info("stats: %s", c.stats())
+    if console is not None:
+        console.stop()
     c.stop()
     click.echo(f"central stopped: {json.dumps(c.stats(), sort_keys=True)}", err=True)
+
+
+def _console(conf: Any, central: Any) -> Any:
+    """The office console when CENTRAL.toml has [console] (sync/central/console/), else None."""
+    if conf.console is None:
+        return None
+    from sync.central.console.server import Console, ConsoleError
+
+    try:
+        console = Console(conf, db_url=central.db_url, notify=central.wake_publisher).start()
+    except ConsoleError as exc:
+        central.stop()
+        fail(str(exc))
+    click.echo(f"office console: {console.url}", err=True)
+    return console
 
 
 # ---------------------------------------------------------------- events, status
@@ -177,5 +199,6 @@ def report_daily_cmd(ctx: click.Context, day: str | None, as_json: bool, pdf: st
             write_figure(rep, Path(out))
 
 
-for _group in (passes_group, cmd_group, policy_group, keys_group, quarantine_group, broker_group, privacy_group):
+for _group in (passes_group, cmd_group, policy_group, keys_group, quarantine_group, broker_group, privacy_group,
+               users_group):
     central.add_command(_group)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -23,6 +23,20 @@ class CentralRetention(RetentionSection):
 
     purge_every_s: float = Field(3600.0, gt=0)
     chunk: int = Field(1000, ge=1, le=100_000)
+
+
+class ConsoleConfig(BaseModel):
+    """[console]: the office's web console (sync/central/console/), served by the running central."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    listen: str = Field("127.0.0.1:8090", pattern=r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]*):\d{1,5}$")
+    # Host names it answers to beyond localhost, the listen address and (on 0.0.0.0) this
+    # machine's name: required when it listens beyond localhost (gate/webbase/hosts.py).
+    allowed_hosts: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9.:\[\]_-]{1,253}$")]] = []
+    idle_min: float = Field(30.0, gt=0, le=24 * 60)  # signed out after this long without a request
+    session_h: float = Field(12.0, gt=0, le=7 * 24)  # and at the latest after this long
+    threads: int = Field(8, ge=4, le=64)
 
 
 class CentralConfig(BaseModel):
@@ -61,6 +75,7 @@ class CentralConfig(BaseModel):
     retention: CentralRetention = CentralRetention()
     erase_resend_s: float = Field(60.0, gt=0)  # an erase a gate has not confirmed goes again this often while it is online
     pass_valid_days: int = Field(365, ge=0, le=36500)  # `passes add` without --valid-until: ends after this many days (0: never)
+    console: ConsoleConfig | None = None  # [console]: the office console is served while central runs
 
     @field_validator("timezone")
     @classmethod
@@ -95,8 +110,9 @@ def load_central_config(path: str | Path, overrides: dict[str, Any] | None = Non
         raise ConfigError(f"{path}: cannot read config file: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    if isinstance(data.get("central"), dict) and len(data) == 1:
-        data = data["central"]  # a [central] table is accepted too
+    if isinstance(data.get("central"), dict) and set(data) <= {"central", "console", "retention"}:
+        # a [central] table too, beside the [console] and [retention] tables
+        data = {**data["central"], **{k: data[k] for k in ("console", "retention") if k in data}}
     base = path.resolve().parent
     for key in ("signing_key", "policy_file", "password_file", "ca_file", "cert_file", "key_file"):
         v = data.get(key)

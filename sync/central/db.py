@@ -10,6 +10,7 @@ from typing import Any, Iterable, Iterator
 from gate.config import ConfigError
 from sync.central import presence_relay, privacy, quarantine, tombstones
 from sync.central.config import is_dsn
+from sync.central.console import schema as console_schema
 
 
 _SCHEMA = [
@@ -108,7 +109,8 @@ class DB:
         with self.tx():
             if self.pg:
                 self.execute("SELECT pg_advisory_xact_lock(7245001)")  # two instances starting at once
-            for stmt in _SCHEMA + quarantine.schema(self.pg) + tombstones.SCHEMA + presence_relay.SCHEMA + privacy.SCHEMA:
+            for stmt in (_SCHEMA + quarantine.schema(self.pg) + tombstones.SCHEMA + presence_relay.SCHEMA + privacy.SCHEMA
+                         + console_schema.schema(self.pg)):  # the office console's (sync/central/console/)
                 self.execute(stmt)
 
     def lock_roster(self) -> int:

@@ -73,13 +73,17 @@ def passes_add(ctx: click.Context, pass_id: str, holder: str, unit: str, categor
 @passes_group.command("revoke")
 @click.argument("pass_id")
 @click.option("--undo", is_flag=True, help="lift the revocation")
+@click.option("--by", "by", help="who revokes it (default: the config's name); the gates record it")
+@click.option("--reason", help="why; the gates record it")
 @common_opts
 @click.pass_context
-def passes_revoke(ctx: click.Context, pass_id: str, undo: bool, config_path: str | None, broker: str | None, db: str | None) -> None:
-    """Revoke a pass (gates refuse it even with a valid signature)."""
+def passes_revoke(ctx: click.Context, pass_id: str, undo: bool, by: str | None, reason: str | None, config_path: str | None,
+                  broker: str | None, db: str | None) -> None:
+    """Revoke a pass (gates refuse it even with a valid signature). Each gate records an
+    `admin` event naming who revoked it and why."""
     conf = load_conf(ctx, config_path, broker, db)
     with open_store(conf) as store:
-        v = store.revoke_pass(pass_id, revoked=not undo)
+        v = store.revoke_pass(pass_id, revoked=not undo, by=by or conf.name, reason=reason)
     click.echo(f"pass {pass_id} {'restored' if undo else 'revoked'}: roster version {v}")
 
 

@@ -252,6 +252,10 @@ class Central:
     def _notify(self) -> None:
         self._wake.set()
 
+    def wake_publisher(self) -> None:
+        """The roster changed behind the API (the office console): publish now, not at the next poll."""
+        self._wake.set()
+
     def add_pass(self, **fields: Any) -> int:
         v = self.store.add_pass(**fields)
         self._notify()
@@ -262,8 +266,8 @@ class Central:
         self._notify()
         return r
 
-    def revoke_pass(self, pass_id: str) -> int:
-        v = self.store.revoke_pass(pass_id)
+    def revoke_pass(self, pass_id: str, revoked: bool = True, *, by: str | None = None, reason: str | None = None) -> int:
+        v = self.store.revoke_pass(pass_id, revoked, by=by, reason=reason)
         self._notify()
         return v
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Any, Callable
 
 from sync import codec
 from sync.central import tombstones
@@ -115,9 +115,19 @@ class CentralStore:
     def pass_count(self) -> int:
         return int(self.db.one("SELECT count(*) FROM passes")[0])
 
-    def apply(self, changes: list[tuple[str, str, dict[str, Any] | None]]) -> tuple[int, int]:
+    def apply(self, changes: list[tuple[str, str, dict[str, Any] | None]], *, by: str | None = None,
+              reason: str | None = None, also: Callable[[DB, int], None] | None = None) -> tuple[int, int]:
         """Apply ("upsert", id, wire) / ("delete", id, None) changes in one transaction,
-        one version each. Returns (from_version, to_version). Cards stay unique."""
+        one version each. Returns (from_version, to_version). Cards stay unique.
+
+        ``by`` and ``reason`` (who made these changes, and why) travel with each change to
+        the gates, which record them (a revoke names who revoked); ``also(db, to_version)``
+        runs in the same transaction (the console's audit row)."""
+        note = ""
+        if by:
+            note += ',"by":' + json.dumps(by[:128], ensure_ascii=False)
+        if reason:
+            note += ',"reason":' + json.dumps(reason[:1000], ensure_ascii=False)
         now = time.time()
         with self.db.tx():
             v0 = self.db.lock_roster()
@@ -149,12 +159,13 @@ class CentralStore:
                     pass_rows.append(
                         (pid, wire["category"], wire.get("holder"), wire.get("unit"), card, 1 if wire["revoked"] else 0, v, text)
                     )
-                    change_rows.append((v, pid, "upsert", '{"op":"upsert","pass":' + text + "}", now))
+                    change_rows.append((v, pid, "upsert", '{"op":"upsert","pass":' + text + note + "}", now))
                 elif op == "delete":
                     deletes.append((pid,))
                     change = tombstones.delete_change(pid, wires_in_batch.get(pid) or self.get_pass(pid))
                     stones.append((v, change))
-                    change_rows.append((v, pid, "delete", json.dumps(change, ensure_ascii=False), now))
+                    text = json.dumps(change, ensure_ascii=False)
+                    change_rows.append((v, pid, "delete", text[:-1] + note + "}" if note else text, now))
                 else:
                     raise ValueError(f"unknown op {op!r}")
             # order matters when one batch upserts and deletes the same id: replay in order
@@ -177,6 +188,8 @@ class CentralStore:
             if change_rows:
                 self.db.executemany("INSERT INTO changes (version, pass_id, op, change, ts) VALUES (?,?,?,?,?)", change_rows)
                 self.db.execute("UPDATE meta SET value = ? WHERE key = 'passes_version'", (str(v),))
+            if also is not None:
+                also(self.db, v)
         return v0, v
 
     def _upsert_rows(self, rows: list[tuple[Any, ...]]) -> None:
@@ -210,12 +223,14 @@ class CentralStore:
     def add_pass(self, **fields: Any) -> int:
         return self.apply([("upsert", fields["id"], wire_pass(fields))])[1]
 
-    def revoke_pass(self, pass_id: str, revoked: bool = True) -> int:
+    def revoke_pass(self, pass_id: str, revoked: bool = True, *, by: str | None = None, reason: str | None = None,
+                    also: Callable[[DB, int], None] | None = None) -> int:
+        """Revoke a pass (or restore it): an upsert the gates receive with who and why."""
         cur = self.get_pass(pass_id)
         if cur is None:
             raise RosterError(f"no pass {pass_id!r}")
         cur["revoked"] = revoked
-        return self.apply([("upsert", pass_id, cur)])[1]
+        return self.apply([("upsert", pass_id, cur)], by=by, reason=reason, also=also)[1]
 
     def delete_pass(self, pass_id: str) -> int:
         if self.get_pass(pass_id) is None:

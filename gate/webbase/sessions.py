@@ -1,4 +1,4 @@
-"""Sessions of the guard's page kept in the daemon's memory.
+"""Sessions of a page of ours (the guard's page, the office console) kept in the server's memory.
 
 The cookie carries only a random id; what a browser may do (signed in, unlocked
 until, its CSRF token) stays on the server, so it can be taken back: Lock drops the
@@ -7,8 +7,9 @@ and signing in also give a new id, so an id seen before is never the unlocked on
 
 A session belongs to the client (address, or IPv6 /64) that started it: the same
 cookie sent from another machine is no session at all. Sessions end when the daemon
-restarts (the guard unlocks again), after ``lifetime_s``, or when a client holds
-too many (its oldest gives way, so a flood from one machine cannot push out the
+restarts (the guard unlocks again), after ``lifetime_s`` from the last change, after
+``idle_s`` without a request (when given: the console's office PCs), or when a client
+holds too many (its oldest gives way, so a flood from one machine cannot push out the
 kiosk's).
 """
 from __future__ import annotations
@@ -24,7 +25,7 @@ from flask import Flask, Request, Response, request
 from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.datastructures import CallbackDict
 
-from gate.web.auth import client_key
+from gate.webbase.throttle import client_key
 
 MAX_SESSIONS = 1024
 PER_CLIENT = 32
@@ -52,12 +53,14 @@ class _Entry:
     data: dict[str, Any]
     client: str
     expires: float
+    seen: float = 0.0  # the last request that came with it
 
 
 class SessionStore(SessionInterface):
     def __init__(self, lifetime_s: float, *, clock: Callable[[], float] = time.monotonic,
-                 max_sessions: int = MAX_SESSIONS, per_client: int = PER_CLIENT) -> None:
+                 max_sessions: int = MAX_SESSIONS, per_client: int = PER_CLIENT, idle_s: float | None = None) -> None:
         self.lifetime_s = lifetime_s
+        self.idle_s = idle_s
         self._clock = clock
         self.max_sessions = max_sessions
         self.per_client = per_client
@@ -74,8 +77,13 @@ class SessionStore(SessionInterface):
             return ServerSession()
         with self._lock:
             entry = self._entries.get(sid)
-            if entry is None or entry.expires <= self._clock() or entry.client != client_key(req.remote_addr or ""):
+            now = self._clock()
+            if entry is None or entry.expires <= now or entry.client != client_key(req.remote_addr or ""):
                 return ServerSession()
+            if self.idle_s is not None and now - entry.seen > self.idle_s:
+                del self._entries[sid]  # idle too long: signed out
+                return ServerSession()
+            entry.seen = now
             return ServerSession(dict(entry.data), sid)
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:  # type: ignore[override]
@@ -96,7 +104,8 @@ class SessionStore(SessionInterface):
             fresh = sid is None
             if fresh:
                 sid = secrets.token_urlsafe(32)
-            self._entries[sid] = _Entry(dict(session), client, self._clock() + self.lifetime_s)
+            now = self._clock()
+            self._entries[sid] = _Entry(dict(session), client, now + self.lifetime_s, now)
             self._entries.move_to_end(sid)
             self._trim(client)
         if fresh:
