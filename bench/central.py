@@ -21,6 +21,7 @@ msg/s per backend, the bare subscriber's msg/s, and their ratio (the median of t
 per-run ratios, bare and central alternating)."""
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import sqlite3
 import statistics
@@ -189,9 +190,10 @@ def bare_run(broker: Any, events: dict[str, list[bytes]], site: str, procs: int,
 
 
 def central_run(broker: Any, events: dict[str, list[bytes]], site: str, procs: int, timeout: float,
-                directory: Path, db: str, count: Callable[[], int]) -> tuple[float, int]:
+                directory: Path, db: str, count: Callable[[], int]) -> tuple[float, list[int]]:
     """Stored msg/s by two central processes on one database: go → all N rows in
-    ``events``. Returns (msg/s, rows stored); raises if fewer than N within timeout."""
+    ``events``. Returns (msg/s, events each instance stored); raises if fewer than N
+    within timeout."""
     from bench.procs import CentralProcess
 
     prefix = f"gate/v1/{site}"
@@ -216,10 +218,22 @@ def central_run(broker: Any, events: dict[str, list[bytes]], site: str, procs: i
             raise RuntimeError(f"central stored {stored} of {n} events in {timeout:.0f} s (logs: {directory})")
         if missing or reasons:
             raise RuntimeError(f"publishers: {missing} PUBACKs missing, {reasons}")
-        return n / (now - t0), stored
+        rate = n / (now - t0)
     finally:
         for c in centrals:
             c.stop()
+    split = [_final_stats(c.log_path) for c in centrals]
+    if any(s.get("quarantined") or s.get("bad") for s in split):
+        raise RuntimeError(f"central refused some of the bench's events: {split}")
+    return rate, [int(s.get("events", 0)) for s in split]
+
+
+def _final_stats(log: Path) -> dict[str, int]:
+    """The counters `gate central` prints when it stops."""
+    for line in reversed(log.read_text(encoding="utf-8", errors="replace").splitlines()):
+        if line.startswith("central stopped: "):
+            return json.loads(line.split(": ", 1)[1])
+    return {}
 
 
 def _sqlite_counter(path: Path) -> Callable[[], int]:
@@ -289,7 +303,8 @@ def run(ctx: Context) -> list[Figure]:
                     site = f"{backend}{k}"
                     if backend == "sqlite":
                         path = d / f"{site}.db"
-                        rate, _ = central_run(broker, events, site, procs, timeout, d / "central", str(path), _sqlite_counter(path))
+                        rate, split = central_run(broker, events, site, procs, timeout, d / "central", str(path),
+                                                  _sqlite_counter(path))
                     else:
                         assert pg is not None
                         dsn = pg.create_database(site)
@@ -298,13 +313,14 @@ def run(ctx: Context) -> list[Figure]:
                         CentralStore(dsn).close()  # the schema, so the counter can count from the start
                         count, close = _pg_counter(dsn)
                         try:
-                            rate, _ = central_run(broker, events, site, procs, timeout, d / "central", dsn, count)
+                            rate, split = central_run(broker, events, site, procs, timeout, d / "central", dsn, count)
                         finally:
                             close()
                             pg.drop_database(site)
                     rates[backend].append(rate)
                     ratios[backend].append(rate / bare)
-                    ctx.log(f"  run {k + 1}: central on {backend} {rate:,.0f} msg/s ({rate / bare:.2f} of bare)")
+                    ctx.log(f"  run {k + 1}: central on {backend} {rate:,.0f} msg/s ({rate / bare:.2f} of bare;"
+                            f" instances a/b stored {split[0]:,}/{split[1]:,})")
         finally:
             if pg is not None:
                 pg.stop()
