@@ -64,8 +64,12 @@ def record_many(db: Any, events: list[dict[str, Any]]) -> int:
     for seq, (key, item) in enumerate(found, start=last - len(found) + 1):
         # A later item of the same pass and kind replaces an earlier one, as its upsert would.
         rows[key] = (key, seq, json.dumps({**item, "seq": seq}, ensure_ascii=False, separators=(",", ":")))
-    db.executemany("INSERT INTO presence_items (key, seq, body) VALUES (?,?,?) ON CONFLICT (key) DO UPDATE"
-                   " SET seq = excluded.seq, body = excluded.body", list(rows.values()))
+    upsert = " ON CONFLICT (key) DO UPDATE SET seq = excluded.seq, body = excluded.body"
+    if getattr(db, "pg", False):  # one statement, the columns as binary arrays (sync/central/store.py insert_events)
+        db.execute("INSERT INTO presence_items (key, seq, body) SELECT * FROM unnest(%b::text[], %b::bigint[], %b::text[])"
+                   + upsert, [list(col) for col in zip(*rows.values())])
+    else:
+        db.executemany("INSERT INTO presence_items (key, seq, body) VALUES (?,?,?)" + upsert, list(rows.values()))
     return len(found)
 
 
