@@ -76,11 +76,24 @@ def test_the_whole_quick_suite_runs_every_group(tmp_path: Path) -> None:
                    "outbox.drain_vs_paho", "delta.10k_s", "fleet.lost", "fleet.duplicated", "rss_mb", "ready_s", "stop_s", "disk.bytes_written_per_hour",
                    "decision.p99_ms_20rules", "decision.p999_ms", "decision.first_ms", "print.1000_cards_s",
                    "faults.events", "faults.central_kill.lost", "faults.rogue_share_subscriber.duplicated",
-                   "console.search_p99_ms"):
+                   "console.search_p99_ms", "central.ingest_bare_msg_s", "central.ingest_msg_s.sqlite",
+                   "central.ingest_ratio.sqlite"):
         assert wanted in names, f"{wanted} missing from a --quick run"
     figures = {f["name"]: f for f in doc["figures"]}
+    # PostgreSQL is measured where it can start (as in tests/test_central.py); where not, the run says why.
+    from importlib.util import find_spec
+
+    from bench.procs import _pg_bin
+
+    if _pg_bin("initdb") and _pg_bin("pg_ctl") and find_spec("psycopg"):
+        assert {"central.ingest_msg_s.postgres", "central.ingest_ratio.postgres"} <= names
+    else:
+        assert any("PostgreSQL not measured" in line for line in doc["implications"])
+    ingest = figures["central.ingest_msg_s.sqlite"]
+    assert ingest["baseline"] == figures["central.ingest_bare_msg_s"]["value"] and ingest["ratio"] > 0
     assert figures["fleet.lost"]["value"] == 0 and figures["fleet.duplicated"]["value"] == 0
-    assert set(doc["groups"]) == {"scan", "decision", "voice", "sync", "fleet", "footprint", "desk", "faults", "console"}
+    assert set(doc["groups"]) == {"scan", "decision", "voice", "sync", "fleet", "central", "footprint", "desk", "faults",
+                                  "console"}
     assert figures["faults.gate_kill.lost"]["value"] == 0 and figures["faults.broker_restart_off.lost"]["value"] == 0
     # The plots go beside the results file, not into the repository.
     assert (tmp_path / "decision_scaling.png").stat().st_size > 0 and (tmp_path / "outbox_drain.png").exists()

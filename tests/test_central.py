@@ -305,15 +305,15 @@ def test_events_queued_while_central_is_down_and_after_broker_restart(broker: Br
 
 def test_storage_failure_is_retried_and_never_acked_early(broker: Broker, make_central, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     failures = {"n": 2}
-    real = CentralStore.insert_event
+    real = CentralStore.insert_events
 
-    def flaky(self: CentralStore, ev: dict[str, Any], received: float) -> bool:
+    def flaky(self: CentralStore, evs: list[tuple[dict[str, Any], float]]) -> list[bool]:
         if failures["n"] > 0:
             failures["n"] -= 1
             raise RuntimeError("disk on fire")
-        return real(self, ev, received)
+        return real(self, evs)
 
-    monkeypatch.setattr(CentralStore, "insert_event", flaky)
+    monkeypatch.setattr(CentralStore, "insert_events", flaky)
     c = make_central(broker)
     g = GateClient(broker, "g1")
     ev = event("g1", 1)
@@ -597,3 +597,37 @@ def test_postgresql_backend(postgres_dsn: str, broker: Broker, make_central, key
     wait_for(lambda: any(codec.decode(m.payload, "passes", keys[1])["to_version"] == 8 for m in g.on("/passes")), what="batch to v8")
     g.close()
     s.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_batch_of_events_is_stored_as_one_after_another_would_be(backend: str, request: pytest.FixtureRequest,
+                                                                  tmp_path: Path) -> None:
+    """insert_events and presence_relay.record_many (a batch in a few statements, for
+    PostgreSQL's round trips) store what insert_event and record() would, one by one."""
+    from sync.central import presence_relay
+
+    url = str(tmp_path / "c.db") if backend == "sqlite" else request.getfixturevalue("postgres_dsn")
+    s = CentralStore(url)
+    try:
+        with s.db.tx():
+            for tbl in ("events", "presence_items"):
+                s.db.execute(f"DELETE FROM {tbl}")
+            s.db.execute("UPDATE meta SET value = '0' WHERE key = 'presence_seq'")
+        a, b, c = (event("g1", 1, direction="in", **{"pass": "P1"}), event("g1", 2, direction="out", **{"pass": "P1"}),
+                   event("g2", 1, direction="in", **{"pass": "P2", "temperature_c": None}))
+        with s.db.tx():
+            assert s.insert_events([(a, 1.0), (b, 2.0), (a, 3.0)]) == [True, True, False]  # a's second copy
+            assert presence_relay.record_many(s.db, [a, b]) == 2
+        with s.db.tx():
+            assert s.insert_events([(b, 4.0), (c, 5.0)]) == [False, True]
+            assert s.insert_events([]) == []
+            assert presence_relay.record_many(s.db, [c]) == 1
+        assert s.event_count() == 3 and s.events("g1") == [a, b] and s.events("g2") == [c]
+        assert sorted(r[0] for r in s.db.all("SELECT received FROM events")) == [1.0, 2.0, 5.0]
+        # P1 moved in, then out: one item per pass and kind, the later one, as two record() calls leave it
+        items = {r[0]: (int(r[1]), json.loads(r[2])) for r in s.db.all("SELECT key, seq, body FROM presence_items")}
+        assert {k: v[0] for k, v in items.items()} == {"move:P1": 2, "move:P2": 3}
+        assert items["move:P1"][1]["direction"] == "out" and items["move:P1"][1]["seq"] == 2
+        assert s.get_meta("presence_seq") == "3"
+    finally:
+        s.close()

@@ -174,16 +174,17 @@ def test_a_message_the_database_refuses_is_set_aside_and_the_rest_stored(broker:
 
     from sync.central import CentralStore
 
-    real = CentralStore.insert_event
+    real = CentralStore.insert_events
 
-    def picky(self: CentralStore, ev: dict[str, Any], received: float) -> bool:
-        if ev["seq"] == 3:
+    def picky(self: CentralStore, evs: list[tuple[dict[str, Any], float]]) -> list[bool]:
+        seqs = {ev["seq"] for ev, _ in evs}  # central stores a batch's events together: the whole batch fails
+        if 3 in seqs:
             raise sqlite3.IntegrityError("CHECK constraint failed")
-        if ev["seq"] == 4:
+        if 4 in seqs:
             raise RuntimeError("this one never goes in")
-        return real(self, ev, received)
+        return real(self, evs)
 
-    monkeypatch.setattr(CentralStore, "insert_event", picky)
+    monkeypatch.setattr(CentralStore, "insert_events", picky)
     c = make_central(broker)
     g = GateClient(broker, "g1")
     for seq in range(1, 7):

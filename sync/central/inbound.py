@@ -104,7 +104,7 @@ def is_data_error(exc: BaseException) -> bool:
     return isinstance(exc, (psycopg.DataError, psycopg.IntegrityError))
 
 
-Handle = Callable[[Any, Accepted, "Counter[str]", list], None]  # (store, accepted, counts, snaps)
+Handle = Callable[[Any, list[Accepted], "Counter[str]", list], None]  # (store, accepted messages in order, counts, snaps)
 Done = Callable[["Counter[str]", list, list], None]  # (counts, snaps, messages) after a commit
 
 
@@ -144,8 +144,7 @@ class Writer:
         self.receipts.begin()
         try:
             with store.db.tx():
-                for c in checked:
-                    self._one(store, c, counts, snaps, fresh)
+                self._some(store, checked, counts, snaps, fresh)
                 receipts = self.receipts.flush(store.db)
         except Exception as exc:  # noqa: BLE001 - sorted out message by message below
             if not is_data_error(exc):
@@ -157,14 +156,20 @@ class Writer:
         self.receipts.send(receipts)
         return store
 
-    def _one(self, store: Any, c: Accepted | Refused, counts: Counter[str], snaps: list[Any],
-             fresh: list[Refused]) -> None:
-        counts["received"] += 1
-        if isinstance(c, Refused):
-            if self._quarantine(store, c, counts):
-                fresh.append(c)
-        else:
-            self.handle(store, c, counts, snaps)
+    def _some(self, store: Any, checked: list[Accepted | Refused], counts: Counter[str], snaps: list[Any],
+              fresh: list[Refused]) -> None:
+        """Inside the transaction: quarantine the refused, hand the accepted to handle()
+        all at once (it stores them a few statements at a time)."""
+        accepted = []
+        for c in checked:
+            counts["received"] += 1
+            if isinstance(c, Refused):
+                if self._quarantine(store, c, counts):
+                    fresh.append(c)
+            else:
+                accepted.append(c)
+        if accepted:
+            self.handle(store, accepted, counts, snaps)
 
     def _quarantine(self, store: Any, r: Refused, counts: Counter[str]) -> bool:
         counts["bad"] += 1
@@ -195,7 +200,7 @@ class Writer:
                 self.receipts.begin()
                 try:
                     with store.db.tx():
-                        self._one(store, c, counts, snaps, fresh)
+                        self._some(store, [c], counts, snaps, fresh)
                         receipts = self.receipts.flush(store.db)
                     self._finish(counts, snaps, [c.msg], fresh)
                     self.receipts.send(receipts)

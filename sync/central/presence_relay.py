@@ -46,14 +46,30 @@ def items_of(ev: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 def record(db: Any, ev: dict[str, Any]) -> int:
     """Inside the transaction that stored the event: log what it tells the site.
     Returns how many items were logged."""
-    found = items_of(ev)
-    for key, item in found:
-        # The row lock on the counter orders two central instances' writers.
-        seq = int(db.one("UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT)"
-                         " WHERE key = 'presence_seq' RETURNING value")[0])
-        body = json.dumps({**item, "seq": seq}, ensure_ascii=False, separators=(",", ":"))
-        db.execute("INSERT INTO presence_items (key, seq, body) VALUES (?,?,?) ON CONFLICT (key) DO UPDATE"
-                   " SET seq = excluded.seq, body = excluded.body", (key, seq, body))
+    return record_many(db, [ev])
+
+
+def record_many(db: Any, events: list[dict[str, Any]]) -> int:
+    """Inside the transaction that stored the events: log what they tell the site, in
+    their order, in two statements whatever their number. Returns how many items were
+    logged (each takes a seq, as one record() after another would)."""
+    found = [kv for ev in events for kv in items_of(ev)]
+    if not found:
+        return 0
+    # The row lock on the counter orders two central instances' writers: held from here
+    # to the commit, so the seqs of committed items have no uncommitted ones below them.
+    last = int(db.one("UPDATE meta SET value = CAST(CAST(value AS BIGINT) + ? AS TEXT)"
+                      " WHERE key = 'presence_seq' RETURNING value", (len(found),))[0])
+    rows: dict[str, tuple[str, int, str]] = {}
+    for seq, (key, item) in enumerate(found, start=last - len(found) + 1):
+        # A later item of the same pass and kind replaces an earlier one, as its upsert would.
+        rows[key] = (key, seq, json.dumps({**item, "seq": seq}, ensure_ascii=False, separators=(",", ":")))
+    upsert = " ON CONFLICT (key) DO UPDATE SET seq = excluded.seq, body = excluded.body"
+    if getattr(db, "pg", False):  # one statement, the columns as binary arrays (sync/central/store.py insert_events)
+        db.execute("INSERT INTO presence_items (key, seq, body) SELECT * FROM unnest(%b::text[], %b::bigint[], %b::text[])"
+                   + upsert, [list(col) for col in zip(*rows.values())])
+    else:
+        db.executemany("INSERT INTO presence_items (key, seq, body) VALUES (?,?,?)" + upsert, list(rows.values()))
     return len(found)
 
 
