@@ -2,9 +2,10 @@
 does): every command has a row in the table under `## Commands`, every option of a command
 is named in its row, and every command and option has help text.
 
-`gate central` and its sub-commands are left out: the reference central is another program
-(it runs at the office, not at the gate), documented in its own section, `## Sync with
-central`, and its code lives in sync/central/.
+`gate central` and its sub-commands have their own table, under "### `gate central`
+commands" in `## Sync with central` (the reference central runs at the office, not at the
+gate); the options every one of them shares with `gate central` itself (-c, --broker, --db)
+are named once, in `gate central`'s own row.
 """
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ import pytest
 from gate.cli.main import main
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-LEFT_OUT = {("central",)}  # see the docstring
+LEFT_OUT: set[tuple[str, ...]] = set()
+SECTIONS = ("\n## Commands\n", "\n### `gate central` commands\n")  # the tables, each up to the next heading
 
 
 def walk(cmd: click.Command, path: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
@@ -34,6 +36,14 @@ def options(cmd: click.Command) -> list[click.Option]:
     return [p for p in cmd.params if isinstance(p, click.Option) and not p.hidden]
 
 
+def own_options(path: tuple[str, ...], cmd: click.Command) -> list[click.Option]:
+    """The options its row must name: a `gate central` command's -c/--broker/--db are `gate central`'s."""
+    if path[:1] == ("central",) and len(path) > 1:
+        shared = {o for p in options(main.commands["central"]) for o in p.opts}
+        return [o for o in options(cmd) if not set(o.opts) <= shared]
+    return options(cmd)
+
+
 COMMANDS = list(walk(main))
 # A command needs a row if it is run (not a group) or has options of its own (`gate -v`).
 NEED_ROWS = [(path, cmd) for path, cmd in COMMANDS if not isinstance(cmd, click.Group) or options(cmd)]
@@ -47,8 +57,13 @@ def command_table(text: str) -> dict[tuple[str, ...], list[str]]:
     """The rows of the table under `## Commands`, by the command they are about: the
     lower-case words after `gate` at the start of the first cell's code (`gate passes
     import FILE.csv ...` is ("passes", "import"); `gate [-v] COMMAND ...` is ())."""
-    section = text.split("\n## Commands\n", 1)[1]
     rows: dict[tuple[str, ...], list[str]] = {}
+    for heading in SECTIONS:
+        _table_rows(text.split(heading, 1)[1], rows)
+    return rows
+
+
+def _table_rows(section: str, rows: dict[tuple[str, ...], list[str]]) -> None:
     for line in section.splitlines()[1:]:
         if line.startswith("#"):
             break
@@ -67,7 +82,6 @@ def command_table(text: str) -> dict[tuple[str, ...], list[str]]:
                 break
             path.append(word)
         rows.setdefault(tuple(path), []).append(line.replace("\\|", "|"))
-    return rows
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +101,7 @@ def test_every_command_has_a_row_in_the_readme(path: tuple[str, ...], table: dic
 
 @pytest.mark.parametrize(
     ("path", "opt"),
-    [(path, o) for path, cmd in NEED_ROWS for o in options(cmd)],
+    [(path, o) for path, cmd in NEED_ROWS for o in own_options(path, cmd)],
     ids=lambda v: name(v) if isinstance(v, tuple) else v.opts[0],
 )
 def test_every_option_is_in_its_commands_row(path: tuple[str, ...], opt: click.Option,
@@ -117,5 +131,5 @@ def test_every_option_has_help(path: tuple[str, ...], opt: click.Option) -> None
 
 def test_the_table_names_only_commands_that_exist(table: dict[tuple[str, ...], list[str]]) -> None:
     known = {path for path, _ in COMMANDS}
-    stale = [name(path) for path in table if path not in known and path[:1] != ("central",)]
+    stale = [name(path) for path in table if path not in known]
     assert not stale, f"the README's command table has rows for commands `gate` does not have: {stale}"

@@ -121,7 +121,7 @@ def _console(conf: Any, central: Any) -> Any:
 @central.command("events")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object a line (the event as the gate sent it)")
 @click.option("--gate", "gate_id", help="only this gate")
-@click.option("--limit", type=int)
+@click.option("--limit", type=int, help="at most this many events (the newest)")
 @common_opts
 @click.pass_context
 def events_cmd(ctx: click.Context, as_json: bool, gate_id: str | None, limit: int | None, config_path: str | None, broker: str | None, db: str | None) -> None:
@@ -138,7 +138,7 @@ def events_cmd(ctx: click.Context, as_json: bool, gate_id: str | None, limit: in
 
 
 @central.command("status")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="one JSON document")
 @common_opts
 @click.pass_context
 def status_cmd(ctx: click.Context, as_json: bool, config_path: str | None, broker: str | None, db: str | None) -> None:
@@ -171,7 +171,7 @@ def report_group() -> None:
 
 @report_group.command("daily")
 @click.option("--date", "day", default=None, help="YYYY-MM-DD (local date); default: yesterday")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="one JSON document")
 @click.option("--pdf", type=click.Path(dir_okay=False), help="also write the report as a one-page PDF")
 @click.option("--png", type=click.Path(dir_okay=False), help="also write the report page as a PNG")
 @common_opts

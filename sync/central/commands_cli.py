@@ -47,8 +47,8 @@ def _cmd_opts(f: Any) -> Any:
 
 
 @cmd_group.command("open-door")
-@click.option("--lane", required=True)
-@click.option("--reason", required=True)
+@click.option("--lane", required=True, help="the lane's name in the gate's config")
+@click.option("--reason", required=True, help="why (recorded by the gate with the override)")
 @_cmd_opts
 @click.pass_context
 def cmd_open_door(ctx: click.Context, lane: str, reason: str, gate: str, ttl: float | None, config_path: str | None, broker: str | None, db: str | None) -> None:
@@ -58,8 +58,9 @@ def cmd_open_door(ctx: click.Context, lane: str, reason: str, gate: str, ttl: fl
 
 @cmd_group.command("door-mode")
 @click.option("--lane", required=True, help="a lane's name, or 'all'")
-@click.option("--mode", type=click.Choice(["normal", "open", "locked"]), required=True)
-@click.option("--reason", required=True)
+@click.option("--mode", type=click.Choice(["normal", "open", "locked"]), required=True,
+              help="normal (a pass opens it), open (held unlocked), locked (the guard opens)")
+@click.option("--reason", required=True, help="why (recorded by the gate)")
 @_cmd_opts
 @click.pass_context
 def cmd_door_mode(ctx: click.Context, lane: str, mode: str, reason: str, gate: str, ttl: float | None,

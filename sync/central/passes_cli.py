@@ -28,17 +28,17 @@ def _time_opt(name: str, help: str) -> Any:
 
 
 @passes_group.command("add")
-@click.option("--id", "pass_id", required=True)
-@click.option("--holder", required=True)
-@click.option("--unit", required=True)
-@click.option("--category", required=True, type=click.Choice(CATEGORIES))
-@click.option("--phone-last4")
+@click.option("--id", "pass_id", required=True, help="the pass id (what its QR names)")
+@click.option("--holder", required=True, help="the holder's name")
+@click.option("--unit", required=True, help="the unit, e.g. 3-2-501")
+@click.option("--category", required=True, type=click.Choice(CATEGORIES), help="the pass's category")
+@click.option("--phone-last4", help="the last four digits of the holder's phone (the guard asks for them)")
 @click.option("--card", help="access card number (digits)")
 @_time_opt("--valid-from", "valid from")
 @_time_opt("--valid-until", "valid until; a date alone means through that day")
 @_time_opt("--observation-until", "home observation ends")
 @_time_opt("--pcr-at", "time of the last negative test")
-@click.option("--health-code", type=click.Choice(["green", "yellow", "red"]))
+@click.option("--health-code", type=click.Choice(["green", "yellow", "red"]), help="the holder's health code colour")
 @common_opts
 @click.pass_context
 def passes_add(ctx: click.Context, pass_id: str, holder: str, unit: str, category: str, phone_last4: str | None,

@@ -26,7 +26,7 @@ def privacy_group() -> None:
 
 
 @privacy_group.command("export")
-@click.option("--pass", "pass_id", required=True)
+@click.option("--pass", "pass_id", required=True, help="the pass id")
 @common_opts
 @click.pass_context
 def privacy_export(ctx: click.Context, pass_id: str, config_path: str | None, broker: str | None, db: str | None) -> None:
@@ -43,7 +43,7 @@ def privacy_export(ctx: click.Context, pass_id: str, config_path: str | None, br
 
 
 @privacy_group.command("erase")
-@click.option("--pass", "pass_id", required=True)
+@click.option("--pass", "pass_id", required=True, help="the pass id")
 @click.option("--by", "by", required=True, help="who erases it (recorded in the audit row)")
 @click.option("--yes", is_flag=True, help="do not ask")
 @click.option("--force", is_flag=True, help="erase (tombstone, tell the gates) even if central holds nothing about it")
@@ -94,7 +94,7 @@ def privacy_erase(ctx: click.Context, pass_id: str, by: str, yes: bool, force: b
 
 
 @privacy_group.command("status")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="one JSON document")
 @common_opts
 @click.pass_context
 def privacy_status(ctx: click.Context, as_json: bool, config_path: str | None, broker: str | None, db: str | None) -> None:

@@ -33,7 +33,7 @@ def quarantine_group(ctx: click.Context) -> None:
 @click.option("--gate", "gate_id", help="only this gate")
 @click.option("--reason", help="only this reason (too_large, malformed, schema, gate_mismatch, topic, unstorable)")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object a line, with the raw message")
-@click.option("--limit", type=int)
+@click.option("--limit", type=int, help="at most this many messages")
 @common_opts
 @click.pass_context
 def quarantine_list(ctx: click.Context, gate_id: str | None = None, reason: str | None = None, as_json: bool = False,
