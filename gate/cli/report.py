@@ -47,12 +47,25 @@ def report_daily(
     if as_json:
         click.echo(json.dumps(rep, ensure_ascii=False))
         return
-    click.echo(f"Daily report {rep['date']} — gate {rep['gate']}")
-    click.echo(f"  events: {rep['events']}   fevers: {rep['fevers']}   challenges: {rep['challenges']}")
-    click.echo(f"  allowed: {rep['allowed'] or '-'}")
-    click.echo(f"  denied:  {rep['denied'] or '-'}")
-    click.echo(f"  new cards: {', '.join(rep['new_cards']) or '-'}   unknown cards: {', '.join(rep['unknown_cards']) or '-'}")
-    click.echo(f"  by hour: {rep['by_hour']}")
+    click.echo(daily_text(rep))
+
+
+def daily_text(rep: dict[str, Any]) -> str:
+    """The day in a terminal, in the report's words (gate/core/words.toml)."""
+    from gate.core.words import REPORT, both, reason_label
+
+    def counts(items: dict[str, int], label: Any) -> str:
+        return ", ".join(f"{label(k)} {v}" for k, v in items.items()) or "-"
+
+    r = lambda key: both(REPORT, key)  # noqa: E731
+    return "\n".join([
+        f"{REPORT['title'][0]} {REPORT['title'][1]} {rep['date']} — {r('gate')} {rep['gate']}",
+        f"  {r('events')}: {rep['events']}   {r('fevers')}: {rep['fevers']}   {r('checks')}: {rep['challenges']}",
+        f"  {r('allowed')}: {counts(rep['allowed'], str)}",
+        f"  {r('denied')}: {counts(rep['denied'], reason_label)}",
+        f"  {r('new_cards')}: {', '.join(rep['new_cards']) or '-'}   {r('unknown_cards')}: {', '.join(rep['unknown_cards']) or '-'}",
+        f"  {r('by_hour')}: {rep['by_hour']}",
+    ])
 
 
 def report_documents(conf: Any, store: Any, day: str, pdf: str | None, html: str | None, png: str | None) -> None:

@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from gate.core.words import REPORT, both
 from sync.central import CentralStore
 
 _SUMMED = ("events", "fevers", "challenges")
@@ -72,17 +73,19 @@ def site_daily(store: CentralStore, day: str, site: str) -> dict[str, Any]:
 
 
 def text(rep: dict[str, Any]) -> str:
-    lines = [f"site {rep['site']} — {rep['date']}: {len(rep['gates'])} gates, {rep['events']} events, "
-             f"{sum(rep['allowed'].values())} allowed, {sum(rep['denied'].values())} denied, {rep['fevers']} fevers"]
+    r = lambda key: both(REPORT, key)  # noqa: E731
+    lines = [f"{r('site_title')} {rep['site']} — {rep['date']}: {r('gates')} {len(rep['gates'])}, {r('events')} {rep['events']}, "
+             f"{r('allowed')} {sum(rep['allowed'].values())}, {r('denied')} {sum(rep['denied'].values())}, "
+             f"{r('fevers')} {rep['fevers']}"]
     for gate in rep["gates"]:
         g = rep["by_gate"][gate]
         if g["reported"]:
             lines.append(f"  {gate:<20} {g['events']:>6} events  {g['allowed']:>5} allowed  {g['denied']:>5} denied  "
                          f"{g['fevers']:>3} fevers")
         else:
-            lines.append(f"  {gate:<20} NO REPORT 未报告 ({g['events_held']} events held at central)")
+            lines.append(f"  {gate:<20} {REPORT['no_report'][1].upper()} {REPORT['no_report'][0]} ({g['events_held']} events held at central)")
     if rep["missing"]:
-        lines.append(f"gates that sent no report: {', '.join(rep['missing'])}")
+        lines.append(f"{r('gates_no_report')}: {', '.join(rep['missing'])}")
     return "\n".join(lines)
 
 
@@ -100,25 +103,26 @@ def write_figure(rep: dict[str, Any], out: Path) -> None:
                               left=0.1, right=0.96, top=0.95, bottom=0.05)
         head = fig.add_subplot(gs[0, :])
         head.set_axis_off()
-        head.text(0, 1.0, f"小区日报 Site report — {rep['site']} {rep['date']}", fontsize=15, va="top")
-        head.text(0, 0.45, f"门岗 gates {len(rep['gates'])}    事件 events {rep['events']}    通过 allowed "
-                  f"{sum(rep['allowed'].values())}    拒绝 denied {sum(rep['denied'].values())}    发热 fevers {rep['fevers']}",
+        r = lambda key: both(REPORT, key)  # noqa: E731
+        head.text(0, 1.0, f"{r('site_title')} — {rep['site']} {rep['date']}", fontsize=15, va="top")
+        head.text(0, 0.45, f"{r('gates')} {len(rep['gates'])}    {r('events')} {rep['events']}    {r('allowed')} "
+                  f"{sum(rep['allowed'].values())}    {r('denied')} {sum(rep['denied'].values())}    {r('fevers')} {rep['fevers']}",
                   fontsize=9.5, va="top")
-        missing = ", ".join(rep["missing"]) or "无 none"
-        head.text(0, 0.05, f"未报告的门岗 gates with no report: {missing}", fontsize=9, va="top",
+        missing = ", ".join(rep["missing"]) or r("none")
+        head.text(0, 0.05, f"{r('gates_no_report')}: {missing}", fontsize=9, va="top",
                   color="#c62828" if rep["missing"] else "#555555")
         ax = fig.add_subplot(gs[1, :])
         gates = rep["gates"]
         a = [rep["by_gate"][g].get("allowed", 0) for g in gates]
         d = [rep["by_gate"][g].get("denied", 0) for g in gates]
-        ax.bar(range(len(gates)), a, color="#2e7d32", label="通过 allowed")
-        ax.bar(range(len(gates)), d, bottom=a, color="#c62828", label="拒绝 denied")
-        ax.set_xticks(range(len(gates)), [g + ("" if rep["by_gate"][g]["reported"] else "\n(未报告)") for g in gates],
+        ax.bar(range(len(gates)), a, color="#2e7d32", label=r("allowed"))
+        ax.bar(range(len(gates)), d, bottom=a, color="#c62828", label=r("denied"))
+        ax.set_xticks(range(len(gates)), [g + ("" if rep["by_gate"][g]["reported"] else f"\n({REPORT['no_report'][0]})") for g in gates],
                       fontsize=7)
-        ax.set_title("各门岗 By gate", loc="left", fontsize=10)
+        ax.set_title(r("by_gate"), loc="left", fontsize=10)
         ax.legend(fontsize=7, frameon=False)
-        for pos, (title, items) in enumerate((("通过（按类别）Allowed by category", rep["allowed"]),
-                                              ("拒绝（按原因）Denied by reason", rep["denied"]))):
+        for pos, (title, items) in enumerate(((r("allowed_by_category"), rep["allowed"]),
+                                              (r("denied_by_reason"), rep["denied"]))):
             ax = fig.add_subplot(gs[2, pos])
             names = list(items)[:8]
             ax.barh(range(len(names)), [items[n] for n in names], color="#1565c0" if pos == 0 else "#c62828")
@@ -127,5 +131,5 @@ def write_figure(rep: dict[str, Any], out: Path) -> None:
         ax = fig.add_subplot(gs[3, :])
         ax.bar(range(24), rep["by_hour"], color="#455a64")
         ax.set_xticks(range(24), [str(h) for h in range(24)], fontsize=7)
-        ax.set_title("每小时通行 Decisions by hour", loc="left", fontsize=10)
+        ax.set_title(r("by_hour"), loc="left", fontsize=10)
         fig.savefig(out, format="pdf" if out.suffix.lower() == ".pdf" else "png", dpi=120)
