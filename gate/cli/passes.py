@@ -235,11 +235,14 @@ def passes_list(units: tuple[str, ...], categories: tuple[str, ...], revoked: bo
     elif as_csv:
         click.echo(to_csv(rows), nl=False)
     else:
+        from gate.core.words import CLI, both
+
+        card, until_w, revoked_w = both(CLI, "card"), both(CLI, "until"), both(CLI, "revoked")
         for p in rows:
             until = p["valid_until"][:10] or "-"
-            flag = "  REVOKED" if p["revoked"] else ""
-            click.echo(f"{p['unit']:<12} {p['name']:<10} {p['category']:<9} card {p['card'] or '-':<10} until {until:<10} {p['id']}{flag}")
-        click.echo(f"{len(rows)} passes", err=True)
+            flag = f"  {revoked_w}" if p["revoked"] else ""
+            click.echo(f"{p['unit']:<12} {p['name']:<10} {p['category']:<9} {card} {p['card'] or '-':<10} {until_w} {until:<10} {p['id']}{flag}")
+        click.echo(f"{len(rows)} {CLI['passes'][1]} ({CLI['passes'][0]})", err=True)
 
 
 @passes_group.command("show")

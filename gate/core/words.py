@@ -47,6 +47,7 @@ LCD = WORDS["lcd"]
 LCD_ALARMS = WORDS["lcd_alarms"]
 REPORT = WORDS["report"]
 CARD = WORDS["card"]
+CLI = WORDS["cli"]
 CONSOLE = WORDS["console"]
 CONSOLE_EVENTS = WORDS["console_events"]
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from gate.config import PolicyConfig
 from gate.core.policy import decide, situation_from_json
+from gate.core.words import CLI, both
 
 
 @dataclass(frozen=True)
@@ -122,28 +123,29 @@ def replay(conn: Any, policy: PolicyConfig, since: date, until: date, tz: tzinfo
 
 def _label(d: tuple[str, str]) -> str:
     if d == ("wait", "temperature"):
-        return "wait (for a temperature not recorded)"
+        return both(CLI, "wait_unrecorded")
     return f"{d[0]} {d[1]}"
 
 
 def format_text(r: ReplayResult, *, title: str = "") -> str:
+    w = lambda key: both(CLI, key)  # noqa: E731  (the words: gate/core/words.toml [cli])
     lines = []
     if title:
         lines.append(title)
-    lines.append(f"recorded decisions {r.since} .. {r.until}: {r.decisions}")
+    lines.append(f"{w('recorded_decisions')} {r.since} .. {r.until}: {r.decisions}")
     if r.not_replayable:
         why = ", ".join(f"{k} {v}" for k, v in sorted(r.not_replayable.items()))
-        lines.append(f"  not replayable (recorded without their inputs): {sum(r.not_replayable.values())} ({why})")
-    lines.append(f"  replayed: {r.replayed}; the same: {r.unchanged}; different: {r.changed}")
+        lines.append(f"  {w('not_replayable')}: {sum(r.not_replayable.values())} ({why})")
+    lines.append(f"  {w('replayed')}: {r.replayed}; {w('the_same')}: {r.unchanged}; {w('different')}: {r.changed}")
     if not r.transitions:
-        lines.append("  the new policy decides every replayed decision as recorded")
+        lines.append(f"  {w('all_same')}")
         return "\n".join(lines)
     width = max(len(_label(t.old)) for t in r.transitions)
     lines.append("")
-    lines.append(f"  {'recorded':<{width}}    {'new policy':<30} count")
+    lines.append(f"  {w('recorded'):<{width}}    {w('new_policy'):<30} {w('count')}")
     for t in r.transitions:
         lines.append(f"  {_label(t.old):<{width}} -> {_label(t.new):<30} {t.count}")
         for e in t.examples:
-            temps = "/".join(f"{x:.1f}" for x in e.temperatures) + " °C" if e.temperatures else "no temperature"
+            temps = "/".join(f"{x:.1f}" for x in e.temperatures) + " °C" if e.temperatures else w("no_temperature")
             lines.append(f"  {'':<{width}}      {e.at}  {e.lane:<4} {e.pass_id or '-'} ({e.category or '-'}) {temps}")
     return "\n".join(lines)
