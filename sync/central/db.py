@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from gate.config import ConfigError
-from sync.central import presence_relay, quarantine, tombstones
+from sync.central import presence_relay, quarantine, tombstones, visitors
 from sync.central.config import is_dsn
 
 
@@ -100,7 +100,7 @@ class DB:
         with self.tx():
             if self.pg:
                 self.execute("SELECT pg_advisory_xact_lock(7245001)")  # two instances starting at once
-            for stmt in _SCHEMA + quarantine.schema(self.pg) + tombstones.SCHEMA + presence_relay.SCHEMA:
+            for stmt in _SCHEMA + quarantine.schema(self.pg) + tombstones.SCHEMA + presence_relay.SCHEMA + visitors.SCHEMA:
                 self.execute(stmt)
 
     def lock_roster(self) -> int:
