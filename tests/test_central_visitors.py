@@ -148,3 +148,42 @@ def test_central_status_and_visitors_name_a_visitor_inside_after_the_visit(tmp_p
     states = {v["pass"]: (v["state"], v["overstay"]) for v in map(json.loads, cli(conf, "visitors", "--json").splitlines())}
     assert states == {"v-stays": ("inside", True), "v-left": ("left", False), "v-early": ("inside", False)}
     assert [json.loads(x)["pass"] for x in cli(conf, "visitors", "--overstay", "--json").splitlines()] == ["v-stays"]
+
+
+def test_gate_keys_are_approved_by_an_operator_and_never_a_withdrawn_or_central_s_own(tmp_path: Path) -> None:
+    from sync import gatekeys
+
+    key_path, _ = new_keypair(tmp_path, "central")
+    conf = tmp_path / "central.toml"
+    conf.write_text(f'site = "drill"\nbroker = "mqtt://127.0.0.1:1"\nsigning_key = "{key_path}"\ndb = "{tmp_path / "c.db"}"\n')
+    east, _ = new_keypair(tmp_path, "east")
+    west, _ = new_keypair(tmp_path, "west")
+    east_kid = key_id(load_private(east).public_key())
+
+    def run(*args: str) -> tuple[int, str]:
+        res = CliRunner().invoke(central_cli, ["-c", str(conf), *args], catch_exceptions=False)
+        return res.exit_code, res.output
+
+    # No broker here: stored, and the running central sends it (exit 1 says so).
+    code, out = run("keys", "gate-add", "east", str(tmp_path / "east.pub"), "--note", "seen on site")
+    assert code == 1 and "gate key list version 1 (vouched for east's key" in out and "stored but not sent" in out
+    code, out = run("keys", "gate-add", "west", str(tmp_path / "west.pub"))
+    assert code == 1 and "version 2" in out
+    assert f"east             {east_kid}  vouched  seen on site" in cli(conf, "keys", "gates")
+    listed = json.loads(cli(conf, "keys", "gates", "--json"))
+    assert sorted(listed["gates"]) == ["east", "west"] and listed["type"] == "gatekeys"
+    # Central's own key is no gate key, and a withdrawn key cannot be approved.
+    code, out = run("keys", "gate-add", "north", str(tmp_path / "central.pub"))
+    assert code == 2 and "central's own signing key" in out
+    code, _ = run("keys", "withdraw", str(tmp_path / "west.pub"))
+    code, out = run("keys", "gate-add", "south", str(tmp_path / "west.pub"))
+    assert code == 2 and "is withdrawn" in out
+    code, out = run("keys", "gate-remove", "west")
+    assert code == 1 and "version 3" in out
+    store = CentralStore(str(tmp_path / "c.db"))
+    try:
+        assert sorted(gatekeys.latest(store)["gates"]) == ["east"]
+    finally:
+        store.close()
+    code, out = run("keys", "gate-remove", "west")
+    assert code == 2 and "nothing to take off" in out

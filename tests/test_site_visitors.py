@@ -218,3 +218,42 @@ def test_a_visitor_inside_after_the_visit_raises_overstay_and_one_who_left_does_
         assert decide(r, 2 * 3600 + 600, "east", stays, lane="out")["decision"] == "allow"
         r.advance(3 * 3600)
         assert app.check_overstays() == 0
+
+
+def test_default_length_is_validated_with_a_clear_error(tmp_path: Path) -> None:
+    from gate import config as cfgmod
+
+    bad = tmp_path / "gate.toml"
+    bad.write_text('[[lanes]]\nname = "in"\ndirection = "in"\n[visitors]\ndefault_length = "3h"\n', encoding="utf-8")
+    with pytest.raises(cfgmod.ConfigError) as err:
+        cfgmod.load(bad)
+    assert "visitors.default_length" in str(err.value) and "'2h', 'half_day', 'today'" in str(err.value)
+    bad.write_text('[[lanes]]\nname = "in"\ndirection = "in"\n[visitors]\ndefault_length = "half_day"\n', encoding="utf-8")
+    assert cfgmod.load(bad).visitors.default_length == "half_day"
+
+
+def test_the_vouched_keys_are_kept_across_a_restart(tmp_path: Path) -> None:
+    one = textwrap.dedent(f"""
+        name: one gate
+        start: "{START}"
+        passes: []
+    """)
+    east = Ed25519PrivateKey.generate()
+    store = tmp_path / "west.db"
+    with Rehearsal(drill_file.parse(one), store_path=store) as r:
+        payload = gatekeys.signed_list(r.keys.central, 1, {"east": {"kid": key_id(east.public_key()),
+                                                                    "key": gatekeys.key_text(east.public_key())}},
+                                       "central", "2026-11-22T01:00:00+00:00")
+        s = r.app.open_store()
+        try:
+            assert gatekeys.accept(s, payload).result == "applied"
+        finally:
+            s.close()
+    with Rehearsal(drill_file.parse(one), store_path=store) as again:
+        assert again.app.keyring.vouched == {key_id(east.public_key())}
+        now = again.clock.now()
+        again.tokens["v9"] = sign(PassToken("v9", "visitor", "7-1-101", now, now + timedelta(hours=2)), east)
+        again.step(Step(at=1, lane="in", qr="v9"))
+        again.step(Step(at=1.5, lane="in", temperature=36.5))
+        d = [x for x in again.lines if x["type"] == "decision"][-1]
+        assert (d["decision"], d["pass"]) == ("allow", "v9")

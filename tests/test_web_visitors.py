@@ -68,3 +68,25 @@ def test_a_length_the_page_does_not_offer_is_refused(tmp_path: Path) -> None:
         r = post(name="刘洋", id_last4="1234", phone_last4="3300", unit="3-2-501")
         assert r.status_code == 200 and r.get_json()["length"] == "today"
         assert r.get_json()["valid_until_local"] == "2026-11-22 23:59"
+
+
+def test_a_visitor_inside_after_the_visit_is_an_overstay_on_the_guard_page(browser: Any, tmp_path: Path) -> None:  # noqa: F811
+    with guard_env(tmp_path) as env, open_page(browser, env) as page:
+        vp = env.gp.visitors.register("刘洋", "1234", "3300", "3-2-501", length="2h")
+        env.r.tokens[vp.pass_id] = vp.token
+        env.step(lane="in", qr=vp.pass_id)
+        env.step(lane="in", temperature=36.4, dt=0.5)
+        assert env.decisions()[-1]["decision"] == "allow"
+        assert env.app.check_overstays() == 0
+        env.r.advance(2 * 3600 + 60)
+        assert env.app.check_overstays() == 1
+        page.wait_for_selector("#btn-ack", timeout=3000)
+        card = page.inner_text("#needs-card")
+        assert "访客超时未离开" in card and "请联系被访单元" in card  # the alarm's words and advice (words.toml)
+        assert "3-2-501" in card and "刘洋" in card
+        page.click("#btn-ack")
+        page.wait_for_selector("#needs", state="hidden", timeout=3000)
+        env.settle()
+        [ack] = env.events("ack")
+        assert ack["kind"] == "overstay"
+        assert env.app.check_overstays() == 0  # once per visit, acknowledged or not
