@@ -40,6 +40,7 @@ def attach(app: Any, broker: str | None = None) -> SyncService:
         now=lambda: app.floor.apply(app.clock.now())[0],  # expiry is never judged by a clock set back
         raise_floor=app.floor.from_central,
         withdraw_keys=app.withdraw_keys,
+        vouch_gate_keys=app.vouch_gate_keys,
         set_door_mode=app.set_door_mode,
         erase_pass=app.erase_pass,
         pass_revoked=app.pass_revoked,

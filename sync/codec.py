@@ -22,8 +22,8 @@ from gate.core.records import PassRecord
 from gate.store.database import Tombstone
 
 KINDS = ("event", "status", "report", "passes", "snapshot_request", "snapshot_chunk", "policy", "cmd", "keylist",
-         "presence", "presence_request", "receipt")
-SIGNED = ("passes", "snapshot_chunk", "policy", "cmd", "keylist", "presence", "receipt")
+         "gatekeys", "presence", "presence_request", "receipt")
+SIGNED = ("passes", "snapshot_chunk", "policy", "cmd", "keylist", "gatekeys", "presence", "receipt")
 MAX_PAYLOAD = 8 * 1024 * 1024  # a snapshot chunk of 20k passes compresses to well under this
 # What a gate sends is small: an event is a few hundred bytes, a report a few KB
 # (its card lists grow with the day's unknown cards). Bigger is refused unread.

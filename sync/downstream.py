@@ -24,7 +24,7 @@ from gate.core.tokens import KeyRing
 from gate.store.database import Store
 from gate.store.erasure import erase_in, erasure_record, refresh_snapshot
 from gate.store import withdrawn
-from sync import codec, keylist
+from sync import codec, gatekeys, keylist
 from sync.link import Link
 from sync.presence import PresenceFollower
 from sync.snapshot_in import SnapshotReceiver, _Snapshot
@@ -45,6 +45,8 @@ class Hooks:
     raise_floor: Callable[[datetime], None] = lambda ts: None
     # Central's key list withdrew these pass-signing key ids (the whole set) and says who by.
     withdraw_keys: Callable[[frozenset[str], str], None] = lambda kids, who: None
+    # Central's signed list of the site's gate keys: key id -> public key (the whole set), and who by.
+    vouch_gate_keys: Callable[[dict[str, Any], str], None] = lambda keys, who: None
     set_door_mode: Callable[[str, str, str, str], bool] = lambda lane, mode, why, who: False  # lane or "all"
     # Central's signed erase: (pass id, erasure id, who) -> what was erased. None: downstream
     # erases in its own store and records the admin event there (nothing shown on a page).
@@ -70,7 +72,7 @@ class Downstream(SnapshotReceiver):
         self._open_store = open_store
         self.topics = topics
         self._kinds = {topics.passes: "passes", topics.policy: "policy", topics.cmd: "cmd",
-                       topics.snapshot: "snapshot_chunk", topics.keys: "keylist",
+                       topics.snapshot: "snapshot_chunk", topics.keys: "keylist", topics.gatekeys: "gatekeys",
                        topics.presence: "presence", topics.presence_head: "presence",
                        topics.presence_reply: "presence"}  # topic -> message kind
         self.keyring = keyring
@@ -87,7 +89,8 @@ class Downstream(SnapshotReceiver):
 
     @staticmethod
     def subscriptions(topics: Topics, presence: bool = False) -> list[tuple[str, int]]:
-        subs = [(topics.passes, 1), (topics.policy, 1), (topics.cmd, 1), (topics.snapshot, 1), (topics.keys, 1)]
+        subs = [(topics.passes, 1), (topics.policy, 1), (topics.cmd, 1), (topics.snapshot, 1), (topics.keys, 1),
+                (topics.gatekeys, 1)]
         if presence:
             subs += [(topics.presence, 1), (topics.presence_head, 1), (topics.presence_reply, 1)]
         return subs
@@ -149,7 +152,7 @@ class Downstream(SnapshotReceiver):
         if kind is None:
             self.counters.inc("unexpected_topic")
             return
-        if kind in ("policy", "keylist", "presence") and not payload:
+        if kind in ("policy", "keylist", "gatekeys", "presence") and not payload:
             return  # a cleared retained message
         try:
             msg = codec.decode(payload, kind, self.keyring)
@@ -253,6 +256,13 @@ class Downstream(SnapshotReceiver):
         if outcome.result == "applied":
             self.hooks.withdraw_keys(outcome.kids, f"central:{msg.get('by', '')}")
         self.counters.inc(f"keylist_{outcome.result}")  # counted once in force at the lanes too
+
+    def _on_gatekeys(self, msg: dict[str, Any]) -> None:
+        assert self.store is not None
+        outcome = gatekeys.accept(self.store, msg)
+        if outcome.result == "applied":
+            self.hooks.vouch_gate_keys(outcome.keys, f"central:{msg.get('by', '')}")
+        self.counters.inc(f"gatekeys_{outcome.result}")
 
     # ------------------------------------------------------------ commands
 

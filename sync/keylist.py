@@ -76,13 +76,13 @@ def change(store: Any, key: Ed25519PrivateKey, *, withdraw: Iterable[str] = (), 
     raise RuntimeError("the key list kept changing while this change was made; run the command again")
 
 
-def _swap(store: Any, old: str | None, new: str) -> bool:
+def _swap(store: Any, old: str | None, new: str, meta_key: str = CENTRAL_META) -> bool:
     """Store ``new`` only if the list is still ``old`` (SQLite and PostgreSQL alike)."""
     with store.db.tx():
         if old is None:
-            cur = store.db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING", (CENTRAL_META, new))
+            cur = store.db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING", (meta_key, new))
         else:
-            cur = store.db.execute("UPDATE meta SET value = ? WHERE key = ? AND value = ?", (new, CENTRAL_META, old))
+            cur = store.db.execute("UPDATE meta SET value = ? WHERE key = ? AND value = ?", (new, meta_key, old))
         return bool(cur.rowcount == 1)
 
 

@@ -152,6 +152,7 @@ class SyncService:
                 policy_version=policy_version,
                 time_floor=time_floor,
                 on_enqueued=publisher.nudge,
+                signing_kid=_signing_kid(config.keys.signing),
             )
             heartbeat_ref.append(heartbeat)
         return cls(link, publisher, downstream, heartbeat)
@@ -180,3 +181,15 @@ class SyncService:
     def alive(self) -> bool:
         return (self.link.alive and self.publisher.alive and (self.downstream is None or self.downstream.alive)
                 and (self.homeassistant is None or self.homeassistant.alive))
+
+
+def _signing_kid(path: Any) -> str | None:
+    """The key id of [keys] signing (announced in the status), or None."""
+    if path is None:
+        return None
+    from gate.core.tokens import key_id, load_private
+
+    try:
+        return key_id(load_private(path).public_key())
+    except ValueError:
+        return None

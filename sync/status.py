@@ -48,8 +48,12 @@ class Heartbeat:
         policy_version: Callable[[], int],
         time_floor: Callable[[], datetime | None],
         on_enqueued: Callable[[], None] = lambda: None,
+        signing_kid: str | None = None,
     ) -> None:
         self.link = link
+        # The key id this gate's desk signs visitor passes with, announced so the operator
+        # can see it beside central's gate key list (sync/gatekeys.py); never trusted for it.
+        self.signing_kid = signing_kid
         self._open_store = open_store
         self.topics = topics
         self.every_s = every_s
@@ -117,6 +121,7 @@ class Heartbeat:
             "devices": self.devices(),
             "time_floor": floor.isoformat() if floor else None,
             "heartbeat_s": self.every_s,
+            **({"signing_kid": self.signing_kid} if self.signing_kid else {}),
         }
 
     def _reports(self, store: Store) -> None:

@@ -1,7 +1,7 @@
 """Every MQTT topic the gate and central use, in one place.
 
 Default prefix: gate/v1/{site}. A gate publishes only under {prefix}/{gate}/ and
-reads only its own commands and snapshots, plus the site-wide passes, policy and key list;
+reads only its own commands and snapshots, plus the site-wide passes, policy, key list and gate key list;
 the example ACL (docs/mosquitto.acl) enforces that.
 """
 from __future__ import annotations
@@ -28,6 +28,11 @@ class SiteTopics:
     @property
     def keys(self) -> str:
         return f"{self.prefix}/keys"
+
+    @property
+    def gatekeys(self) -> str:
+        # the site's gates and the keys their desks sign visitor passes with (signed by central)
+        return f"{self.prefix}/gatekeys"
 
     # presence: who went in or out where, fever holds (signed by central)
     @property

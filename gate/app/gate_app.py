@@ -253,8 +253,29 @@ class GateApp(StoredState, GateRequests):
         if self.clock.realtime:
             from gate.app.maintenance import Maintenance
 
-            self.maintenance = Maintenance(self.open_store, retention_days=self.config.retention.days)
+            self.maintenance = Maintenance(self.open_store, retention_days=self.config.retention.days,
+                                           overstays=self.check_overstays)
             self.maintenance.start()
+
+    def check_overstays(self) -> int:
+        """Raise an `overstay` alarm (on the guard page, and upstream to central) for each
+        visitor still inside after their visit ended, once per visit. Returns how many."""
+        from datetime import datetime
+
+        from gate.desk.visitors import overstays
+
+        now = self.floor.apply(self.clock.now())[0]
+        store = self.open_store()
+        try:
+            found = overstays(store, now)
+        finally:
+            store.close()
+        for v in found:
+            until = datetime.fromtimestamp(v["valid_until"], self.tz).strftime("%H:%M")
+            self.record_gate_event(AlarmRecord(
+                at=now, lane="gate", kind="overstay", pass_id=v["pass"],
+                detail=f"{v['holder'] or v['pass']} → {v['unit'] or '-'}: visit ended {until}"))
+        return len(found)
 
     def _start_services(self) -> None:
         for name, factory in self.service_factories.items():

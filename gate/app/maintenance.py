@@ -1,6 +1,5 @@
-"""Housekeeping on its own thread: retention purge and the pass-table snapshot.
-
-Hourly is enough for both; neither is ever on a lane's path."""
+"""Housekeeping on its own threads: retention purge and the pass-table snapshot (hourly
+is enough for both), and visitors overstaying (every minute); none is ever on a lane's path."""
 from __future__ import annotations
 
 import logging
@@ -16,8 +15,12 @@ log = logging.getLogger(__name__)
 
 
 class Maintenance:
-    def __init__(self, open_store: Callable[[], Store], *, retention_days: int, every_s: float = 3600.0) -> None:
+    def __init__(self, open_store: Callable[[], Store], *, retention_days: int, every_s: float = 3600.0,
+                 overstays: Callable[[], int] | None = None, overstay_every_s: float = 60.0) -> None:
         self._open_store = open_store
+        self._overstays = overstays
+        self.overstay_every_s = overstay_every_s
+        self._overstay_thread: threading.Thread | None = None
         self.retention_days = retention_days
         self.every_s = every_s
         self._stop = threading.Event()
@@ -28,11 +31,23 @@ class Maintenance:
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="maintenance", daemon=True)
         self._thread.start()
+        if self._overstays is not None:
+            self._overstay_thread = threading.Thread(target=self._watch_overstays, name="overstay", daemon=True)
+            self._overstay_thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        for t in (self._thread, self._overstay_thread):
+            if t is not None:
+                t.join(timeout)
+
+    def _watch_overstays(self) -> None:
+        assert self._overstays is not None
+        while not self._stop.wait(self.overstay_every_s):
+            try:
+                self._overstays()
+            except Exception:
+                log.exception("checking for visitors overstaying failed; will try again in %.0f s", self.overstay_every_s)
 
     def run_once(self, store: Store) -> None:
         # Old pass tables a crash left between a snapshot swap and its cleanup (and a

@@ -57,6 +57,17 @@ class GateRequests:
             at=self.clock.now(), lane="", action="keys_withdrawn", who=who, reason="signed key list from central",
             detail=f"withdrawn: {', '.join(sorted(kids)) or '-'}; given back: {', '.join(sorted(before - kids)) or '-'}"))
 
+    def vouch_gate_keys(self, keys: dict[str, Any], who: str) -> None:
+        """Central's list of the site's gate keys: visitor passes those gates issue are
+        admitted here from now on (gate.core.tokens.gate_key_may_sign: nothing else)."""
+        before = self.keyring.vouched
+        self.keyring.vouch(keys)
+        now = self.keyring.vouched
+        self.record_gate_event(AdminRecord(
+            at=self.clock.now(), lane="", action="gate_keys", who=who, reason="signed gate key list from central",
+            detail=f"gate keys now: {', '.join(sorted(now)) or '-'}; added: {', '.join(sorted(now - before)) or '-'}; "
+                   f"taken off: {', '.join(sorted(before - now)) or '-'}"))
+
     def pass_revoked(self, pass_id: str, revoked: bool, who: str, why: str) -> None:
         """Central revoked (or restored) a pass naming who and why: an ``admin`` event, as at the desk."""
         self.record_gate_event(AdminRecord(at=self.clock.now(), lane="", action="revoke" if revoked else "unrevoke",

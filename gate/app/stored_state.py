@@ -14,7 +14,7 @@ from gate.core.clock import Clock, TimeFloor
 from gate.core.events import ApplyPolicy
 from gate.core.records import AdminRecord
 from gate.core.tokens import KeyRing
-from gate.store import withdrawn
+from gate.store import gatekeys, withdrawn
 from gate.store.database import Store
 
 log = logging.getLogger("gate.app.gate_app")
@@ -40,6 +40,8 @@ class StoredState:
         floor_admin.load(self.floor, store)
         # Pass-signing keys central withdrew stay refused from the first scan on.
         self.keyring.withdraw(withdrawn.load(store).kids)
+        # So do the site's gate keys central vouched for (visitors registered at another gate).
+        self.keyring.vouch(gatekeys.load(store).keys())
         version = int(store.get_meta("policy_version") or 0)
         body = store.get_meta("policy_json")
         if body and version > self.config.policy.version:

@@ -125,6 +125,7 @@ TOPICS: dict[str, tuple[str, str, bool]] = {
     "passes": ("receive", "passes", True),
     "policy": ("receive", "policy", True),
     "keys": ("receive", "keylist", True),
+    "gatekeys": ("receive", "gatekeys", True),
     "presence": ("receive", "presence", False),
     "presence_head": ("receive", "presence", True),
     "cmd": ("receive", "cmd", False),

@@ -29,6 +29,7 @@ from gate.config.sections import (
     RosterSection,
     StoreSection,
     SyncSection,
+    VisitorsSection,
     VoiceSection,
 )
 from gate.core.schedules import BUILT_IN as BUILT_IN_SCHEDULES
@@ -43,6 +44,7 @@ class Config(Strict):
     voice: VoiceSection = VoiceSection()
     gpio: GpioSection = GpioSection()
     guard: GuardSection = GuardSection()
+    visitors: VisitorsSection = VisitorsSection()
     sync: SyncSection | None = None
     retention: RetentionSection = RetentionSection()
     roster: RosterSection = RosterSection()

@@ -1,5 +1,5 @@
 """The gate's other sections: [gate], [store], [keys], [door], [voice], [gpio],
-[guard], [sync], [roster], [retention], [demo]."""
+[guard], [visitors], [sync], [roster], [retention], [demo]."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -110,6 +110,25 @@ class GuardSection(Strict):
     @classmethod
     def _hhmm(cls, v: str) -> str:
         _check_span(f"{v}-{v}")
+        return v
+
+
+# The visit lengths the guard page offers (gate/desk/visitors.py): two hours, half a day
+# (four hours) or today (until guard.visitor_valid_until).
+VISIT_LENGTHS = ("2h", "half_day", "today")
+
+
+class VisitorsSection(Strict):
+    """Visitor registration at the guard page."""
+
+    default_length: str = "today"  # the length the form starts on: 2h | half_day | today
+
+    @field_validator("default_length")
+    @classmethod
+    def _length(cls, v: str) -> str:
+        if v not in VISIT_LENGTHS:
+            raise ValueError(f"expected one of {', '.join(repr(x) for x in VISIT_LENGTHS)} "
+                             f"(2 hours, half a day = 4 hours, or until guard.visitor_valid_until today)")
         return v
 
 

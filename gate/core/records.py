@@ -111,14 +111,17 @@ class DecisionRecord(LaneRecord):
 
 @dataclass(frozen=True)
 class AlarmRecord(LaneRecord):
-    kind: str  # fever | door_forced | door_held | sensor_fault | passback | night_presence | card_sweep | disk_full
+    kind: str  # fever | door_forced | door_held | sensor_fault | passback | night_presence | card_sweep | disk_full | overstay
     detail: str = ""
     pass_id: str | None = None
 
     type = "alarm"
 
     def fields(self) -> dict[str, Any]:
-        return {"lane": self.lane, "kind": self.kind, "detail": self.detail}
+        out = {"lane": self.lane, "kind": self.kind, "detail": self.detail}
+        if self.kind == "overstay" and self.pass_id:
+            out["pass"] = self.pass_id  # the visitor's pass: central's register and the page name it
+        return out
 
 
 @dataclass(frozen=True)
@@ -194,6 +197,8 @@ class RegistrationRecord(LaneRecord):
     phone_last4: str
     valid_until: datetime
     who: str
+    valid_from: datetime | None = None
+    length: str | None = None  # 2h | half_day | today: what the guard chose
 
     type = "registration"
 
@@ -208,6 +213,8 @@ class RegistrationRecord(LaneRecord):
             "phone_last4": self.phone_last4,
             "valid_until": self.valid_until.isoformat(),
             "who": self.who,
+            **({"valid_from": self.valid_from.isoformat()} if self.valid_from is not None else {}),
+            **({"length": self.length} if self.length is not None else {}),
         }
 
 

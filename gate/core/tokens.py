@@ -22,7 +22,7 @@ import hashlib
 import os
 import struct
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterable
 
@@ -213,16 +213,63 @@ def _parse_body(body: bytes) -> PassToken:
 _B64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
+# What a gate's device key may sign (the key of `[keys] signing`, vouched for by central's
+# signed list of the site's gates, sync/gatekeys.py): a static (GP1) pass of category
+# visitor, with a start and an end at most MAX_GATE_PASS apart. Nothing else: no resident,
+# staff or other pass, no phone (GP2) pass, no pass without an end; and never a payload
+# from central (those are checked against the central keys of [sync], another ring).
+GATE_KEY_CATEGORIES = frozenset({"visitor"})
+MAX_GATE_PASS = timedelta(hours=24, minutes=1)
+
+
+def gate_key_may_sign(token: "PassToken") -> str | None:
+    """None when a gate key may sign this pass, else why not."""
+    if token.category not in GATE_KEY_CATEGORIES:
+        return f"a gate key may sign visitor passes only, not {token.category}"
+    if token.device_key is not None:
+        return "a gate key may not sign a phone pass"
+    if token.valid_from is None or token.valid_until is None:
+        return "a pass signed by a gate key needs a start and an end"
+    if token.valid_until - token.valid_from > MAX_GATE_PASS:
+        return "a pass signed by a gate key lasts a day at most"
+    return None
+
+
 class KeyRing:
     """The public keys this gate trusts for one role, by key id, less those central
-    has withdrawn (sync/keylist.py): a withdrawn key is as good as unknown."""
+    has withdrawn (sync/keylist.py): a withdrawn key is as good as unknown.
+
+    Beside the keys trusted for everything (``add``), it holds *gate keys*, trusted only
+    for what ``gate_key_may_sign`` allows: this gate's own (``add_gate_key``, the desk's
+    signing key) and those central vouches for in its signed list of the site's gates
+    (``vouch``)."""
 
     def __init__(self, keys: list[Ed25519PublicKey] | None = None) -> None:
         self._keys: dict[str, Ed25519PublicKey] = {}
         # Replaced whole, never mutated: lanes read it on their threads without a lock.
         self._withdrawn: frozenset[str] = frozenset()
+        self._own_gate: dict[str, Ed25519PublicKey] = {}
+        self._vouched: dict[str, Ed25519PublicKey] = {}  # replaced whole, like _withdrawn
         for key in keys or []:
             self.add(key)
+
+    def add_gate_key(self, key: Ed25519PublicKey) -> str:
+        """This gate's own signing key: trusted for visitor passes only (unless it is also
+        a fully trusted key of [keys] trusted)."""
+        kid = key_id(key)
+        self._own_gate = {**self._own_gate, kid: key}
+        return kid
+
+    def vouch(self, keys: dict[str, Ed25519PublicKey]) -> None:
+        """Central's list of the site's gate keys, by key id (the whole set)."""
+        self._vouched = dict(keys)
+
+    @property
+    def vouched(self) -> frozenset[str]:
+        return frozenset(self._vouched)
+
+    def _gate_key(self, kid: str) -> Ed25519PublicKey | None:
+        return self._own_gate.get(kid) or self._vouched.get(kid)
 
     def withdraw(self, kids: Iterable[str]) -> None:
         """From now on refuse anything signed by these key ids (the whole set: a newer
@@ -264,7 +311,13 @@ class KeyRing:
             raise TokenError("forged", f"signed by withdrawn key {token.key_id}")
         key = self._keys.get(token.key_id)
         if key is None:
-            raise TokenError("forged", f"signed by unknown key {token.key_id}")
+            key = self._gate_key(token.key_id)
+            if key is None:
+                raise TokenError("forged", f"signed by unknown key {token.key_id}")
+            why = gate_key_may_sign(token)
+            if why is not None:
+                # A gate's key (its desk) cannot mint a resident's pass, however good the signature.
+                raise TokenError("forged", f"gate key {token.key_id}: {why}")
         try:
             key.verify(sig, body)
         except InvalidSignature:

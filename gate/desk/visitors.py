@@ -1,12 +1,17 @@
 """Visitor registration (访客登记): the guard enters a visitor's name, the last four
-digits of their ID card and phone, and the unit they visit; the gate issues a pink
-visitor pass that ends today, signed with this gate's key, puts it in the local
-pass table and records the registration as an event (which goes upstream).
+digits of their ID card and phone, the unit they visit (required) and how long the
+visit lasts (2 h, half a day, today: ``[visitors] default_length`` preselects one); the
+gate issues a pink visitor pass for that long, signed with this gate's key, puts it in
+the local pass table and records the registration as an event (which goes upstream:
+central keeps it in its visitor register, sync/central/visitors.py).
 
 The pass is an ordinary pass token (gate.core.tokens), so the visitor enters like anyone
 else: the QR shown on the guard's screen, photographed or printed, held to the
-camera. The gate trusts its own signing key: the desk adds the key's public half to
-the lanes' key ring when it is created.
+camera. The gate trusts its own signing key as a *gate key* (visitor passes of a day at
+most, gate.core.tokens.gate_key_may_sign): the desk adds the key's public half to the
+lanes' key ring when it is created. The site's other gates trust it once central vouches
+for it (its signed list of the site's gate keys, sync/gatekeys.py), so the visitor is
+admitted at every gate of the site.
 """
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta, tzinfo
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import segno
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -53,6 +58,7 @@ class VisitorPass:
     valid_until: datetime
     token: str
     record: RegistrationRecord  # the registration event, as stored and sent upstream
+    length: str = "today"  # 2h | half_day | today
 
     def qr_png(self, scale: int = 8) -> bytes:
         import io
@@ -63,6 +69,19 @@ class VisitorPass:
 
     def qr_data_uri(self, scale: int = 8) -> str:
         return "data:image/png;base64," + base64.b64encode(self.qr_png(scale)).decode("ascii")
+
+
+LENGTHS = ("2h", "half_day", "today")  # gate.config.sections.VISIT_LENGTHS
+_HOURS = {"2h": 2, "half_day": 4}
+
+
+def visit_end(now: datetime, length: str, hhmm: str, tz: tzinfo) -> datetime:
+    """When a visit of ``length`` that starts now ends (``today``: at HH:MM today)."""
+    if length == "today":
+        return valid_until_today(now, hhmm, tz)
+    if length not in _HOURS:
+        raise RegistrationError("length_invalid", f"访问时长应为2小时、半天或今天 / the visit lasts 2h, half_day or today, not {length!r}", "length")
+    return now.replace(microsecond=0) + timedelta(hours=_HOURS[length])
 
 
 def valid_until_today(now: datetime, hhmm: str, tz: tzinfo) -> datetime:
@@ -111,6 +130,7 @@ class VisitorDesk:
         now: Callable[[], datetime],
         tz: tzinfo,
         valid_until: str = "23:59",
+        default_length: str = "today",
         keyring: KeyRing | None = None,
         no_key_reason: str = "no signing key is configured (keys.signing)",
     ) -> None:
@@ -119,16 +139,17 @@ class VisitorDesk:
         self.now = now
         self.tz = tz
         self.valid_until = valid_until
+        self.default_length = default_length
         self.no_key_reason = no_key_reason
         self.note = ""  # shown on the page beside the form (e.g. "demo key")
         self.keyring = keyring  # also says which keys central has withdrawn
         if signer is not None and keyring is not None:
-            keyring.add(signer.public_key())  # the gate admits the passes it issues itself
+            keyring.add_gate_key(signer.public_key())  # the gate admits the visitor passes it issues itself
 
     def use_signer(self, signer: Ed25519PrivateKey, keyring: KeyRing | None = None, note: str = "") -> None:
         """Issue with this key from now on (the demo's throwaway key when keys.signing is unset)."""
         if keyring is not None:
-            keyring.add(signer.public_key())
+            keyring.add_gate_key(signer.public_key())
         self.signer = signer
         self.note = note
 
@@ -146,8 +167,12 @@ class VisitorDesk:
     def ready(self) -> bool:
         return self.signer is not None
 
-    def register(self, name: str, id_last4: str, phone_last4: str, unit: str, *, who: str = "guard") -> VisitorPass:
+    def register(self, name: str, id_last4: str, phone_last4: str, unit: str, *, who: str = "guard",
+                 length: str | None = None) -> VisitorPass:
         name, id_last4, phone_last4, unit = validate(name, id_last4, phone_last4, unit)
+        length = length or self.default_length
+        if length not in LENGTHS:
+            raise RegistrationError("length_invalid", f"访问时长应为2小时、半天或今天 / the visit lasts 2h, half_day or today, not {length!r}", "length")
         if self.signer is None:
             raise NoSigningKey(f"本机没有签名密钥，不能登记访客 / {self.no_key_reason}")
         kid = key_id(self.signer.public_key())
@@ -156,7 +181,7 @@ class VisitorDesk:
             raise NoSigningKey(f"本机签名密钥已被中心撤销，不能登记访客 / signing key {kid} was withdrawn by central; "
                                "ask for a new keys.signing")
         now = self.now()
-        until = valid_until_today(now, self.valid_until, self.tz)
+        until = visit_end(now, length, self.valid_until, self.tz)
         if until <= now:
             raise RegistrationError(
                 "too_late",
@@ -168,7 +193,7 @@ class VisitorDesk:
         token = sign(PassToken(pass_id, "visitor", unit, vfrom, until), self.signer)
         rec = RegistrationRecord(
             at=now, lane="", pass_id=pass_id, holder=name, unit=unit, id_last4=id_last4,
-            phone_last4=phone_last4, valid_until=until, who=who,
+            phone_last4=phone_last4, valid_until=until, who=who, valid_from=vfrom, length=length,
         )
         store = self.open_store()
         try:
@@ -179,4 +204,20 @@ class VisitorDesk:
             store.record(rec)
         finally:
             store.close()
-        return VisitorPass(pass_id, name, unit, id_last4, phone_last4, vfrom, until, token, rec)
+        return VisitorPass(pass_id, name, unit, id_last4, phone_last4, vfrom, until, token, rec, length)
+
+
+def overstays(store: Store, now: datetime) -> list[dict[str, Any]]:
+    """Visitors inside (this gate's `inside` table, which presence from the site's other
+    gates also fills) whose visit ended before ``now`` and who have not yet been raised as
+    an `overstay` since they last came in. Visitors this gate knows: those registered
+    here, and any in its pass table."""
+    ts = now.timestamp()
+    rows = store.conn.execute(
+        "SELECT p.id, p.holder, p.unit, p.valid_until, i.since FROM inside i JOIN passes p ON p.id = i.pass_id"
+        " WHERE p.category = 'visitor' AND p.valid_until IS NOT NULL AND p.valid_until < ?"
+        " AND NOT EXISTS (SELECT 1 FROM events e WHERE e.type = 'alarm' AND e.kind = 'overstay'"
+        " AND e.pass_id = p.id AND e.ts >= i.since) ORDER BY p.valid_until",
+        (ts,),
+    ).fetchall()
+    return [{"pass": r[0], "holder": r[1], "unit": r[2], "valid_until": r[3], "since": r[4]} for r in rows]

@@ -18,6 +18,7 @@ from typing import Any
 from flask import Flask, abort, jsonify, redirect, render_template, request, url_for
 from waitress import wasyncore
 
+from gate.config.sections import VISIT_LENGTHS
 from gate.core.events import AckAlarm, GuardAnswer, ManualOpen
 from gate.core.records import AckRecord
 from gate.web import i18n
@@ -95,6 +96,7 @@ class GuardPage:
             now=app.clock.now,
             tz=app.tz,
             valid_until=self.conf.visitor_valid_until,
+            default_length=app.config.visitors.default_length,
             keyring=app.keyring,
             no_key_reason=signer_note or "no signing key is configured (keys.signing)",
         )
@@ -205,6 +207,8 @@ class GuardPage:
             "visitor_ready": self.visitors.ready,
             "visitor_note": "" if self.visitors.ready else self.visitors.no_key_reason,
             "visitor_until": self.conf.visitor_valid_until,
+            "visitor_lengths": list(VISIT_LENGTHS),  # the form's choices (words: [ui] visit_<length>)
+            "visitor_default_length": self.app.config.visitors.default_length,
             "stale_after_h": self.conf.stale_after_h,
         }
 
@@ -348,7 +352,7 @@ def create_flask(page: GuardPage) -> Flask:
         try:
             vp = page.visitors.register(
                 str(data.get("name", "")), str(data.get("id_last4", "")), str(data.get("phone_last4", "")),
-                str(data.get("unit", "")), who=who(),
+                str(data.get("unit", "")), who=who(), length=str(data.get("length") or "") or None,
             )
         except RegistrationError as exc:
             return jsonify(error=exc.code, field=exc.field, message=str(exc)), 400
@@ -360,7 +364,7 @@ def create_flask(page: GuardPage) -> Flask:
         local = vp.valid_until.astimezone(page.app.tz)
         return jsonify(
             ok=True, pass_id=vp.pass_id, holder=vp.holder, unit=vp.unit, phone_last4=vp.phone_last4,
-            valid_until=vp.valid_until.isoformat(), valid_until_local=local.strftime("%Y-%m-%d %H:%M"),
+            valid_until=vp.valid_until.isoformat(), valid_until_local=local.strftime("%Y-%m-%d %H:%M"), length=vp.length,
             qr=vp.qr_data_uri(), event_id=vp.record.id,
         )
 

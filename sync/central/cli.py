@@ -9,6 +9,8 @@ send commands and policy. Register with ``main.add_command(central)``.
     gate central -c CENTRAL.toml cmd open-door --gate east-1 --lane in --reason "ambulance"
     gate central -c CENTRAL.toml policy publish policy.toml
     gate central -c CENTRAL.toml keys withdraw desk.pub --note "stolen"
+    gate central -c CENTRAL.toml keys gate-add east east.pub     # vouch for a gate's own key (visitors)
+    gate central -c CENTRAL.toml visitors [--overstay] [--json]  # the site's visitor register
     gate central -c CENTRAL.toml quarantine [list|clear]   # messages set aside
     gate central -c CENTRAL.toml privacy export|erase --pass P1 [--by NAME]   # a resident's request, site-wide
     gate central -c CENTRAL.toml privacy purge|status   # retention now; erasures not yet confirmed
@@ -146,9 +148,12 @@ def status_cmd(ctx: click.Context, as_json: bool, config_path: str | None, broke
     SILENT (an alarm: stale longer than gate_silent_alarm_s); versions, outbox depth."""
     import time
 
+    from sync.central import visitors
+
     conf = load_conf(ctx, config_path, broker, db)
     with open_store(conf) as store:
         statuses = store.liveness(time.time(), conf.gate_silent_alarm_s)
+        over = visitors.overstays(store.db, time.time())
     silent = []
     for gate, st in statuses.items():
         if as_json:
@@ -160,8 +165,51 @@ def status_cmd(ctx: click.Context, as_json: bool, config_path: str | None, broke
                    f"  policy v{st.get('policy_version', '?')}  outbox {st.get('outbox_depth', '?')}{quiet}")
         if st["state"] == "silent":
             silent.append(gate)
+    for v in over:  # visitors still inside after their visit ended (sync/central/visitors.py)
+        if as_json:
+            click.echo(json.dumps({"alarm": "overstay", **v}, ensure_ascii=False, separators=(",", ":")))
+        else:
+            click.echo(_overstay_line(v, conf.timezone))
     if silent:
         click.echo(f"ALARM: no heartbeat from {', '.join(silent)} for over {conf.gate_silent_alarm_s:g} s", err=True)
+
+
+def _local(iso: str, tz: str) -> str:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    return datetime.fromisoformat(iso).astimezone(ZoneInfo(tz)).strftime("%m-%d %H:%M")
+
+
+def _overstay_line(v: dict[str, Any], tz: str) -> str:
+    return (f"OVERSTAY {v['pass']:<16} {v.get('holder') or '':<10} host unit {v['unit']}: visit ended "
+            f"{_local(v['valid_until'], tz)}, entered {_local(v['last_move']['at'], tz)} at {v['last_move']['gate']} "
+            f"(registered at {v['gate']})")
+
+
+@central.command("visitors")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object a line")
+@click.option("--overstay", is_flag=True, help="only visitors still inside after their visit ended")
+@click.option("--days", type=int, default=7, show_default=True, help="visits that ended within this many days (or have not)")
+@common_opts
+@click.pass_context
+def visitors_cmd(ctx: click.Context, as_json: bool, overstay: bool, days: int, config_path: str | None, broker: str | None, db: str | None) -> None:
+    """The site's visitor register: who, the host unit, the visit's end, where they are
+    (inside, left, not yet come) and OVERSTAY for a visitor inside after the end."""
+    from sync.central import visitors
+
+    conf = load_conf(ctx, config_path, broker, db)
+    now = time.time()
+    with open_store(conf) as store:
+        rows = visitors.overstays(store.db, now) if overstay else visitors.listing(store.db, now, since=now - days * 86400)
+    for v in rows:
+        if as_json:
+            click.echo(json.dumps(v, ensure_ascii=False, separators=(",", ":")))
+        elif v["overstay"]:
+            click.echo(_overstay_line(v, conf.timezone))
+        else:
+            click.echo(f"{v['pass']:<16} {v.get('holder') or '':<10} host unit {v['unit']:<12} until {_local(v['valid_until'], conf.timezone)}"
+                       f"  {v['state']:<8} registered at {v['gate']}")
 
 
 @central.group("report")

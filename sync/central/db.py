@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from gate.config import ConfigError
-from sync.central import presence_relay, privacy, quarantine, tombstones
+from sync.central import presence_relay, privacy, quarantine, tombstones, visitors
 from sync.central.config import is_dsn
 from sync.central.console import schema as console_schema
 
@@ -110,7 +110,7 @@ class DB:
             if self.pg:
                 self.execute("SELECT pg_advisory_xact_lock(7245001)")  # two instances starting at once
             for stmt in (_SCHEMA + quarantine.schema(self.pg) + tombstones.SCHEMA + presence_relay.SCHEMA + privacy.SCHEMA
-                         + console_schema.schema(self.pg)):  # the office console's (sync/central/console/)
+                         + visitors.SCHEMA + console_schema.schema(self.pg)):  # the office console's (sync/central/console/)
                 self.execute(stmt)
 
     def lock_roster(self) -> int:

@@ -1,5 +1,6 @@
 """Central's publisher thread: signed pass batches from the change log, the latest
-batch and policy again on every (re)connect, the policy file, the key list."""
+batch and policy again on every (re)connect, the policy file, the key list and the
+gate key list."""
 from __future__ import annotations
 
 import json
@@ -9,7 +10,7 @@ import time
 from typing import Any, Callable
 
 from gate.config import ConfigError, load_policy
-from sync import keylist
+from sync import gatekeys, keylist
 from sync.central.config import CentralConfig
 from sync.central.peer import MqttPeer
 from sync.central.signer import Signer
@@ -30,6 +31,7 @@ class Publisher:
         self._stop, self._wake, self._count = stop, wake, count
         self.republish_head = threading.Event()  # set on every (re)connect
         self._keylist = keylist.Republisher()  # withdrawn keys (sync/keylist.py)
+        self._gatekeys = gatekeys.Republisher()  # the site's gate keys (sync/gatekeys.py)
         self._published_policy = 0
         self._policy_mtime: float | None = None
 
@@ -51,10 +53,12 @@ class Publisher:
                         self.load_policy_file(store)
                     self._publish_policy(store)
                     self._keylist.poll(store, self._publish_keylist)
+                    self._gatekeys.poll(store, self._publish_gatekeys)
                 if self.republish_head.is_set():
                     self.republish_head.clear()
                     self._publish_head(store)
                     self._keylist.poll(store, self._publish_keylist, again=True)
+                    self._gatekeys.poll(store, self._publish_gatekeys, again=True)
                 # another instance (or the CLI) may have published further
                 published = max(published, int(store.get_meta("published_version") or 0))
                 head = store.passes_version
@@ -107,6 +111,9 @@ class Publisher:
 
     def _publish_keylist(self, payload: dict[str, Any]) -> bool:
         return self.peer.publish_wait(self.topics.keys, payload, retain=True, timeout=10)
+
+    def _publish_gatekeys(self, payload: dict[str, Any]) -> bool:
+        return self.peer.publish_wait(self.topics.gatekeys, payload, retain=True, timeout=10)
 
     def load_policy_file(self, store: CentralStore, force: bool = False) -> None:
         """Sign and keep the policy file when it changed (with force: read it now, and a

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import paho.mqtt.client as mqtt
 
 from gate.config import PolicyConfig, load_policy
-from sync.central import inbound, presence_relay, privacy, privacy_worker
+from sync.central import inbound, presence_relay, privacy, privacy_worker, visitors
 from sync.central.config import CentralConfig
 from sync.central.fanout import Presence, Snapshots
 from sync.central.hardening import share_group
@@ -237,6 +237,9 @@ class Central:
                 counts["events"] += len(stored)
                 # the site hears of them (sync/central/presence_relay.py)
                 counts["presence_items"] += presence_relay.record_many(store.db, stored)
+                for obj in stored:
+                    if obj["type"] == "registration":
+                        counts["visitors"] += visitors.record(store.db, obj)  # the visitor register (sync/central/visitors.py)
             if len(stored) < len(events):
                 counts["duplicates"] += len(events) - len(stored)
             for a in events:
@@ -310,6 +313,13 @@ class Central:
 
     def events(self, gate: str | None = None) -> list[dict[str, Any]]:
         return self.store.events(gate)
+
+    def visitors(self, now: float | None = None) -> list[dict[str, Any]]:
+        """The visitor register, each visitor with where they are and whether they overstay."""
+        return visitors.listing(self.store.db, time.time() if now is None else now)
+
+    def overstays(self, now: float | None = None) -> list[dict[str, Any]]:
+        return visitors.overstays(self.store.db, time.time() if now is None else now)
 
     # ------------------------------------------------------------ policy, commands, snapshots
     def set_policy(self, policy: PolicyConfig | dict[str, Any] | str | Path, version: int | None = None) -> dict[str, Any]:

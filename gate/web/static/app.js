@@ -365,6 +365,21 @@ document.querySelectorAll("input[data-keypad]").forEach(i => {
 
 // ------------------------------------------------------------ visitor registration
 
+function renderVisitorLengths() {
+  // 2 h, half a day, today: big choices, the config's default ([visitors] default_length) preselected.
+  const box = document.getElementById("visitor-length");
+  for (const len of BOOT.visitor_lengths) {
+    const label = document.createElement("label");
+    label.className = "choice";
+    const input = document.createElement("input");
+    input.type = "radio"; input.name = "length"; input.value = len; input.required = true;
+    input.defaultChecked = input.checked = len === BOOT.visitor_default_length;
+    const span = document.createElement("span");
+    span.innerHTML = both(t2("visit_" + len));
+    label.append(input, span);
+    box.append(label);
+  }
+}
 function renderVisitorReady() {
   const nokey = document.getElementById("visitor-nokey");
   nokey.hidden = BOOT.visitor_ready;
@@ -641,6 +656,7 @@ function tick() {
 }
 
 applyStaticWords();
+renderVisitorLengths();
 renderVisitorReady();
 renderOpen();
 renderModes();
