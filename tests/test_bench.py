@@ -75,11 +75,12 @@ def test_the_whole_quick_suite_runs_every_group(tmp_path: Path) -> None:
     for wanted in ("scan.empty.1280x720", "scan.photos.decode_rate", "decision.p99_ms", "voice.first_sample_ms",
                    "outbox.drain_vs_paho", "delta.10k_s", "fleet.lost", "fleet.duplicated", "rss_mb", "ready_s", "stop_s", "disk.bytes_written_per_hour",
                    "decision.p99_ms_20rules", "decision.p999_ms", "decision.first_ms", "print.1000_cards_s",
-                   "faults.events", "faults.central_kill.lost", "faults.rogue_share_subscriber.duplicated"):
+                   "faults.events", "faults.central_kill.lost", "faults.rogue_share_subscriber.duplicated",
+                   "presence.latency_p50_s", "presence.latency_p99_s"):
         assert wanted in names, f"{wanted} missing from a --quick run"
     figures = {f["name"]: f for f in doc["figures"]}
     assert figures["fleet.lost"]["value"] == 0 and figures["fleet.duplicated"]["value"] == 0
-    assert set(doc["groups"]) == {"scan", "decision", "voice", "sync", "fleet", "footprint", "desk", "faults"}
+    assert set(doc["groups"]) == {"scan", "decision", "voice", "sync", "fleet", "presence", "footprint", "desk", "faults"}
     assert figures["faults.gate_kill.lost"]["value"] == 0 and figures["faults.broker_restart_off.lost"]["value"] == 0
     # The plots go beside the results file, not into the repository.
     assert (tmp_path / "decision_scaling.png").stat().st_size > 0 and (tmp_path / "outbox_drain.png").exists()
