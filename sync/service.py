@@ -177,6 +177,13 @@ class SyncService:
             self.downstream.stop()
         self.publisher.stop()
 
+    def presence_caught_up(self, timeout: float) -> bool:
+        """True once this gate has applied central's whole presence log as it stands now
+        (sync/presence.py, PresenceFollower.catch_up); False without presence or in time."""
+        if self.downstream is None or self.downstream.presence is None:
+            return False
+        return self.downstream.presence.catch_up(timeout)
+
     @property
     def alive(self) -> bool:
         return (self.link.alive and self.publisher.alive and (self.downstream is None or self.downstream.alive)

@@ -21,8 +21,15 @@ from gate.config import ConfigError
 @click.option("--report", "with_report", is_flag=True, help="end with the daily report of the drill's first day")
 @config_option
 @broker_option
-def drill_cmd(file: str, as_json: bool, with_report: bool, config_path: str | None, broker: str | None) -> None:
-    """Run a drill (a timeline of what happens at the gate) on a fresh store."""
+@click.option("--central", "central_path", type=click.Path(dir_okay=False, exists=True), metavar="CENTRAL.toml",
+              help="with --broker and several gates: the settings the drill's own central starts from")
+def drill_cmd(file: str, as_json: bool, with_report: bool, config_path: str | None, broker: str | None,
+              central_path: str | None) -> None:
+    """Run a drill (a timeline of what happens at the gate) on a fresh store.
+
+    With --broker, the gates sync through that broker; a drill with several gates
+    (`gates:`) then also starts its own `gate central` (throwaway database, the
+    drill's key, topics of its own), and presence travels through it."""
     from gate.app import console
     from gate.drill import runner as drill
     from gate.drill import file as drill_file
@@ -47,7 +54,8 @@ def drill_cmd(file: str, as_json: bool, with_report: bool, config_path: str | No
 
     try:
         check_broker(broker)
-        result = drill.run(d, base=base, with_report=with_report, on_line=show, broker=broker)
+        result = drill.run(d, base=base, with_report=with_report, on_line=show, broker=broker,
+                           central=Path(central_path) if central_path else None)
     except (ConfigError, drill.DrillError) as exc:
         fail(f"{file}: {exc}")
     for report in result.reports:

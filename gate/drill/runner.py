@@ -24,6 +24,7 @@ from gate.app.gate_app import GateApp
 from sync.attach import services as sync_services  # a drill with [sync] or --broker runs sync as `gate run` does
 from gate.core.clock import DrillClock
 from gate.drill.file import Drill, Step
+from gate.drill.broker_site import BrokerSite
 from gate.drill.site import DrillSite
 from gate.core.records import LaneRecord
 from gate.store.daily import daily
@@ -125,15 +126,26 @@ class Rehearsal:
         on_line: Callable[[dict[str, Any]], None] | None = None,
         broker: str | None = None,
         store_path: Path | None = None,
+        central: Path | None = None,
     ) -> None:
-        if drill.gates and (broker or store_path):
-            raise DrillError("a drill with several gates runs in-process only (no --broker, no store path)")
+        if drill.gates and store_path:
+            raise DrillError("a drill with several gates keeps each gate's store in its own temporary folder")
+        if central is not None and not (drill.gates and broker):
+            raise DrillError("--central is for a drill with several gates run with --broker")
         self.drill = drill
         self._tmp = tempfile.TemporaryDirectory(prefix="gate-drill-")
         tmpdir = Path(self._tmp.name)
         self.keys = Keys(tmpdir)
         merged = simulated(cfgmod.deep_merge(base if base is not None else DEFAULT_CONFIG, drill.config))
-        self.site = DrillSite(drill.gates) if drill.gates else None
+        # Several gates: news travels in-process (DrillSite), or with --broker through a
+        # real broker and a `gate central` the drill starts (BrokerSite).
+        self.site: DrillSite | BrokerSite | None = None
+        if drill.gates and broker:
+            site_id = str(merged.get("gate", {}).get("site") or "drill")
+            self.site = BrokerSite(drill.gates, broker, site_id, self.keys.central, tmpdir, central)
+            merged = cfgmod.deep_merge(merged, {"sync": {}})  # central_keys below: the drill's key
+        elif drill.gates:
+            self.site = DrillSite(drill.gates)
         self.lines: list[dict[str, Any]] = []
         self.records: list[LaneRecord] = []
         self._on_line = on_line
@@ -148,6 +160,8 @@ class Rehearsal:
                         # A drill's [sync] talks to a central that signs with the drill's key.
                         **({"sync": {"central_keys": [str(self.keys.central_pub)]}}
                            if isinstance(merged.get("sync"), dict) and not merged["sync"].get("central_keys") else {}),
+                        **(self.site.gate_config(gate, self.keys.central_pub)
+                           if isinstance(self.site, BrokerSite) and gate else {}),
                     },
                 ),
                 "drill config",
@@ -160,11 +174,17 @@ class Rehearsal:
         self.apps: dict[str | None, GateApp] = {
             gate: GateApp(
                 config, clock=self.clock, sinks=[self._sink_for(gate)], seed=0, prerender=False,
-                services=sync_services(config, broker),
+                services=sync_services(config, self.site.broker_for(gate) if isinstance(self.site, BrokerSite) and gate
+                                       else broker),
                 site=self.site.views[gate] if self.site and gate else None,
             )
             for gate, config in configs.items()
         }
+        if isinstance(self.site, BrokerSite):
+            for app in self.apps.values():
+                # Central's signed timestamps are real time: they must not move the drill's
+                # judged time (its floor) to today; the drill runs on its own clock.
+                app.floor.from_central = _ignore_central_time  # type: ignore[method-assign]
         self.app = next(iter(self.apps.values()))
         self.tokens = {p.id: self.keys.token(p) for p in drill.passes}
 
@@ -189,12 +209,16 @@ class Rehearsal:
     def __enter__(self) -> "Rehearsal":
         started: list[GateApp] = []
         try:
+            if isinstance(self.site, BrokerSite):
+                self.site.start_central()
             for gate, app in self.apps.items():
                 app.start()  # checks the store first: seeding comes after
                 started.append(app)
                 seed_store(app, self.drill.passes)
                 if self.site is not None and gate is not None:
                     self.site.attach(gate, app.open_store())
+            if isinstance(self.site, BrokerSite):
+                self.site.bind({g: a for g, a in self.apps.items() if g is not None})
             self._pump()
         except BaseException:
             for app in started:
@@ -272,11 +296,19 @@ class Rehearsal:
         )
 
     def drain(self, timeout: float) -> bool:
-        """With a broker: wait until every event is acknowledged upstream."""
-        if self.app.sync is None:
-            return True
-        self.app.sync.publisher.nudge()
-        return self.app.sync.publisher.wait_drained(timeout)
+        """With a broker: wait until every event is acknowledged upstream (every gate's
+        whose link is up)."""
+        ok = True
+        for gate, app in self.apps.items():
+            if app.sync is None or (self.site is not None and gate is not None and not self.site.linked[gate]):
+                continue
+            app.sync.publisher.nudge()
+            ok = app.sync.publisher.wait_drained(timeout) and ok
+        return ok
+
+
+def _ignore_central_time(moment: Any) -> None:
+    return None
 
 
 def run(
@@ -286,9 +318,10 @@ def run(
     with_report: bool = False,
     on_line: Callable[[dict[str, Any]], None] | None = None,
     broker: str | None = None,
+    central: Path | None = None,
     drain_timeout: float = 60.0,
 ) -> DrillResult:
-    with Rehearsal(drill, base=base, on_line=on_line, broker=broker) as r:
+    with Rehearsal(drill, base=base, on_line=on_line, broker=broker, central=central) as r:
         result = r.run(with_report=with_report)
         if broker and not r.drain(drain_timeout):
             raise DrillError(f"events not delivered to {broker} within {drain_timeout:g} s")
