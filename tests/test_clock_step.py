@@ -72,8 +72,9 @@ def test_door_relocks_after_its_real_seconds_whatever_the_clock_does(gate, step)
     clock.offset += step  # the clock jumps while the door is open
     locked = wait_for("lock", 5)
     # unlock_s is 1 s: locked about a second after unlocking, not an hour (or a
-    # week) later, and not at once either.
-    assert 0.8 <= locked - unlocked <= 2.5
+    # week) later, and not at once either (the times are when each record reached the
+    # sink, after its fsync'd commit: on a loaded machine the unlock's can come 0.2 s late).
+    assert 0.5 <= locked - unlocked <= 2.5
 
 
 @pytest.mark.parametrize("step", [timedelta(hours=1), timedelta(hours=-1)], ids=["ahead_1h", "back_1h"])
