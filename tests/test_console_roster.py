@@ -335,3 +335,37 @@ def test_visitors_today_lists_a_visitor_registered_at_the_gate(browser: Any, sit
         assert "刘洋" in row and "7-1-101" in row and "east" in row
         assert page.locator("#no-overstay").is_visible()
         shot(page, "roster-visitors")
+
+
+def test_a_100000_row_roster_shows_its_progress_and_the_console_stays_usable(browser: Any, site: Site) -> None:  # noqa: F811
+    rows = [[f"N{i:06d}", f"住户{i}", f"{10 + i // 2400}-{i // 600 % 4 + 1}-{i % 600 // 6 + 101}", "resident", "", ""]
+            for i in range(100_000)]
+    big = write_csv(site.tmp / "big.csv", rows)
+    seen: list[dict[str, Any]] = []
+    with office_page(browser, site) as page:
+        sign_in(page, site, "王芳", path="roster")
+
+        def on_response(resp: Any) -> None:
+            if "/api/roster/jobs/" in resp.url:
+                try:
+                    seen.append(resp.json())
+                except Exception:
+                    pass
+
+        page.on("response", on_response)
+        page.set_input_files("#upload input[name=file]", str(big))
+        page.click("#upload-button")
+        page.wait_for_selector("#job")
+        # meanwhile, another page of the console answers
+        other = page.context.new_page()
+        other.goto(site.url + "passes?q=3-2")
+        assert other.locator("#results tbody tr").count() == 2
+        other.close()
+        page.wait_for_selector("#job[data-state=ready]", timeout=120_000)
+        assert page.locator("#n-new").inner_text() == "100000"
+        shot(page, "roster-big")
+    running = [p for p in seen if p["state"] in ("waiting", "reading", "comparing")]
+    assert running, f"no progress was shown: {seen}"
+    assert any(0 < p["done"] < p["total"] for p in running) or len(running) > 1, running
+    assert seen[-1]["state"] == "ready" and seen[-1]["counts"]["new"] == 100_000
+    assert site.store.get_pass("N000000") is None  # checked, not applied
