@@ -32,6 +32,7 @@ from sync.central.console import audit, users
 from sync.central.console.server import Console
 from tests.mqtt_broker import Broker
 from tests.sync_helpers import start_central, trust_central
+from tests.test_central import postgres_dsn  # noqa: F401  (a fixture: a throwaway PostgreSQL)
 from tests.test_console import PASSWORDS, Client, office_page, shot, sign_in, wait_for
 from tests.test_web import browser  # noqa: F401  (a fixture)
 
@@ -369,3 +370,47 @@ def test_a_100000_row_roster_shows_its_progress_and_the_console_stays_usable(bro
     assert any(0 < p["done"] < p["total"] for p in running) or len(running) > 1, running
     assert seen[-1]["state"] == "ready" and seen[-1]["counts"]["new"] == 100_000
     assert site.store.get_pass("N000000") is None  # checked, not applied
+
+
+def test_the_roster_pages_queries_run_on_postgresql(postgres_dsn: str, tmp_path: Path) -> None:  # noqa: F811
+    """The upload's check and apply, an edit, a card, a unit's passes for printing and the
+    visitors, on PostgreSQL: the same SQL as on SQLite."""
+    import time as _time
+    from zoneinfo import ZoneInfo
+
+    from sync.central import visitors
+    from sync.central.console.actions import ActionError
+    from sync.central.console.cards_pdf import select
+    from sync.central.console.pass_edit import bind_card, edit_pass
+    from sync.central.console.roster_jobs import Jobs
+    from sync.central.store import CentralStore
+
+    st = CentralStore(postgres_dsn)
+    try:
+        for table in ("console_audit", "passes", "visitors"):
+            st.db.execute(f"DELETE FROM {table}")
+        st.upsert_passes([{"id": "r1", "holder": "王芳", "unit": "3-2-501", "category": "resident", "card": "1234567"},
+                          {"id": "r2", "holder": "李强", "unit": "3-2-502", "category": "renter"}])
+        jobs = Jobs(postgres_dsn, "Asia/Shanghai", lambda: None)
+        data = "id,name,unit,category\nr1,王芳,3-2-601,resident\nn1,韩梅梅,3-20-101,resident\n".encode()
+        job = jobs.check("王芳", "r.csv", data, replace=True)
+        wait_for(lambda: not job.running, 30, "the check")
+        assert job.state == "ready", (job.state, job.bad, job.error)
+        assert job.plan.counts() == {"new": 1, "changed": 1, "removed": 1, "unchanged": 0, "rows": 2}
+        with pytest.raises(ActionError):
+            jobs.apply(job, "0" * 64, "王芳")
+        jobs.apply(job, job.sha256, "王芳")
+        wait_for(lambda: not job.running, 30, "the apply")
+        assert job.state == "applied" and st.get_pass("r2") is None and st.get_pass("n1") is not None
+        edit_pass(st, "n1", {"holder": "韩梅梅", "unit": "3-20-102", "category": "renter", "valid_until": "2027-06-30"},
+                  who="王芳", tz=ZoneInfo("Asia/Shanghai"))
+        with pytest.raises(ActionError) as taken:
+            bind_card(st, "n1", "1234567", who="王芳")
+        assert taken.value.code == "card_taken"
+        bind_card(st, "n1", "7654321", who="王芳")
+        assert st.get_pass("n1")["card"] == "7654321" and st.get_pass("n1")["unit"] == "3-20-102"
+        assert [w["id"] for w in select(st.db, "3-2")] == ["r1"]  # not 3-20-102
+        assert {e.action for e in audit.recent(st.db)} == {"roster_import", "pass_edit", "card_bind"}
+        assert visitors.listing(st.db, _time.time(), since=0) == [] and visitors.overstays(st.db, _time.time()) == []
+    finally:
+        st.close()

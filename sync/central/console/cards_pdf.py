@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 from gate.config import ConfigError, PolicyConfig, load_policy
 from gate.core.tokens import PassToken, key_id, load_private, sign
 from gate.desk.printing import CardPass, natural_key, render, unit_matches
+from sync.central.console.schema import collate
 from sync.central.console.search import upper_bound
 
 MAX_CARDS = 5000  # a building's worth (2,400 people) and then some; more is a job for `gate passes print`
@@ -74,7 +75,8 @@ def select(db: Any, prefix: str) -> list[dict[str, Any]]:
     prefix = prefix.strip().rstrip("-")
     if not prefix:
         raise PrintError("unit_needed", "name a building, an entrance or a unit")
-    rows = db.all("SELECT wire FROM passes WHERE unit = ? OR (unit >= ? AND unit < ?)",
+    c = collate(db.pg)  # a prefix is one range in byte order (PostgreSQL's locale order would split it)
+    rows = db.all(f"SELECT wire FROM passes WHERE unit = ? OR (unit{c} >= ? AND unit{c} < ?)",
                   (prefix, prefix + "-", upper_bound(prefix + "-")))
     out = [json.loads(r[0]) for r in rows]
     out = [w for w in out if unit_matches(w.get("unit"), (prefix,))]
