@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
+from bench import console_roster
 from bench.core import Context, Figure
 
 TITLE = "console: pass search on 1,000,000 passes"
@@ -178,6 +179,7 @@ def run(ctx: Context) -> list[Figure]:
                               note=f"console pass search, SQLite, {n:,} passes, p99 of {count} mixed queries "
                                    f"(p50 {statistics.median(fast):.2f} ms); baseline: without the console's indexes "
                                    "(target <= 100 ms)", pi4=True))
+        figures += console_roster.run(ctx, Path(tmp) / "central.db", rows)
         pg = _postgres(Path(tmp), rows, queries, ctx)
     if pg:
         figures.append(Figure("console.search_pg_p99_ms", _p(pg, 0.99), "ms",

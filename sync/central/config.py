@@ -56,6 +56,7 @@ class CentralConfig(BaseModel):
     cert_file: Path | None = None
     key_file: Path | None = None
     signing_key: Path  # Ed25519 private key (PEM); gates trust its .pub
+    pass_key: Path | None = None  # Ed25519 key that signs the passes the console prints (never signing_key); gates list its .pub in keys.trusted
     name: str = "central"  # "by" on policy and commands
     policy_file: Path | None = None  # a TOML whose [policy] table is published (and re-published when it changes)
     db: str = "central.db"  # SQLite path, or postgresql://user:pw@host/db
@@ -114,7 +115,7 @@ def load_central_config(path: str | Path, overrides: dict[str, Any] | None = Non
         # a [central] table too, beside the [console] and [retention] tables
         data = {**data["central"], **{k: data[k] for k in ("console", "retention") if k in data}}
     base = path.resolve().parent
-    for key in ("signing_key", "policy_file", "password_file", "ca_file", "cert_file", "key_file"):
+    for key in ("signing_key", "pass_key", "policy_file", "password_file", "ca_file", "cert_file", "key_file"):
         v = data.get(key)
         if isinstance(v, str) and v and not Path(v).is_absolute():
             data[key] = str(base / v)

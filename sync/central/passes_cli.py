@@ -106,7 +106,7 @@ def passes_delete(ctx: click.Context, pass_id: str, config_path: str | None, bro
 @common_opts
 @click.pass_context
 def passes_import(ctx: click.Context, file: str, replace: bool, config_path: str | None, broker: str | None, db: str | None) -> None:
-    """Load a roster CSV (same format as `gate passes import`); all rows or none."""
+    """Load a roster CSV or XLSX (same format and rules as `gate passes import`); all rows or none."""
     from sync.central import import_roster
 
     conf = load_conf(ctx, config_path, broker, db)

@@ -27,11 +27,19 @@ from sync.central.console.guard import Guard, need
 
 TABLES = {"console": CONSOLE, "events": CONSOLE_EVENTS, "alarms": ALARMS, "reasons": REASONS,
           "decisions": DECISIONS, "devices": DEVICES}
+PAGE_TABLES: list[Any] = []  # page modules' own sections ([console_roster], ...), read after [console]
+
+
+def pair(key: str, table: str = "console") -> tuple[str, str]:
+    got = TABLES[table].get(key)
+    if got is None and table == "console":
+        got = next((t[key] for t in PAGE_TABLES if key in t), None)
+    return got or (key, key)
 
 
 def words(key: str, table: str = "console", **fill: Any) -> Markup:
     """Both languages: Chinese first, English beside it (smaller, in the style sheet)."""
-    zh, en = TABLES[table].get(key, (key, key))
+    zh, en = pair(key, table)
     if fill:
         zh, en = zh.format(**fill), en.format(**fill)
     return Markup('<span class="zh">{}</span> <span class="en">{}</span>').format(zh, en)
@@ -39,7 +47,7 @@ def words(key: str, table: str = "console", **fill: Any) -> Markup:
 
 def plain(key: str, table: str = "console", **fill: Any) -> str:
     """Both languages as plain text (a placeholder, a title)."""
-    zh, en = TABLES[table].get(key, (key, key))
+    zh, en = pair(key, table)
     if fill:
         zh, en = zh.format(**fill), en.format(**fill)
     return f"{zh} · {en}"

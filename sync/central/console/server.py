@@ -20,7 +20,7 @@ from waitress import wasyncore
 from gate.webbase.hosts import HostCheck
 from gate.webbase.throttle import is_loopback
 from sync.central.config import CentralConfig, ConsoleConfig
-from sync.central.console import board
+from sync.central.console import board, roster_pages
 from sync.central.console.guard import Guard
 from sync.central.console.live import Live
 from sync.central.console.pages import install
@@ -100,6 +100,7 @@ class Console:
                           SESSION_COOKIE_HTTPONLY=True, MAX_CONTENT_LENGTH=64 * 1024, SEND_FILE_MAX_AGE_DEFAULT=0)
         guard = Guard(app, self.hosts, self.db, idle_s=self.cconf.idle_min * 60, lifetime_s=self.cconf.session_h * 3600)
         install(app, self, guard)
+        roster_pages.install(app, self, guard)
         return app
 
     @property
