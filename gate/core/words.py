@@ -50,6 +50,8 @@ CARD = WORDS["card"]
 CLI = WORDS["cli"]
 CONSOLE = WORDS["console"]
 CONSOLE_EVENTS = WORDS["console_events"]
+CONSOLE_REPORTS = WORDS["console_reports"]
+CONSOLE_POLICY = WORDS["console_policy"]
 
 
 def both(table: Mapping[str, Pair], key: str, **fill: object) -> str:
