@@ -43,7 +43,7 @@ def columns(labels: list[str], series: list[tuple[list[int], str, str]], label: 
     totals = [sum(s[0][i] for s in series) for i in range(len(labels))]
     top = max(totals + [1])
     step = max(14.0, min(48.0, 720.0 / n))
-    width, height, base = int(step * n + 40), 190, 150
+    width, height, base = max(720, int(step * n + 40)), 190, 150  # never wider than a column a gate
     body = [f'<line x1="30" y1="{base}" x2="{width}" y2="{base}" stroke="#bbb" stroke-width="1"/>',
             f'<text x="26" y="{base - 122}" font-size="10" text-anchor="end" fill="{GREY}">{top}</text>',
             f'<text x="26" y="{base}" font-size="10" text-anchor="end" fill="{GREY}">0</text>']
