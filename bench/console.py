@@ -1,4 +1,5 @@
-"""The office console at central: pass search on 1,000,000 passes.
+"""The office console at central: pass search on 1,000,000 passes (and the report page:
+bench/console_reports.py).
 
 Central's pass table is filled with 1,000,000 passes (a community of buildings,
 entrances, floors and units; Chinese names; seven in ten with a card), then the
@@ -187,4 +188,6 @@ def run(ctx: Context) -> list[Figure]:
                                    "(target <= 100 ms)"))
     ctx.implications.append(f"console: pass search p99 {p99:.1f} ms on 1,000,000 passes (SQLite)"
                             + (f", {_p(pg, 0.99):.1f} ms (PostgreSQL)" if pg else "") + "; target <= 100 ms")
-    return figures
+    from bench import console_reports
+
+    return figures + console_reports.run(ctx)  # the report page with a year of events from 50 gates

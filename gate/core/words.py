@@ -51,6 +51,8 @@ CLI = WORDS["cli"]
 CONSOLE = WORDS["console"]
 CONSOLE_EVENTS = WORDS["console_events"]
 CONSOLE_ROSTER = WORDS["console_roster"]
+CONSOLE_REPORTS = WORDS["console_reports"]
+CONSOLE_POLICY = WORDS["console_policy"]
 
 
 def both(table: Mapping[str, Pair], key: str, **fill: object) -> str:

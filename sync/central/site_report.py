@@ -17,15 +17,43 @@ from sync.central import CentralStore
 _SUMMED = ("events", "fevers", "challenges")
 
 
+def known_gates(db: Any) -> set[str]:
+    """Every gate central has heard of: its status, its reports, its events. The events'
+    gates one index seek each (a loose scan of ``events_gate_seq``), not a scan of a
+    year of events."""
+    known = {r[0] for r in db.all("SELECT gate FROM status")}
+    known |= {r[0] for r in db.all("SELECT DISTINCT gate FROM reports")}
+    row = db.one("SELECT min(gate) FROM events")
+    while row and row[0] is not None:
+        known.add(row[0])
+        row = db.one("SELECT min(gate) FROM events WHERE gate > ?", (row[0],))
+    return known
+
+
+def day_range(db: Any, day: str, last: str | None = None) -> tuple[str, tuple[str, str]]:
+    """The SQL condition for a gate's local days day..last (events' ``ts`` begins with the
+    gate's local date) and its bounds: one range of the ``events_gate_ts`` index (in byte
+    order on PostgreSQL, as the index is: sync/central/console/report_schema.py)."""
+    from datetime import date, timedelta
+
+    after = (date.fromisoformat(last or day) + timedelta(days=1)).isoformat()
+    c = ' COLLATE "C"' if db.pg else ""
+    return f"ts{c} >= ? AND ts{c} < ?", (day, after)
+
+
+def events_held(db: Any, gate: str, day: str) -> int:
+    """The events central holds from ``gate`` of its local day ``day``."""
+    cond, bounds = day_range(db, day)
+    row = db.one(f"SELECT count(*) FROM events WHERE gate = ? AND {cond}", (gate, *bounds))
+    return int(row[0]) if row else 0
+
+
 def site_daily(store: CentralStore, day: str, site: str) -> dict[str, Any]:
     reports = {
         r[0]: json.loads(r[1])
         for r in store.db.all("SELECT gate, body FROM reports WHERE date = ? ORDER BY gate", (day,))
     }
-    known = {r[0] for r in store.db.all("SELECT gate FROM status")}
-    known |= {r[0] for r in store.db.all("SELECT DISTINCT gate FROM reports")}
-    known |= {r[0] for r in store.db.all("SELECT DISTINCT gate FROM events")}
-    gates = sorted(known | set(reports))
+    gates = sorted(known_gates(store.db) | set(reports))
     totals: dict[str, Any] = {k: 0 for k in _SUMMED}
     allowed: Counter[str] = Counter()
     denied: Counter[str] = Counter()
@@ -54,8 +82,7 @@ def site_daily(store: CentralStore, day: str, site: str) -> dict[str, Any]:
     for gate in missing:
         # What central holds from a silent gate that day (events carry the gate's local
         # time with its offset, so the date is the first ten characters).
-        held = store.db.one("SELECT count(*) FROM events WHERE gate = ? AND substr(ts, 1, 10) = ?", (gate, day))
-        by_gate[gate] = {"reported": False, "events_held": int(held[0]) if held else 0}
+        by_gate[gate] = {"reported": False, "events_held": events_held(store.db, gate, day)}
     return {
         "date": day,
         "site": site,

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 # The actions the audit knows (their words: [console] audit_* in gate/core/words.toml).
-ACTIONS = ("revoke", "restore", "sign_in", "user_add", "user_disable", "user_enable")
+ACTIONS = ("revoke", "restore", "sign_in", "user_add", "user_disable", "user_enable",
+           "policy_publish")  # the policy pages (policy_data.py)
 ACTIONS += ("roster_import", "pass_edit", "card_bind", "cards_print")  # the roster pages (roster_pages.py)
 
 

@@ -13,6 +13,8 @@ SQLite and PostgreSQL), and the indexes its pages read by.
 """
 from __future__ import annotations
 
+from sync.central.console import report_schema
+
 TABLES = [
     "CREATE TABLE IF NOT EXISTS console_users (name TEXT PRIMARY KEY, role TEXT NOT NULL, hash TEXT NOT NULL,"
     " disabled INTEGER NOT NULL, created DOUBLE PRECISION NOT NULL, changed DOUBLE PRECISION NOT NULL)",
@@ -39,4 +41,5 @@ def schema(pg: bool) -> list[str]:
     # the locale's order, where a prefix is not one range, so each gets a "C" twin.
     cols = SEARCHED if pg else ("unit", "holder")
     out += [f"CREATE INDEX IF NOT EXISTS passes_{c}_search ON passes ({c}{collate(pg)})" for c in cols]
+    out += report_schema.schema(pg)  # the reports and policy pages' (report_schema.py)
     return out

@@ -24,6 +24,7 @@ from sync.central.console import board, roster_pages
 from sync.central.console.guard import Guard
 from sync.central.console.live import Live
 from sync.central.console.pages import install
+from sync.central.console import policy_pages, report_pages
 from sync.central.store import CentralStore
 
 log = logging.getLogger("sync.central.console")
@@ -101,6 +102,8 @@ class Console:
         guard = Guard(app, self.hosts, self.db, idle_s=self.cconf.idle_min * 60, lifetime_s=self.cconf.session_h * 3600)
         install(app, self, guard)
         roster_pages.install(app, self, guard)
+        report_pages.install(app, self, guard)  # the reports pages
+        policy_pages.install(app, self, guard)  # the policy pages
         return app
 
     @property
