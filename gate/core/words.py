@@ -50,6 +50,7 @@ CARD = WORDS["card"]
 CLI = WORDS["cli"]
 CONSOLE = WORDS["console"]
 CONSOLE_EVENTS = WORDS["console_events"]
+CONSOLE_MAP = WORDS["console_map"]
 
 
 def both(table: Mapping[str, Pair], key: str, **fill: object) -> str:

@@ -23,6 +23,7 @@ from sync.central.config import CentralConfig, ConsoleConfig
 from sync.central.console import board
 from sync.central.console.guard import Guard
 from sync.central.console.live import Live
+from sync.central.console.map_pages import install as install_map
 from sync.central.console.pages import install
 from sync.central.store import CentralStore
 
@@ -100,6 +101,7 @@ class Console:
                           SESSION_COOKIE_HTTPONLY=True, MAX_CONTENT_LENGTH=64 * 1024, SEND_FILE_MAX_AGE_DEFAULT=0)
         guard = Guard(app, self.hosts, self.db, idle_s=self.cconf.idle_min * 60, lifetime_s=self.cconf.session_h * 3600)
         install(app, self, guard)
+        install_map(app, self, guard)  # the community map (map_pages.py)
         return app
 
     @property
