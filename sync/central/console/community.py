@@ -189,7 +189,7 @@ def fever_today(db: Any, start: float) -> set[str]:
     """Passes with a fever alarm at any gate since ``start`` (local midnight)."""
     out = set()
     for (body,) in db.all("SELECT body FROM events WHERE type = 'alarm' AND received >= ? AND body LIKE ?",
-                          (start - 3600, '%"kind":"fever"%')):
+                          (start, '%"kind":"fever"%')):
         ev = json.loads(body)
         at = seen.epoch(ev.get("ts"))
         if ev.get("kind") == "fever" and ev.get("pass") and at is not None and at >= start:
