@@ -312,3 +312,21 @@ def test_every_status_on_postgresql(postgres_dsn: str) -> None:  # noqa: F811
         assert json.loads(st.db.one("SELECT attributes FROM pass_attributes WHERE pass_id = 'a'")[0]) == {"vaccine_doses": 2}
     finally:
         st.close()
+
+
+def test_a_rule_is_judged_once_for_people_alike_unless_it_reads_their_unit(tmp_path: Path) -> None:
+    st = CentralStore(str(tmp_path / "c.db"))
+    try:
+        st.upsert_passes([{"id": f"p{i}", "holder": f"人{i}", "unit": f"{1 + i % 2}-1-101", "category": "resident"} for i in range(6)])
+        by_unit = {"name": "north", "require": "pass.unit.startsWith('1-')", "prompt": {"zh": "北", "en": "north"}}
+        st.store_policy({"version": 1, "policy": {"rules": [RULE, by_unit]}})
+        seen.set_attributes(st.db, {"p0": {"vaccine_doses": 2}})
+        assert community.reads_id_or_unit(by_unit) and not community.reads_id_or_unit(RULE)
+        assert community.reads_id_or_unit({"require": "pass.id == 'x'"}) and community.reads_id_or_unit({"require": "has(pass)"})
+        now = time.time()
+        got = community.community_map(st, community.Choice("rule", rule="north"), now=now, tz=TZ, midnight=now)
+        assert [(b.name, b.met, b.concerned) for b in got["buildings"]] == [("1", 3, 3), ("2", 0, 3)]
+        got = community.community_map(st, community.Choice("rule", rule="vaccinated"), now=now, tz=TZ, midnight=now)
+        assert [(b.name, b.met, b.concerned) for b in got["buildings"]] == [("1", 1, 3), ("2", 0, 3)]
+    finally:
+        st.close()

@@ -177,6 +177,18 @@ def meets(rule: dict[str, Any], rec: PassRecord, now: datetime) -> bool | None:
     return rules.holds(rule["require"], ctx, rule["name"]) is True
 
 
+# What a rule may read of a pass besides its id and unit (gate/core/rules.py): people
+# alike in these (and in their attributes) meet a rule alike, unless it reads id or unit.
+_RULE_FIELDS = ("category", "valid_from", "valid_until", "observation_until", "pcr_at", "health_code")
+_SAFE_READ = re.compile(r"\bpass\b(?!\s*\.\s*(category|valid_from|valid_until|observation_until|pcr_at|health_code|listed|attributes)\b)")
+_UNSEEN: Any = object()
+
+
+def reads_id_or_unit(rule: dict[str, Any]) -> bool:
+    """Whether the rule may read more of the pass than _RULE_FIELDS and its attributes."""
+    return bool(_SAFE_READ.search(f"{rule.get('when') or ''} {rule['require']}"))
+
+
 def _people(db: Any, with_attributes: bool) -> list[tuple[Any, ...]]:
     marks = ",".join("?" * len(HOUSEHOLDS))
     if with_attributes:
@@ -220,6 +232,8 @@ def community_map(store: Any, choice: Choice, *, now: float, tz: tzinfo, midnigh
     local_now = datetime.fromtimestamp(now, tz)
     units: dict[str, Unit] = {}
     latest: dict[str, float] = {}
+    verdicts: dict[tuple[Any, ...], bool | None] = {}
+    by_pass = rule is not None and reads_id_or_unit(rule)
     for pid, unit_name, revoked, wire_text, attrs in rows:
         name = unit_name or ""
         u = units.get(name)
@@ -237,7 +251,12 @@ def community_map(store: Any, choice: Choice, *, now: float, tz: tzinfo, midnigh
                 until = _time(json.loads(wire_text).get("observation_until"))
                 u.hits += 1 if until is not None and until.timestamp() > now else 0
         elif rule is not None:
-            got = meets(rule, pass_record(json.loads(wire_text), json.loads(attrs) if attrs else None), local_now)
+            wire = json.loads(wire_text)
+            key = (wire["id"], name) if by_pass else ()
+            key += (*(wire.get(f) for f in _RULE_FIELDS), attrs)
+            got = verdicts.get(key, _UNSEEN)
+            if got is _UNSEEN:  # people alike to the rule (most are) are judged once
+                got = verdicts[key] = meets(rule, pass_record(wire, json.loads(attrs) if attrs else None), local_now)
             if got is not None:
                 u.concerned += 1
                 u.hits += 1 if got else 0

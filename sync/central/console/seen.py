@@ -69,9 +69,10 @@ def record_many(db: Any, events: Iterable[dict[str, Any]]) -> int:
 def last_seen(db: Any, categories: tuple[str, ...]) -> dict[str, float]:
     """Each household pass's latest decision at any gate (seconds), for those seen at all."""
     marks = ",".join("?" * len(categories))
-    rows = db.all(f"SELECT s.pass_id, max(s.at) FROM console_seen s JOIN passes p ON p.id = s.pass_id"
-                  f" WHERE p.category IN ({marks}) GROUP BY s.pass_id", categories)
-    return {r[0]: float(r[1]) for r in rows}
+    # From the households' passes (by category), one seek into console_seen's key each.
+    rows = db.all(f"SELECT p.id, (SELECT max(s.at) FROM console_seen s WHERE s.pass_id = p.id) FROM passes p"
+                  f" WHERE p.category IN ({marks})", categories)
+    return {r[0]: float(r[1]) for r in rows if r[1] is not None}
 
 
 def at_gates(db: Any, pass_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
