@@ -330,3 +330,23 @@ def test_a_rule_is_judged_once_for_people_alike_unless_it_reads_their_unit(tmp_p
         assert [(b.name, b.met, b.concerned) for b in got["buildings"]] == [("1", 1, 3), ("2", 0, 3)]
     finally:
         st.close()
+
+
+def test_the_maps_copies_are_erased_with_the_pass_and_purged_with_retention(tmp_path: Path) -> None:
+    from sync.central import privacy
+    from sync.central.privacy_worker import purge
+
+    st = CentralStore(str(tmp_path / "c.db"))
+    try:
+        now = time.time()
+        fill(st, now)
+        seen.set_attributes(st.db, {"c": {"vaccine_doses": 2}})
+        got = privacy.export(st, "c")
+        assert [s["gate"] for s in got["seen"]] == ["east"] and got["attributes"] == [{"vaccine_doses": 2}]
+        privacy.erase(st, "c", "王主任", now=now)
+        assert seen.at_gates(st.db, ["c"])["c"] == [] and st.db.all("SELECT * FROM pass_attributes") == []
+        assert [d["gate"] for d in seen.at_gates(st.db, ["d"])["d"]] == ["west"]  # ten days ago
+        assert purge(st, days=7, now=now)["seen"] == 1  # d at west ten days ago; V-1 today stays
+        assert seen.at_gates(st.db, ["d"])["d"] == [] and seen.at_gates(st.db, ["V-1"])["V-1"]
+    finally:
+        st.close()
