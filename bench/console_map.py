@@ -22,7 +22,7 @@ import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from bench.core import Context, Figure
 
@@ -74,33 +74,35 @@ def build(db: Any, total: int, days: int, gates: int, rng: random.Random, now: f
     copy(db, "pass_attributes (pass_id, attributes)", [(r[0], json.dumps(a)) for r, a in homes])
     db.execute("INSERT INTO policies (version, payload, ts) VALUES (?,?,?)",
                (1, json.dumps({"version": 1, "policy": {"rules": [RULE]}}), now))
-    # A year of events: decisions each day, and today's fever alarms.
+    # A year of events (decisions each day, and today's fever alarms), streamed in; what
+    # central's writer keeps as they arrive: each pass's latest decision at each gate.
+    seen: dict[tuple[str, str], tuple[Any, ...]] = {}
+    count = [0]
+
+    def events() -> Iterator[tuple[Any, ...]]:
+        seq = 0
+        for d in range(days, -1, -1):
+            for g in range(gates):
+                for _ in range(per_day):
+                    seq += 1
+                    at = now - d * 86400 - rng.uniform(0, 86000 if d else 3000)
+                    pid, ts = rng.choice(people), _iso(at)
+                    body = (f'{{"id":"e{seq}","gate":"g{g}","seq":{seq},"type":"decision","pass":"{pid}","decision":"allow",'
+                            f'"reason":"ok","lane":"in","direction":"in","ts":"{ts}"}}')
+                    seen[(pid, f"g{g}")] = (pid, f"g{g}", at, ts, "allow", "ok", "in", "in")
+                    count[0] += 1
+                    yield (f"e{seq}", f"g{g}", seq, ts, "decision", body, at + 1)
+        for k in range(20):
+            seq += 1
+            pid, ts = rng.choice(people), _iso(now - 600)
+            count[0] += 1
+            yield (f"a{k}", "g0", seq, ts, "alarm", json.dumps({"id": f"a{k}", "gate": "g0", "seq": seq, "type": "alarm",
+                                                             "kind": "fever", "pass": pid, "ts": ts}, separators=(",", ":")), now - 599)
+
     per_day = max(1, ctx.reps(40, 300))
-    events, seq = [], 0
-    for d in range(days, -1, -1):
-        for g in range(gates):
-            for _ in range(per_day):
-                seq += 1
-                at = now - d * 86400 - rng.uniform(0, 86000 if d else 3000)
-                pid = rng.choice(people)
-                body = json.dumps({"id": f"e{seq}", "gate": f"g{g}", "seq": seq, "type": "decision", "pass": pid, "decision": "allow",
-                                   "reason": "ok", "lane": "in", "direction": "in", "ts": _iso(at)}, separators=(",", ":"))
-                events.append((f"e{seq}", f"g{g}", seq, _iso(at), "decision", body, at + 1))
-    for k in range(20):
-        seq += 1
-        pid = rng.choice(people)
-        body = json.dumps({"id": f"a{k}", "gate": "g0", "seq": seq, "type": "alarm", "kind": "fever", "pass": pid,
-                           "ts": _iso(now - 600)}, separators=(",", ":"))
-        events.append((f"a{k}", "g0", seq, _iso(now - 600), "alarm", body, now - 599))
-    copy(db, "events (id, gate, seq, ts, type, body, received)", events)
-    # What central's writer keeps as the events arrive: each pass's latest at each gate.
-    seen = {}
-    for _eid, gate, _s, ts, typ, body, received in events:
-        if typ == "decision":
-            pid = json.loads(body)["pass"]
-            seen[(pid, gate)] = (pid, gate, received - 1, ts, "allow", "ok", "in", "in")
-    for pid in rows[len(homes):len(homes) + 300_000]:  # visitors' passes seen once
-        seen[(pid[0], "g1")] = (pid[0], "g1", now - rng.uniform(0, days) * 86400, _iso(now), "allow", "ok", "in", "in")
+    copy(db, "events (id, gate, seq, ts, type, body, received)", events())
+    for r in rows[len(homes):len(homes) + 300_000]:  # visitors' passes, seen once
+        seen[(r[0], "g1")] = (r[0], "g1", now - rng.uniform(0, days) * 86400, _iso(now), "allow", "ok", "in", "in")
     copy(db, "console_seen (pass_id, gate, at, ts, decision, reason, lane, direction)", list(seen.values()))
     # The visitor register of the last days and where each visitor is.
     vis, moves = [], []
@@ -115,16 +117,16 @@ def build(db: Any, total: int, days: int, gates: int, rng: random.Random, now: f
     copy(db, "presence_items (key, seq, body)", moves)
     db.execute("ANALYZE")
     ctx.log(f"  console_map: {len(rows):,} passes ({len(homes):,} people of {len({r[3] for r, _ in homes}):,} households),"
-            f" {len(events):,} events, {len(seen):,} seen rows in {time.perf_counter() - t0:.0f} s")
+            f" {count[0]:,} events, {len(seen):,} seen rows in {time.perf_counter() - t0:.0f} s")
 
 
-def copy(db: Any, into: str, rows: list[tuple[Any, ...]]) -> None:
+def copy(db: Any, into: str, rows: Iterable[tuple[Any, ...]]) -> None:
     if db.pg:
         with db.conn.cursor() as cur, cur.copy(f"COPY {into} FROM STDIN") as cp:
             for r in rows:
                 cp.write_row(r)
         return
-    marks = ",".join("?" * len(rows[0]))
+    marks = ",".join("?" * (into.count(",") + 1))
     with db.tx():
         db.executemany(f"INSERT INTO {into} VALUES ({marks})", rows)
 
