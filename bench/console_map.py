@@ -7,7 +7,7 @@ renter or returnee, some under home observation, some revoked, each with a
 vaccine_doses attribute), the rest of the 1,000,000 passes visitors' and couriers'
 (the map does not read them), a year of events from 50 gates (decisions, and today a
 few fever alarms), the latest decision of every pass at each gate it used
-(``console_seen``), the site's presence log and the visitor register. Then the map page
+(``console_seen``) and at any gate (``console_last_seen``), the site's presence log and the visitor register. Then the map page
 (/map, signed in, through Flask: query and render) for each status the office can
 choose. Reported: the median of the slowest status, SQLite and (when its server
 binaries are here) PostgreSQL. Baseline, in the same run: a plain count of the
@@ -104,6 +104,10 @@ def build(db: Any, total: int, days: int, gates: int, rng: random.Random, now: f
     for r in rows[len(homes):len(homes) + 300_000]:  # visitors' passes, seen once
         seen[(r[0], "g1")] = (r[0], "g1", now - rng.uniform(0, days) * 86400, _iso(now), "allow", "ok", "in", "in")
     copy(db, "console_seen (pass_id, gate, at, ts, decision, reason, lane, direction)", list(seen.values()))
+    last: dict[str, float] = {}
+    for pid, _g, at, *_ in seen.values():
+        last[pid] = max(at, last.get(pid, at))
+    copy(db, "console_last_seen (pass_id, at)", list(last.items()))
     # The visitor register of the last days and where each visitor is.
     vis, moves = [], []
     for i in range(ctx.reps(300, 3000)):

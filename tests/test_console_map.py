@@ -301,7 +301,8 @@ def test_every_status_on_postgresql(postgres_dsn: str) -> None:  # noqa: F811
     """The same SQL on PostgreSQL."""
     st = CentralStore(postgres_dsn)
     try:
-        for table in ("passes", "events", "presence_items", "visitors", "console_seen", "pass_attributes", "policies"):
+        for table in ("passes", "events", "presence_items", "visitors", "console_seen", "console_last_seen", "pass_attributes",
+                      "policies"):
             st.db.execute(f"DELETE FROM {table}")
         check_statuses(st)
         st.store_policy({"version": 1, "policy": {"rules": [RULE]}})
@@ -345,8 +346,10 @@ def test_the_maps_copies_are_erased_with_the_pass_and_purged_with_retention(tmp_
         assert [s["gate"] for s in got["seen"]] == ["east"] and got["attributes"] == [{"vaccine_doses": 2}]
         privacy.erase(st, "c", "王主任", now=now)
         assert seen.at_gates(st.db, ["c"])["c"] == [] and st.db.all("SELECT * FROM pass_attributes") == []
+        assert "c" not in seen.last_seen(st.db, community.HOUSEHOLDS) and "d" in seen.last_seen(st.db, community.HOUSEHOLDS)
         assert [d["gate"] for d in seen.at_gates(st.db, ["d"])["d"]] == ["west"]  # ten days ago
         assert purge(st, days=7, now=now)["seen"] == 1  # d at west ten days ago; V-1 today stays
         assert seen.at_gates(st.db, ["d"])["d"] == [] and seen.at_gates(st.db, ["V-1"])["V-1"]
+        assert "d" not in seen.last_seen(st.db, community.HOUSEHOLDS)
     finally:
         st.close()

@@ -225,6 +225,7 @@ def erase(store: Any, pass_id: str, by: str, *, force: bool = False, now: float 
         counts["presence"] = max(cur.rowcount, 0)
         counts["seen"] = max(db.execute("DELETE FROM console_seen WHERE pass_id = ?", (pass_id,)).rowcount, 0)
         db.execute("DELETE FROM pass_attributes WHERE pass_id = ?", (pass_id,))
+        db.execute("DELETE FROM console_last_seen WHERE pass_id = ?", (pass_id,))
         db.execute("INSERT INTO erasures (id, pass_id, by_name, ts, version, counts) VALUES (?,?,?,?,?,?)",
                    (ref, pass_id, by, now, version, "{}"))
         db.executemany("INSERT INTO erased_cards (hash, erasure) VALUES (?,?) ON CONFLICT (hash, erasure) DO NOTHING",

@@ -6,6 +6,8 @@ nor a unit's "last decisions at every gate" reads a year of events.
   why, lane, direction). Written by central's writer in the transaction that stores the
   events (sync/central/service.py), one upsert a (pass, gate) a batch; an older decision
   arriving late (a gate's outbox after a week offline) never replaces a newer one.
+- ``console_last_seen``: per pass, when it was last seen at any gate (one row a pass, so
+  "not seen for N days" is one key seek a person, not one a gate it ever used).
 - ``pass_attributes``: a pass's roster attributes (``vaccine_doses``...) as central
   knows them, for the map's rule-based share (central's pass batches do not carry
   attributes, so they are kept beside the roster, not in it).
@@ -24,6 +26,7 @@ SCHEMA = [
     "CREATE TABLE IF NOT EXISTS console_seen (pass_id TEXT NOT NULL, gate TEXT NOT NULL, at DOUBLE PRECISION NOT NULL,"
     " ts TEXT NOT NULL, decision TEXT NOT NULL, reason TEXT NOT NULL, lane TEXT NOT NULL, direction TEXT NOT NULL,"
     " PRIMARY KEY (pass_id, gate))",
+    "CREATE TABLE IF NOT EXISTS console_last_seen (pass_id TEXT PRIMARY KEY, at DOUBLE PRECISION NOT NULL)",
     "CREATE TABLE IF NOT EXISTS pass_attributes (pass_id TEXT PRIMARY KEY, attributes TEXT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS passes_category_unit ON passes (category, unit)",
 ]
@@ -63,14 +66,19 @@ def record_many(db: Any, events: Iterable[dict[str, Any]]) -> int:
                            str(ev.get("lane") or ""), str(ev.get("direction") or ""))
     if latest:
         db.executemany(_UPSERT, list(latest.values()))
+        last: dict[str, float] = {}
+        for pid, _gate, at, *_ in latest.values():
+            last[pid] = max(at, last.get(pid, at))
+        db.executemany("INSERT INTO console_last_seen (pass_id, at) VALUES (?,?) ON CONFLICT (pass_id) DO UPDATE"
+                       " SET at = excluded.at WHERE excluded.at > console_last_seen.at", list(last.items()))
     return len(latest)
 
 
 def last_seen(db: Any, categories: tuple[str, ...]) -> dict[str, float]:
     """Each household pass's latest decision at any gate (seconds), for those seen at all."""
     marks = ",".join("?" * len(categories))
-    # From the households' passes (by category), one seek into console_seen's key each.
-    rows = db.all(f"SELECT p.id, (SELECT max(s.at) FROM console_seen s WHERE s.pass_id = p.id) FROM passes p"
+    # From the households' passes (by category), one seek into console_last_seen's key each.
+    rows = db.all(f"SELECT p.id, s.at FROM passes p JOIN console_last_seen s ON s.pass_id = p.id"
                   f" WHERE p.category IN ({marks})", categories)
     return {r[0]: float(r[1]) for r in rows if r[1] is not None}
 
