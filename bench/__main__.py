@@ -16,7 +16,7 @@ from bench.core import Context, Figure, machine, table, write_results
 
 # Each name is a module bench/<name>.py with TITLE and run(ctx) -> list[Figure].
 # Later issues add theirs here ("decision", "sync", "voice", "footprint").
-GROUPS = ("scan", "decision", "voice", "sync", "fleet", "presence", "central", "footprint", "desk", "faults", "console")
+GROUPS = ("scan", "decision", "voice", "sync", "fleet", "presence", "central", "footprint", "desk", "faults", "console", "console_map")
 
 HERE = Path(__file__).resolve().parent
 

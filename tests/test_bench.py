@@ -78,7 +78,7 @@ def test_the_whole_quick_suite_runs_every_group(tmp_path: Path) -> None:
                    "faults.events", "faults.central_kill.lost", "faults.rogue_share_subscriber.duplicated",
                    "console.search_p99_ms", "central.ingest_bare_msg_s", "central.ingest_msg_s.sqlite",
                    "central.ingest_ratio.sqlite", "presence.latency_p50_s",
-                   "presence.latency_p99_s"):
+                   "presence.latency_p99_s", "console.roster_diff_s.10k", "console.report_page_ms", "console.map_3000_ms"):
         assert wanted in names, f"{wanted} missing from a --quick run"
     figures = {f["name"]: f for f in doc["figures"]}
     # PostgreSQL is measured where it can start (as in tests/test_central.py); where not, the run says why.
@@ -94,7 +94,7 @@ def test_the_whole_quick_suite_runs_every_group(tmp_path: Path) -> None:
     assert ingest["baseline"] == figures["central.ingest_bare_msg_s"]["value"] and ingest["ratio"] > 0
     assert figures["fleet.lost"]["value"] == 0 and figures["fleet.duplicated"]["value"] == 0
     assert set(doc["groups"]) == {"scan", "decision", "voice", "sync", "fleet", "presence", "central", "footprint", "desk",
-                                  "faults", "console"}
+                                  "faults", "console", "console_map"}
     assert figures["faults.gate_kill.lost"]["value"] == 0 and figures["faults.broker_restart_off.lost"]["value"] == 0
     # The plots go beside the results file, not into the repository.
     assert (tmp_path / "decision_scaling.png").stat().st_size > 0 and (tmp_path / "outbox_drain.png").exists()

@@ -53,6 +53,7 @@ CONSOLE_EVENTS = WORDS["console_events"]
 CONSOLE_ROSTER = WORDS["console_roster"]
 CONSOLE_REPORTS = WORDS["console_reports"]
 CONSOLE_POLICY = WORDS["console_policy"]
+CONSOLE_MAP = WORDS["console_map"]
 
 
 def both(table: Mapping[str, Pair], key: str, **fill: object) -> str:

@@ -6,7 +6,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gate.config import ConfigError, format_errors
 from gate.config.sections import RetentionSection
@@ -37,6 +37,16 @@ class ConsoleConfig(BaseModel):
     idle_min: float = Field(30.0, gt=0, le=24 * 60)  # signed out after this long without a request
     session_h: float = Field(12.0, gt=0, le=7 * 24)  # and at the latest after this long
     threads: int = Field(8, ge=4, le=64)
+    # The community map's building boards (三色牌): green at or above map_green_pct of a
+    # building's people meeting the chosen rule, yellow down to map_yellow_pct, red below.
+    map_green_pct: float = Field(95.0, gt=0, le=100)
+    map_yellow_pct: float = Field(90.0, gt=0, le=100)
+
+    @model_validator(mode="after")
+    def _thresholds(self) -> "ConsoleConfig":
+        if self.map_yellow_pct > self.map_green_pct:
+            raise ValueError(f"map_yellow_pct ({self.map_yellow_pct:g}) must not be above map_green_pct ({self.map_green_pct:g})")
+        return self
 
 
 class CentralConfig(BaseModel):

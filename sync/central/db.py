@@ -11,6 +11,7 @@ from gate.config import ConfigError
 from sync.central import presence_relay, privacy, quarantine, tombstones, visitors
 from sync.central.config import is_dsn
 from sync.central.console import schema as console_schema
+from sync.central.console import seen as console_seen
 
 
 _SCHEMA = [
@@ -110,7 +111,8 @@ class DB:
             if self.pg:
                 self.execute("SELECT pg_advisory_xact_lock(7245001)")  # two instances starting at once
             for stmt in (_SCHEMA + quarantine.schema(self.pg) + tombstones.SCHEMA + presence_relay.SCHEMA + privacy.SCHEMA
-                         + visitors.SCHEMA + console_schema.schema(self.pg)):  # the office console's (sync/central/console/)
+                         + visitors.SCHEMA + console_schema.schema(self.pg)  # the office console's (sync/central/console/)
+                         + console_seen.SCHEMA):  # the community map's aggregate (sync/central/console/seen.py)
                 self.execute(stmt)
 
     def lock_roster(self) -> int:

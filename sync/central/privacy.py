@@ -174,12 +174,16 @@ def export(store: Any, pass_id: str) -> dict[str, Any]:
                      "unknown_cards": sorted(cards & set(r.get("unknown_cards") or []))}
                     for g, d, r in _reports_with(db, cards)],
         "erasures": erasures,
+        # the console's copies (sync/central/console/seen.py): its latest decision a gate, its attributes
+        "seen": [{"gate": r[0], "ts": r[1], "decision": r[2], "reason": r[3]} for r in db.all(
+            "SELECT gate, ts, decision, reason FROM console_seen WHERE pass_id = ? ORDER BY gate", (pass_id,))],
+        "attributes": [json.loads(r[0]) for r in db.all("SELECT attributes FROM pass_attributes WHERE pass_id = ?", (pass_id,))],
     }
 
 
 def holds_anything(data: dict[str, Any]) -> bool:
     return bool(data["roster"] or data["tombstone"] or data["changes"] or data["events"] or data["registrations"]
-                or data["presence"] or data["reports"])
+                or data["presence"] or data["reports"] or data.get("seen") or data.get("attributes"))
 
 
 # ---------------------------------------------------------------- erase
@@ -219,6 +223,9 @@ def erase(store: Any, pass_id: str, by: str, *, force: bool = False, now: float 
         counts["passes"] = 1 if before["roster"] else 0
         cur = db.execute("DELETE FROM presence_items WHERE key = ? OR key = ?", (f"move:{pass_id}", f"hold:{pass_id}"))
         counts["presence"] = max(cur.rowcount, 0)
+        counts["seen"] = max(db.execute("DELETE FROM console_seen WHERE pass_id = ?", (pass_id,)).rowcount, 0)
+        db.execute("DELETE FROM pass_attributes WHERE pass_id = ?", (pass_id,))
+        db.execute("DELETE FROM console_last_seen WHERE pass_id = ?", (pass_id,))
         db.execute("INSERT INTO erasures (id, pass_id, by_name, ts, version, counts) VALUES (?,?,?,?,?,?)",
                    (ref, pass_id, by, now, version, "{}"))
         db.executemany("INSERT INTO erased_cards (hash, erasure) VALUES (?,?) ON CONFLICT (hash, erasure) DO NOTHING",

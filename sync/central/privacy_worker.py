@@ -87,6 +87,9 @@ def purge(store: Any, *, days: int, now: float | None = None, chunk: int = 1000,
             break
     with db.tx():
         out["quarantined"] = max(db.execute("DELETE FROM quarantine WHERE last_seen < ?", (cutoff,)).rowcount, 0)
+    with db.tx():  # the console's latest decision per pass and gate (sync/central/console/seen.py), by the decision's time
+        out["seen"] = max(db.execute("DELETE FROM console_seen WHERE at < ?", (cutoff,)).rowcount, 0)
+        db.execute("DELETE FROM console_last_seen WHERE at < ?", (cutoff,))
     if any(out.values()):
         log.info("retention (%d days): purged %s", days, out)
     return out

@@ -16,6 +16,7 @@ import paho.mqtt.client as mqtt
 
 from gate.config import PolicyConfig, load_policy
 from sync.central import inbound, presence_relay, privacy, privacy_worker, visitors
+from sync.central.console import seen as console_seen
 from sync.central.config import CentralConfig
 from sync.central.fanout import Presence, Snapshots
 from sync.central.hardening import share_group
@@ -237,6 +238,7 @@ class Central:
                 counts["events"] += len(stored)
                 # the site hears of them (sync/central/presence_relay.py)
                 counts["presence_items"] += presence_relay.record_many(store.db, stored)
+                console_seen.record_many(store.db, stored)  # each pass's latest decision a gate (the community map)
                 for obj in stored:
                     if obj["type"] == "registration":
                         counts["visitors"] += visitors.record(store.db, obj)  # the visitor register (sync/central/visitors.py)

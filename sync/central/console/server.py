@@ -23,6 +23,7 @@ from sync.central.config import CentralConfig, ConsoleConfig
 from sync.central.console import board, roster_pages
 from sync.central.console.guard import Guard
 from sync.central.console.live import Live
+from sync.central.console.map_pages import install as install_map
 from sync.central.console.pages import install
 from sync.central.console import policy_pages, report_pages
 from sync.central.store import CentralStore
@@ -104,6 +105,7 @@ class Console:
         roster_pages.install(app, self, guard)
         report_pages.install(app, self, guard)  # the reports pages
         policy_pages.install(app, self, guard)  # the policy pages
+        install_map(app, self, guard)  # the community map (map_pages.py)
         return app
 
     @property
