@@ -77,7 +77,7 @@ def day_charts(rep: dict[str, Any]) -> dict[str, Markup]:
 
 def install(app: Flask, console: Any, guard: Guard) -> None:
     tz = console.tz
-    app.jinja_env.globals.update(rw=words_of(CONSOLE_REPORTS), rplain=lambda k, **f: plain_of(CONSOLE_REPORTS, k, **f),
+    app.jinja_env.globals.update(repw=words_of(CONSOLE_REPORTS), repplain=lambda k, **f: plain_of(CONSOLE_REPORTS, k, **f),
                                  reason_words=reason_words)
 
     def today() -> date:

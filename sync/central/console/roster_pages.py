@@ -35,7 +35,8 @@ UPLOAD_ENDPOINTS = ("roster_upload",)
 
 def install(app: Flask, console: Any, guard: Guard) -> None:
     pages.TABLES["roster"] = CONSOLE_ROSTER
-    pages.PAGE_TABLES.append(CONSOLE_ROSTER)
+    if CONSOLE_ROSTER not in pages.PAGE_TABLES:  # once, however many consoles a process starts
+        pages.PAGE_TABLES.append(CONSOLE_ROSTER)
     jobs = Jobs(console.db_url, console.conf.timezone, console.notify)
     tz = console.tz
 
