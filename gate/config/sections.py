@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, StrictBool, field_validator, model_validator
 
 from gate.config.base import Strict, _check_span, check_timezone
+from gate.core import attributes as pass_attributes
 
 # ---------------------------------------------------------------- gate
 
@@ -199,7 +200,8 @@ class RosterSection(Strict):
     header text -> attribute name, e.g. {"疫苗剂次" = "vaccine_doses"}. Other
     unknown columns (an ID number, notes) are never kept."""
 
-    attributes: dict[str, Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]] = {}
+    attributes: dict[Annotated[str, Field(min_length=1, max_length=64)],
+                     Annotated[str, Field(pattern=pass_attributes.NAME)]] = Field({}, max_length=pass_attributes.MAX_KEYS)
 
 
 class RetentionSection(Strict):

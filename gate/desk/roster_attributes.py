@@ -3,13 +3,16 @@
 Only columns the config names become attributes (`[roster] attributes =
 {"疫苗剂次" = "vaccine_doses"}`): a roster often carries an ID number or notes that
 the gate has no business keeping. A cell becomes a number, a yes/no, or text, so
-that a rule can say `pass.attributes.vaccine_doses >= 2` or `... == true`.
+that a rule can say `pass.attributes.vaccine_doses >= 2` or `... == true`. A row's
+attributes are held to the bounds every end keeps (gate/core/attributes.py: at most 32,
+text of at most 200 characters); central reads rosters with this code too.
 """
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
+
+from gate.core import attributes as pass_attributes
 
 _YES = {"是", "有", "已", "已完成", "yes", "y", "true", "✓", "√"}
 _NO = {"否", "无", "未", "未完成", "no", "n", "false", "✗", "×"}
@@ -33,5 +36,6 @@ def value(text: str) -> Any:
 
 
 def encode(attributes: dict[str, Any]) -> str | None:
-    """The pass table's form: canonical JSON (one text per set of attributes), or None."""
-    return json.dumps(attributes, ensure_ascii=False, sort_keys=True, separators=(",", ":")) if attributes else None
+    """The pass table's form: canonical JSON (one text per set of attributes), or None;
+    ValueError naming the attribute when one is out of bounds (too long, say)."""
+    return pass_attributes.text(pass_attributes.check(attributes))

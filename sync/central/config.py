@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gate.config import ConfigError, format_errors
-from gate.config.sections import RetentionSection
+from gate.config.sections import RetentionSection, RosterSection
 from sync.topics import DEFAULT_PREFIX, CentralTopics
 
 
@@ -87,6 +87,9 @@ class CentralConfig(BaseModel):
     erase_resend_s: float = Field(60.0, gt=0)  # an erase a gate has not confirmed goes again this often while it is online
     pass_valid_days: int = Field(365, ge=0, le=36500)  # `passes add` without --valid-until: ends after this many days (0: never)
     console: ConsoleConfig | None = None  # [console]: the office console is served while central runs
+    # [roster] attributes: roster columns that become pass attributes (header -> name), as a
+    # gate's [roster]: kept in central's roster, sent to every gate, read by the map's rules.
+    roster: RosterSection = RosterSection()
 
     @field_validator("timezone")
     @classmethod
@@ -110,6 +113,9 @@ class CentralConfig(BaseModel):
         return host, int(port) if port else (8883 if tls else 1883), tls
 
 
+_TABLES = ("console", "retention", "roster")
+
+
 def load_central_config(path: str | Path, overrides: dict[str, Any] | None = None) -> CentralConfig:
     """Read CENTRAL.toml; relative paths (and a SQLite db) are relative to the file."""
     path = Path(path)
@@ -121,9 +127,9 @@ def load_central_config(path: str | Path, overrides: dict[str, Any] | None = Non
         raise ConfigError(f"{path}: cannot read config file: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    if isinstance(data.get("central"), dict) and set(data) <= {"central", "console", "retention"}:
-        # a [central] table too, beside the [console] and [retention] tables
-        data = {**data["central"], **{k: data[k] for k in ("console", "retention") if k in data}}
+    if isinstance(data.get("central"), dict) and set(data) <= {"central", *_TABLES}:
+        # a [central] table too, beside the [console], [retention] and [roster] tables
+        data = {**data["central"], **{k: data[k] for k in _TABLES if k in data}}
     base = path.resolve().parent
     for key in ("signing_key", "pass_key", "policy_file", "password_file", "ca_file", "cert_file", "key_file"):
         v = data.get(key)
