@@ -36,6 +36,14 @@ _SCHEMA = [
     "INSERT INTO meta (key, value) VALUES ('passes_version', '0') ON CONFLICT (key) DO NOTHING",
     "INSERT INTO meta (key, value) VALUES ('published_version', '0') ON CONFLICT (key) DO NOTHING",
 ]
+# Columns added to a table after it was first made: (table, column, type), added by
+# create_schema where missing (ALTER TABLE ... ADD COLUMN, the same SQL on both databases;
+# neither has to rewrite the table for a nullable column).
+_COLUMNS = [
+    # a pass's roster attributes (canonical JSON, or NULL), as in its wire record: what the
+    # community map's rules read (sync/central/console/community.py)
+    ("passes", "attributes", "TEXT"),
+]
 
 
 class DB:
@@ -114,6 +122,16 @@ class DB:
                          + visitors.SCHEMA + console_schema.schema(self.pg)  # the office console's (sync/central/console/)
                          + console_seen.SCHEMA):  # the community map's aggregate (sync/central/console/seen.py)
                 self.execute(stmt)
+            for table, column, kind in _COLUMNS:
+                if column not in self.columns(table):
+                    self.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+
+    def columns(self, table: str) -> set[str]:
+        """The names of a table's columns."""
+        if self.pg:
+            return {r[0] for r in self.all("SELECT column_name FROM information_schema.columns"
+                                            " WHERE table_schema = current_schema() AND table_name = ?", (table,))}
+        return {r[1] for r in self.all(f"PRAGMA table_info({table})")}
 
     def lock_roster(self) -> int:
         """Inside a write tx: the current pass-table version, locked until commit."""

@@ -111,7 +111,7 @@ def passes_import(ctx: click.Context, file: str, replace: bool, config_path: str
 
     conf = load_conf(ctx, config_path, broker, db)
     with open_store(conf) as store:
-        v0, v1 = import_roster(store, Path(file), tz=conf.timezone, replace=replace)
+        v0, v1 = import_roster(store, Path(file), tz=conf.timezone, replace=replace, attributes=conf.roster.attributes)
     click.echo(f"{file}: {v1 - v0} changes, roster version {v0} -> {v1}")
 
 

@@ -4,7 +4,10 @@ changed field by field, removed with ``replace``, unchanged, cards that would co
 and the import itself as changes (``import_roster``, ``gate central passes import``; the
 console applies the same plan). The rules are the desk's (`gate passes import`): a pass
 revoked at central stays revoked, a column the file lacks leaves that field as it is,
-and with a card column each listed pass's card is exactly the file's.
+and with a card column each listed pass's card is exactly the file's. The columns
+CENTRAL.toml's ``[roster] attributes`` names become each pass's attributes (the rules
+read them, at every gate and on the console's map); a file without any of those columns
+leaves the attributes as they are, one with them makes them exactly the file's.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from sync.central.wire import wire_pass, wire_text
 
 # The wire fields a roster sets, in the order the diff shows them.
 FIELDS = ("holder", "unit", "category", "phone_last4", "card", "valid_from", "valid_until", "observation_until",
-          "pcr_at", "health_code")
+          "pcr_at", "health_code", "attributes")
 _CHUNK = 900  # ids a query (SQLite's default limit is 999 parameters)
 
 
@@ -45,13 +48,16 @@ class Plan:
         return f"{len(self.new)} new, {len(self.changed)} changed, {len(self.removed)} removed, {self.unchanged} unchanged"
 
 
-def read(path: Path, *, tz: str = "Asia/Shanghai", progress: Callable[[int, int], None] | None = None) -> Any:
-    """The roster file, read and checked row by row (gate.desk.roster.read_roster);
-    RosterError names every bad row by its spreadsheet row number."""
+def read(path: Path, *, tz: str = "Asia/Shanghai", attributes: dict[str, str] | None = None,
+         progress: Callable[[int, int], None] | None = None) -> Any:
+    """The roster file, read and checked row by row (gate.desk.roster.read_roster), the
+    columns ``attributes`` names (CENTRAL.toml [roster] attributes: header -> attribute
+    name) kept as the pass's attributes; RosterError names every bad row by its
+    spreadsheet row number (an attribute out of bounds too: too long, say)."""
     from gate.desk.roster import RosterError as FileError, read_roster
 
     try:
-        return read_roster(Path(path), tz=tz, progress=progress)
+        return read_roster(Path(path), tz=tz, attributes=attributes, progress=progress)
     except FileError as exc:
         raise RosterError(str(exc)) from None
 
@@ -131,10 +137,11 @@ def plan_import(store: CentralStore, roster: Any, *, replace: bool = False,
     return plan
 
 
-def import_roster(store: CentralStore, path: Path, *, tz: str = "Asia/Shanghai", replace: bool = False) -> tuple[int, int]:
-    """A roster file into the roster: changed rows become changes; with replace, passes
-    missing from the file are deleted. All or nothing."""
-    plan = plan_import(store, read(path, tz=tz), replace=replace)
+def import_roster(store: CentralStore, path: Path, *, tz: str = "Asia/Shanghai", replace: bool = False,
+                  attributes: dict[str, str] | None = None) -> tuple[int, int]:
+    """A roster file into the roster: changed rows become changes (an attribute changed
+    alone too); with replace, passes missing from the file are deleted. All or nothing."""
+    plan = plan_import(store, read(path, tz=tz, attributes=attributes), replace=replace)
     if plan.conflicts:
         raise RosterError("nothing imported; fix these rows:\n  " + "\n  ".join(
             f"{Path(path)}: row {n}: {why}" for n, why in plan.conflicts[:20]))

@@ -293,7 +293,8 @@ class Central:
         return v
 
     def import_roster(self, path: str | Path, *, replace: bool = False) -> tuple[int, int]:
-        rng = import_roster(self.store, Path(path), tz=self.config.timezone, replace=replace)
+        rng = import_roster(self.store, Path(path), tz=self.config.timezone, replace=replace,
+                            attributes=self.config.roster.attributes)
         self._notify()
         return rng
 

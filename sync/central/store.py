@@ -6,6 +6,7 @@ import json
 import time
 from typing import Any, Callable
 
+from gate.core import attributes as pass_attributes
 from sync import codec
 from sync.central import tombstones
 from sync.central.db import DB
@@ -175,9 +176,8 @@ class CentralStore:
                         cards_in_batch[card] = pid
                     text = wire_text(wire)
                     wires_in_batch[pid] = wire
-                    pass_rows.append(
-                        (pid, wire["category"], wire.get("holder"), wire.get("unit"), card, 1 if wire["revoked"] else 0, v, text)
-                    )
+                    pass_rows.append((pid, wire["category"], wire.get("holder"), wire.get("unit"), card,
+                                      1 if wire["revoked"] else 0, v, text, pass_attributes.text(wire.get("attributes"))))
                     change_rows.append((v, pid, "upsert", '{"op":"upsert","pass":' + text + note + "}", now))
                 elif op == "delete":
                     deletes.append((pid,))
@@ -213,10 +213,11 @@ class CentralStore:
 
     def _upsert_rows(self, rows: list[tuple[Any, ...]]) -> None:
         self.db.executemany(
-            "INSERT INTO passes (id, category, holder, unit, card, revoked, version, wire) VALUES (?,?,?,?,?,?,?,?)"
+            "INSERT INTO passes (id, category, holder, unit, card, revoked, version, wire, attributes)"
+            " VALUES (?,?,?,?,?,?,?,?,?)"
             " ON CONFLICT (id) DO UPDATE SET category = excluded.category, holder = excluded.holder,"
             " unit = excluded.unit, card = excluded.card, revoked = excluded.revoked, version = excluded.version,"
-            " wire = excluded.wire",
+            " wire = excluded.wire, attributes = excluded.attributes",
             rows,
         )
 

@@ -1,5 +1,5 @@
 """The roster's wire records: a pass as the gates receive it (in batches and
-snapshots), and times as ISO text."""
+snapshots), its attributes included, and times as ISO text."""
 from __future__ import annotations
 
 import json
@@ -8,6 +8,7 @@ from datetime import date, datetime, timezone
 from typing import Any
 
 from gate.config import CATEGORIES
+from gate.core import attributes as pass_attributes
 
 
 def now_iso(t: float | None = None) -> str:
@@ -45,7 +46,8 @@ def wire_pass(row: dict[str, Any]) -> dict[str, Any]:
     """A roster row (times as datetimes or ISO strings) as a wire pass record.
 
     Null fields are left out (a missing field means null to the gate), so a
-    1,000,000-pass snapshot stays small; ``revoked`` is always present."""
+    1,000,000-pass snapshot stays small; ``revoked`` is always present. ``attributes``
+    (the rules' roster attributes) only when the pass has some."""
     pid = row.get("id")
     if not isinstance(pid, str) or not pid or len(pid) > 128:
         raise ValueError(f"pass id must be 1-128 characters, got {pid!r}")
@@ -70,6 +72,11 @@ def wire_pass(row: dict[str, Any]) -> dict[str, Any]:
     for f, n in (("holder", 128), ("unit", 64)):
         if f in out and len(str(out[f])) > n:
             raise ValueError(f"{f} is longer than {n} characters")
+    # The roster's attributes (a dict, or the pass table's JSON text), within the bounds
+    # every end keeps (gate/core/attributes.py); none: the field is left out.
+    attrs = pass_attributes.check(row.get("attributes"))
+    if attrs:
+        out["attributes"] = attrs
     out["revoked"] = bool(row.get("revoked", False))
     return out
 

@@ -90,9 +90,10 @@ class Stale(Exception):
 class Jobs:
     """The console's roster uploads. ``notify`` wakes central's publisher after an import."""
 
-    def __init__(self, db_url: str, tz: str, notify: Callable[[], None]) -> None:
+    def __init__(self, db_url: str, tz: str, notify: Callable[[], None], attributes: dict[str, str] | None = None) -> None:
         self.db_url = db_url
         self.tz = tz
+        self.attributes = dict(attributes or {})  # CENTRAL.toml [roster] attributes
         self.notify = notify
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
@@ -153,7 +154,7 @@ class Jobs:
             store = None
             try:
                 job.state = "reading"
-                roster = read(job.path, tz=self.tz, progress=self._tell(job, "reading"))
+                roster = read(job.path, tz=self.tz, attributes=self.attributes, progress=self._tell(job, "reading"))
                 job.state, job.done, job.total = "comparing", 0, len(roster.rows)
                 store = CentralStore(self.db_url)
                 plan = plan_import(store, roster, replace=job.replace, progress=self._tell(job, "comparing"))

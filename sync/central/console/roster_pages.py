@@ -37,7 +37,7 @@ def install(app: Flask, console: Any, guard: Guard) -> None:
     pages.TABLES["roster"] = CONSOLE_ROSTER
     if CONSOLE_ROSTER not in pages.PAGE_TABLES:  # once, however many consoles a process starts
         pages.PAGE_TABLES.append(CONSOLE_ROSTER)
-    jobs = Jobs(console.db_url, console.conf.timezone, console.notify)
+    jobs = Jobs(console.db_url, console.conf.timezone, console.notify, console.conf.roster.attributes)
     tz = console.tz
 
     def bigger_body() -> None:
