@@ -134,6 +134,7 @@ def pass_to_wire(rec: PassRecord, card: str | None = None) -> dict[str, Any]:
         "observation_until": _iso(rec.observation_until),
         "pcr_at": _iso(rec.pcr_at),
         "health_code": rec.health_code,
+        **({"attributes": rec.attributes} if rec.attributes else {}),
         "revoked": rec.revoked,
     }
 
@@ -150,9 +151,22 @@ _WIRE_FIELDS = operator.itemgetter(
 )
 
 
+def _attributes(d: dict[str, Any]) -> str | None:
+    """A wire record's attributes as the pass table keeps them (canonical JSON, or None).
+    A batch's are checked by its schema; a snapshot line is not, so a line whose
+    attributes are not an object is unusable (TypeError: the snapshot is dropped)."""
+    a = d.get("attributes")
+    if not a:
+        return None
+    if not isinstance(a, dict):
+        raise TypeError(f"pass {d.get('id')!r}: attributes are not an object")
+    return json.dumps(a, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
 def pass_row(d: dict[str, Any], now: float) -> tuple[Any, ...]:
     """A wire pass record straight to a passes-table row (Store.PASS_COLUMNS order):
-    the fast path for snapshots of a million passes (central sends every field)."""
+    the fast path for snapshots of a million passes (central sends every field; a
+    record without ``attributes`` has none)."""
     try:
         pid, holder, unit, cat, phone, vf, vu, ou, pcr, hc, rev = _WIRE_FIELDS(d)
     except KeyError:
@@ -162,7 +176,7 @@ def pass_row(d: dict[str, Any], now: float) -> tuple[Any, ...]:
     return (
         pid, holder, unit, cat, phone,
         _ts(vf) if vf else None, _ts(vu) if vu else None, _ts(ou) if ou else None, _ts(pcr) if pcr else None,
-        hc, 1 if rev else 0, now,
+        hc, 1 if rev else 0, now, _attributes(d) if "attributes" in d else None,
     )
 
 
@@ -180,6 +194,9 @@ def pass_from_wire(d: dict[str, Any]) -> dict[str, Any]:
         "pcr_at": _dt(d.get("pcr_at")),
         "health_code": d.get("health_code"),
         "revoked": bool(d.get("revoked")),
+        # central's record is whole: without the field the pass has no attributes (an
+        # older central's batch too), and the gate's are set to exactly these
+        "attributes": _attributes(d),
     }
 
 

@@ -27,7 +27,7 @@ from gate.store.migrations import migrations
 from gate.core.records import PassRecord
 from gate.store.events import StoreEvents
 from gate.store.rows import (  # noqa: F401  (re-exported: gate.store.database is the store's public name)
-    _OTHER_BASE, StagingBusy, StoredEvent, _pass_tuple, _retry_locked, from_ts, to_ts,
+    _OTHER_BASE, StagingBusy, StoredEvent, _pass_tuple, _retry_locked, attributes_text, from_ts, to_ts,
 )
 from gate.store.snapshot import StoreSnapshots
 from gate.store.tombstones import Tombstone, TombstonesMixin
@@ -233,12 +233,11 @@ class Store(StoreEvents, StoreSnapshots, TombstonesMixin):
             " phone_last4=excluded.phone_last4, valid_from=excluded.valid_from, valid_until=excluded.valid_until,"
             " observation_until=excluded.observation_until, pcr_at=excluded.pcr_at, health_code=excluded.health_code,"
             " revoked=excluded.revoked, updated_at=excluded.updated_at",
-            [_pass_tuple(r, now) for r in rows],
+            [_pass_tuple(r, now)[:12] for r in rows],  # attributes: below
         )
-        with_attributes = [
-            (a if isinstance(a, str) else json.dumps(a, ensure_ascii=False, sort_keys=True), r["id"])
-            for r in rows if (a := r.get("attributes"))
-        ]
+        # A row that says its attributes (central's whole record says them, or none) sets
+        # them; one without the key (a visitor pass made here) leaves them as they are.
+        with_attributes = [(attributes_text(r["attributes"]), r["id"]) for r in rows if "attributes" in r]
         if with_attributes:
             c.executemany("UPDATE passes SET attributes = ? WHERE id = ?", with_attributes)
         # Central issued the pass (again): it is no longer removed.

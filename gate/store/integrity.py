@@ -221,7 +221,9 @@ def restore_passes(store: Path) -> int:
         c.execute("ATTACH DATABASE ? AS snap", (str(snap),))
         try:
             with fresh.write():
-                cols = ", ".join(Store.PASS_COLUMNS)
+                # a snapshot written before a column existed (attributes) lacks it: NULL
+                have = {r[1] for r in c.execute("PRAGMA snap.table_info(passes)")}
+                cols = ", ".join(col for col in Store.PASS_COLUMNS if col in have)
                 c.execute(f"INSERT OR REPLACE INTO passes ({cols}) SELECT {cols} FROM snap.passes")
                 c.execute(
                     "INSERT OR REPLACE INTO card_bindings(number, pass_id)"

@@ -2,6 +2,7 @@
 tuple, the retry a fresh WAL file needs, the snapshot's leftover tables, a stored event."""
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -18,12 +19,21 @@ def from_ts(value: float | None) -> datetime | None:
 
 
 def _pass_tuple(r: dict[str, Any], now: float) -> tuple[Any, ...]:
-    """A pass row (times as datetimes) in Store.PASS_COLUMNS order."""
+    """A pass row (times as datetimes, attributes a dict or their JSON text) in
+    Store.PASS_COLUMNS order."""
     return (
         r["id"], r.get("holder"), r.get("unit"), r["category"], r.get("phone_last4"),
         to_ts(r.get("valid_from")), to_ts(r.get("valid_until")), to_ts(r.get("observation_until")),
         to_ts(r.get("pcr_at")), r.get("health_code"), 1 if r.get("revoked") else 0, now,
+        attributes_text(r.get("attributes")),
     )
+
+
+def attributes_text(a: Any) -> str | None:
+    """A pass's attributes as the pass table keeps them: canonical JSON text, or NULL."""
+    if not a:
+        return None
+    return a if isinstance(a, str) else json.dumps(a, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
 def _retry_locked(fn: Any, seconds: float = 10.0) -> Any:

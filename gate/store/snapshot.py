@@ -25,7 +25,7 @@ class StoreSnapshots:
 
     PASS_COLUMNS = (
         "id", "holder", "unit", "category", "phone_last4", "valid_from", "valid_until",
-        "observation_until", "pcr_at", "health_code", "revoked", "updated_at",
+        "observation_until", "pcr_at", "health_code", "revoked", "updated_at", "attributes",
     )
 
     def replace_passes(
@@ -75,9 +75,11 @@ class StoreSnapshots:
     def snapshot_add(
         self, rows: list[tuple[Any, ...]], cards: list[tuple[str, str]], tombstones: Iterable[Tombstone] = ()
     ) -> None:
-        cols = ", ".join(self.PASS_COLUMNS)
+        # Rows in PASS_COLUMNS order; a row without the last column (attributes) has none.
+        names = self.PASS_COLUMNS[: len(rows[0])] if rows else self.PASS_COLUMNS
+        cols = ", ".join(names)
         now = time.time()
-        marks = ", ".join("?" * len(self.PASS_COLUMNS))
+        marks = ", ".join("?" * len(names))
         with self.write() as c:
             # Plain INSERT: a snapshot with one id twice is broken, and says so (IntegrityError).
             c.executemany(f"INSERT INTO passes_new ({cols}) VALUES ({marks})", rows)
