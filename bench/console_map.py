@@ -53,9 +53,11 @@ def _households(rng: random.Random, now: float) -> Iterator[tuple[tuple[Any, ...
                                                 "unit": unit}
                         if rng.random() < 0.02:
                             wire["observation_until"] = _iso(now + rng.uniform(-10, 10) * 86400)
+                        attrs = {"vaccine_doses": rng.choice((0, 1, 2, 2, 3, 3, 3))}
+                        wire["attributes"] = attrs  # as central's roster keeps them: in the wire and its column
                         text = json.dumps(wire, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-                        yield ((pid, cat, wire["holder"], unit, None, 1 if wire["revoked"] else 0, n, text),
-                               {"vaccine_doses": rng.choice((0, 1, 2, 2, 3, 3, 3))})
+                        yield ((pid, cat, wire["holder"], unit, None, 1 if wire["revoked"] else 0, n, text,
+                                json.dumps(attrs, sort_keys=True, separators=(",", ":"))), attrs)
 
 
 def build(db: Any, total: int, days: int, gates: int, rng: random.Random, now: float, ctx: Context) -> None:
@@ -69,9 +71,8 @@ def build(db: Any, total: int, days: int, gates: int, rng: random.Random, now: f
         cat = "visitor" if i % 5 else "courier"
         unit = f"{rng.randint(1, 30)}-{rng.randint(1, 2)}-{rng.randint(1, 25)}{rng.randint(1, 2):02d}" if cat == "visitor" else None
         rows.append((pid, cat, f"访客{i}", unit, None, 0, len(rows) + 1,
-                     json.dumps({"category": cat, "id": pid, "revoked": False, "unit": unit}, separators=(",", ":"))))
-    copy(db, "passes (id, category, holder, unit, card, revoked, version, wire)", rows)
-    copy(db, "pass_attributes (pass_id, attributes)", [(r[0], json.dumps(a)) for r, a in homes])
+                     json.dumps({"category": cat, "id": pid, "revoked": False, "unit": unit}, separators=(",", ":")), None))
+    copy(db, "passes (id, category, holder, unit, card, revoked, version, wire, attributes)", rows)
     db.execute("INSERT INTO policies (version, payload, ts) VALUES (?,?,?)",
                (1, json.dumps({"version": 1, "policy": {"rules": [RULE]}}), now))
     # A year of events (decisions each day, and today's fever alarms), streamed in; what

@@ -174,10 +174,12 @@ def export(store: Any, pass_id: str) -> dict[str, Any]:
                      "unknown_cards": sorted(cards & set(r.get("unknown_cards") or []))}
                     for g, d, r in _reports_with(db, cards)],
         "erasures": erasures,
-        # the console's copies (sync/central/console/seen.py): its latest decision a gate, its attributes
+        # the console's copy (sync/central/console/seen.py): its latest decision a gate
         "seen": [{"gate": r[0], "ts": r[1], "decision": r[2], "reason": r[3]} for r in db.all(
             "SELECT gate, ts, decision, reason FROM console_seen WHERE pass_id = ? ORDER BY gate", (pass_id,))],
-        "attributes": [json.loads(r[0]) for r in db.all("SELECT attributes FROM pass_attributes WHERE pass_id = ?", (pass_id,))],
+        # its roster attributes (also in "roster"): they go with the roster row
+        "attributes": [json.loads(r[0]) for r in db.all(
+            "SELECT attributes FROM passes WHERE id = ? AND attributes IS NOT NULL", (pass_id,))],
     }
 
 
@@ -224,7 +226,6 @@ def erase(store: Any, pass_id: str, by: str, *, force: bool = False, now: float 
         cur = db.execute("DELETE FROM presence_items WHERE key = ? OR key = ?", (f"move:{pass_id}", f"hold:{pass_id}"))
         counts["presence"] = max(cur.rowcount, 0)
         counts["seen"] = max(db.execute("DELETE FROM console_seen WHERE pass_id = ?", (pass_id,)).rowcount, 0)
-        db.execute("DELETE FROM pass_attributes WHERE pass_id = ?", (pass_id,))
         db.execute("DELETE FROM console_last_seen WHERE pass_id = ?", (pass_id,))
         db.execute("INSERT INTO erasures (id, pass_id, by_name, ts, version, counts) VALUES (?,?,?,?,?,?)",
                    (ref, pass_id, by, now, version, "{}"))

@@ -192,8 +192,8 @@ def reads_id_or_unit(rule: dict[str, Any]) -> bool:
 def _people(db: Any, with_attributes: bool) -> list[tuple[Any, ...]]:
     marks = ",".join("?" * len(HOUSEHOLDS))
     if with_attributes:
-        return db.all(f"SELECT p.id, p.unit, p.revoked, p.wire, a.attributes FROM passes p LEFT JOIN pass_attributes a"
-                      f" ON a.pass_id = p.id WHERE p.category IN ({marks})", HOUSEHOLDS)
+        # the roster's own column: versioned with the pass, gone with it (no copy to keep in step)
+        return db.all(f"SELECT id, unit, revoked, wire, attributes FROM passes WHERE category IN ({marks})", HOUSEHOLDS)
     return db.all(f"SELECT id, unit, revoked, wire, NULL FROM passes WHERE category IN ({marks})", HOUSEHOLDS)
 
 

@@ -8,9 +8,9 @@ nor a unit's "last decisions at every gate" reads a year of events.
   arriving late (a gate's outbox after a week offline) never replaces a newer one.
 - ``console_last_seen``: per pass, when it was last seen at any gate (one row a pass, so
   "not seen for N days" is one key seek a person, not one a gate it ever used).
-- ``pass_attributes``: a pass's roster attributes (``vaccine_doses``...) as central
-  knows them, for the map's rule-based share (central's pass batches do not carry
-  attributes, so they are kept beside the roster, not in it).
+- (A pass's roster attributes, which the map's rules read, are the roster's own:
+  ``passes.attributes``, versioned and sent to the gates with the pass. The
+  ``pass_attributes`` copy kept here before is dropped: nothing filled it.)
 - ``passes_category_unit``: the households' passes (resident, renter, returnee) by
   category, so the map reads its few thousand people, not every visitor's pass.
 
@@ -18,7 +18,6 @@ The same SQL on SQLite and PostgreSQL.
 """
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
@@ -27,7 +26,7 @@ SCHEMA = [
     " ts TEXT NOT NULL, decision TEXT NOT NULL, reason TEXT NOT NULL, lane TEXT NOT NULL, direction TEXT NOT NULL,"
     " PRIMARY KEY (pass_id, gate))",
     "CREATE TABLE IF NOT EXISTS console_last_seen (pass_id TEXT PRIMARY KEY, at DOUBLE PRECISION NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS pass_attributes (pass_id TEXT PRIMARY KEY, attributes TEXT NOT NULL)",
+    "DROP TABLE IF EXISTS pass_attributes",
     "CREATE INDEX IF NOT EXISTS passes_category_unit ON passes (category, unit)",
 ]
 
@@ -94,16 +93,3 @@ def at_gates(db: Any, pass_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
         out[r[0]].append({"gate": r[1], "at": float(r[2]), "ts": r[3], "decision": r[4], "reason": r[5], "lane": r[6],
                           "direction": r[7]})
     return out
-
-
-def set_attributes(db: Any, attributes: dict[str, dict[str, Any] | None]) -> int:
-    """Keep passes' roster attributes (None or {} forgets them). Returns rows changed."""
-    keep = [(pid, json.dumps(a, ensure_ascii=False, sort_keys=True, separators=(",", ":"))) for pid, a in attributes.items() if a]
-    drop = [(pid,) for pid, a in attributes.items() if not a]
-    with db.tx():
-        if keep:
-            db.executemany("INSERT INTO pass_attributes (pass_id, attributes) VALUES (?,?)"
-                           " ON CONFLICT (pass_id) DO UPDATE SET attributes = excluded.attributes", keep)
-        if drop:
-            db.executemany("DELETE FROM pass_attributes WHERE pass_id = ?", drop)
-    return len(keep) + len(drop)
