@@ -25,6 +25,7 @@ from sync.central import presence_relay, visitors
 from sync.central.config import ConsoleConfig
 from sync.central.console import community, seen
 from sync.central.store import CentralStore
+from sync.central.wire import wire_pass
 from tests.sync_helpers import trust_central
 from tests.test_central import postgres_dsn  # noqa: F401  (a fixture: a throwaway PostgreSQL)
 from tests.test_console import OFFICE, PASSWORDS, passes_version, TABLET, Client, Site, office_page, shot, sign_in, site, wait_for  # noqa: F401
@@ -156,16 +157,14 @@ def test_a_fever_at_a_gate_colours_its_unit_and_a_click_lists_its_people_and_las
 
 def test_the_building_boards_follow_the_thresholds(browser: Any, site: Site) -> None:  # noqa: F811
     site.central.set_policy({"version": 2, "rules": [RULE]})
-    rows, attrs = [], {}
+    rows = []
     for building, people, vaccinated in (("7", 25, 24), ("8", 25, 23), ("9", 10, 8)):  # 96 %, 92 %, 80 %
         for i in range(people):
             pid = f"b{building}-{i}"
             rows.append({"id": pid, "holder": f"住户{building}-{i}", "unit": f"{building}-1-{i // 4 + 1}0{i % 4 + 1}",
-                         "category": "resident"})
-            attrs[pid] = {"vaccine_doses": 3 if i < vaccinated else 1}
+                         "category": "resident", "attributes": {"vaccine_doses": 3 if i < vaccinated else 1}})
     rows.append({"id": "kid", "holder": "小明", "unit": "7-1-101", "category": "returnee"})  # the rule does not concern him
-    site.central.upsert_passes(rows)
-    seen.set_attributes(site.central.store.db, attrs)
+    site.central.upsert_passes(rows)  # the attributes are the roster's (as an import with [roster] attributes keeps them)
     with office_page(browser, site) as page:
         sign_in(page, site, "li", path="map?b=7")
         page.wait_for_selector("#status")
@@ -260,6 +259,11 @@ def fill(st: CentralStore, now: float) -> None:
         seen.record_many(st.db, evs[1:])
 
 
+def give(st: CentralStore, attributes: dict[str, dict[str, Any]]) -> None:
+    """Roster attributes for passes central has (a roster change, as an import makes it)."""
+    st.apply([("upsert", pid, wire_pass({**st.get_pass(pid), "attributes": a})) for pid, a in attributes.items()])
+
+
 def states(st: CentralStore, choice: community.Choice, now: float) -> dict[str, str]:
     m = community.community_map(st, choice, now=now, tz=TZ, midnight=now - 3600)
     return {u.unit: u.state for b in m["buildings"] for u in b.units}
@@ -301,16 +305,15 @@ def test_every_status_on_postgresql(postgres_dsn: str) -> None:  # noqa: F811
     """The same SQL on PostgreSQL."""
     st = CentralStore(postgres_dsn)
     try:
-        for table in ("passes", "events", "presence_items", "visitors", "console_seen", "console_last_seen", "pass_attributes",
-                      "policies"):
+        for table in ("passes", "events", "presence_items", "visitors", "console_seen", "console_last_seen", "policies"):
             st.db.execute(f"DELETE FROM {table}")
         check_statuses(st)
         st.store_policy({"version": 1, "policy": {"rules": [RULE]}})
-        seen.set_attributes(st.db, {"a": {"vaccine_doses": 2}, "b": {"vaccine_doses": 0}})
+        give(st, {"a": {"vaccine_doses": 2}, "b": {"vaccine_doses": 0}})
         now = time.time()
         m = community.community_map(st, community.Choice("rule", rule="vaccinated"), now=now, tz=TZ, midnight=now - 3600)
         assert [(b.name, b.met, b.concerned, b.board) for b in m["buildings"]] == [("1", 1, 3, "red"), ("2", 0, 0, "na")]
-        assert json.loads(st.db.one("SELECT attributes FROM pass_attributes WHERE pass_id = 'a'")[0]) == {"vaccine_doses": 2}
+        assert json.loads(st.db.one("SELECT attributes FROM passes WHERE id = 'a'")[0]) == {"vaccine_doses": 2}
     finally:
         st.close()
 
@@ -321,7 +324,7 @@ def test_a_rule_is_judged_once_for_people_alike_unless_it_reads_their_unit(tmp_p
         st.upsert_passes([{"id": f"p{i}", "holder": f"人{i}", "unit": f"{1 + i % 2}-1-101", "category": "resident"} for i in range(6)])
         by_unit = {"name": "north", "require": "pass.unit.startsWith('1-')", "prompt": {"zh": "北", "en": "north"}}
         st.store_policy({"version": 1, "policy": {"rules": [RULE, by_unit]}})
-        seen.set_attributes(st.db, {"p0": {"vaccine_doses": 2}})
+        give(st, {"p0": {"vaccine_doses": 2}})
         assert community.reads_id_or_unit(by_unit) and not community.reads_id_or_unit(RULE)
         assert community.reads_id_or_unit({"require": "pass.id == 'x'"}) and community.reads_id_or_unit({"require": "has(pass)"})
         now = time.time()
@@ -341,11 +344,12 @@ def test_the_maps_copies_are_erased_with_the_pass_and_purged_with_retention(tmp_
     try:
         now = time.time()
         fill(st, now)
-        seen.set_attributes(st.db, {"c": {"vaccine_doses": 2}})
+        give(st, {"c": {"vaccine_doses": 2}})
         got = privacy.export(st, "c")
         assert [s["gate"] for s in got["seen"]] == ["east"] and got["attributes"] == [{"vaccine_doses": 2}]
         privacy.erase(st, "c", "王主任", now=now)
-        assert seen.at_gates(st.db, ["c"])["c"] == [] and st.db.all("SELECT * FROM pass_attributes") == []
+        assert seen.at_gates(st.db, ["c"])["c"] == [] and st.db.all("SELECT attributes FROM passes WHERE id = 'c'") == []
+        assert not [r for r in st.db.all("SELECT change FROM changes") if "vaccine_doses" in r[0]]  # nor in the history
         assert "c" not in seen.last_seen(st.db, community.HOUSEHOLDS) and "d" in seen.last_seen(st.db, community.HOUSEHOLDS)
         assert [d["gate"] for d in seen.at_gates(st.db, ["d"])["d"]] == ["west"]  # ten days ago
         assert purge(st, days=7, now=now)["seen"] == 1  # d at west ten days ago; V-1 today stays
