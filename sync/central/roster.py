@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from gate.core import attributes as pass_attributes
 from sync.central.store import CentralStore, RosterError
 from sync.central.wire import wire_pass, wire_text
 
@@ -73,6 +74,11 @@ def _current(db: Any, ids: list[str], progress: Callable[[int, int], None] | Non
     return out
 
 
+def _shown(f: str, v: Any) -> Any:
+    """A field's value as the diff shows it (attributes as their JSON text)."""
+    return pass_attributes.text(v) if f == "attributes" else v
+
+
 def plan_import(store: CentralStore, roster: Any, *, replace: bool = False,
                 progress: Callable[[int, int], None] | None = None) -> Plan:
     """What importing ``roster`` (a gate.desk.roster.Roster) would change in central's roster."""
@@ -127,7 +133,7 @@ def plan_import(store: CentralStore, roster: Any, *, replace: bool = False,
             plan.unchanged += 1
             continue
         else:
-            diffs = [(f, old.get(f), wire.get(f)) for f in FIELDS if old.get(f) != wire.get(f)]
+            diffs = [(f, _shown(f, old.get(f)), _shown(f, wire.get(f))) for f in FIELDS if old.get(f) != wire.get(f)]
             plan.changed.append((pid, rowno, diffs))
         plan.changes.append(("upsert", pid, wire))
     plan.conflicts.sort()
