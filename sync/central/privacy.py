@@ -7,7 +7,7 @@ cards, the visitor registrations naming it, its presence items, the gates' daily
 reports listing its cards, and earlier erasures.
 
 **Erase** (`gate central privacy erase --pass ID --by NAME`), as the gate's erase
-(gate/store/erasure.py) does it: the roster row goes with a delete change (a tombstone:
+(gate/store/erasure.py) does it: the roster row (its attributes too) goes with a delete change (a tombstone:
 the id, its category and until when its QR could be valid, which every gate gets in
 batches and snapshots, so the pass is refused `revoked` everywhere); the earlier changes
 of the pass become that same delete change (no name left in the history a lagging gate
