@@ -241,7 +241,7 @@ def _old_db(path: Path, n: int, n_cards: int) -> sqlite3.Connection:
     c = sqlite3.connect(path, isolation_level=None, timeout=30.0)
     for pragma in ("journal_mode=WAL", "synchronous=FULL", "wal_autocheckpoint=256", "journal_size_limit=1048576"):
         c.execute(f"PRAGMA {pragma}")
-    cols = ", ".join(Store.PASS_COLUMNS)
+    cols = ", ".join(Store.PASS_COLUMNS[:12])  # the twelve columns of schema m005 (attributes came later)
     c.execute("BEGIN IMMEDIATE")
     for i in range(0, n, _STAGE_CHUNK):
         c.executemany(f"INSERT INTO passes ({cols}) VALUES ({', '.join('?' * 12)})", _pass_rows(n, "a", i, i + _STAGE_CHUNK))
@@ -255,7 +255,7 @@ def _old_stage_and_swap(c: sqlite3.Connection, n: int, n_cards: int, tag: str) -
     transaction, timed: drop the table, rename, rewrite every binding in cards."""
     schema = c.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'passes'").fetchone()[0]
     c.execute("PRAGMA cache_size=-65536")
-    cols = ", ".join(Store.PASS_COLUMNS)
+    cols = ", ".join(Store.PASS_COLUMNS[:12])  # the twelve columns of schema m005 (attributes came later)
     c.execute("BEGIN IMMEDIATE")
     c.execute(schema.replace("passes", "passes_new", 1).replace('"passes"', '"passes_new"', 1))
     c.execute("CREATE TABLE snapshot_cards (number TEXT PRIMARY KEY, pass_id TEXT) WITHOUT ROWID")
