@@ -10,6 +10,9 @@ that would not have been asked for, a person who would have measured after all) 
 not invented: a new outcome of ``wait`` means the new policy would still have been
 waiting for a temperature the recording does not have.
 
+The counting is gate/core/replay.py's, which the office console's replay at central
+runs too (over the situations the gates send up with their decisions).
+
 Decisions recorded without their inputs (the guard's answers, the exit button, and
 anything recorded before situations were kept) are counted as not replayable.
 """
@@ -22,7 +25,8 @@ from datetime import date, datetime, timezone, tzinfo
 from typing import Any
 
 from gate.config import PolicyConfig
-from gate.core.policy import decide, situation_from_json
+from gate.core.policy import Situation
+from gate.core.replay import Tally, Transition
 from gate.core.words import CLI, both
 
 
@@ -40,20 +44,13 @@ class Example:
                 "temperatures": list(self.temperatures)}
 
 
-@dataclass
-class Transition:
-    old: tuple[str, str]  # (decision, reason) recorded
-    new: tuple[str, str]  # (decision, reason) under the new policy
-    count: int = 0
-    examples: list[Example] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "old": {"decision": self.old[0], "reason": self.old[1]},
-            "new": {"decision": self.new[0], "reason": self.new[1]},
-            "count": self.count,
-            "examples": [e.to_json() for e in self.examples],
-        }
+def _transition_json(t: Transition) -> dict[str, Any]:
+    return {
+        "old": {"decision": t.old[0], "reason": t.old[1]},
+        "new": {"decision": t.new[0], "reason": t.new[1]},
+        "count": t.count,
+        "examples": [e.to_json() for e in t.examples],
+    }
 
 
 @dataclass
@@ -80,44 +77,39 @@ class ReplayResult:
             "not_replayable": dict(sorted(self.not_replayable.items())),
             "unchanged": self.unchanged,
             "changed": self.changed,
-            "transitions": [t.to_json() for t in self.transitions],
+            "transitions": [_transition_json(t) for t in self.transitions],
         }
 
 
 def replay(conn: Any, policy: PolicyConfig, since: date, until: date, tz: tzinfo, *, examples: int = 3) -> ReplayResult:
-    """Every decision recorded on local days since..until (inclusive), re-decided."""
-    result = ReplayResult(since.isoformat(), until.isoformat())
-    found: dict[tuple[tuple[str, str], tuple[str, str]], Transition] = {}
+    """Every decision recorded on local days since..until (inclusive), re-decided
+    (gate.core.replay: the same core central's console runs)."""
+    tally = Tally(policy, examples=examples)
     rows = conn.execute(
         "SELECT seq, ts, lane, pass_id, category, decision, reason, situation FROM events"
         " WHERE type = 'decision' AND day >= ? AND day <= ? ORDER BY seq",
         (since.isoformat(), until.isoformat()),
     )
     for seq, ts, lane, pass_id, category, decision, reason, situation in rows:
-        result.decisions += 1
         if not situation:
-            result.not_replayable[reason or "unknown"] += 1
+            tally.skip(reason or "unknown")
             continue
         try:
-            s = situation_from_json(json.loads(situation))
-        except (ValueError, KeyError, TypeError):
-            result.not_replayable["unreadable"] += 1
+            data = json.loads(situation)
+        except ValueError:
+            tally.skip("unreadable")
             continue
-        result.replayed += 1
-        v = decide(s, policy)
-        old, new = (decision, reason), (v.decision, v.reason)
-        if old == new:
-            result.unchanged += 1
-            result.unchanged_by[old] += 1
-            continue
-        t = found.get((old, new))
-        if t is None:
-            t = found[(old, new)] = Transition(old, new)
-        t.count += 1
-        if len(t.examples) < examples:
+
+        def example(s: Situation, seq: int = seq, ts: float = ts, lane: str = lane, pass_id: str | None = pass_id,
+                    category: str | None = category) -> Example:
             at = datetime.fromtimestamp(ts, timezone.utc).astimezone(tz).isoformat(timespec="seconds")
-            t.examples.append(Example(seq, at, lane, pass_id, category, s.temperatures))
-    result.transitions = sorted(found.values(), key=lambda t: (-t.count, t.old, t.new))
+            return Example(seq, at, lane, pass_id, category, s.temperatures)
+
+        tally.redo(data, (decision, reason), example)
+    result = ReplayResult(since.isoformat(), until.isoformat(), decisions=tally.decisions, replayed=tally.replayed,
+                          not_replayable=tally.not_replayable, unchanged=tally.unchanged,
+                          transitions=tally.transitions(same=False))
+    result.unchanged_by = Counter({t.old: t.count for t in tally.found.values() if t.same})
     return result
 
 
