@@ -123,7 +123,9 @@ class GateApp(StoredState, GateRequests):
             lane.sinks.append(sink)
 
     def open_store(self) -> Store:
-        return Store(self.store_path, gate_id=self.config.gate.id, tz=self.tz)
+        sync = self.config.sync
+        return Store(self.store_path, gate_id=self.config.gate.id, tz=self.tz,
+                     send_situations=sync.send_situations if sync is not None else True)
 
     # ------------------------------------------------------------ start and stop
 

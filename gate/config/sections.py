@@ -163,6 +163,11 @@ class SyncSection(Strict):
     receipts: bool = True
     receipt_timeout_s: float = Field(10.0, gt=0, le=3600)  # no receipt this long: send again (doubling, up to 5 min)
     receipt_window: int = Field(2000, ge=1, le=100_000)  # events handed over and waiting for a receipt, at most
+    # Each decision goes up with its situation (the policy's inputs, without the pass's id
+    # and unit: the event names the pass, central's roster has its unit), so that the
+    # office console can replay a draft policy against it. false: situations stay on the
+    # gate, and central counts these decisions as not replayable. TOML true/false only.
+    send_situations: StrictBool = True
     # Home Assistant MQTT discovery (sync/homeassistant.py, docs/mqtt.md "Home Assistant"): each
     # lane's door, contact, last decision, temperature, decisions and alarms as entities, on a
     # second connection whose last will marks them unavailable. TOML true/false only.

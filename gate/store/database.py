@@ -36,8 +36,12 @@ log = logging.getLogger(__name__)
 
 
 class Store(StoreEvents, StoreSnapshots, TombstonesMixin):
-    def __init__(self, path: str | Path, *, gate_id: str = "gate-01", tz: tzinfo = timezone.utc) -> None:
+    def __init__(self, path: str | Path, *, gate_id: str = "gate-01", tz: tzinfo = timezone.utc,
+                 send_situations: bool = True) -> None:
         self.path = Path(path)
+        # [sync] send_situations: a decision's outbox payload carries its situation
+        # (gate/store/events.py upstream_situation); events.body never does.
+        self.send_situations = send_situations
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.gate_id = gate_id
         self.tz = tz

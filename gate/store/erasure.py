@@ -29,8 +29,11 @@ PERSONAL_FIELDS = ("pass", "card", "holder", "unit", "id_last4", "phone_last4")
 
 
 def scrub(body: dict) -> dict:
-    """An event body with its personal fields emptied (the rest kept for the counts)."""
-    return {k: (None if k in PERSONAL_FIELDS else v) for k, v in body.items()}
+    """An event body with its personal fields emptied (the rest kept for the counts),
+    and without its situation (the policy's inputs a decision goes upstream with: the
+    pass's validity, health code, attributes), which the gate drops too (events.situation):
+    an erased pass's decisions are no longer replayable, here or at central."""
+    return {k: (None if k in PERSONAL_FIELDS else v) for k, v in body.items() if k != "situation"}
 
 
 def erasure_record(at: datetime, erasure: str, who: str) -> AdminRecord:

@@ -15,9 +15,44 @@ from gate.store.rows import StoredEvent
 log = logging.getLogger("gate.store.database")
 
 
+# The pass's fields a situation holds that say who it is (gate.store.erasure.PERSONAL_FIELDS):
+# left out of the situation that goes upstream. The event's "pass" names it already and
+# central's roster has its unit; its holder and phone digits were never in a situation.
+WHO = ("id", "unit")
+MAX_READINGS = 16  # sync/schemas/event.schema.json: situation.temperatures maxItems
+MAX_UPSTREAM = 30 * 1024  # under sync.codec.MAX_BYTES["event"] (32 KiB), which central refuses unread
+
+
+def upstream_situation(situation: dict[str, Any]) -> dict[str, Any] | None:
+    """A decision's situation as it goes upstream with the event ([sync]
+    send_situations): the pass without its id and unit. None when it cannot go (more
+    readings than the schema allows): the decision goes without it (not replayable at
+    central, replayable at the gate as ever)."""
+    if len(situation.get("temperatures") or ()) > MAX_READINGS:
+        return None
+    p = situation.get("pass")
+    if p is None:
+        return situation
+    return {**situation, "pass": {k: v for k, v in p.items() if k not in WHO}}
+
+
+def with_situation(payload: str, situation: dict[str, Any]) -> str:
+    """The event's payload (compact JSON, ending in "}") with its upstream situation,
+    or as it was when that would make it too large for central."""
+    up = upstream_situation(situation)
+    if up is None:
+        return payload
+    text = payload[:-1] + ',"situation":' + json.dumps(up, ensure_ascii=False, separators=(",", ":")) + "}"
+    if len(text.encode("utf-8")) > MAX_UPSTREAM:
+        log.warning("a decision's situation would make its event %d bytes: sent without it", len(text.encode("utf-8")))
+        return payload
+    return text
+
+
 class StoreEvents:
     conn: sqlite3.Connection
     gate_id: str
+    send_situations: bool
 
     def _next_seq(self) -> int:
         row = self.conn.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()
@@ -52,6 +87,9 @@ class StoreEvents:
                 body["pass"] = rec.pass_id  # central tells the site's other gates to hold it too
             payload = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
             situation = getattr(rec, "situation", None)
+            upstream = payload
+            if situation and self.send_situations:
+                upstream = with_situation(payload, situation)
             c.execute(
                 "INSERT INTO events(seq, id, ts, day, hour, type, lane, pass_id, credential, category, decision,"
                 " reason, temperature_c, card, kind, action, body, situation) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -78,7 +116,7 @@ class StoreEvents:
             )
             c.execute(
                 "INSERT INTO outbox(seq, event_id, payload, state, created) VALUES (?,?,?,'pending',?)",
-                (seq, event_id, payload, time.time()),
+                (seq, event_id, upstream, time.time()),
             )
             if isinstance(rec, DecisionRecord):
                 self._after_decision(c, rec, ts, direction)
