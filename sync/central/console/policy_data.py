@@ -10,15 +10,19 @@ history of what was published, with its diffs and who published it.
   retained by the running central's publisher (woken at once). The console adds, in the
   same transaction, who published it with their note and document
   (``console_policy_log``) and the audit row.
-- Replay: central's events carry a decision's outcome (decision, reason, pass, category,
-  the last temperature, the policy version) but not its inputs (gate.core.policy
+- Replay: each decision event carries the decision's inputs (gate.core.policy
   ``Situation``: the pass as the gate held it, every reading, whether a thermometer was
   asked, whether the wait ran out, whether the pass was inside and since when, the
   holder-check draw, the second factor, a fever hold, the lane's schedule and door
-  mode), which stay on the gate (gate/core/records.py). So only decisions that no policy
-  can change are replayed here, through the same ``decide``: a problem found before any
-  pass (a malformed or forged code, an unknown card). Every other one is counted as not
-  replayable, with why; nothing is guessed. ``gate policy replay`` at a gate replays all.
+  mode) unless the gate has ``[sync] send_situations = false``. The gate leaves out of it
+  the pass's id (the event's ``pass`` names it) and unit (central's roster has it); both
+  are put back here (the unit only when the policy has rules, the one thing that reads
+  it), and the decision is re-decided by gate/core/replay.py's tally, the one `gate policy
+  replay` runs at a gate: counts by old -> new, examples, ``wait`` for a temperature the
+  recording does not have. A decision without a situation (an older gate, a gate that
+  keeps them, a guard's answer, an erased pass's) is counted as not replayable, with why,
+  except a problem found before any pass (a malformed or forged code, an unknown card),
+  which every policy refuses first; nothing is guessed.
 """
 from __future__ import annotations
 
@@ -32,7 +36,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from gate.config import PolicyConfig, format_errors
-from gate.core.policy import Situation, decide
+from gate.core.policy import Situation
+from gate.core.replay import Tally, Transition
 from gate.desk.policy_admin import diff, to_toml
 from sync.central.console import audit
 from sync.central.site_report import day_range, known_gates
@@ -149,25 +154,13 @@ def history(db: Any, limit: int = 100) -> list[dict[str, Any]]:
 
 
 @dataclass
-class Transition:
-    old: tuple[str, str]
-    new: tuple[str, str]
-    count: int = 0
-    examples: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def same(self) -> bool:
-        return self.old == self.new
-
-
-@dataclass
 class Replay:
     since: str
     until: str
     decisions: int = 0
     replayed: int = 0
     unchanged: int = 0
-    transitions: list[Transition] = field(default_factory=list)
+    transitions: list[Transition] = field(default_factory=list)  # changed first, then the same
     not_replayable: dict[str, int] = field(default_factory=dict)  # why -> count
     not_replayable_by: dict[tuple[str, str], int] = field(default_factory=dict)  # recorded (decision, reason) -> count
 
@@ -180,41 +173,80 @@ class Replay:
         return sum(self.not_replayable.values())
 
 
+class _Units:
+    """A pass's unit for the community's rules (pass.unit), which the gates leave out of
+    the situations they send: central's roster row, else its visitor register; one
+    lookup a pass."""
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+        self.known: dict[str, str | None] = {}
+
+    def __call__(self, pass_id: str) -> str | None:
+        if pass_id not in self.known:
+            row = self.db.one("SELECT unit FROM passes WHERE id = ?", (pass_id,)) or \
+                self.db.one("SELECT unit FROM visitors WHERE pass_id = ?", (pass_id,))
+            self.known[pass_id] = row[0] if row else None
+        return self.known[pass_id]
+
+
+def _filled(sit: dict[str, Any], ev: dict[str, Any], units: _Units | None) -> dict[str, Any] | None:
+    """The situation a gate sent, its pass given back the id the event names and (when
+    the policy has rules, which may read it) the unit central's roster gives it. None
+    when the event no longer names its pass (erased: its situation went with it too)."""
+    p = sit.get("pass")
+    if p is None:
+        return sit
+    if not isinstance(p, dict) or not ev.get("pass"):
+        return None
+    pid = str(ev["pass"])
+    return {**sit, "pass": {**p, "id": pid, "unit": units(pid) if units is not None else None}}
+
+
 def replay(db: Any, policy: PolicyConfig, since: date, until: date, tz: Any, *, examples: int = 3) -> Replay:
     """Every decision central holds from the gates' local days since..until, re-decided
-    where the event carries all that ``decide`` needs (see the module's docstring)."""
-    out = Replay(since.isoformat(), until.isoformat())
+    by gate/core/replay.py's tally (the one `gate policy replay` runs at a gate) from the
+    situation the gate sent with it (see the module's docstring)."""
+    tally = Tally(policy, examples=examples)
+    by: dict[tuple[str, str], int] = {}
+    units = _Units(db) if policy.rules else None
     cond, bounds = day_range(db, since.isoformat(), until.isoformat())
-    found: dict[tuple[tuple[str, str], tuple[str, str]], Transition] = {}
+
+    def skip(why: str, old: tuple[str, str]) -> None:
+        tally.skip(why)
+        by[old] = by.get(old, 0) + 1
+
     for gate in sorted(known_gates(db)):
         cur = db.execute(f"SELECT body FROM events WHERE gate = ? AND type = 'decision' AND {cond} ORDER BY gate, ts",
                          (gate, *bounds))
         while rows := cur.fetchmany(1000):
             for (body,) in rows:
                 ev = json.loads(body)
-                out.decisions += 1
                 old = (str(ev.get("decision")), str(ev.get("reason")))
-                if old[1] not in REPLAYABLE or old[0] != "deny":
-                    why = "guard" if ev.get("who") else "situation"
-                    out.not_replayable[why] = out.not_replayable.get(why, 0) + 1
-                    out.not_replayable_by[old] = out.not_replayable_by.get(old, 0) + 1
-                    continue
                 try:
                     now = datetime.fromisoformat(ev["ts"]).astimezone(tz)
-                except (KeyError, ValueError):
-                    out.not_replayable["unreadable"] = out.not_replayable.get("unreadable", 0) + 1
+                except (KeyError, ValueError, TypeError):
+                    skip("unreadable", old)
                     continue
-                v = decide(Situation(direction=ev.get("direction") or "in", now=now, pass_=None, problem=old[1],
-                                     lane=ev.get("lane") or "", gate=gate), policy)
-                new = (v.decision, v.reason)
-                out.replayed += 1
-                out.unchanged += old == new
-                t = found.get((old, new))
-                if t is None:
-                    t = found[(old, new)] = Transition(old, new)
-                t.count += 1
-                if len(t.examples) < examples:
-                    t.examples.append({"gate": gate, "at": now.strftime("%m-%d %H:%M:%S"), "lane": ev.get("lane") or "",
-                                       "pass": ev.get("pass"), "card": ev.get("card")})
-    out.transitions = sorted(found.values(), key=lambda t: (t.same, -t.count, t.old, t.new))
-    return out
+
+                def example(s: Situation, gate: str = gate, ev: dict[str, Any] = ev, now: datetime = now) -> dict[str, Any]:
+                    return {"gate": gate, "at": now.strftime("%m-%d %H:%M:%S"), "lane": ev.get("lane") or "",
+                            "pass": ev.get("pass"), "card": ev.get("card"), "temperatures": list(s.temperatures)}
+
+                sit = ev.get("situation")
+                if isinstance(sit, dict):
+                    data = _filled(sit, ev, units)
+                    if data is None:
+                        skip("erased", old)
+                    elif tally.redo(data, old, example) is None:
+                        by[old] = by.get(old, 0) + 1  # counted "unreadable" by the tally
+                elif old[0] == "deny" and old[1] in REPLAYABLE:
+                    # a gate that sent no situation: a problem found before any pass is
+                    # refused first whatever the policy, so this one is re-decided anyway
+                    tally.redo(Situation(direction=ev.get("direction") or "in", now=now, pass_=None, problem=old[1],
+                                         lane=ev.get("lane") or "", gate=gate), old, example)
+                else:
+                    skip("guard" if ev.get("who") else "situation", old)
+    return Replay(since.isoformat(), until.isoformat(), decisions=tally.decisions, replayed=tally.replayed,
+                  unchanged=tally.unchanged, transitions=tally.transitions(),
+                  not_replayable=dict(tally.not_replayable), not_replayable_by=by)
