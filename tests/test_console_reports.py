@@ -155,8 +155,14 @@ def test_policy_is_checked_replayed_published_to_the_gate_and_audited(browser: A
         row = page.locator("#replay tr[data-old='deny unknown_card']")
         assert row.get_attribute("data-new") == "deny unknown_card" and row.get_attribute("data-count") == "1"
         assert "→" in row.inner_text()
-        assert "无法重放 3 条" in page.locator("#replay-skipped").inner_text()  # three allowed: their inputs stay at the gates
-        assert page.locator("#not-replayable tr[data-old='allow ok'] td.num").inner_text() == "3"
+        # every decision came up with its situation: all replayed. The gates run passback
+        # "off"; the document has the default (soft), so 王芳's card, swiped while she was
+        # inside since her QR entry, would have called the guard
+        assert "无法重放 0 条" in page.locator("#replay-skipped").inner_text()
+        assert page.locator("#replay tr[data-old='allow ok'][data-new='allow ok']").get_attribute("data-count") == "2"
+        changed = page.locator("#replay tr[data-old='allow ok'][data-new='challenge passback']")
+        assert changed.get_attribute("data-count") == "1" and "east" in changed.inner_text()
+        assert page.locator("#not-replayable").count() == 0
         assert page.locator("#policy-diff").inner_text().count("fever_c") == 1
         shot(page, "policy-replay")
         # publish it, with a note
