@@ -110,6 +110,10 @@ def test_erase_at_central_removes_the_pass_and_keeps_the_counts(db_url: str, con
         from sync.central import presence_relay
         with s.db.tx():
             presence_relay.record(s.db, event("east", 1))
+            # the console's first sighting of P1's card (its "new cards" page) and of another card
+            s.db.executemany("INSERT INTO console_cards (card, first_at, gate, day) VALUES (?,?,?,?)",
+                             [("7654321", time.time(), "east", NOW.date().isoformat()),
+                              ("1", time.time(), "west", NOW.date().isoformat())])
         before_types = sorted((e["gate"], e["type"], e.get("decision") or "") for e in s.events())
     finally:
         s.close()
@@ -128,6 +132,7 @@ def test_erase_at_central_removes_the_pass_and_keeps_the_counts(db_url: str, con
     s = CentralStore(db_url)
     try:
         assert s.get_pass("P1") is None and s.get_pass("P2") is not None
+        assert [r[0] for r in s.db.all("SELECT card FROM console_cards ORDER BY card")] == ["1"]  # P1's card forgotten
         # a tombstone every gate gets: the id, its category and until when its QR could be valid
         v, lines = s.snapshot_lines()
         stone = next(json.loads(x) for x in lines if json.loads(x)["id"] == "P1")

@@ -253,6 +253,8 @@ def erase(store: Any, pass_id: str, by: str, *, force: bool = False, now: float 
             db.execute("UPDATE reports SET body = ? WHERE gate = ? AND date = ?", (codec.encode(rep).decode("utf-8"), gate, day))
         gone = _quarantined_with(db, pass_id, cards)
         db.executemany("DELETE FROM quarantine WHERE key = ?", [(k,) for k in gone])
+        # The console's first sightings of its cards (sync/central/console/report_data.py).
+        db.executemany("DELETE FROM console_cards WHERE card = ?", [(c,) for c in sorted(cards)])
         counts["reports"], counts["quarantined"], counts["cards"] = len(reports), len(gone), len(cards)
         db.execute("UPDATE erasures SET counts = ? WHERE id = ?", (json.dumps(counts, sort_keys=True), ref))
     log.info("erasure %s of pass %s by %s: %s; %d gate(s) to tell", ref, pass_id, by, counts, len(gates))
