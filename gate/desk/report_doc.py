@@ -301,7 +301,8 @@ def figure(d: DayDetails, policy: PolicyConfig) -> Any:
               f"{_r('fevers')} {rep['fevers']}    {_r('checks')} {rep['challenges']}    {_r('events')} {rep['events']}",
               fontsize=9.5, va="top")
     zero = "" if rep["events"] else f"{REPORT['zero'][0]} ({REPORT['zero'][1]})    "
-    head.text(0, 0.05, f"{zero}{policy_note(d)}    {_r('generated')} {d.generated}",
+    stale = f"{_r('presence_stale')}: {rep['presence_stale']}    " if rep.get("presence_stale") else ""
+    head.text(0, 0.05, f"{zero}{stale}{policy_note(d)}    {_r('generated')} {d.generated}",
               fontsize=8, va="top", color="#555555")
     _bars(
         fig.add_subplot(gs[1, 0]),

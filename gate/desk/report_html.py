@@ -46,6 +46,7 @@ def write_html(d: DayDetails, policy: PolicyConfig, out: Path) -> None:
     denied = [[reason_label(k), v] for k, v in sorted(rep["denied"].items(), key=lambda kv: -kv[1])]
     zero = f"<p><b>{e(REPORT['zero'][0])}</b> ({e(REPORT['zero'][1])})</p>" if not rep["events"] else ""
     w = {key: e(_r(key)) for key in REPORT}
+    stale = f"<p id=\"presence-stale\">⚠ {w['presence_stale']}: <b>{rep['presence_stale']}</b></p>" if rep.get("presence_stale") else ""
     page = f"""<!doctype html>
 <html lang="zh"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{e(REPORT['title'][0])} {e(rep['date'])} {e(rep['gate'])}</title>
@@ -61,7 +62,7 @@ img {{ max-width: 100%; }} .cols {{ display: flex; flex-wrap: wrap; gap: 2em; }}
 <p class="sum"><span>{w['gate']} <b>{e(rep['gate'])}</b></span><span>{w['allowed']} <b>{sum(rep['allowed'].values())}</b></span>
 <span>{w['denied']} <b>{sum(rep['denied'].values())}</b></span><span>{w['fevers']} <b>{rep['fevers']}</b></span>
 <span>{w['checks']} <b>{rep['challenges']}</b></span><span>{w['events']} <b>{rep['events']}</b></span></p>
-{zero}<p class="none">{e(policy_note(d))} · {w['generated']} {e(d.generated)}</p>
+{zero}{stale}<p class="none">{e(policy_note(d))} · {w['generated']} {e(d.generated)}</p>
 <div class="cols"><div><h2>{w['allowed_by_category']}</h2>{table([_r('category'), _r('count')], allowed, _r('none'))}</div>
 <div><h2>{w['denied_by_reason']}</h2>{table([_r('reason'), _r('count')], denied, _r('none'))}</div></div>
 <h2>{w['by_hour']}</h2><img id="hourly" alt="decisions by hour" src="{hourly}">

@@ -54,6 +54,12 @@ def daily(store: Store, day: str) -> dict[str, Any]:
             (day,),
         ).fetchall()
     )
+    # Entries decided without fresh news of the site (policy.presence_stale_s): passback was
+    # judged on what this gate alone knew (present only when there were any).
+    stale = c.execute(
+        "SELECT count(*) FROM events WHERE day = ? AND type = 'decision' AND json_extract(body, '$.presence') = 'stale'",
+        (day,),
+    ).fetchone()[0]
     # Named guards' shifts (gate/web/shifts.py): who took over when.
     shifts = [
         {"at": _hm(store, ts), "who": who}
@@ -80,6 +86,7 @@ def daily(store: Store, day: str) -> dict[str, Any]:
         "unknown_cards": unknown_cards,
         "by_hour": by_hour,
         **({"rules": rules} if rules else {}),
+        **({"presence_stale": stale} if stale else {}),
         **({"shifts": shifts} if shifts else {}),
     }
 

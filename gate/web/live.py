@@ -200,7 +200,7 @@ class LiveState:
             "decision": b.get("decision"), "reason": b.get("reason"), "category": b.get("category"),
             "pass_id": b.get("pass"), "credential": b.get("credential"), "holder": b.get("holder"),
             "unit": b.get("unit"), "temperature_c": b.get("temperature_c"), "card": b.get("card"),
-            "challenge_id": b.get("challenge_id"), "who": b.get("who"),
+            "challenge_id": b.get("challenge_id"), "who": b.get("who"), "presence": b.get("presence"),
         }
 
     # ------------------------------------------------------------ records
@@ -214,7 +214,7 @@ class LiveState:
             "decision": rec.decision, "reason": rec.reason, "category": rec.category, "pass_id": rec.pass_id,
             "credential": rec.credential, "holder": rec.holder, "unit": rec.unit,
             "temperature_c": None if rec.temperature_c is None else round(rec.temperature_c, 1),
-            "card": rec.card, "challenge_id": rec.challenge_id, "who": rec.who,
+            "card": rec.card, "challenge_id": rec.challenge_id, "who": rec.who, "presence": rec.presence,
         }
 
     def _alarm_view(self, id_: str, lane: str, kind: str, detail: str, at: datetime, pass_id: str | None) -> dict[str, Any]:

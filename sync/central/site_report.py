@@ -58,6 +58,7 @@ def site_daily(store: CentralStore, day: str, site: str) -> dict[str, Any]:
     allowed: Counter[str] = Counter()
     denied: Counter[str] = Counter()
     rules: Counter[str] = Counter()
+    stale = 0
     by_hour = [0] * 24
     new_cards: set[str] = set()
     unknown_cards: set[str] = set()
@@ -68,6 +69,7 @@ def site_daily(store: CentralStore, day: str, site: str) -> dict[str, Any]:
         allowed.update(rep.get("allowed", {}))
         denied.update(rep.get("denied", {}))
         rules.update(rep.get("rules", {}))
+        stale += int(rep.get("presence_stale", 0))
         by_hour = [a + int(b) for a, b in zip(by_hour, rep.get("by_hour", [0] * 24))]
         new_cards.update(rep.get("new_cards", []))
         unknown_cards.update(rep.get("unknown_cards", []))
@@ -92,6 +94,7 @@ def site_daily(store: CentralStore, day: str, site: str) -> dict[str, Any]:
         "allowed": dict(sorted(allowed.items())),
         "denied": dict(sorted(denied.items())),
         **({"rules": dict(sorted(rules.items()))} if rules else {}),
+        **({"presence_stale": stale} if stale else {}),
         "new_cards": sorted(new_cards),
         "unknown_cards": sorted(unknown_cards),
         "by_hour": by_hour,

@@ -79,7 +79,7 @@ function tileHTML(d) {
     <div class="who">${esc(who)}</div>
     <div class="meta"><span class="unit">${esc(d.unit || "")}</span>${temp}</div>
     <div class="verdict ${esc(d.decision)}"><div class="word">${esc(mark)}${esc(dec[L])} <span class="sub" style="display:inline;font-size:0.45em">${esc(dec[S])}</span></div>
-    <div class="why">${both(why)}</div></div>`;
+    <div class="why">${both(why)}</div>${d.presence === "stale" ? `<div class="why stale-presence">⚠ ${both(t2("presence_stale"))}</div>` : ""}</div>`;
 }
 
 function renderTile() {
