@@ -56,8 +56,11 @@ def test_passes_add_revoke_import_list(setup, tmp_path: Path) -> None:  # type: 
               "--card", "900002", ok=False)
     assert bad.exit_code == 2 and "already bound to pass A1" in bad.output
     assert run("-c", str(conf), "passes", "revoke", "nope", ok=False).exit_code == 2
+    backwards = run("-c", str(conf), "passes", "add", "--id", "P3", "--holder", "x", "--unit", "1", "--category", "staff",
+                    "--valid-from", "2026-12-31", "--valid-until", "2026-12-01", ok=False)
+    assert backwards.exit_code == 2 and "--valid-from 2026-12-31" in backwards.output and "is after its end" in backwards.output
     s = CentralStore(str(db))
-    assert s.passes_version == 5
+    assert s.passes_version == 5  # nothing of the refused ones was stored
     s.close()
 
 

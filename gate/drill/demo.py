@@ -32,11 +32,13 @@ class DemoPlayer:
         try:
             rows, cards = pass_rows(self.drill.passes)
             store.upsert_passes(rows, cards)
-            # A new round is a new day at the gate: nobody is inside from the last one,
-            # nobody is held for last round's fever ...
+            # A new round is a new day at the gate for the script's own people: none of them
+            # is inside from the last one, nor held for last round's fever ... (only them: the
+            # news of who entered at the site's other gates stays as it came).
+            ids = [(p.id,) for p in self.drill.passes]
             with store.write() as c:
                 for table in ("inside", "last_move", "fever_holds"):
-                    c.execute(f"DELETE FROM {table}")  # noqa: S608 - our own table names
+                    c.executemany(f"DELETE FROM {table} WHERE pass_id = ?", ids)  # noqa: S608 - our own table names
             open_alarms = store.conn.execute(
                 "SELECT json_extract(body, '$.id'), lane, kind FROM events WHERE type = 'alarm' AND json_extract(body, '$.id')"
                 " NOT IN (SELECT json_extract(body, '$.alarm_id') FROM events WHERE type = 'ack')"

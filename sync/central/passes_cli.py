@@ -65,6 +65,10 @@ def passes_add(ctx: click.Context, pass_id: str, holder: str, unit: str, categor
             fields["valid_until"] = parse_when(last.isoformat(), tz, True)
     except ValueError as exc:
         fail(f"pass {pass_id}: {exc}")
+    if fields["valid_from"] and fields["valid_until"] and fields["valid_from"] > fields["valid_until"]:
+        # A pass that ends before it starts admits nobody: a typo, said now rather than at the gate.
+        fail(f"pass {pass_id}: --valid-from {fields['valid_from'].isoformat()} is after its end "
+             f"{fields['valid_until'].isoformat()}")
     with open_store(conf, what=f"pass {pass_id}: ") as store:
         v = store.add_pass(**fields)
     click.echo(f"pass {pass_id} stored: roster version {v}")
