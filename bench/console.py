@@ -12,12 +12,8 @@ unit), fewer of them (each is a scan). Target: p99 <= 100 ms (issue 15).
 """
 from __future__ import annotations
 
-import os
 import random
-import shutil
-import socket
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -105,50 +101,19 @@ def _sqlite(tmp: Path, rows: list[tuple[Any, ...]], queries: list[str], base_n: 
     return fast, slow
 
 
-def _pg_bin(name: str) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    for d in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
-        if (d / name).exists():
-            return str(d / name)
-    return None
-
-
 def _postgres(tmp: Path, rows: list[tuple[Any, ...]], queries: list[str], ctx: Context) -> list[float] | None:
-    """The same search on a throwaway PostgreSQL cluster (None when there is none to start)."""
+    """The same search on a throwaway PostgreSQL cluster (bench/procs.py; None when there is none to start)."""
+    from bench.procs import Postgres, PostgresUnavailable
+
     try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        return None
-    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
-    if not initdb or not pg_ctl:
-        return None
-    d = Path(tempfile.mkdtemp(prefix="bench-pg-"))
-    data, sock = d / "data", d / "sock"
-    sock.mkdir()
-    prefix: list[str] = []
-    if os.geteuid() == 0:  # postgres refuses to run as root
-        shutil.chown(d, "postgres")
-        shutil.chown(sock, "postgres")
-        prefix = ["runuser", "-u", "postgres", "--"]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    try:
-        subprocess.run(prefix + [initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"],
-                       check=True, capture_output=True, timeout=120)
-        subprocess.run(prefix + [pg_ctl, "-D", str(data), "-l", str(d / "pg.log"), "-w", "-t", "60", "-o",
-                                 f"-p {port} -k {sock} -c listen_addresses='' -c fsync=off", "start"],
-                       check=True, capture_output=True, timeout=120)
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
-        ctx.log(f"  console: no PostgreSQL figure (could not start a cluster: {exc})")
-        shutil.rmtree(d, ignore_errors=True)
+        pg = Postgres().start()
+    except PostgresUnavailable as exc:
+        ctx.log(f"  console: no PostgreSQL figure ({exc})")
         return None
     try:
         from sync.central.store import CentralStore
 
-        st = CentralStore(f"postgresql://postgres@/postgres?host={sock}&port={port}")
+        st = CentralStore(pg.create_database("console_search"))
         t0 = time.perf_counter()
         with st.db.conn.cursor() as cur, cur.copy(
                 "COPY passes (id, category, holder, unit, card, revoked, version, wire) FROM STDIN") as copy:
@@ -161,8 +126,7 @@ def _postgres(tmp: Path, rows: list[tuple[Any, ...]], queries: list[str], ctx: C
         st.close()
         return out
     finally:
-        subprocess.run(prefix + [pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True, timeout=60)
-        shutil.rmtree(d, ignore_errors=True)
+        pg.stop()
 
 
 def run(ctx: Context) -> list[Figure]:
@@ -184,7 +148,7 @@ def run(ctx: Context) -> list[Figure]:
         pg = _postgres(Path(tmp), rows, queries, ctx)
     if pg:
         figures.append(Figure("console.search_pg_p99_ms", _p(pg, 0.99), "ms",
-                              note=f"the same on PostgreSQL (local socket, fsync off), p50 {statistics.median(pg):.2f} ms "
+                              note=f"the same on PostgreSQL (local socket), p50 {statistics.median(pg):.2f} ms "
                                    "(target <= 100 ms)"))
     ctx.implications.append(f"console: pass search p99 {p99:.1f} ms on 1,000,000 passes (SQLite)"
                             + (f", {_p(pg, 0.99):.1f} ms (PostgreSQL)" if pg else "") + "; target <= 100 ms")
