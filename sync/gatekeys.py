@@ -33,7 +33,7 @@ import base64
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from gate.core.tokens import KeyRing, key_id
 from gate.store import gatekeys as kept
 from gate.store.database import Store
-from sync import codec
+from sync import codec, keylist
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +74,6 @@ def change(store: Any, key: Ed25519PrivateKey, *, add: dict[str, Ed25519PublicKe
     """The next list: the current one with gates' keys approved (``add``: gate -> key; a
     gate's earlier key is replaced) or taken off (``remove``: gate ids); stored, returned
     for publishing."""
-    from sync import keylist
-
     add, remove = dict(add or {}), list(remove or [])
     central_kid = key_id(key.public_key())
     for gate, public in add.items():
@@ -103,20 +101,9 @@ def change(store: Any, key: Ed25519PrivateKey, *, add: dict[str, Ed25519PublicKe
     raise RuntimeError("the gate key list kept changing while this change was made; run the command again")
 
 
-class Republisher:
-    """Sends the stored list (retained) when it is newer than what this central sent,
-    and again after every reconnect: a broker may lose its retained messages."""
-
-    def __init__(self) -> None:
-        self.sent = 0
-
-    def poll(self, store: Any, publish: Callable[[dict[str, Any]], bool], *, again: bool = False) -> None:
-        payload = latest(store)
-        if payload is None or (payload["version"] <= self.sent and not again):
-            return
-        if publish(payload):
-            self.sent = max(self.sent, int(payload["version"]))
-            log.info("gate key list version %d published (%d gates)", payload["version"], len(payload["gates"]))
+def Republisher() -> keylist.Republisher:  # noqa: N802 - made like the withdrawn-key list's
+    """The gate key list, sent as the withdrawn-key list is (sync/keylist.py)."""
+    return keylist.Republisher(latest, lambda p: f"gate key list version {p['version']} published ({len(p['gates'])} gates)")
 
 
 # ---------------------------------------------------------------- gate

@@ -88,18 +88,22 @@ def _swap(store: Any, old: str | None, new: str, meta_key: str = CENTRAL_META) -
 
 class Republisher:
     """Sends the stored list (retained) when it is newer than what this central sent,
-    and again after every reconnect: a broker may lose its retained messages."""
+    and again after every reconnect: a broker may lose its retained messages. The
+    withdrawn keys by default; `sync/gatekeys.py` gives its own list and words."""
 
-    def __init__(self) -> None:
+    def __init__(self, stored: Callable[[Any], dict[str, Any] | None] | None = None,
+                 what: Callable[[dict[str, Any]], str] | None = None) -> None:
         self.sent = 0
+        self._stored = stored or latest
+        self._what = what or (lambda p: f"key list version {p['version']} published ({len(p['withdrawn'])} withdrawn)")
 
     def poll(self, store: Any, publish: Callable[[dict[str, Any]], bool], *, again: bool = False) -> None:
-        payload = latest(store)
+        payload = self._stored(store)
         if payload is None or (payload["version"] <= self.sent and not again):
             return
         if publish(payload):
             self.sent = max(self.sent, int(payload["version"]))
-            log.info("key list version %d published (%d withdrawn)", payload["version"], len(payload["withdrawn"]))
+            log.info("%s", self._what(payload))
 
 
 # ---------------------------------------------------------------- gate
