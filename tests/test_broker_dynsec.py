@@ -172,3 +172,25 @@ def test_only_home_assistant_may_send_door_commands(broker_factory, tmp_path: Pa
     # Nobody else may send one (mosquitto also drops a client whose publish it refuses).
     for user, name in ((gate_ha, "drill-ha"), (Client(b, "drill", "gate-pw", "drill"), "drill")):
         assert not user.publish(f"{PREFIX}/drill/in/door/set", b"UNLOCK"), name
+
+
+def test_a_broker_restart_under_dynsec_loses_nothing(broker_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The dynsec broker restarted (persistence on, as shipped) between decisions: the
+    users come back from the plugin's file, and every event reaches central once."""
+    out, pw = provision(tmp_path / "site", Ed25519PrivateKey.generate(), group="cdrilltest")
+    b = dynsec_broker(broker_factory, tmp_path / "broker", out)
+    with Rehearsal(gate_drill(b, tmp_path / "gate")) as r:
+        central = start_central(tmp_path / "central", b.url, r.keys.central,
+                                extra=f'username = "central"\npassword_file = "{pw / "central"}"\ngroup = "cdrilltest"\n')
+        assert r.app.sync.link.wait_connected(10)
+        for i in range(3):
+            enter(r, i * 60.0, "r1" if i % 2 == 0 else "r2")
+        b.restart()
+        assert Listener.wait_for(lambda: r.app.sync.link.connected and central.peer.connected.is_set(), 20)
+        for i in range(3, 6):
+            enter(r, i * 60.0, "r1" if i % 2 == 0 else "r2")
+        r.finish()
+        assert r.drain(60), r.app.sync.publisher.counters.snapshot()
+        stored = [e["id"] for e in central.store.events("drill")]
+        assert sorted(stored) == sorted(gate_ids(r)) and len(stored) == len(set(stored))
+        central.stop()
