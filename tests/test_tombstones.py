@@ -48,7 +48,8 @@ def test_removing_a_pass_leaves_a_tombstone_that_refuses_it(store: Store) -> Non
     rec = store.get_pass("a")
     assert rec is not None and rec.revoked and rec.listed and rec.category == "renter"  # the lane refuses it `revoked`
     assert rec.holder is None and rec.unit is None and rec.phone_last4 is None  # no personal data kept
-    assert store.pass_count() == 1 and store.card_pass("11") is None
+    assert store.pass_count() == 1
+    assert store.card_pass("11") == "a" and refused_revoked(store, store.card_pass("11"))  # its card: refused too
     assert refused_revoked(store, "zz") and store.get_pass("zz").category == "resident"  # never known: resident
     assert store.get_pass("b") is not None and not store.get_pass("b").revoked
     assert store.get_pass("never") is None
@@ -61,10 +62,31 @@ def test_removing_a_pass_leaves_a_tombstone_that_refuses_it(store: Store) -> Non
 def test_batches_carry_tombstones_and_the_last_change_of_an_id_wins(store: Store) -> None:
     store.upsert_passes([{"id": p, "category": "staff"} for p in ("a", "b", "c")], {"1": "a"})
     store.apply_pass_changes([], {}, ["a", Tombstone("b", "staff", T0)], 2)
-    assert refused_revoked(store, "a") and refused_revoked(store, "b") and store.card_pass("1") is None
+    assert refused_revoked(store, "a") and refused_revoked(store, "b") and store.card_pass("1") == "a"
     assert {t.pass_id: t.until for t in store.tombstones()} == {"a": None, "b": T0}
-    store.apply_pass_changes([{"id": "a", "category": "staff"}], {"a": None}, [], 3)  # re-issued
-    assert not store.get_pass("a").revoked
+    store.apply_pass_changes([{"id": "a", "category": "staff"}], {"a": None}, [], 3)  # re-issued, without its card
+    assert not store.get_pass("a").revoked and store.card_pass("1") is None
+
+
+def test_a_removed_pass_s_card_stays_refused_until_it_is_bound_again(store: Store) -> None:
+    """A swipe of a removed pass's card is refused `revoked`, through central's snapshots
+    (which bind only listed passes' cards), until the card is given to someone else or
+    the tombstone is forgotten; an erasure takes the binding away at once."""
+    store.upsert_passes([{"id": p, "category": "resident"} for p in ("a", "b", "c", "d")],
+                        {"1": "a", "2": "b", "3": "c", "4": "d"})
+    store.apply_pass_changes([], {}, ["a", Tombstone("b", "resident", T0), "c"], 2)
+    # central's snapshot: a and b removed, card 3 now bound to d, c issued again without a card
+    store.replace_passes([{"id": "c", "category": "resident"}, {"id": "d", "category": "resident"}],
+                         {"3": "d", "4": "d"}, 3, [Tombstone("a", "resident", None), Tombstone("b", "resident", T0)])
+    assert store.card_pass("1") == "a" and refused_revoked(store, "a")
+    assert store.card_pass("2") == "b" and refused_revoked(store, "b")
+    assert store.card_pass("3") == "d" and not store.get_pass("d").revoked  # bound to another: theirs
+    assert not store.get_pass("c").revoked
+    # b's tombstone is forgotten once its pass would have expired: its card with it
+    assert store.forget_tombstones(now=(T0 + timedelta(days=1)).timestamp()) == 1
+    assert store.card_pass("2") is None and store.card_pass("1") == "a"
+    erase(store, "a")
+    assert store.card_pass("1") is None and refused_revoked(store, "a")
 
 
 def test_a_snapshot_without_the_pass_but_with_its_tombstone_refuses_it(store: Store) -> None:
@@ -85,7 +107,7 @@ def test_privacy_erase_leaves_a_tombstone_until_the_pass_would_expire(store: Sto
     until = datetime.now(timezone.utc) + timedelta(days=10)
     store.upsert_passes([{"id": "r1", "category": "resident", "holder": "李雷", "valid_until": until}], {"5": "r1"})
     assert erase(store, "r1")["passes"] == 1
-    assert refused_revoked(store, "r1")
+    assert refused_revoked(store, "r1") and store.card_pass("5") is None  # the card number was the holder's
     assert store.tombstones()[0].until == until.replace(microsecond=until.microsecond)
     Maintenance(lambda: store, retention_days=30).run_once(store)  # not expired yet: kept
     assert refused_revoked(store, "r1")

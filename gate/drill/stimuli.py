@@ -62,6 +62,7 @@ def seed_store(app: GateApp, passes: list[DrillPass]) -> None:
         removed = [p for p in passes if p.removed]
         # A removed pass was in the table first: its tombstone keeps its category, as central's does.
         rows += [p.model_dump(exclude={"in_table", "signed_by", "card", "removed"}) for p in removed]
+        cards |= {p.card: p.id for p in removed if p.card}  # its card was bound to it, and stays refused
         store.upsert_passes(rows, cards)
         if removed:
             store.remove_passes([p.id for p in removed])

@@ -74,7 +74,8 @@ def erase_in(store: "Store", c: sqlite3.Connection, pass_id: str) -> dict[str, i
     n_pass = 1 if row else 0
     if row:
         until = datetime.fromtimestamp(row[1], timezone.utc) if row[1] is not None else None
-        store.write_tombstones(c, [Tombstone(pass_id, row[0], until)])
+        store.write_tombstones(c, [Tombstone(pass_id, row[0], until)], keep_cards=False)
+    c.execute("DELETE FROM card_bindings WHERE pass_id = ?", (pass_id,))  # also those kept by an earlier removal
     c.executemany("DELETE FROM cards WHERE number = ?", [(n,) for n in cards_list])  # their history too
     for table in ("inside", "last_move", "fever_holds", "dynamic_steps"):
         c.execute(f"DELETE FROM {table} WHERE pass_id = ?", (pass_id,))

@@ -112,6 +112,12 @@ class StoreSnapshots:
                     " category = excluded.category, until = excluded.until"
                 )
                 c.execute("DELETE FROM tombstones WHERE pass_id IN (SELECT t.pass_id FROM tombstones t JOIN passes p ON p.id = t.pass_id)")
+                # A removed pass's cards stay refused `revoked` (central's snapshot binds only
+                # the cards of listed passes), unless the new table binds the card to another.
+                c.execute(
+                    "INSERT OR IGNORE INTO card_bindings(number, pass_id) SELECT b.number, b.pass_id FROM tombstones t"
+                    " JOIN card_bindings_old b ON b.pass_id = t.pass_id"
+                )
                 c.execute("DROP TABLE tombstones_new")
                 self._set_meta(c, "passes_version", str(version))
                 self._set_meta(c, "passes_synced_at", str(now))

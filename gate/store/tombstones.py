@@ -4,9 +4,13 @@ A pass removed from the table (central deleted it or left it out of a new roster
 a privacy erasure here) keeps a tombstone: its id, its category and until when
 its signed QR could still be valid, no personal data. `Store.get_pass` answers a
 tombstoned id with a revoked, listed record, so the lane's policy refuses it
-`revoked` and never admits it as unlisted. Issuing the id again (an upsert)
-lifts the tombstone; maintenance forgets the ones past their `until`. Batches and
-snapshots carry them (gate/store/database.py, sync/downstream.py).
+`revoked` and never admits it as unlisted. Its door cards stay bound to the id
+(through central's snapshots too, gate/store/snapshot.py), so a swipe of a removed
+pass's card is refused `revoked` as well, until the card is bound to another pass;
+an erasure takes them away (a card number is the holder's). Issuing the id again (an
+upsert) lifts the tombstone; maintenance forgets the ones past their `until`, and
+their cards with them. Batches and snapshots carry them (gate/store/database.py,
+sync/downstream.py).
 """
 from __future__ import annotations
 
@@ -52,18 +56,18 @@ class TombstonesMixin:
         return PassRecord(id=pass_id, category=row[0] or "resident", revoked=True, listed=True)
 
     def remove_passes(self, ids: Iterable[str], *, until: datetime | None = None) -> int:
-        """Remove passes (and their card bindings), leaving a tombstone for each id, in
-        one transaction. until: when the tombstone may be forgotten (None: never).
+        """Remove passes (their cards stay bound, refused too), leaving a tombstone for
+        each id, in one transaction. until: when the tombstone may be forgotten (None: never).
         Returns how many ids were tombstoned."""
         stones = [Tombstone(i, None, until) for i in dict.fromkeys(ids)]
         with self.write() as c:
             return self.write_tombstones(c, stones)
 
     @staticmethod
-    def write_tombstones(c: sqlite3.Connection, stones: list[Tombstone]) -> int:
+    def write_tombstones(c: sqlite3.Connection, stones: list[Tombstone], *, keep_cards: bool = True) -> int:
         """Inside a write transaction: tombstone each id (its category taken from the
-        pass row or an earlier tombstone when not given) and delete its pass row and
-        card bindings."""
+        pass row or an earlier tombstone when not given) and delete its pass row; its
+        card bindings stay (a swipe is refused `revoked`) unless not keep_cards."""
         now = time.time()
         for s in stones:
             cat = s.category
@@ -79,7 +83,8 @@ class TombstonesMixin:
                 (s.pass_id, cat, now, to_ts(s.until)),
             )
         c.executemany("DELETE FROM passes WHERE id = ?", [(s.pass_id,) for s in stones])
-        c.executemany("DELETE FROM card_bindings WHERE pass_id = ?", [(s.pass_id,) for s in stones])
+        if not keep_cards:
+            c.executemany("DELETE FROM card_bindings WHERE pass_id = ?", [(s.pass_id,) for s in stones])
         return len(stones)
 
     def tombstone(self, pass_id: str) -> Tombstone | None:
@@ -96,4 +101,8 @@ class TombstonesMixin:
         """Maintenance: drop tombstones whose pass could no longer be valid anyway."""
         now = time.time() if now is None else now
         with self.write() as c:
-            return c.execute("DELETE FROM tombstones WHERE until IS NOT NULL AND until < ?", (now,)).rowcount
+            n = c.execute("DELETE FROM tombstones WHERE until IS NOT NULL AND until < ?", (now,)).rowcount
+            if n:  # their cards, bound to ids that are neither a pass nor removed any more
+                c.execute("DELETE FROM card_bindings WHERE pass_id NOT IN (SELECT id FROM passes)"
+                          " AND pass_id NOT IN (SELECT pass_id FROM tombstones)")
+            return n
