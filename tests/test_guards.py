@@ -76,7 +76,7 @@ def test_a_shift_names_the_guard_hands_over_and_is_in_the_report(tmp_path: Path)
 
 def test_a_guard_added_or_removed_counts_on_the_running_page(tmp_path: Path) -> None:
     """A dismissed guard's PIN must stop opening the door at once, not at the next restart."""
-    from gate.desk.guards import remove
+    from gate.desk.guards import remove, save
 
     guards = tmp_path / "guards.json"
     add(guards, "王师傅", "135790")
@@ -92,5 +92,9 @@ def test_a_guard_added_or_removed_counts_on_the_running_page(tmp_path: Path) -> 
         remove(guards, "王师傅")
         assert shift("135790").status_code == 401
         guards.write_text("{half", encoding="utf-8")  # broken by hand: nobody named unlocks
+        r = shift("24680")
+        assert r.status_code == 500 and r.get_json()["error"] == "guards_file_broken"
+        assert str(guards) in r.get_json()["message"]  # the guard can tell the desk which file
+        save(guards, {})  # mended, but nobody named
         r = shift("24680")
         assert r.status_code == 400 and r.get_json()["error"] == "no_guards"

@@ -78,6 +78,7 @@ class GuardsFile:
         self.path = None if path is None else Path(path)
         self._seen = self._stamp()
         self._guards = load(self.path)  # a broken file at start is the operator's error to see
+        self.problem: str | None = None  # why the file (changed while running) cannot be used now
 
     def _stamp(self) -> tuple[int, int] | None:
         try:
@@ -91,11 +92,11 @@ class GuardsFile:
         if key != self._seen:
             try:
                 self._guards = load(self.path)
-                self._seen = key
+                self._seen, self.problem = key, None
             except GuardsError as exc:
                 # Half-written by hand: no named guard unlocks until it is whole again.
                 log.error("%s", exc)
-                self._guards = {}
+                self._guards, self.problem = {}, str(exc)
         return self._guards
 
 

@@ -77,7 +77,8 @@ class GuardPage:
             )
         from gate.desk.guards import GuardsFile
 
-        self.guardian = Guardian(password, pin, guards=GuardsFile(self.conf.guards_file).current)
+        self.guards_file = GuardsFile(self.conf.guards_file)
+        self.guardian = Guardian(password, pin, guards=self.guards_file.current)
         self.on_duty: str | None = None  # the named guard whose shift it is (gate/web/shifts.py)
         self.hosts = HostCheck.build(self.host, self.conf.allowed_hosts)
         if not self.guardian.required:
