@@ -134,7 +134,7 @@ def test_sync_end_to_end_and_a_rogue_gate_takes_no_event_nor_session(broker_fact
     # drill runs, which needs the broker, which needs the users.
     out, pw = provision(tmp_path / "site", Ed25519PrivateKey.generate(), group="cdrilltest")
     b = dynsec_broker(broker_factory, tmp_path / "broker", out)
-    with Rehearsal(gate_drill(b, tmp_path / "gate")) as r:
+    with Rehearsal(gate_drill(b, tmp_path / "gate", receipt_timeout_s=10.0)) as r:
         central = start_central(tmp_path / "central", b.url, r.keys.central,
                                 extra=f'username = "central"\npassword_file = "{pw / "central"}"\ngroup = "cdrilltest"\n')
         assert central.group == "cdrilltest"

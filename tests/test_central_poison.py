@@ -200,12 +200,12 @@ def test_a_message_the_database_refuses_is_set_aside_and_the_rest_stored(broker:
 
 def test_snapshot_requests_are_answered_once_a_gate_per_interval(broker: Broker, make_central, caplog) -> None:  # type: ignore[no-untyped-def]
     """Finding 10: 300 snapshot requests made central publish 82.6 MB. One answer per
-    gate per interval (60 s by default; 2 s here), the latest held request answered
+    gate per interval (60 s by default; 6 s here: room for a busy machine), the latest held request answered
     when it ends, another gate not held back, and the log says so."""
     from datetime import datetime, timezone
 
     caplog.set_level(logging.INFO, logger="sync.central")
-    c = make_central(broker, snapshot_chunk=1000, snapshot_interval_s=2.0)
+    c = make_central(broker, snapshot_chunk=1000, snapshot_interval_s=6.0)
     assert type(c.config).model_fields["snapshot_interval_s"].default == 60.0
     c.upsert_passes([{"id": f"P{i:05d}", "category": "resident", "unit": "2-1", "holder": "住户"} for i in range(2500)])
     g1, g2 = GateClient(broker, "g1"), GateClient(broker, "g2")
@@ -224,12 +224,12 @@ def test_snapshot_requests_are_answered_once_a_gate_per_interval(broker: Broker,
     wait_for(lambda: len(g2.on("/g2/snapshot")) == 3, what="the other gate's snapshot")
     first = wait_for(lambda: [m for m in g1.on("/g1/snapshot")], what="g1's first snapshot")
     assert {json.loads(m.payload)["request_id"] for m in first} == {"r0"}
-    assert time.monotonic() - t0 < 2.0 and len(g1.on("/g1/snapshot")) == 3  # within the interval: one answer
+    assert time.monotonic() - t0 < 6.0 and len(g1.on("/g1/snapshot")) == 3  # within the interval: one answer
     # when the interval ends, the latest held request (the one the gate waits on) is answered, once
-    wait_for(lambda: len(g1.on("/g1/snapshot")) == 6, 10, "the held request answered")
+    wait_for(lambda: len(g1.on("/g1/snapshot")) == 6, 15, "the held request answered")
     assert {json.loads(m.payload)["request_id"] for m in g1.on("/g1/snapshot")[3:]} == {"r299"}
     sent = sum(len(m.payload) for m in g1.on("/g1/snapshot"))
-    time.sleep(2.5)  # a further interval: nothing more was asked, nothing more is sent
+    time.sleep(6.5)  # a further interval: nothing more was asked, nothing more is sent
     assert len(g1.on("/g1/snapshot")) == 6
     assert c.stats()["snapshot_requests_held"] == 299 and c.stats()["snapshots"] == 3
     said = [r.getMessage() for r in caplog.records if "at most once every" in r.getMessage()]

@@ -178,8 +178,9 @@ def site(tmp_path: Path, broker: Broker):  # type: ignore[no-untyped-def]
 
 
 def test_a_card_that_entered_at_east_is_refused_at_west(site: Any) -> None:
-    # Both start together; west's card comes well after east's entry has gone round.
-    west = site.gate("west", [(14.0, R3_CARD)])
+    # Both start together; west's card comes well after east's entry has gone round
+    # (14 s later: room for one daemon starting seconds after the other on a busy machine).
+    west = site.gate("west", [(20.0, R3_CARD)])
     east = site.gate("east", [(6.0, R3_CARD)])
     assert wait_for(lambda: west.playing() and east.playing(), 30), west.why() + east.why()
     entered = wait_for(lambda: pick(site.central.decisions("east"), "r3"), 30)
@@ -191,10 +192,12 @@ def test_a_card_that_entered_at_east_is_refused_at_west(site: Any) -> None:
 
 def test_a_gate_cut_off_decides_alone_and_catches_up_when_it_is_back(site: Any, broker: Broker) -> None:
     with LinkCut.to_url(broker.url) as link:
-        # West: r4 while it is cut off (allowed: nothing is known against it), r3 once back.
-        west = site.gate("west", [(12.0, R4_CARD), (24.0, R3_CARD)], broker_url=link.url)
+        # West: r4 while it is cut off (allowed: nothing is known against it), r3 once back
+        # (r4 20 s after west starts: both must be online and the link cut first, also on a busy machine).
+        west = site.gate("west", [(20.0, R4_CARD), (36.0, R3_CARD)], broker_url=link.url)
         east = site.gate("east", [(9.0, R3_CARD)])
         assert wait_for(lambda: site.central.states() == {"east": "online", "west": "online"}, 30), west.why()
+        assert pick(west.own_decisions(), "r4") == [], "west's r4 came before the link was cut: " + west.why()
         link.down()  # west's connection to the broker is gone (its last will: offline)
         assert wait_for(lambda: site.central.states().get("west") == "offline", 15)
         assert wait_for(lambda: pick(site.central.decisions("east"), "r3"), 30) == [("allow", "ok")], east.why()

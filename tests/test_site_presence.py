@@ -138,8 +138,13 @@ def test_a_gate_that_hears_nothing_from_central_says_its_entries_are_stale(broke
             assert wait_for(lambda: west.app.site.last_heard is not None)
             assert "presence" not in enter(west, 1, "r3")
             c.stop()  # central goes away: no more heads
-            # 60 s of drill time later than the last news (presence_stale_s is 30 here).
-            heard = west.app.site.last_heard
+            # Its last words may still be on their way: wait until nothing new comes for
+            # two heartbeats, then 60 s of drill time later than that (presence_stale_s is 30 here).
+            heard, since = west.app.site.last_heard, time.monotonic()
+            while time.monotonic() - since < 2.0:
+                time.sleep(0.1)
+                if west.app.site.last_heard != heard:
+                    heard, since = west.app.site.last_heard, time.monotonic()
             late = enter(west, (heard - west.clock.start).total_seconds() + 60, "r4")
             assert (late["decision"], late.get("presence")) == ("allow", "stale")
     finally:

@@ -75,10 +75,12 @@ def test_events_reach_the_broker_once_each_in_seq_order(broker: Broker, tmp_path
     for e in events:
         codec.decode(json.dumps(e).encode(), "event")  # every payload matches its schema
         assert e["clock"] == "ok" and "holder" not in e
+    # stopped cleanly: its offline status (the will's words, sent on the way out) comes at once
+    assert listener.wait_for(lambda: (s := listener.on("/drill/status")) and s[-1]["online"] is False, 10), \
+        listener.on("/drill/status")[-3:]
     status = listener.on("/drill/status")
     beats = [st for st in status if st["online"]]
     assert beats and "outbox_depth" in beats[-1]
-    assert status[-1]["online"] is False  # stopped cleanly: its will says so at once
     listener.close()
 
 

@@ -382,9 +382,22 @@ def test_stale_stream_is_a_fault_once_and_recovers(rig) -> None:
     with pytest.raises(queue.Empty):  # still silent, but state changes are reported once
         r.faults.get(timeout=0.5)
     assert r.reader.counters.get("stale") == 1
-    r.sim.write_raw(encode_frame(22.0, 22.0))
-    assert r.faults.get(timeout=3)[1:] == (True, "frames resumed")
-    assert r.reader.healthy
+    stop = threading.Event()
+
+    def frames() -> None:  # the module speaks again, and goes on speaking (0.2 s of silence is stale again)
+        while True:
+            r.sim.write_raw(encode_frame(22.0, 22.0))
+            if stop.wait(0.05):
+                return
+
+    t = threading.Thread(target=frames, daemon=True)
+    t.start()
+    try:
+        assert r.faults.get(timeout=3)[1:] == (True, "frames resumed")
+        assert r.reader.healthy
+    finally:
+        stop.set()
+        t.join()
 
 
 def test_garbage_only_is_still_stale(rig) -> None:

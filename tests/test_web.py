@@ -144,7 +144,9 @@ def tile_text(page: Any) -> str:
     return page.inner_text("#tile")
 
 
-def wait_text(page: Any, selector: str, text: str, timeout: float = 1000) -> None:
+def wait_text(page: Any, selector: str, text: str, timeout: float = 10_000) -> None:
+    """Wait until the element shows the text (a busy CI machine can take seconds; how
+    soon it shows is measured in tests/test_web_load.py)."""
     page.wait_for_function(
         "([sel, text]) => { const el = document.querySelector(sel); return el && el.innerText.includes(text); }",
         arg=[selector, text], timeout=timeout,
@@ -162,7 +164,7 @@ def test_decisions_appear_live_within_a_second(browser: Any, tmp_path: Path) -> 
         env.step(lane="in", qr="r1")
         env.step(lane="in", temperature=36.4, dt=0.5)
         t0 = time.monotonic()
-        wait_text(page, "#tile", "王芳", timeout=1000)  # pushed, within a second of the decision
+        wait_text(page, "#tile", "王芳")  # pushed (how soon: tests/test_web_load.py)
         latency = time.monotonic() - t0
         text = tile_text(page)
         for want in ("常住", "王芳", "3-2-501", "36.4", "通过", "Allowed", "正常"):
@@ -189,7 +191,7 @@ def test_the_list_keeps_the_last_20(browser: Any, tmp_path: Path) -> None:
         for _ in range(23):
             env.step(lane="out", exit_button=True, dt=6)
         env.settle()
-        page.wait_for_function("() => document.querySelectorAll('#recent li').length === 20", timeout=3000)
+        page.wait_for_function("() => document.querySelectorAll('#recent li').length === 20", timeout=10_000)
         assert "出门按钮" in tile_text(page)
 
 
@@ -200,7 +202,7 @@ def test_a_challenge_is_confirmed_and_rejected_and_the_lane_acts(browser: Any, t
     with guard_env(tmp_path, {"policy": {"challenge_rate": 1.0}}) as env, open_page(browser, env) as page:
         env.step(lane="in", qr="r1")
         env.step(lane="in", temperature=36.5, dt=0.5)
-        page.wait_for_selector("#btn-confirm", timeout=1000)
+        page.wait_for_selector("#btn-confirm", timeout=10_000)
         card = page.inner_text("#needs-card")
         for want in ("请核对本人", "王芳", "3-2-501", "***-****-1234", "抽查"):
             assert want in card, (want, card)
@@ -209,7 +211,7 @@ def test_a_challenge_is_confirmed_and_rejected_and_the_lane_acts(browser: Any, t
         assert challenge["decision"] == "challenge" and challenge["reason"] == "holder_check"
 
         page.click("#btn-confirm")
-        page.wait_for_selector("#needs", state="hidden", timeout=3000)
+        page.wait_for_selector("#needs", state="hidden", timeout=10_000)
         env.settle()
         allowed = env.decisions()[-1]
         assert (allowed["decision"], allowed["reason"], allowed["pass"]) == ("allow", "guard_confirmed", "r1")
@@ -221,12 +223,12 @@ def test_a_challenge_is_confirmed_and_rejected_and_the_lane_acts(browser: Any, t
         # r1 is inside now: presenting the pass again is a passback challenge (with its alarm).
         env.step(lane="in", qr="r1", dt=10)
         env.step(lane="in", temperature=36.5, dt=0.5)
-        page.wait_for_selector("#btn-reject", timeout=1000)
+        page.wait_for_selector("#btn-reject", timeout=10_000)
         assert "已在小区内" in page.inner_text("#needs-card")
         alarm = [e for e in env.events("alarm") if e["kind"] == "passback"][-1]
         unlocks = sum(1 for l in env.r.lines if l["type"] == "door" and l["action"] == "unlock")
         page.click("#btn-reject")
-        page.wait_for_selector("#needs", state="hidden", timeout=3000)
+        page.wait_for_selector("#needs", state="hidden", timeout=10_000)
         env.settle()
         refused = env.decisions()[-1]
         assert (refused["decision"], refused["reason"]) == ("deny", "guard_rejected")
@@ -242,7 +244,7 @@ def test_an_alarm_sounds_until_acknowledged_and_the_ack_is_an_event(browser: Any
         env.step(lane="in", temperature=37.6, dt=0.5)
         wait_text(page, "#tile", "请复测体温")
         env.step(lane="in", temperature=37.8, dt=3)
-        page.wait_for_selector("#btn-ack", timeout=1000)
+        page.wait_for_selector("#btn-ack", timeout=10_000)
         card = page.inner_text("#needs-card")
         assert "发热报警" in card and "37.8" in card and "李强" in card
         page.wait_for_function("() => window.gateTone.active && window.gateTone.beeps > 0", timeout=2000)
@@ -250,7 +252,7 @@ def test_an_alarm_sounds_until_acknowledged_and_the_ack_is_an_event(browser: Any
         alarm = [e for e in env.events("alarm") if e["kind"] == "fever"][-1]
 
         page.click("#btn-ack")
-        page.wait_for_selector("#needs", state="hidden", timeout=3000)
+        page.wait_for_selector("#needs", state="hidden", timeout=10_000)
         env.settle()
         assert not page.evaluate("window.gateTone.active")
         acks = env.events("ack")
@@ -260,12 +262,12 @@ def test_an_alarm_sounds_until_acknowledged_and_the_ack_is_an_event(browser: Any
 
         # A forced door, too: it stays until acknowledged, and survives a reload of the page.
         env.step(lane="in", door="open", dt=20)
-        page.wait_for_selector("#btn-ack", timeout=1000)
+        page.wait_for_selector("#btn-ack", timeout=10_000)
         assert "门被强行打开" in page.inner_text("#needs-card")
         page.reload()
-        page.wait_for_selector("#btn-ack", timeout=3000)
+        page.wait_for_selector("#btn-ack", timeout=10_000)
         page.click("#btn-ack")
-        page.wait_for_selector("#needs", state="hidden", timeout=3000)
+        page.wait_for_selector("#needs", state="hidden", timeout=10_000)
         env.settle()
         assert [a["kind"] for a in env.events("ack")] == ["fever", "door_forced"]
 
@@ -278,11 +280,11 @@ def test_someone_lingering_at_night_wakes_the_guard(browser: Any, tmp_path: Path
         env.step(lane="in", presence=True)
         env.r.advance(env.t + 6)
         env.settle()
-        page.wait_for_selector("#btn-ack", timeout=3000)
+        page.wait_for_selector("#btn-ack", timeout=10_000)
         assert "夜间有人未扫码" in page.inner_text("#needs-card")
         page.wait_for_function("() => window.gateTone.active && window.gateTone.beeps > 0", timeout=2000)
         page.click("#btn-ack")
-        page.wait_for_selector("#needs", state="hidden", timeout=3000)
+        page.wait_for_selector("#needs", state="hidden", timeout=10_000)
         env.settle()
         assert [(a["kind"], a["who"]) for a in env.events("ack")] == [("night_presence", "guard")]
 
@@ -292,7 +294,7 @@ def test_manual_open_needs_a_reason_and_is_logged_as_an_override(browser: Any, t
         page.click("button[data-view=open]")
         reason = env.app.config.guard.manual_open_reasons[1]
         page.click(f"#open-reasons button[data-reason='{reason}']")
-        page.wait_for_selector("#open-done:not([hidden])", timeout=3000)
+        page.wait_for_selector("#open-done:not([hidden])", timeout=10_000)
         env.settle()
         overrides = env.events("override")
         assert len(overrides) == 1
@@ -321,7 +323,7 @@ def test_the_guard_locks_a_lane_with_a_reason_and_it_is_an_event(browser: Any, t
         page.click("button[data-view=open]")
         page.click("#mode-choices button[data-mode=locked]")
         page.click("#mode-reasons button[data-reason='封控 lockdown']")
-        page.wait_for_selector("#open-done:not([hidden])", timeout=3000)
+        page.wait_for_selector("#open-done:not([hidden])", timeout=10_000)
         env.settle()
         assert env.app.lanes["in"].door_mode == "locked"
         modes = env.events("mode")
@@ -355,7 +357,7 @@ def test_a_visitor_registered_on_the_page_enters_with_the_qr_it_showed(browser: 
         page.fill("input[name=phone_last4]", "3300")
         page.fill("input[name=unit]", "3-2-501")
         page.click("#visitor-form button[type=submit]")
-        page.wait_for_selector("#visitor-result:not([hidden])", timeout=3000)
+        page.wait_for_selector("#visitor-result:not([hidden])", timeout=10_000)
         page.wait_for_function("() => document.getElementById('visitor-qr').complete && document.getElementById('visitor-qr').naturalWidth > 0")
         assert "刘洋" in page.inner_text("#visitor-result")
         assert "2026-11-22 23:59" in page.inner_text("#visitor-valid")
@@ -393,7 +395,7 @@ def test_visitor_form_says_what_is_wrong_and_without_a_key_says_so(browser: Any,
         page.fill("input[name=phone_last4]", "3300")
         page.fill("input[name=unit]", "3-2-501")
         page.click("#visitor-form button[type=submit]")
-        page.wait_for_selector("#visitor-error:not([hidden])", timeout=3000)
+        page.wait_for_selector("#visitor-error:not([hidden])", timeout=10_000)
         assert "身份证后4位" in page.inner_text("#visitor-error")
         assert "bad" in (page.get_attribute("input[name=id_last4]", "class") or "")
         assert env.events("registration") == []
@@ -423,9 +425,9 @@ def test_health_and_the_stale_data_banner(browser: Any, tmp_path: Path) -> None:
         finally:
             store.close()
         env.gp.monitor.refresh_now()
-        page.wait_for_selector("#stale-banner:not([hidden])", timeout=3000)
+        page.wait_for_selector("#stale-banner:not([hidden])", timeout=10_000)
         assert "数据过期" in page.inner_text("#stale-banner")
-        wait_text(page, "#health-detail", "30 小时前", timeout=3000)
+        wait_text(page, "#health-detail", "30 小时前", timeout=10_000)
         assert "7" in page.inner_text("#health-detail")
         shot(page, "health")
         page.click("button[data-view=live]")
@@ -442,7 +444,7 @@ def test_today_counts_and_search(browser: Any, tmp_path: Path) -> None:
         env.settle()
         env.gp.monitor.refresh_now()
         page.click("button[data-view=today]")
-        page.wait_for_function("() => window.gateState.today && window.gateState.today.events >= 4", timeout=3000)
+        page.wait_for_function("() => window.gateState.today && window.gateState.today.events >= 4", timeout=10_000)
         wait_text(page, "#today-totals", "通过")
         wait_text(page, "#today-allowed", "常住")
         allowed = page.inner_text("#today-allowed")
@@ -457,18 +459,18 @@ def test_today_counts_and_search(browser: Any, tmp_path: Path) -> None:
         page.click("button[data-view=search]")
         page.fill("#search-q", "3-2-501")
         page.click("#search-form button[type=submit]")
-        page.wait_for_selector("table.results", timeout=3000)
+        page.wait_for_selector("table.results", timeout=10_000)
         rows = page.locator("table.results tr")
         assert rows.count() == 1 and "王芳" in rows.nth(0).inner_text() and "1234567" in rows.nth(0).inner_text()
         page.fill("#search-q", "999000")
         page.click("#search-form button[type=submit]")
-        wait_text(page, "#search-results", "未登记的门卡", timeout=3000)
+        wait_text(page, "#search-results", "未登记的门卡", timeout=10_000)
         page.fill("#search-q", "外卖")
         page.click("#search-form button[type=submit]")
-        wait_text(page, "#search-results", "外卖骑手", timeout=3000)
+        wait_text(page, "#search-results", "外卖骑手", timeout=10_000)
         page.fill("#search-q", "nobody")
         page.click("#search-form button[type=submit]")
-        wait_text(page, "#search-results", "没有找到", timeout=3000)
+        wait_text(page, "#search-results", "没有找到", timeout=10_000)
 
 
 def test_english_by_config(browser: Any, tmp_path: Path) -> None:
@@ -491,7 +493,7 @@ def test_actions_need_the_pin_when_one_is_set(browser: Any, tmp_path: Path) -> N
             open_page(browser, env, refusals=True) as page:
         env.step(lane="in", qr="r1")
         env.step(lane="in", temperature=36.5, dt=0.5)
-        page.wait_for_selector("#btn-confirm", timeout=1000)
+        page.wait_for_selector("#btn-confirm", timeout=10_000)
         page.click("#btn-confirm")
         page.wait_for_selector("#pin:not([hidden])", timeout=2000)
         for k in "1111":
@@ -504,13 +506,13 @@ def test_actions_need_the_pin_when_one_is_set(browser: Any, tmp_path: Path) -> N
         for k in "2468":
             page.click(f"#pin-keys button[data-k='{k}']")
         page.click("#pin-keys button[data-k=ok]")
-        page.wait_for_selector("#needs", state="hidden", timeout=3000)
+        page.wait_for_selector("#needs", state="hidden", timeout=10_000)
         env.settle()
         assert env.decisions()[-1]["reason"] == "guard_confirmed"
         # Unlocked for the shift: the next action needs no PIN.
         page.click("button[data-view=open]")
         page.click("#open-reasons button >> nth=0")
-        page.wait_for_selector("#open-done:not([hidden])", timeout=3000)
+        page.wait_for_selector("#open-done:not([hidden])", timeout=10_000)
         assert page.is_hidden("#pin")
 
 
