@@ -69,7 +69,7 @@ class Step(_Strict):
     card: str | None = Field(None, pattern=r"^\d{1,10}$")
     presence: bool | None = None
     exit_button: bool | None = None
-    guard: Literal["confirm", "reject"] | None = None
+    guard: Literal["confirm", "reject", "ack"] | None = None
     door: Literal["open", "closed"] | None = None
     link: Literal["up", "down"] | None = None  # the gate's connection to the rest of its site
 

@@ -285,13 +285,17 @@ class Rehearsal:
             for gate, app in self.apps.items()
             for name, lane in app.lanes.items()
         }
-        reports = self.reports() if with_report else []
+        # The report is an output line like the others (the last): a drill may expect
+        # or forbid one, and then has it whether or not --report was given.
+        asks = any(o.get("type") == "report" for o in [*self.drill.expect, *self.drill.forbid])
+        reports = self.reports() if with_report or asks else []
+        lines = [*self.lines, *reports]
         return DrillResult(
             self.lines,
-            match_expectations(self.lines, self.drill.expect),
+            match_expectations(lines, self.drill.expect),
             reports[0] if reports else None,
             counters,
-            match_forbidden(self.lines, self.drill.forbid),
+            match_forbidden(lines, self.drill.forbid),
             reports,
         )
 

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from gate.app.gate_app import GateApp, LaneDevices
 from gate.core.clock import DrillClock
 from gate.drill.file import DrillPass, Step
-from gate.core.events import GuardAnswer, Tick
+from gate.core.events import AckAlarm, GuardAnswer, Tick
 from gate.core.tokens import PassToken, sign
 
 SETTLE_S = 10.0  # real seconds a driver may take to digest one stimulus before the drill fails
@@ -70,6 +70,24 @@ def seed_store(app: GateApp, passes: list[DrillPass]) -> None:
         store.close()
 
 
+# The sensor tells an object from the air by its being 3 °C warmer (drivers/thermometer/
+# measurement.py presence_delta_c); a drill's reading must clear that with room to spare.
+_OVER_AIR_C = 4.0
+
+
+def cold_enough(body_c: float, dev: LaneDevices) -> float:
+    """The air temperature at which the sensor sees an object reading ``body_c``: the
+    lane's ambient, or a colder day when the reading is too cool to stand out from it
+    (a drill's 20 °C is a cold phone held up in winter, not nothing)."""
+    ambient = dev.ambient_c
+    for _ in range(3):  # the compensation's ambient term moves the skin value a little
+        skin = dev.compensation.skin_for(body_c, ambient)
+        if skin - ambient >= _OVER_AIR_C:
+            break
+        ambient = skin - _OVER_AIR_C
+    return ambient
+
+
 def apply_step(app: GateApp, step: Step, tokens: dict[str, str], *, settle: bool = True) -> None:
     """Drive the simulated device a step names (used by drills and the live demo)."""
     lane = app.lanes.get(step.lane)
@@ -95,8 +113,13 @@ def apply_step(app: GateApp, step: Step, tokens: dict[str, str], *, settle: bool
         wait(cam.settle(dev.scanner, SETTLE_S) if settle else True, "camera")
     elif kind == "temperature":
         sim = need(dev.sim_thermometer, "thermometer")
-        sim.present(dev.compensation.skin_for(value, dev.ambient_c))
-        wait(sim.settle(dev.thermometer, SETTLE_S) if settle else True, "thermometer")
+        ambient = cold_enough(value, dev)
+        usual, sim.ambient_c = sim.ambient_c, ambient
+        try:
+            sim.present(dev.compensation.skin_for(value, ambient))
+            wait(sim.settle(dev.thermometer, SETTLE_S) if settle else True, "thermometer")
+        finally:
+            sim.ambient_c = usual
     elif kind == "card":
         sim = need(dev.sim_wiegand, "card reader")
         sim.swipe(int(value))
@@ -109,7 +132,18 @@ def apply_step(app: GateApp, step: Step, tokens: dict[str, str], *, settle: bool
         _set_input(dev, "exit_button", True, settle, wait)
         _set_input(dev, "exit_button", False, settle, wait)
     elif kind == "guard":
-        lane.post(GuardAnswer(value, who="drill"))
+        if value == "ack" or (value == "confirm" and not lane.challenges):
+            # The guard acknowledges what the screen shows: every open alarm of the lane
+            # (a fever ends its hold, a card sweep its slow answers). A confirm with no
+            # check open is the guard's "seen" to the alarm on the screen.
+            store = app.open_store()
+            try:
+                for alarm_id, alarm_kind in store.open_alarms(step.lane):
+                    lane.post(AckAlarm(alarm_id, alarm_kind, who="drill"))
+            finally:
+                store.close()
+        else:
+            lane.post(GuardAnswer(value, who="drill"))
     if settle:
         lane.join()
 

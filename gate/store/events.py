@@ -192,3 +192,10 @@ class StoreEvents:
         if limit:
             sql += f" LIMIT {int(limit)}"
         return [json.loads(r[0]) for r in self.conn.execute(sql, args)]
+
+    def open_alarms(self, lane: str) -> list[tuple[str, str]]:
+        """(id, kind) of the lane's alarms no `ack` record answers yet, oldest first."""
+        return [(r[0], r[1]) for r in self.conn.execute(
+            "SELECT id, kind FROM events WHERE type = 'alarm' AND lane = ? AND id NOT IN"
+            " (SELECT json_extract(body, '$.alarm_id') FROM events WHERE type = 'ack' AND lane = ?) ORDER BY seq",
+            (lane, lane))]
