@@ -93,7 +93,7 @@ def test_a_guard_added_or_removed_counts_on_the_running_page(tmp_path: Path) -> 
         assert shift("135790").status_code == 401
         guards.write_text("{half", encoding="utf-8")  # broken by hand: nobody named unlocks
         r = shift("24680")
-        assert r.status_code == 500 and r.get_json()["error"] == "guards_file_broken"
+        assert r.status_code == 503 and r.get_json()["error"] == "guards_file_broken"
         assert str(guards) in r.get_json()["message"]  # the guard can tell the desk which file
         save(guards, {})  # mended, but nobody named
         r = shift("24680")

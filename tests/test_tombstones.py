@@ -89,6 +89,27 @@ def test_a_removed_pass_s_card_stays_refused_until_it_is_bound_again(store: Stor
     assert store.card_pass("1") is None and refused_revoked(store, "a")
 
 
+def test_an_id_issued_again_does_not_take_the_removed_pass_s_cards(store: Store, tmp_path: Path) -> None:
+    """The old holder's card was kept under the tombstone only to be refused: whoever is
+    given the id next (central's upsert, a roster imported at the gate) does not get it."""
+    from gate.desk.roster import read_roster
+    from gate.desk.roster_changes import apply_roster
+
+    store.upsert_passes([{"id": p, "category": "renter"} for p in ("a", "b", "c")], {"1": "a", "2": "b", "3": "c"})
+    store.remove_passes(["a", "b", "c"])
+    assert [store.card_pass(n) for n in "123"] == ["a", "b", "c"]
+    store.upsert_passes([{"id": "a", "category": "renter", "holder": "新租户"}])  # issued again, no card
+    assert store.card_pass("1") is None and not store.get_pass("a").revoked
+    roster = tmp_path / "roster.csv"
+    roster.write_text("id,holder,unit,category\nb,新租户,9-9-909,renter\n", encoding="utf-8")
+    apply_roster(store, read_roster(roster), who="desk", source=str(roster))
+    assert store.card_pass("2") is None and store.get_pass("b").holder == "新租户"  # the old card opens nothing
+    roster.write_text("id,holder,unit,category,card\nc,回来的人,9-9-910,renter,3\n", encoding="utf-8")
+    apply_roster(store, read_roster(roster), who="desk", source=str(roster))
+    assert store.card_pass("3") == "c" and not store.get_pass("c").revoked  # bound again, as the file says
+    assert store.tombstones() == []
+
+
 def test_a_snapshot_without_the_pass_but_with_its_tombstone_refuses_it(store: Store) -> None:
     store.upsert_passes([{"id": p, "category": "resident"} for p in ("a", "b", "c")])
     store.remove_passes(["local"])  # an erasure here: kept through central's snapshot

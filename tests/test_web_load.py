@@ -66,9 +66,10 @@ def test_200_decisions_a_minute_keep_the_page_responsive_and_memory_flat(browser
         env.settle()
 
         assert elapsed < minutes * 60 * 1.15, f"could not keep up {RATE_PER_MIN}/min: {total} decisions took {elapsed:.0f} s"
-        # Within a second, as a rule; a noisy shared machine may stall one sample, never for long.
-        assert sorted(latencies)[len(latencies) // 2] < 1.0 and max(latencies) < 5.0, latencies
-        assert sorted(clicks)[len(clicks) // 2] < 1.0 and max(clicks) < 5.0, clicks
+        # Within a second: a noisy shared machine may stall one sample in ten, never for long.
+        allowed = max(1, len(latencies) // 10)
+        assert sum(x >= 1.0 for x in latencies) <= allowed and max(latencies) < 5.0, latencies
+        assert sum(x >= 1.0 for x in clicks) <= allowed and max(clicks) < 5.0, clicks
         assert page.locator("#recent li").count() == 20
         assert env.gp.live.subscribers == 1
         # Memory: after warm-up (the first sample) the heap stays within a small band and the DOM does not grow.

@@ -27,7 +27,6 @@ class LaneCredentials:
     challenges: list[Any]
     reading: Any
     reminder_at: datetime | None
-    shown_at: datetime | None
     needs_temperature: bool
     _rng: Any
 
@@ -99,7 +98,6 @@ class LaneCredentials:
             self._evaluate(new, at)
             return
         self.reminder_at = None
-        self.shown_at = at
         if new.pass_ is not None and any(c.session.pass_ and c.session.pass_.id == new.pass_.id for c in self.challenges):
             # Already waiting for the guard: showing it again must not draw again.
             self.counters.inc("reshown_while_challenged")

@@ -114,7 +114,7 @@ class Lane(LaneOutput, LaneCredentials, LaneTimers):
         self.reading: Reading | None = None
         self.door = DoorControl(self.name, relay, door, self._emit, self._alarm, self._say)
         self.reminder_at: datetime | None = None
-        self.shown_at: datetime | None = None  # when a pass (QR or card) was last shown here
+        self.admitted_at: datetime | None = None  # the lane's last allow
         self._last_pass: tuple[datetime, float] | None = None  # (wall, monotonic) of the last timer pass
         self.alive_at: float = 0.0  # clock.monotonic() of the engine's last loop, for the watchdog
         self._unwritten: collections.deque[LaneRecord] = collections.deque()  # events a full disk could not take yet
@@ -337,12 +337,13 @@ class Lane(LaneOutput, LaneCredentials, LaneTimers):
 
     def _presence(self, present: bool, at: datetime) -> None:
         # Whether it is night is asked when the reminder is due: someone who arrives at
-        # 21:59:58 and lingers is reminded at 22:00:03. Someone the PIR sees just after
-        # showing a pass (scanned, admitted, walking through) showed one within the
-        # reminder's seconds: no reminder, no alarm waking the guard.
-        shown = self.shown_at
-        just_shown = shown is not None and abs((at - shown).total_seconds()) <= self.policy.reminder_after_s
-        if present and self.session is None and not just_shown:
+        # 21:59:58 and lingers is reminded at 22:00:03. Someone the PIR sees within the
+        # reminder's seconds after an allow is the person just admitted, walking through:
+        # they showed their pass, as someone who shows it after the PIR sees them does.
+        # (A refusal does not count: the refused person who stays is reminded.)
+        admitted = self.admitted_at
+        walking_through = admitted is not None and (at - admitted).total_seconds() <= self.policy.reminder_after_s
+        if present and self.session is None and not walking_through:
             self.reminder_at = _after(at, self.policy.reminder_after_s)
         elif not present:
             self.reminder_at = None

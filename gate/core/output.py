@@ -31,6 +31,7 @@ class LaneOutput:
     policy: Any
     site: Any
     door: Any
+    admitted_at: datetime | None
     sweep: Any
     _unwritten: Any
     _disk_full: bool
@@ -152,6 +153,8 @@ class LaneOutput:
         self.counters.inc(f"{verdict.decision}")
         self._emit(rec)
         door = self.door.unlock(at) if verdict.decision == "allow" else None
+        if verdict.decision == "allow":
+            self.admitted_at = at  # the PIR may see them walk through (gate/core/lane.py _presence)
         rule = next((r for r in self.policy.rules if r.name == verdict.rule), None) if verdict.rule else None
         if rule is not None:
             self._say_prompt("rule_refused", Prompt(rule.prompt.zh, rule.prompt.en), at)

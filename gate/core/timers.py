@@ -22,7 +22,7 @@ class LaneTimers:
     challenges: list[Any]
     reading: Any
     reminder_at: datetime | None
-    shown_at: datetime | None
+    admitted_at: datetime | None
     _last_pass: Any
 
     def _follow_clock_steps(self, now: datetime) -> None:
@@ -46,7 +46,7 @@ class LaneTimers:
         shift = lambda t: None if t is None else t + step  # noqa: E731
         self.door.shift(step)
         self.reminder_at = shift(self.reminder_at)
-        self.shown_at = shift(self.shown_at)
+        self.admitted_at = shift(self.admitted_at)
         if self.session is not None:
             self.session.deadline = shift(self.session.deadline)
         for ch in self.challenges:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from gate.desk.roster import _TIME_FIELDS, FIELDS, Roster, RosterError
+from gate.store.tombstones import TombstonesMixin
 
 
 
@@ -74,7 +75,9 @@ def diff_roster(conn: Any, roster: Roster) -> RosterDiff:
     card_owner: dict[str, str] = {}
     if conn is not None:
         current = {r[0]: r[1:] for r in conn.execute(_SELECT)}
-        for number, pass_id in conn.execute("SELECT number, pass_id FROM card_bindings"):
+        # A removed pass's cards (kept under its tombstone, to be refused) belong to nobody here.
+        for number, pass_id in conn.execute(
+                "SELECT b.number, b.pass_id FROM card_bindings b JOIN passes p ON p.id = b.pass_id"):
             by_pass.setdefault(pass_id, set()).add(number)
             card_owner[number] = pass_id
     d = RosterDiff()
@@ -130,6 +133,7 @@ def _write(c: Any, d: RosterDiff) -> None:
         f"INSERT INTO passes({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) ON CONFLICT(id) DO UPDATE SET {sets}",
         d.writes,
     )
+    TombstonesMixin.lift_tombstones(c, [w[0] for w in d.writes])  # issued again: the old cards are not theirs
     c.executemany("DELETE FROM card_bindings WHERE number = ? AND pass_id = ?", d.cards_unbound)
     c.executemany(
         "INSERT INTO card_bindings(number, pass_id) VALUES (?, ?)"

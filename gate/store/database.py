@@ -244,8 +244,8 @@ class Store(StoreEvents, StoreSnapshots, TombstonesMixin):
         with_attributes = [(attributes_text(r["attributes"]), r["id"]) for r in rows if "attributes" in r]
         if with_attributes:
             c.executemany("UPDATE passes SET attributes = ? WHERE id = ?", with_attributes)
-        # Central issued the pass (again): it is no longer removed.
-        c.executemany("DELETE FROM tombstones WHERE pass_id = ?", [(r["id"],) for r in rows])
+        # Central issued the pass (again): it is no longer removed, nor are the old cards its.
+        self.lift_tombstones(c, [r["id"] for r in rows])
 
     def _set_meta(self, c: sqlite3.Connection, key: str, value: str) -> None:
         c.execute(

@@ -196,6 +196,7 @@ class StoreEvents:
     def open_alarms(self, lane: str) -> list[tuple[str, str]]:
         """(id, kind) of the lane's alarms no `ack` record answers yet, oldest first."""
         return [(r[0], r[1]) for r in self.conn.execute(
-            "SELECT id, kind FROM events WHERE type = 'alarm' AND lane = ? AND id NOT IN"
-            " (SELECT json_extract(body, '$.alarm_id') FROM events WHERE type = 'ack' AND lane = ?) ORDER BY seq",
-            (lane, lane))]
+            "SELECT a.id, a.kind FROM events a WHERE a.type = 'alarm' AND a.lane = ? AND NOT EXISTS"
+            " (SELECT 1 FROM events k WHERE k.type = 'ack' AND k.lane = a.lane"
+            " AND json_extract(k.body, '$.alarm_id') = a.id) ORDER BY a.seq",
+            (lane,))]

@@ -97,6 +97,15 @@ class TombstonesMixin:
             for r in self.conn.execute("SELECT pass_id, category, until FROM tombstones ORDER BY pass_id")
         ]
 
+    @staticmethod
+    def lift_tombstones(c: sqlite3.Connection, ids: Iterable[str]) -> None:
+        """Inside a write transaction: the ids are issued again. A removed pass's cards
+        were kept only to be refused: they go with its tombstone, so a card of the old
+        holder never opens for whoever is given the id next (the new row says its own)."""
+        removed = [(i,) for i in ids if c.execute("SELECT 1 FROM tombstones WHERE pass_id = ?", (i,)).fetchone()]
+        c.executemany("DELETE FROM card_bindings WHERE pass_id = ?", removed)
+        c.executemany("DELETE FROM tombstones WHERE pass_id = ?", removed)
+
     def forget_tombstones(self, now: float | None = None) -> int:
         """Maintenance: drop tombstones whose pass could no longer be valid anyway."""
         now = time.time() if now is None else now

@@ -31,8 +31,10 @@ def register(app: Flask, page: Any, guard: Protection) -> None:
         if not page.guardian.guards:
             broken = page.guards_file.problem  # the file names itself and what it expected
             if broken:
-                return jsonify(error="guards_file_broken", message=f"{broken}; until it is mended, "
-                               "no named guard can start a shift (gate guards add NAME rewrites it)"), 500
+                # The kiosk's guard reads what to tell the desk; elsewhere, only that it is broken.
+                where = f"{broken}; " if local() else "the guards file cannot be read (the gate's log names it); "
+                return jsonify(error="guards_file_broken", message=f"{where}until it is mended, "
+                               "no named guard can start a shift (gate guards add NAME rewrites it)"), 503
             return jsonify(error="no_guards", message="no named guards: gate guards add NAME"), 400
         session.pop("unlock_until", None)  # a shift begins with the new guard's own PIN, always
         refused = guard.authorize(data)
