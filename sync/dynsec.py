@@ -11,7 +11,9 @@ dynsec has no %u/%c substitution, hence a role per gate with literal topics.
 
 The file is written as the plugin stores it (PBKDF2-HMAC-SHA512 password hashes with a
 random salt), so no admin user or network call is needed to provision a site; mosquitto
-reads it at start (restart it after a change).
+reads it at start. With an admin user (a role for the plugin's control topic and its
+answers, nothing else) a changed file is brought to the running broker without a restart
+(sync/dynsec_apply.py, through sync/dynsec_control.py).
 """
 from __future__ import annotations
 
@@ -24,6 +26,8 @@ from typing import Any, Iterable
 from sync.topics import DEFAULT_PREFIX, CentralTopics, Topics
 
 ITERATIONS = 10_000  # PBKDF2 rounds per password (the plugin's own default is 101)
+CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"  # the plugin's commands, as JSON {"commands": [...]}
+RESPONSE_TOPIC = f"{CONTROL_TOPIC}/response"  # its answers, to the client that asked
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,20 @@ def hash_password(password: str, *, salt: bytes | None = None, iterations: int =
     digest = hashlib.pbkdf2_hmac("sha512", password.encode("utf-8"), salt, iterations, 64)
     return {"password": base64.b64encode(digest).decode(), "salt": base64.b64encode(salt).decode(),
             "iterations": iterations}
+
+
+def password_matches(client: dict[str, Any], password: str) -> bool:
+    """Whether ``password`` is the one a client entry of the file was hashed from (True
+    when the entry keeps no hash to check against)."""
+    if not all(isinstance(client.get(k), str) for k in ("password", "salt")):
+        return True
+    try:
+        salt, want = base64.b64decode(client["salt"]), base64.b64decode(client["password"])
+        iterations = int(client.get("iterations", 101))
+    except (ValueError, TypeError):
+        return False
+    got = hashlib.pbkdf2_hmac("sha512", password.encode("utf-8"), salt, iterations, len(want) or 64)
+    return secrets.compare_digest(want, got)
 
 
 def _acl(kind: str, topic: str) -> dict[str, Any]:
@@ -76,6 +94,12 @@ def bridge_acls(t: CentralTopics) -> list[dict[str, Any]]:
             + [a for r in reads for a in (_acl("subscribePattern", r), _acl("publishClientReceive", r))])
 
 
+def admin_acls() -> list[dict[str, Any]]:
+    """The admin user that applies a changed file to the running broker: it sends the
+    plugin's commands and reads their answers; no other topic, the site's included."""
+    return [_acl("publishClientSend", CONTROL_TOPIC), *_reads([RESPONSE_TOPIC])]
+
+
 # What a gate's Home Assistant connection publishes under {prefix}/{gate}/{lane}/ (sync/homeassistant.py).
 HA_STATES = ("door/lock", "door/contact", "decision", "decision/attributes", "temperature", "event", "alarm",
              "alarm/attributes")
@@ -102,7 +126,7 @@ def homeassistant_acls(t: CentralTopics) -> list[dict[str, Any]]:
 
 def build(site: str, *, gates: Iterable[User], centrals: Iterable[User], share_group: str,
           bridges: Iterable[User] = (), ha_gates: Iterable[User] = (), homeassistant: User | None = None,
-          prefix: str = DEFAULT_PREFIX, iterations: int = ITERATIONS) -> dict[str, Any]:
+          admin: User | None = None, prefix: str = DEFAULT_PREFIX, iterations: int = ITERATIONS) -> dict[str, Any]:
     """The plugin's whole configuration for one site: nothing is allowed that a role does not name."""
     site_topics = CentralTopics.for_site(site, prefix)
     clients: list[dict[str, Any]] = []
@@ -117,7 +141,7 @@ def build(site: str, *, gates: Iterable[User], centrals: Iterable[User], share_g
     names: set[str] = set()
     ha: list[tuple[User, str]] = [(g, "ha") for g in ha_gates] + ([(homeassistant, "homeassistant")] if homeassistant else [])
     for user, kind in ([(g, "gate") for g in gates] + [(c, "central") for c in centrals]
-                       + [(b, "bridge") for b in bridges] + ha):
+                       + [(b, "bridge") for b in bridges] + ha + ([(admin, "admin")] if admin else [])):
         if user.name in names:
             raise ValueError(f"{user.name!r} is named twice: every gate, central instance and bridge needs its own user")
         names.add(user.name)
@@ -128,6 +152,8 @@ def build(site: str, *, gates: Iterable[User], centrals: Iterable[User], share_g
             add(user, f"ha-{gate}", ha_gate_acls(site_topics.gate(gate)), f"Home Assistant connection of gate {gate}")
         elif kind == "homeassistant":
             add(user, "homeassistant", homeassistant_acls(site_topics), "Home Assistant")
+        elif kind == "admin":
+            add(user, f"admin-{user.name}", admin_acls(), f"dynamic-security admin of {site}")
         elif kind == "central":
             add(user, f"central-{user.name}", central_acls(site_topics, share_group), f"central of {site}")
         else:

@@ -2,7 +2,11 @@
 set, `$share/...` included"): mosquitto with its dynamic-security plugin, started from the
 shipped docs/mosquitto-dynsec.conf, its users written by `gate central broker dynsec`, with
 a real gate and central. Every SUBSCRIBE outside a user's own topics is refused when it is
-made (reason 135), so a compromised gate cannot even join central's shared subscription."""
+made (reason 135), so a compromised gate cannot even join central's shared subscription.
+
+`gate central broker apply` brings a changed file to the running broker through the
+plugin's control topic as the admin user (`broker dynsec --admin`): a gate added or
+withdrawn without restarting mosquitto."""
 from __future__ import annotations
 
 import json
@@ -46,6 +50,22 @@ def provision(d: Path, key: Ed25519PrivateKey, *extra: str, group: str | None = 
                          cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     return out, pw
+
+
+def write_file(d: Path, out: Path, pw: Path, *gates: str, admin: str = "admin") -> None:
+    """`broker dynsec` again (over the file the running broker loaded, as README says)."""
+    res = subprocess.run([sys.executable, "-m", "gate.cli.main", "central", "-c", str(d / "central.toml"), "broker",
+                          "dynsec", str(out), *(a for g in gates for a in ("--gate", g)), "--admin", admin,
+                          "--passwords", str(pw)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+
+
+def apply(d: Path, out: Path, pw: Path, b: Broker | None, *extra: str) -> subprocess.CompletedProcess[str]:
+    """`broker apply` as admin; without b, to the broker CENTRAL.toml names."""
+    return subprocess.run([sys.executable, "-m", "gate.cli.main", "central", "-c", str(d / "central.toml"), "broker",
+                           "apply", str(out), "--admin", "admin", "--passwords", str(pw),
+                           *(("--broker", b.url) if b else ()), *extra],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
 
 
 class Client:
@@ -194,3 +214,142 @@ def test_a_broker_restart_under_dynsec_loses_nothing(broker_factory, tmp_path: P
         stored = [e["id"] for e in central.store.events("drill")]
         assert sorted(stored) == sorted(gate_ids(r)) and len(stored) == len(set(stored))
         central.stop()
+
+
+def test_a_gate_added_to_the_file_logs_in_without_a_broker_restart(broker_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    d = tmp_path / "site"
+    out, pw = provision(d, Ed25519PrivateKey.generate(), "--admin", "admin")
+    b = dynsec_broker(broker_factory, tmp_path / "broker", out)
+    assert b.proc is not None
+    pid = b.proc.pid
+    # The broker URL is CENTRAL.toml's when --broker is not given.
+    toml = d / "central.toml"
+    toml.write_text(toml.read_text(encoding="utf-8").replace("mqtt://127.0.0.1:1", b.url), encoding="utf-8")
+    res = apply(d, out, pw, None)
+    assert (res.returncode, res.stdout) == (0, "nothing to change\n"), res.stderr  # the broker loaded this very file
+    write_file(d, out, pw, "drill", "other", "third")
+    res = apply(d, out, pw, None)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == ["created role gate-third (23 ACLs)",
+                                       "created client third (client id third, roles gate-third)",
+                                       f"2 change(s) applied to {b.url}"]
+    third = Client(b, "third", (pw / "third").read_text(encoding="utf-8").strip(), "third")
+    assert not third.result.is_failure
+    for own in (f"{PREFIX}/third/cmd", f"{PREFIX}/third/receipt", f"{PREFIX}/passes"):
+        assert third.subscribe(own), own
+    for refused in (f"{PREFIX}/drill/cmd", f"{PREFIX}/other/receipt", f"{PREFIX}/+/events", f"{PREFIX}/#"):
+        assert not third.subscribe(refused), refused
+    assert third.publish(f"{PREFIX}/third/status", b"{}")
+    third.close()
+    assert Client(b, "third", "wrong", "third").result.is_failure
+    # The same mosquitto all along: no restart, no reload.
+    assert b.running and b.proc.pid == pid and b.log().count("--- start on port") == 1
+    assert "mosquitto version" in b.log() and b.log().count("starting") == 1
+
+
+def test_apply_twice_changes_nothing_and_undoes_changes_made_by_hand(broker_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from sync.dynsec_control import Control, Endpoint
+
+    d = tmp_path / "site"
+    out, pw = provision(d, Ed25519PrivateKey.generate(), "--admin", "admin")
+    b = dynsec_broker(broker_factory, tmp_path / "broker", out)
+    admin_pw = (pw / "admin").read_text(encoding="utf-8").strip()
+    # Someone changes the running broker by hand: another ACL for gate drill, a user the file lacks.
+    with Control(Endpoint(b.host, b.port), "admin", admin_pw, timeout=5) as ctl:
+        ctl.run([{"command": "addRoleACL", "rolename": "gate-drill", "acltype": "subscribePattern", "topic": "#",
+                  "priority": 0, "allow": True}])
+        ctl.run([{"command": "createClient", "username": "intruder", "password": "x", "roles": [{"rolename": "gate-drill"}]}])
+        ctl.run([{"command": "modifyClient", "username": "other", "clientid": "someone-else"}])
+    assert Client(b, "intruder", "x", "intruder").subscribe(f"{PREFIX}/#")
+    # The plugin saves every change to its file (the one it loaded): the operator writes it again.
+    assert "intruder" in out.read_text(encoding="utf-8")
+    write_file(d, out, pw, "drill", "other")
+    res = apply(d, out, pw, b)
+    assert res.returncode == 0, res.stderr
+    assert sorted(res.stdout.splitlines()) == sorted([
+        "changed role gate-drill: 0 ACL(s) added or changed, 1 removed",
+        "changed client other: client id someone-else -> other",
+        "deleted client intruder (its connection, if any, is closed)",
+        f"3 change(s) applied to {b.url}"])
+    assert Client(b, "intruder", "x", "intruder").result.is_failure
+    assert not Client(b, "drill", "gate-pw", "drill").subscribe(f"{PREFIX}/#")
+    res = apply(d, out, pw, b)
+    assert (res.returncode, res.stdout) == (0, "nothing to change\n"), res.stderr
+
+
+def test_a_withdrawn_gate_is_cut_off_at_once_while_the_others_sync(broker_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    d = tmp_path / "site"
+    out, pw = provision(d, Ed25519PrivateKey.generate(), "--admin", "admin", group="cdrilltest")
+    b = dynsec_broker(broker_factory, tmp_path / "broker", out)
+    other_pw = (pw / "other").read_text(encoding="utf-8").strip()
+    with Rehearsal(gate_drill(b, tmp_path / "gate", receipt_timeout_s=10.0)) as r:
+        central = start_central(tmp_path / "central", b.url, r.keys.central,
+                                extra=f'username = "central"\npassword_file = "{pw / "central"}"\ngroup = "cdrilltest"\n')
+        assert r.app.sync.link.wait_connected(10)
+        enter(r, 0.0, "r1")
+        other = Client(b, "other", other_pw, "other")  # the gate to withdraw (stolen), connected
+        assert other.subscribe(f"{PREFIX}/other/cmd")
+        closed = threading.Event()
+        other.c.on_disconnect = lambda *a: closed.set()
+        write_file(d, out, pw, "drill")
+        res = apply(d, out, pw, b)
+        assert res.returncode == 0, res.stderr
+        assert res.stdout.splitlines() == ["deleted client other (its connection, if any, is closed)",
+                                           "deleted role gate-other", f"2 change(s) applied to {b.url}"]
+        assert closed.wait(5), "other's connection stayed open"
+        other.c.loop_stop()
+        assert Client(b, "other", other_pw, "other").result.is_failure
+        # Gate drill was not touched: its session stays, and what it decides next reaches central once.
+        assert "Client drill disconnected" not in b.log()
+        before = gate_ids(r)
+        for i in range(1, 4):
+            enter(r, i * 60.0, "r1" if i % 2 == 0 else "r2")
+        after = gate_ids(r) - before
+        assert after
+        r.finish()
+        assert r.drain(30), r.app.sync.publisher.counters.snapshot()
+        stored = [e["id"] for e in central.store.events("drill")]
+        assert sorted(stored) == sorted(gate_ids(r)) and all(stored.count(i) == 1 for i in after)
+        central.stop()
+
+
+def test_apply_errors_are_clear_and_the_admin_reaches_no_gate_topic(broker_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    d = tmp_path / "site"
+    out, pw = provision(d, Ed25519PrivateKey.generate(), "--admin", "admin")
+    b = dynsec_broker(broker_factory, tmp_path / "broker", out)
+    doc = json.loads(out.read_text(encoding="utf-8"))
+    admin_role = next(r for r in doc["roles"] if r["rolename"] == "admin-admin")
+    assert {(a["acltype"], a["topic"]) for a in admin_role["acls"]} == {
+        ("publishClientSend", "$CONTROL/dynamic-security/v1"),
+        ("subscribeLiteral", "$CONTROL/dynamic-security/v1/response"),
+        ("publishClientReceive", "$CONTROL/dynamic-security/v1/response")}
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    (wrong / "admin").write_text("not-the-password\n", encoding="utf-8")
+    res = apply(d, out, wrong, b)
+    assert res.returncode != 0 and "refused admin's login" in res.stderr and res.stdout == "", res.stderr
+    res = apply(d, out, pw, None)  # CENTRAL.toml's broker: nobody listens on port 1
+    assert res.returncode != 0 and "cannot reach the broker at mqtt://127.0.0.1:1" in res.stderr, res.stderr
+    # An answer with an error names the command and the plugin's text, and stops there.
+    doc["clients"].append({"username": "broken", "clientid": "broken", "textname": 5, "roles": []})
+    (pw / "broken").write_text("pw\n", encoding="utf-8")
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(doc), encoding="utf-8")
+    res = apply(d, bad, pw, b)
+    assert res.returncode != 0 and res.stdout == "", res.stderr
+    assert "refused createClient (username broken): Invalid/missing textname" in res.stderr, res.stderr
+    # What the plugin would drop without a word is refused before anything is changed.
+    doc["roles"].append({"rolename": "odd", "acls": [{"acltype": "nonsense", "topic": "x", "priority": 0, "allow": True}]})
+    bad.write_text(json.dumps(doc), encoding="utf-8")
+    res = apply(d, bad, pw, b)
+    assert res.returncode != 0 and "unknown ACL type(s): nonsense in role odd" in res.stderr, res.stderr
+    # No plugin answering: a time-out, not a hang.
+    plain = broker_factory(name="plain")
+    res = apply(d, out, pw, plain, "--timeout", "1")
+    assert res.returncode != 0 and "no answer from the broker" in res.stderr and "within 1 s" in res.stderr, res.stderr
+    # The admin may use the control topic and nothing else.
+    admin = Client(b, "admin", (pw / "admin").read_text(encoding="utf-8").strip(), "admin")
+    assert not admin.result.is_failure
+    for refused in (f"{PREFIX}/drill/cmd", f"{PREFIX}/+/events", f"{PREFIX}/#", "#", "$CONTROL/#"):
+        assert not admin.subscribe(refused), refused
+    assert not admin.publish(f"{PREFIX}/drill/cmd", b"{}")
