@@ -108,14 +108,16 @@ class PostgresUnavailable(RuntimeError):
 
 
 class Postgres:
-    """A throwaway PostgreSQL cluster on a Unix socket (no TCP listener), as in
-    tests/test_central.py's fixture but with the server's defaults (fsync and
-    synchronous_commit on: a stored event survives a power cut, as with SQLite's
-    synchronous=FULL). ``with Postgres() as pg: pg.create_database("x")`` gives a DSN.
-    Its directory is a temp dir of its own (run as root, the server runs as user
-    postgres, who must be able to reach it), removed when it stops."""
+    """A throwaway PostgreSQL cluster on a Unix socket (no TCP listener). By default
+    with the server's defaults (fsync and synchronous_commit on: a stored event
+    survives a power cut, as with SQLite's synchronous=FULL), what the benchmarks
+    measure; ``durable=False`` (fsync off) for tests, which need it fast, not safe.
+    ``with Postgres() as pg: pg.create_database("x")`` gives a DSN. Its directory is a
+    temp dir of its own (run as root, the server runs as user postgres, who must be
+    able to reach it), removed when it stops."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, durable: bool = True) -> None:
+        self.durable = durable
         self.dir = Path(tempfile.mkdtemp(prefix="bench-pg-"))
         self.data, self.sock = self.dir / "data", self.dir / "sock"
         self.port = 0
@@ -146,7 +148,8 @@ class Postgres:
             subprocess.run(self._prefix + [initdb, "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8"],
                            check=True, capture_output=True, timeout=120)
             subprocess.run(self._prefix + [self._pg_ctl, "-D", str(self.data), "-l", str(self.dir / "pg.log"), "-w", "-t", "60",
-                                           "-o", f"-p {self.port} -k {self.sock} -c listen_addresses=''", "start"],
+                                           "-o", f"-p {self.port} -k {self.sock} -c listen_addresses=''"
+                                           + ("" if self.durable else " -c fsync=off"), "start"],
                            check=True, capture_output=True, timeout=120)
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError, KeyError, LookupError) as exc:
             detail = (getattr(exc, "stderr", b"") or b"").decode(errors="replace")[:300]

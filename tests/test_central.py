@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 import threading
 import time
@@ -522,54 +521,21 @@ def test_acl_keeps_a_gate_to_its_own_topics(broker_factory, make_central, tmp_pa
 # ---------------------------------------------------------------- PostgreSQL
 
 
-def _pg_bin(name: str) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    for d in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
-        if (d / name).exists():
-            return str(d / name)
-    return None
-
-
 @pytest.fixture(scope="module")
 def postgres_dsn():  # type: ignore[no-untyped-def]
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        pytest.skip("psycopg is not installed (pip install 'psycopg[binary]'); the SQLite path is covered by the other tests")
-    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
-    if not initdb or not pg_ctl:
-        pytest.skip("PostgreSQL server binaries not found (apt install postgresql); the SQLite path is covered by the other tests")
-    from tests.mqtt_broker import free_port
+    """A throwaway PostgreSQL (bench/procs.py's, fsync off); skipped only where none can run."""
+    from bench.procs import Postgres, PostgresUnavailable
 
-    d = Path(tempfile.mkdtemp(prefix="pg-"))
-    data, sock = d / "data", d / "sock"
-    sock.mkdir()
-    prefix: list[str] = []
-    if os.geteuid() == 0:  # postgres refuses to run as root
-        runuser = shutil.which("runuser")
-        if not runuser:
-            pytest.skip("running as root without runuser: cannot start PostgreSQL as another user")
-        shutil.chown(d, "postgres")
-        shutil.chown(sock, "postgres")
-        prefix = [runuser, "-u", "postgres", "--"]
-    port = free_port()
+    pg = Postgres(durable=False)
     try:
-        subprocess.run(prefix + [initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"],
-                       check=True, capture_output=True, timeout=60)
-        subprocess.run(prefix + [pg_ctl, "-D", str(data), "-l", str(d / "pg.log"), "-w", "-t", "30", "-o",
-                                 f"-p {port} -k {sock} -c listen_addresses='' -c fsync=off", "start"],
-                       check=True, capture_output=True, timeout=60)
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
-        detail = getattr(exc, "stderr", b"") or b""
-        shutil.rmtree(d, ignore_errors=True)
-        pytest.skip(f"could not start a local PostgreSQL: {exc} {detail.decode(errors='replace')[:300]}")
+        pg.start()
+    except PostgresUnavailable as exc:
+        pg.stop()
+        pytest.skip(f"{exc}; the SQLite path is covered by the other tests")
     try:
-        yield f"postgresql://postgres@/postgres?host={sock}&port={port}"
+        yield pg.dsn("postgres")
     finally:
-        subprocess.run(prefix + [pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True, timeout=30)
-        shutil.rmtree(d, ignore_errors=True)
+        pg.stop()
 
 
 def test_postgresql_backend(postgres_dsn: str, broker: Broker, make_central, keys: tuple[Path, KeyRing]) -> None:  # type: ignore[no-untyped-def]

@@ -15,7 +15,8 @@ from typing import Any
 
 from sync.central import quarantine
 from tests.mqtt_broker import Broker
-from tests.test_central import PREFIX, GateClient, _pg_bin, event, keys, make_central, postgres_dsn, wait_for  # noqa: F401
+from bench.procs import _pg_bin
+from tests.test_central import PREFIX, GateClient, event, keys, make_central, postgres_dsn, wait_for  # noqa: F401
 
 SURROGATE = "\ud800"  # json.dumps writes it as the escape \ud800: valid JSON, not storable as UTF-8
 

@@ -25,7 +25,7 @@ from sync.central import privacy
 from sync.central.cli import central as central_cli
 from tests.mqtt_broker import Broker
 from tests.sync_helpers import Listener, start_central, trust_central
-from tests.test_central import _pg_bin, postgres_dsn  # noqa: F401  (the PostgreSQL fixture)
+from tests.test_central import postgres_dsn  # noqa: F401  (the PostgreSQL fixture)
 
 NOW = datetime.now(timezone.utc)
 TABLES = ("events", "passes", "changes", "policies", "commands", "status", "reports", "tombstones", "presence_items",
