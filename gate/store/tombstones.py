@@ -102,16 +102,18 @@ class TombstonesMixin:
         """Inside a write transaction: the ids are issued again. A removed pass's cards
         were kept only to be refused: they go with its tombstone, so a card of the old
         holder never opens for whoever is given the id next (the new row says its own)."""
-        removed = [(i,) for i in ids if c.execute("SELECT 1 FROM tombstones WHERE pass_id = ?", (i,)).fetchone()]
-        c.executemany("DELETE FROM card_bindings WHERE pass_id = ?", removed)
-        c.executemany("DELETE FROM tombstones WHERE pass_id = ?", removed)
+        keys = [(i,) for i in ids]
+        c.executemany("DELETE FROM card_bindings WHERE pass_id = ?1 AND EXISTS"
+                      " (SELECT 1 FROM tombstones WHERE pass_id = ?1)", keys)
+        c.executemany("DELETE FROM tombstones WHERE pass_id = ?", keys)
 
     def forget_tombstones(self, now: float | None = None) -> int:
         """Maintenance: drop tombstones whose pass could no longer be valid anyway."""
         now = time.time() if now is None else now
         with self.write() as c:
-            n = c.execute("DELETE FROM tombstones WHERE until IS NOT NULL AND until < ?", (now,)).rowcount
-            if n:  # their cards, bound to ids that are neither a pass nor removed any more
-                c.execute("DELETE FROM card_bindings WHERE pass_id NOT IN (SELECT id FROM passes)"
-                          " AND pass_id NOT IN (SELECT pass_id FROM tombstones)")
-            return n
+            # Their cards go with them, by key: no scan of the bindings under the write lock.
+            ended = [(r[0],) for r in c.execute("SELECT pass_id FROM tombstones WHERE until IS NOT NULL AND until < ?",
+                                                (now,))]
+            c.executemany("DELETE FROM card_bindings WHERE pass_id = ?", ended)
+            c.executemany("DELETE FROM tombstones WHERE pass_id = ?", ended)
+            return len(ended)
